@@ -1,0 +1,40 @@
+# `make demo` and `make test` work on a fresh machine: they create .venv and install what they need.
+# The control-plane tests also need Go (to build kube-apiserver, kubectl and etcd once, cached).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint unit control-plane clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Replay the embedded example: a quota autoscaler's log -> the Events and metrics it stands for.
+demo: $(STAMP)
+	$(BIN)/event-sidecar check examples/quota-autoscaler.rules.yaml
+	$(BIN)/event-sidecar replay examples/quota-autoscaler.log \
+		--rules examples/quota-autoscaler.rules.yaml --host quota-autoscaler-7d9f8-x2x9k --metrics
+
+## Lint, type-check and run every test (including those against a real kube-apiserver).
+test: lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict sidecar
+
+## The tests that need no cluster.
+unit: $(STAMP)
+	$(BIN)/pytest -m "not controlplane"
+
+## Build (or find in the cache) kube-apiserver, kubectl and etcd; prints their folder.
+control-plane:
+	tools/build-control-plane.sh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,348 @@
+"""Decoding one log line, in any format a Kubernetes controller writes, into a `Record`.
+
+The format is recognised per line, without configuration, because one controller's log often mixes
+them (klog text from client-go beside zap JSON from controller-runtime, plain text at start-up):
+
+- JSON objects: controller-runtime zap, klog JSON, logrus JSON and Go slog JSON;
+- controller-runtime's console encoder: `<ts>\\t<LEVEL>\\t[<logger>\\t]<msg>\\t{json}`;
+- klog text: `I1025 00:15:15.525108 1 file.go:116] "msg" key="value" ...`;
+- logfmt (logrus text, go-kit): `time=... level=info msg="..." key=value`.
+
+Nothing here raises on bad input: a line that is none of these decodes to an `Undecodable` that
+says why, so the caller can count it. Invalid UTF-8 is replaced, never fatal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from sidecar.records import ObjectRef, Record
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Why a line did not decode; `reason` is a bounded label value for metrics."""
+
+    reason: str
+
+
+EMPTY: Final = Undecodable("empty")
+#: A line that continues the previous one (klog's multi-line `key=<` values, stack traces).
+CONTINUATION: Final = Undecodable("continuation")
+INVALID_JSON: Final = Undecodable("invalid_json")
+UNRECOGNISED: Final = Undecodable("unrecognised")
+
+#: Every spelling of a level seen in controller logs, mapped onto (canonical level, verbosity).
+_LEVELS: Final[dict[str, tuple[str, int]]] = {
+    "trace": ("debug", 2),
+    "debug": ("debug", 1),
+    "dbg": ("debug", 1),
+    "info": ("info", 0),
+    "inf": ("info", 0),
+    "notice": ("info", 0),
+    "warn": ("warning", 0),
+    "warning": ("warning", 0),
+    "wrn": ("warning", 0),
+    "error": ("error", 0),
+    "err": ("error", 0),
+    "dpanic": ("error", 0),
+    "crit": ("fatal", 0),
+    "critical": ("fatal", 0),
+    "panic": ("fatal", 0),
+    "fatal": ("fatal", 0),
+}
+_KLOG_SEVERITY: Final = {"I": "info", "W": "warning", "E": "error", "F": "fatal"}
+_ZAP_VLEVEL = re.compile(r"Level\((-?\d+)\)")
+
+_TIME_KEYS: Final = ("ts", "time", "timestamp", "@timestamp")
+_LEVEL_KEYS: Final = ("level", "lvl", "severity")
+_MESSAGE_KEYS: Final = ("msg", "message")
+
+_KLOG_HEADER = re.compile(
+    r"([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+\d+ [^\]\s]+\] ?(.*)", re.DOTALL
+)
+#: One `key=value` pair of logfmt or klog's structured text; values may be Go-quoted strings.
+_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|\S*)')
+_QUOTED_PREFIX = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NAMESPACED_NAME = re.compile(
+    r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9.:_]*[a-zA-Z0-9])?"
+)
+_GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[abfnrtv\\\"'])")
+_GO_SIMPLE_ESCAPES: Final = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+}
+
+
+def decode(line: bytes, *, year: int) -> Record | Undecodable:
+    """Decode one line (without its newline) into a record.
+
+    `year` completes klog's timestamps, which carry no year; callers pass the current one.
+    """
+    if line[:1] in (b" ", b"\t") and line.strip():
+        return CONTINUATION
+    line = line.strip()
+    if not line:
+        return EMPTY
+    first = line[0]
+    if first == 0x7B:  # "{"
+        return _decode_json_line(line)
+    text = line.decode("utf-8", "replace")
+    if first in b"IWEF" and (match := _KLOG_HEADER.fullmatch(text)) is not None:
+        return _decode_klog_text(match, year)
+    if b"\t" in line:
+        record = _decode_zap_console(text.split("\t"))
+        if record is not None:
+            return record
+    if b"=" in line:
+        record = _decode_logfmt(text)
+        if record is not None:
+            return record
+    return UNRECOGNISED
+
+
+def _decode_json_line(line: bytes) -> Record | Undecodable:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        # orjson refuses invalid UTF-8 outright; a replaced copy may still be a valid object.
+        try:
+            obj = orjson.loads(line.decode("utf-8", "replace"))
+        except orjson.JSONDecodeError:
+            return INVALID_JSON
+    if type(obj) is not dict:
+        return INVALID_JSON
+    return record_from_mapping(obj, "json")
+
+
+def record_from_mapping(obj: dict[str, Any], fmt: str) -> Record:
+    """Lift the well-known keys out of a decoded JSON or logfmt object; the rest are fields.
+
+    `obj` is consumed: the lifted keys are popped from it and it becomes the record's fields.
+    """
+    message = _pop_first(obj, _MESSAGE_KEYS)
+    raw_level = _pop_first(obj, _LEVEL_KEYS)
+    if raw_level is not None:
+        level, verbosity = parse_level(raw_level)
+    elif "v" in obj:
+        # klog JSON has no level, only the V-level of info lines.
+        verbosity = _as_int(obj.pop("v"))
+        level = "info" if verbosity <= 0 else "debug"
+    else:
+        level, verbosity = ("error", 0) if "err" in obj else ("info", 0)
+    raw_time = _pop_first(obj, _TIME_KEYS)
+    logger = obj.pop("logger", "")
+    return Record(
+        message=message if type(message) is str else ("" if message is None else str(message)),
+        level=level,
+        verbosity=verbosity,
+        time=parse_time(raw_time) if raw_time is not None else None,
+        logger=logger if type(logger) is str else str(logger),
+        fields=obj,
+        refs=_mapping_refs(obj),
+        format=fmt,
+    )
+
+
+def _pop_first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in obj:
+            return obj.pop(key)
+    return None
+
+
+def _mapping_refs(fields: dict[str, Any]) -> dict[str, ObjectRef]:
+    """Object references of a JSON line: `Kind: {name, namespace}` values and top-level pairs."""
+    refs: dict[str, ObjectRef] = {}
+    for key, value in fields.items():
+        if type(value) is dict:
+            name = value.get("name")
+            if type(name) is str and name:
+                namespace = value.get("namespace")
+                refs[key] = ObjectRef(name, namespace if type(namespace) is str else "")
+        elif type(value) is str and "/" in value and _NAMESPACED_NAME.fullmatch(value):
+            namespace, _, name = value.partition("/")
+            refs[key] = ObjectRef(name, namespace)
+    name = fields.get("name")
+    if type(name) is str and name:
+        namespace = fields.get("namespace")
+        refs[""] = ObjectRef(name, namespace if type(namespace) is str else "")
+    return refs
+
+
+def parse_level(raw: Any) -> tuple[str, int]:
+    """Map a level value onto (canonical level, verbosity); unknown spellings count as info."""
+    if type(raw) is int:
+        # logr/zap numeric levels: negative is more verbose.
+        return ("info", 0) if raw >= 0 else ("debug", -raw)
+    text = str(raw)
+    known = _LEVELS.get(text.lower())
+    if known is not None:
+        return known
+    if match := _ZAP_VLEVEL.fullmatch(text):
+        verbosity = -int(match.group(1))
+        return ("debug", verbosity) if verbosity > 0 else ("info", 0)
+    # slog's offset levels such as "INFO+2" or "WARN-4".
+    base = text.lower().split("+", 1)[0].split("-", 1)[0]
+    return _LEVELS.get(base, ("info", 0))
+
+
+def parse_time(raw: Any) -> float | None:
+    """RFC 3339 text, or epoch seconds or milliseconds (number or text), to epoch seconds."""
+    if type(raw) is str:
+        try:
+            return datetime.fromisoformat(raw).timestamp()
+        except ValueError:
+            try:
+                raw = float(raw)
+            except ValueError:
+                return None
+    if type(raw) in (int, float):
+        value = float(raw)
+        # Seconds until the year 5138; anything larger is milliseconds.
+        return value / 1000.0 if value > 1e11 else value
+    return None
+
+
+def _as_int(raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _decode_klog_text(match: re.Match[str], year: int) -> Record:
+    severity, month, day, hour, minute, second, micro, rest = match.groups()
+    try:
+        stamp = datetime(
+            year, int(month), int(day), int(hour), int(minute), int(second), int(micro), tzinfo=UTC
+        ).timestamp()
+    except ValueError:
+        stamp = None
+    if rest.startswith('"') and (quoted := _QUOTED_PREFIX.match(rest)) is not None:
+        # Structured klog: a quoted message followed by key=value pairs.
+        message = unquote_go(quoted.group())
+        fields = _parse_pairs(rest[quoted.end() :])
+    else:
+        message, fields = rest, {}
+    return Record(
+        message=message,
+        level=_KLOG_SEVERITY[severity],
+        time=stamp,
+        fields=fields,
+        refs=_text_refs(fields),
+        format="klog",
+    )
+
+
+def _decode_zap_console(parts: list[str]) -> Record | None:
+    """`ts LEVEL [logger] [caller] msg [{json}]`, controller-runtime's development encoder."""
+    if len(parts) < 3:
+        return None
+    level_text = parts[1]
+    known = _LEVELS.get(level_text.lower())
+    if known is None:
+        if not level_text.startswith("Level("):
+            return None
+        known = parse_level(level_text)
+    stamp = parse_time(parts[0])
+    if stamp is None:
+        return None
+    rest = parts[2:]
+    fields: dict[str, Any] = {}
+    if len(rest) > 1 and rest[-1].startswith("{"):
+        try:
+            loaded = orjson.loads(rest[-1])
+        except orjson.JSONDecodeError:
+            loaded = None
+        if type(loaded) is dict:
+            fields = loaded
+            rest = rest[:-1]
+    message = rest[-1]
+    logger = rest[0] if len(rest) > 1 else ""
+    return Record(
+        message=message,
+        level=known[0],
+        verbosity=known[1],
+        time=stamp,
+        logger=logger,
+        fields=fields,
+        refs=_mapping_refs(fields),
+        format="zap-console",
+    )
+
+
+def _decode_logfmt(text: str) -> Record | None:
+    fields = _parse_pairs(text)
+    if not any(key in fields for key in ("msg", "message", "level", "lvl")):
+        return None
+    record = record_from_mapping(fields, "logfmt")
+    refs = _text_refs(record.fields)
+    refs.update(record.refs)
+    return Record(
+        message=record.message,
+        level=record.level,
+        verbosity=record.verbosity,
+        time=record.time,
+        logger=record.logger,
+        fields=record.fields,
+        refs=refs,
+        format="logfmt",
+    )
+
+
+def _parse_pairs(text: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in _PAIR.findall(text):
+        fields[key] = unquote_go(value) if value.startswith('"') else value
+    return fields
+
+
+def _text_refs(fields: dict[str, Any]) -> dict[str, ObjectRef]:
+    """klog's `KObj` renders references as `ns/name`; a bare name is resolved by the rule."""
+    refs: dict[str, ObjectRef] = {}
+    for key, value in fields.items():
+        if type(value) is str and "/" in value and _NAMESPACED_NAME.fullmatch(value):
+            namespace, _, name = value.partition("/")
+            refs[key] = ObjectRef(name, namespace)
+    return refs
+
+
+def unquote_go(quoted: str) -> str:
+    """Undo Go's `strconv.Quote` (klog and logrus quote values with it).
+
+    JSON covers the common escapes; Go's `\\x`, `\\a`, `\\v`, `\\U` are handled by hand because no
+    library parses Go string literals. A value cut short (no closing quote) is kept as written.
+    """
+    if len(quoted) < 2 or not quoted.endswith('"'):
+        return quoted
+    if "\\" not in quoted:
+        return quoted[1:-1]
+    try:
+        loaded = orjson.loads(quoted)
+    except orjson.JSONDecodeError:
+        return _GO_ESCAPE.sub(_replace_go_escape, quoted[1:-1])
+    return loaded if type(loaded) is str else quoted
+
+
+def _replace_go_escape(match: re.Match[str]) -> str:
+    escape = match.group(1)
+    if escape[0] in "xuU":
+        try:
+            return chr(int(escape[1:], 16))
+        except ValueError:
+            return match.group()
+    return _GO_SIMPLE_ESCAPES[escape]

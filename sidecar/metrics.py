@@ -1,0 +1,124 @@
+"""The `event_sidecar_` Prometheus metrics, always on a registry the caller passes in.
+
+Label values are bounded: `reason` and `rule` come from the rules file, `source` from the command
+line, `cause` and `result` from the fixed vocabularies below.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Why an Event was not written. Every one is counted; client-go drops most of these silently.
+DROP_CAUSES = (
+    "spam_filter",
+    "queue_full",
+    "forbidden",
+    "namespace_terminating",
+    "namespace_missing",
+    "conflict",
+    "invalid",
+    "rejected",
+    "retries_exhausted",
+    "shutdown",
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_emitted = Counter(
+            "event_sidecar_events_emitted",
+            "Events accepted by the sink, by reason, type and write (create or patch).",
+            ["reason", "type", "write"],
+            registry=registry,
+        )
+        self.events_aggregated = Counter(
+            "event_sidecar_events_aggregated",
+            "Events folded into a '(combined from similar events)' Event, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.events_dropped = Counter(
+            "event_sidecar_events_dropped",
+            "Events not written, by cause.",
+            ["cause"],
+            registry=registry,
+        )
+        self.lines_read = Counter(
+            "event_sidecar_lines_read", "Lines read, by source.", ["source"], registry=registry
+        )
+        self.bytes_read = Counter(
+            "event_sidecar_bytes_read", "Bytes read, by source.", ["source"], registry=registry
+        )
+        self.lines_skipped = Counter(
+            "event_sidecar_lines_skipped",
+            "Lines that contain no literal any rule needs, so were not decoded, by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.lines_undecodable = Counter(
+            "event_sidecar_lines_undecodable",
+            "Lines no decoder recognised, by source and reason.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.lines_too_long = Counter(
+            "event_sidecar_lines_too_long",
+            "Lines longer than the limit, skipped, by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.rule_matches = Counter(
+            "event_sidecar_rule_matches", "Lines matched, by rule.", ["rule"], registry=registry
+        )
+        self.rule_misses = Counter(
+            "event_sidecar_rule_misses",
+            "Matched lines that lacked a field the rule needs, by rule and field.",
+            ["rule", "field"],
+            registry=registry,
+        )
+        self.transitions_unchanged = Counter(
+            "event_sidecar_transitions_unchanged",
+            "Matched lines whose transition state did not change (no Event), by rule.",
+            ["rule"],
+            registry=registry,
+        )
+        self.object_lookups = Counter(
+            "event_sidecar_object_lookups",
+            "Involved-object look-ups (uid, resourceVersion, apiVersion), by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.rotations = Counter(
+            "event_sidecar_rotations",
+            "Log files rotated (rename) or truncated (copytruncate), by source and kind.",
+            ["source", "kind"],
+            registry=registry,
+        )
+        self.source_lag = Gauge(
+            "event_sidecar_source_lag_bytes",
+            "Bytes written to a source but not read yet.",
+            ["source"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "event_sidecar_queue_depth", "Events waiting to be written.", registry=registry
+        )
+        self.api_latency = Histogram(
+            "event_sidecar_api_request_duration_seconds",
+            "Kubernetes API request latency, by verb and result.",
+            ["verb", "result"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.event_latency = Histogram(
+            "event_sidecar_event_latency_seconds",
+            "From a line being read to its Event being accepted by the API.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        # Pre-create the fixed label values so dashboards see zeros, not gaps.
+        for cause in DROP_CAUSES:
+            self.events_dropped.labels(cause)

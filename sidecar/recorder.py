@@ -1,0 +1,126 @@
+"""Turning `EventSpec`s into written Events: resolve, build, correlate, write with retries.
+
+The one place where every Event's fate is decided and counted, shared by `replay` and the daemon
+(which calls it from its poster thread). It blocks while it retries, as client-go's recorder does,
+so it never runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sidecar.correlate import Correlator, Suppressed, Write
+from sidecar.events import EventNamer, InvalidEvent, make_event
+from sidecar.metrics import Metrics
+from sidecar.pipeline import EventSpec
+from sidecar.sinks import NotFound, Refused, Sink, Unreachable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    #: client-go's `maxTriesPerEvent`.
+    max_tries: int = 12
+    #: client-go's `sleepDuration`; the first wait is a random part of it so that many clients
+    #: do not retry in step after an apiserver outage.
+    interval_seconds: float = 10.0
+
+
+class Recorder:
+    def __init__(
+        self,
+        *,
+        sink: Sink,
+        correlator: Correlator,
+        namer: EventNamer,
+        metrics: Metrics,
+        component: str,
+        host: str,
+        clock: Callable[[], float],
+        retry: RetrySettings = RetrySettings(),
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.sink = sink
+        self.correlator = correlator
+        self.namer = namer
+        self.metrics = metrics
+        self.component = component
+        self.host = host
+        self.clock = clock
+        self.retry = retry
+        self._sleep = sleep
+        self._jitter = jitter
+
+    def record(self, spec: EventSpec) -> str:
+        """Write the Event `spec` calls for; return what happened (a label, for logs and tests):
+        `create`, `patch`, or the drop cause."""
+        involved = self.sink.resolve(spec.target)
+        try:
+            event = make_event(
+                involved=involved,
+                type=spec.type,
+                reason=spec.reason,
+                message=spec.message,
+                component=self.component,
+                host=self.host,
+                now=self.clock(),
+                name=self.namer(involved.name),
+            )
+        except InvalidEvent as error:
+            log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
+            return self._drop("invalid")
+        decision = self.correlator.correlate(event)
+        if type(decision) is Suppressed:
+            return self._drop(decision.cause)
+        assert type(decision) is Write
+        if decision.aggregated:
+            self.metrics.events_aggregated.labels(spec.reason).inc()
+        return self._write(decision)
+
+    def _write(self, decision: Write) -> str:
+        event = decision.event
+        for attempt in range(1, self.retry.max_tries + 1):
+            try:
+                written = self._write_once(decision)
+            except Unreachable as error:
+                log.warning(
+                    "cannot reach the API for Event %s/%s (try %d of %d): %s",
+                    event.namespace,
+                    event.name,
+                    attempt,
+                    self.retry.max_tries,
+                    error,
+                )
+                if attempt < self.retry.max_tries:
+                    factor = self._jitter() if attempt == 1 else 1.0
+                    self._sleep(self.retry.interval_seconds * factor)
+                continue
+            except Refused as error:
+                log.warning("the API refused Event %s/%s: %s", event.namespace, event.name, error)
+                return self._drop(error.cause)
+            self.metrics.events_emitted.labels(event.reason, event.type, written).inc()
+            return written
+        return self._drop("retries_exhausted")
+
+    def _write_once(self, decision: Write) -> str:
+        if decision.patch is not None:
+            try:
+                self.sink.patch(decision.event, decision.patch)
+            except NotFound:
+                # The Event expired (--event-ttl); client-go re-creates it under the same name
+                # with the cumulative count.
+                pass
+            else:
+                return "patch"
+        self.sink.create(decision.event)
+        return "create"
+
+    def _drop(self, cause: str) -> str:
+        self.metrics.events_dropped.labels(cause).inc()
+        return cause

@@ -1,0 +1,225 @@
+"""The rules file's schema, validated by pydantic so that every mistake is reported precisely.
+
+Every model forbids unknown keys: a misspelt key is an error, never silently ignored.
+
+```yaml
+component: quota-autoscaler          # source.component and reportingComponent of every Event
+rules:
+  - name: quota-expanded             # unique; the `rule` label of the match counter
+    match:                           # all conditions must hold
+      message: Reconciled quota      # equality, or {any: [...]}, {regex: ...}, {exists: bool}
+      level: info                    # one level or a list
+      logger: quota                  # optional, same forms as message
+      fields: {resource: {any: [cpu, memory]}, hard: {exists: true}}
+    object: auto                     # or {apiVersion, kind, ref} or {kind, namespace, name}
+    transition: {key: "{resource}", state: "{hard}", first: skip}
+    type: Normal
+    reason: QuotaExpanded
+    message: "quota expanded: {resource} {from} -> {to}"
+```
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sidecar.records import LEVELS
+from sidecar.rules.templates import TemplateError, compile_template
+
+Level = Literal["debug", "info", "warning", "error", "fatal"]
+assert set(LEVELS) == {"debug", "info", "warning", "error", "fatal"}
+
+_REASON = re.compile(r"[A-Z][A-Za-z0-9]*")
+_RULE_NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
+_API_VERSION = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?")
+_KIND = re.compile(r"[A-Z][A-Za-z0-9]*")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Scalar = str | int | float | bool | None
+
+
+class Condition(_Strict):
+    """How one value is tested. A bare scalar in the file means `{equals: scalar}`."""
+
+    equals: Scalar = None
+    any: tuple[Scalar, ...] | None = Field(default=None, min_length=1)
+    regex: str | None = None
+    exists: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_means_equals(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return data
+        if isinstance(data, list):
+            return {"any": data}
+        return {"equals": data}
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Condition:
+        given = [name for name in ("any", "regex", "exists") if getattr(self, name) is not None]
+        if "equals" in self.model_fields_set:
+            given.append("equals")
+        if len(given) != 1:
+            raise ValueError(
+                "a condition is a value, or exactly one of equals, any, regex, exists; "
+                f"got {', '.join(given) or 'none'}"
+            )
+        return self
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"invalid regular expression {value!r}: {error}") from error
+        return value
+
+
+class Match(_Strict):
+    """The conditions a line must meet; all must hold. At least one must be given."""
+
+    message: Condition | None = Field(default=None, alias="msg")
+    level: tuple[Level, ...] | None = None
+    logger: Condition | None = None
+    fields: dict[str, Condition] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Match:
+        if self.message is None and self.level is None and self.logger is None and not self.fields:
+            raise ValueError("match needs at least one of message, level, logger, fields")
+        return self
+
+
+class ObjectSpec(_Strict):
+    """The involved object. `ref` names the field holding `{name, namespace}` or `ns/name`;
+    otherwise `name` and `namespace` are templates. With neither, the field named after the kind
+    is used, then controller-runtime's top-level `namespace` and `name`."""
+
+    api_version: str | None = Field(default=None, alias="apiVersion")
+    kind: str
+    ref: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    field_path: str | None = Field(default=None, alias="fieldPath")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str | None) -> str | None:
+        if value is not None and not _API_VERSION.fullmatch(value):
+            raise ValueError(f"{value!r} is not an apiVersion such as v1 or apps/v1")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if not _KIND.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Kind (UpperCamelCase, such as Pod)")
+        return value
+
+    @field_validator("name", "namespace", "field_path")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        return _valid_template(value)
+
+    @model_validator(mode="after")
+    def _ref_or_name(self) -> ObjectSpec:
+        if self.ref is not None and (self.name is not None or self.namespace is not None):
+            raise ValueError("give either ref or name/namespace, not both")
+        return self
+
+
+class Transition(_Strict):
+    """Emit only when the per-object state changes. `{from}` and `{to}` reach the message."""
+
+    state: str
+    #: Extra template added to the object's identity, e.g. "{resource}" to track each resource.
+    key: str = ""
+    #: What the first observation of an object does: remember the state silently (`skip`), or
+    #: emit with `{from}` set to `initial`.
+    first: Literal["skip", "emit"] = "skip"
+    initial: str = "unknown"
+
+    @field_validator("state", "key")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        _valid_template(value)
+        return value
+
+
+class Rule(_Strict):
+    name: str
+    match: Match
+    #: None means `auto`: controller-runtime's controllerGroup/controllerKind and namespace/name.
+    object: ObjectSpec | None = None
+    transition: Transition | None = None
+    type: Literal["Normal", "Warning"] = "Normal"
+    reason: str = Field(max_length=128)
+    message: str = "{message}"
+
+    @field_validator("object", mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value != "auto":
+                raise ValueError(f"object is 'auto' or a mapping with kind, not {value!r}")
+            return None
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _RULE_NAME.fullmatch(value) or len(value) > 63:
+            raise ValueError(
+                f"{value!r} is not a rule name (lowercase letters, digits, '-', '_', '.', "
+                "at most 63 characters)"
+            )
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if not _REASON.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a reason: Kubernetes reasons are UpperCamelCase "
+                "(letters and digits, starting with a capital), like QuotaExpanded"
+            )
+        return value
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str) -> str:
+        _valid_template(value)
+        return value
+
+
+class RulesFile(_Strict):
+    component: str = Field(default="event-sidecar", min_length=1, max_length=128)
+    rules: Annotated[tuple[Rule, ...], Field(min_length=1)]
+
+
+def _valid_template(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            compile_template(value)
+        except TemplateError as error:
+            raise ValueError(str(error)) from None
+    return value

@@ -1,0 +1,111 @@
+"""Safe message templates: `{field}` and `{field.sub}` substitution and nothing else.
+
+`str.format` would allow attribute access (`{x.__class__}`), indexing and format specs that can
+allocate without bound (`{x:>999999999}`), so templates are parsed once with the standard
+`string.Formatter` parser and rendered by plain concatenation of dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+_PATH = re.compile(r"[A-Za-z_@][\w\-@]*(\.[\w\-@]+)*")
+_PARSER = string.Formatter()
+
+
+class TemplateError(ValueError):
+    """A template that cannot be compiled; the message says which part is wrong."""
+
+
+class MissingField(LookupError):
+    """A template named a field the log line does not carry."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A compiled template: literal text and field paths in order."""
+
+    source: str
+    #: (literal, path): the literal comes first, then the value at path (None at the end).
+    parts: tuple[tuple[str, tuple[str, ...] | None], ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The dotted names of every field the template reads."""
+        return tuple(".".join(path) for _, path in self.parts if path is not None)
+
+    @property
+    def is_constant(self) -> bool:
+        return all(path is None for _, path in self.parts)
+
+    def render(self, lookup: Callable[[tuple[str, ...]], Any]) -> str:
+        """Concatenate the parts; `lookup` raises `MissingField` for an absent path."""
+        out = []
+        for literal, path in self.parts:
+            out.append(literal)
+            if path is not None:
+                out.append(text_of(lookup(path)))
+        return "".join(out)
+
+
+def compile_template(source: str) -> Template:
+    """Parse `source` once; raise `TemplateError` on anything but plain field references."""
+    try:
+        parsed = list(_PARSER.parse(source))
+    except ValueError as error:
+        raise TemplateError(f"invalid template {source!r}: {error}") from error
+    parts: list[tuple[str, tuple[str, ...] | None]] = []
+    for literal, field, spec, conversion in parsed:
+        if field is None:
+            parts.append((literal, None))
+            continue
+        if conversion or spec:
+            raise TemplateError(
+                f"invalid template {source!r}: {{{field}}} may not have a conversion or "
+                "format spec; templates only substitute values"
+            )
+        if not _PATH.fullmatch(field):
+            raise TemplateError(
+                f"invalid template {source!r}: {{{field}}} is not a field name "
+                "(letters, digits, '_', '-' and '.' between nested names)"
+            )
+        parts.append((literal, tuple(field.split("."))))
+    return Template(source, tuple(parts))
+
+
+def text_of(value: Any) -> str:
+    """The text a value is compared and rendered as: JSON spelling for everything but strings.
+
+    So that a rule's `count: 3` matches both the JSON number 3 and logfmt's `count=3`, and
+    `true` is not rendered as Python's `True`.
+    """
+    if type(value) is str:
+        return value
+    return orjson.dumps(value).decode()
+
+
+def lookup_path(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """Follow dictionary keys only (never attributes); raise `MissingField` when absent.
+
+    A dotted name is first tried as one key, since logfmt and klog keys may contain dots.
+    """
+    if len(path) > 1:
+        joined = ".".join(path)
+        if joined in data:
+            return data[joined]
+    value: Any = data
+    for key in path:
+        if type(value) is not dict or key not in value:
+            raise MissingField(".".join(path))
+        value = value[key]
+    return value

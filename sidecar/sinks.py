@@ -1,0 +1,92 @@
+"""Where Events go: the protocol every sink follows, its errors, and the in-memory sink.
+
+Errors, in one hierarchy so callers catch the sink's meaning and never a library's exception:
+
+- `SinkError`: base class.
+  - `Unreachable`: the API could not be reached or did not answer (transport errors). The only
+    error worth retrying, as in client-go.
+  - `Refused`: the API answered no; final. `cause` is one of `metrics.DROP_CAUSES`.
+    - `NotFound`: 404; for a PATCH it means the Event expired and is re-created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Protocol
+
+from sidecar.events import Event, InvolvedObject
+from sidecar.rules import ObjectTarget
+
+
+class SinkError(Exception):
+    """Base of every error a sink raises."""
+
+
+class Unreachable(SinkError):
+    """The request may not have reached the API; retrying can help."""
+
+
+class Refused(SinkError):
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(f"{cause}: {detail}")
+        self.cause = cause
+        self.detail = detail
+
+
+class NotFound(Refused):
+    def __init__(self, detail: str) -> None:
+        super().__init__("namespace_missing", detail)
+
+
+class Sink(Protocol):
+    def resolve(self, target: ObjectTarget) -> InvolvedObject:
+        """The involved object with what can be learnt about it (uid, resourceVersion,
+        preferred apiVersion). Never raises: a failed look-up yields the reference as given."""
+        ...
+
+    def create(self, event: Event) -> None: ...
+
+    def patch(self, event: Event, patch: dict[str, Any]) -> None: ...
+
+
+def unresolved(target: ObjectTarget) -> InvolvedObject:
+    """The reference exactly as the rules named it, without anything looked up."""
+    return InvolvedObject(
+        kind=target.kind,
+        name=target.name,
+        namespace=target.namespace,
+        api_version=target.api_version,
+        field_path=target.field_path,
+    )
+
+
+class MemorySink:
+    """Keeps Events as an apiserver would store them: `replay` prints these, tests inspect them."""
+
+    def __init__(self) -> None:
+        self.events: dict[tuple[str, str], Event] = {}
+        self.writes: list[tuple[str, str]] = []
+
+    def resolve(self, target: ObjectTarget) -> InvolvedObject:
+        return unresolved(target)
+
+    def create(self, event: Event) -> None:
+        key = (event.namespace, event.name)
+        if key in self.events:
+            raise Refused("conflict", f"events {event.name!r} already exists")
+        self.events[key] = event
+        self.writes.append(("create", event.name))
+
+    def patch(self, event: Event, patch: dict[str, Any]) -> None:
+        key = (event.namespace, event.name)
+        stored = self.events.get(key)
+        if stored is None:
+            raise NotFound(f'events "{event.name}" not found')
+        # Only what the strategic-merge patch names changes, as on the apiserver.
+        self.events[key] = replace(
+            stored,
+            count=patch["count"],
+            message=patch["message"],
+            last_timestamp=event.last_timestamp,
+        )
+        self.writes.append(("patch", event.name))

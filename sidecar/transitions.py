@@ -1,0 +1,60 @@
+"""Per-object state for rules that emit only on a change (`transition:` in the rules file).
+
+The state lives in memory, bounded, and can be exported and restored so that a restarted sidecar
+neither repeats nor misses a transition (the daemon checkpoints it with the file offsets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+#: (rule name, kind, namespace, name, extra key from the rule's `transition.key`)
+StateKey = tuple[str, str, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    before: str
+    after: str
+
+
+class TransitionTracker:
+    """Remembers the last state of each tracked object; the oldest is forgotten past `max_keys`.
+
+    Forgetting is counted in `evicted`: an evicted object's next line counts as a first
+    observation, which the rule's `first:` setting decides about.
+    """
+
+    def __init__(self, max_keys: int = 65536) -> None:
+        self._states: dict[StateKey, str] = {}
+        self._max_keys = max_keys
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def observe(self, key: StateKey, state: str, *, first: str, initial: str) -> Change | None:
+        """Record `state` for `key`; return the change to report, or None when there is none."""
+        states = self._states
+        previous = states.pop(key, None)
+        states[key] = state  # re-inserted last: dict order is the recency order
+        if previous is None:
+            if len(states) > self._max_keys:
+                del states[next(iter(states))]
+                self.evicted += 1
+            return Change(initial, state) if first == "emit" else None
+        if previous == state:
+            return None
+        return Change(previous, state)
+
+    def export(self) -> list[list[str]]:
+        """JSON-ready state, oldest first, for checkpoints."""
+        return [[*key, state] for key, state in self._states.items()]
+
+    def restore(self, rows: Iterable[list[str]]) -> None:
+        """Load what `export` wrote; malformed rows are skipped (a checkpoint is a cache)."""
+        for row in rows:
+            if isinstance(row, list) and len(row) == 6 and all(isinstance(x, str) for x in row):
+                rule, kind, namespace, name, extra, state = row
+                self._states[(rule, kind, namespace, name, extra)] = state
