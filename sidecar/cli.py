@@ -184,7 +184,7 @@ def _open_input(path: str) -> BinaryIO:
     """The log to read: a file, or standard input for `-` (left open when the block ends)."""
     if path == "-":
         return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
-    return open(path, "rb")  # noqa: SIM115, PTH123 - closed by the caller's with-block
+    return open(path, "rb")  # noqa: PTH123 - closed by the caller's with-block
 
 
 def _summary(result: ReplayResult) -> str:

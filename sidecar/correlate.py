@@ -18,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cachetools import LRUCache
-
 from sidecar.events import Event, EventNamer, truncate_message
+from sidecar.lru import LRU
 
 AGGREGATE_PREFIX = "(combined from similar events): "
 
@@ -105,9 +104,9 @@ class Correlator:
         self.settings = settings
         self._clock = clock
         self._namer = namer
-        self._similar: LRUCache[tuple[str, ...], _Similar] = LRUCache(settings.cache_size)
-        self._observed: LRUCache[tuple[str, ...], _Observation] = LRUCache(settings.cache_size)
-        self._buckets: LRUCache[tuple[str, ...], _TokenBucket] = LRUCache(settings.cache_size)
+        self._similar: LRU[tuple[str, ...], _Similar] = LRU(settings.cache_size)
+        self._observed: LRU[tuple[str, ...], _Observation] = LRU(settings.cache_size)
+        self._buckets: LRU[tuple[str, ...], _TokenBucket] = LRU(settings.cache_size)
 
     def correlate(self, event: Event) -> Decision:
         now = self._clock()
@@ -135,7 +134,7 @@ class Correlator:
             record = _Similar()
         record.messages[event.message] = None
         record.last_seen = now
-        self._similar[similar_key] = record
+        self._similar.put(similar_key, record)
         if len(record.messages) < self.settings.max_similar_events:
             exact_key = (*similar_key[:5], involved.field_path, *similar_key[5:], event.message)
             return event, exact_key, False
@@ -160,7 +159,7 @@ class Correlator:
                 name=previous.name,
             )
             patch = event.repeat_patch()
-        self._observed[key] = _Observation(event.count, event.first_timestamp, event.name)
+        self._observed.put(key, _Observation(event.count, event.first_timestamp, event.name))
         return event, patch
 
     def _admit(self, event: Event, now: float) -> bool:
@@ -183,5 +182,5 @@ class Correlator:
                 1.0 / self.settings.spam_refill_seconds, self.settings.spam_burst, now
             )
         admitted = bucket.try_accept(now)
-        self._buckets[spam_key] = bucket
+        self._buckets.put(spam_key, bucket)
         return admitted

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 
-from sidecar.records import ObjectRef, Record
+from sidecar.records import Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +152,6 @@ def record_from_mapping(obj: dict[str, Any], fmt: str) -> Record:
         time=parse_time(raw_time) if raw_time is not None else None,
         logger=logger if type(logger) is str else str(logger),
         fields=obj,
-        refs=_mapping_refs(obj),
         format=fmt,
     )
 
@@ -162,25 +161,6 @@ def _pop_first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
         if key in obj:
             return obj.pop(key)
     return None
-
-
-def _mapping_refs(fields: dict[str, Any]) -> dict[str, ObjectRef]:
-    """Object references of a JSON line: `Kind: {name, namespace}` values and top-level pairs."""
-    refs: dict[str, ObjectRef] = {}
-    for key, value in fields.items():
-        if type(value) is dict:
-            name = value.get("name")
-            if type(name) is str and name:
-                namespace = value.get("namespace")
-                refs[key] = ObjectRef(name, namespace if type(namespace) is str else "")
-        elif type(value) is str and "/" in value and _NAMESPACED_NAME.fullmatch(value):
-            namespace, _, name = value.partition("/")
-            refs[key] = ObjectRef(name, namespace)
-    name = fields.get("name")
-    if type(name) is str and name:
-        namespace = fields.get("namespace")
-        refs[""] = ObjectRef(name, namespace if type(namespace) is str else "")
-    return refs
 
 
 def parse_level(raw: Any) -> tuple[str, int]:
@@ -243,7 +223,6 @@ def _decode_klog_text(match: re.Match[str], year: int) -> Record:
         level=_KLOG_SEVERITY[severity],
         time=stamp,
         fields=fields,
-        refs=_text_refs(fields),
         format="klog",
     )
 
@@ -280,7 +259,6 @@ def _decode_zap_console(parts: list[str]) -> Record | None:
         time=stamp,
         logger=logger,
         fields=fields,
-        refs=_mapping_refs(fields),
         format="zap-console",
     )
 
@@ -289,19 +267,7 @@ def _decode_logfmt(text: str) -> Record | None:
     fields = _parse_pairs(text)
     if not any(key in fields for key in ("msg", "message", "level", "lvl")):
         return None
-    record = record_from_mapping(fields, "logfmt")
-    refs = _text_refs(record.fields)
-    refs.update(record.refs)
-    return Record(
-        message=record.message,
-        level=record.level,
-        verbosity=record.verbosity,
-        time=record.time,
-        logger=record.logger,
-        fields=record.fields,
-        refs=refs,
-        format="logfmt",
-    )
+    return record_from_mapping(fields, "logfmt")
 
 
 def _parse_pairs(text: str) -> dict[str, Any]:
@@ -309,16 +275,6 @@ def _parse_pairs(text: str) -> dict[str, Any]:
     for key, value in _PAIR.findall(text):
         fields[key] = unquote_go(value) if value.startswith('"') else value
     return fields
-
-
-def _text_refs(fields: dict[str, Any]) -> dict[str, ObjectRef]:
-    """klog's `KObj` renders references as `ns/name`; a bare name is resolved by the rule."""
-    refs: dict[str, ObjectRef] = {}
-    for key, value in fields.items():
-        if type(value) is str and "/" in value and _NAMESPACED_NAME.fullmatch(value):
-            namespace, _, name = value.partition("/")
-            refs[key] = ObjectRef(name, namespace)
-    return refs
 
 
 def unquote_go(quoted: str) -> str:

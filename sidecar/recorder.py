@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from sidecar.correlate import Correlator, Suppressed, Write
 from sidecar.events import EventNamer, InvalidEvent, make_event
 from sidecar.metrics import Metrics
@@ -56,6 +58,7 @@ class Recorder:
         self.retry = retry
         self._sleep = sleep
         self._jitter = jitter
+        self._emitted: dict[tuple[str, str, str], Counter] = {}
 
     def record(self, spec: EventSpec) -> str:
         """Write the Event `spec` calls for; return what happened (a label, for logs and tests):
@@ -104,7 +107,7 @@ class Recorder:
             except Refused as error:
                 log.warning("the API refused Event %s/%s: %s", event.namespace, event.name, error)
                 return self._drop(error.cause)
-            self.metrics.events_emitted.labels(event.reason, event.type, written).inc()
+            self._count_emitted(event.reason, event.type, written)
             return written
         return self._drop("retries_exhausted")
 
@@ -120,6 +123,14 @@ class Recorder:
                 return "patch"
         self.sink.create(decision.event)
         return "create"
+
+    def _count_emitted(self, reason: str, type_: str, write: str) -> None:
+        # Label look-ups cost more than the increment; reasons are few, so keep the children.
+        key = (reason, type_, write)
+        child = self._emitted.get(key)
+        if child is None:
+            child = self._emitted[key] = self.metrics.events_emitted.labels(*key)
+        child.inc()
 
     def _drop(self, cause: str) -> str:
         self.metrics.events_dropped.labels(cause).inc()

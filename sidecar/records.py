@@ -6,6 +6,7 @@ format a line was in.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +39,46 @@ class Record:
     time: float | None = None
     logger: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
-    #: Object references found in the line, keyed by the field that held them. The key `""` is
-    #: the pair of top-level `namespace` and `name` fields controller-runtime adds.
-    refs: dict[str, ObjectRef] = field(default_factory=dict)
     #: Which decoder produced the record (`json`, `zap-console`, `klog`, `logfmt`).
     format: str = ""
+
+    def ref(self, key: str) -> ObjectRef | None:
+        """The object reference held by field `key`; `""` means the top-level pair of
+        `namespace` and `name` fields controller-runtime adds to every reconcile line.
+
+        Looked up on demand rather than at decode time: only a matched line's rule needs one.
+        """
+        fields = self.fields
+        if key == "":
+            return _ref_of(fields)
+        value = fields.get(key)
+        if type(value) is dict:
+            return _ref_of(value)
+        if type(value) is str and "/" in value and _NAMESPACED_NAME.fullmatch(value):
+            # klog's KObj renders `namespace/name`.
+            namespace, _, name = value.partition("/")
+            return ObjectRef(name, namespace)
+        return None
+
+    @property
+    def refs(self) -> dict[str, ObjectRef]:
+        """Every object reference in the line, keyed as `ref` takes them."""
+        found = {key: ref for key in self.fields if (ref := self.ref(key)) is not None}
+        top = self.ref("")
+        if top is not None:
+            found[""] = top
+        return found
+
+
+_NAMESPACED_NAME = re.compile(
+    r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9.:_]*[a-zA-Z0-9])?"
+)
+
+
+def _ref_of(mapping: dict[str, Any]) -> ObjectRef | None:
+    """`{name, namespace}` as controller-runtime and klog JSON log object references."""
+    name = mapping.get("name")
+    if type(name) is not str or not name:
+        return None
+    namespace = mapping.get("namespace")
+    return ObjectRef(name, namespace if type(namespace) is str else "")

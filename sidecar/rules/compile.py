@@ -186,7 +186,7 @@ def _compile_object(spec: ObjectSpec | None) -> Callable[[Record], ObjectTarget]
 
 def _find_ref(record: Record, keys: tuple[str, ...]) -> ObjectRef:
     for key in keys:
-        ref = record.refs.get(key)
+        ref = record.ref(key)
         if ref is not None:
             return ref
     # A bare string is a cluster-scoped name (klog's KObj of a cluster-scoped object).
@@ -212,23 +212,33 @@ def _resolve_auto(record: Record) -> ObjectTarget:
 
 
 def render(template: Template, record: Record, extra: dict[str, str] | None = None) -> str:
-    """Render a template against a record, plus `extra` names (a transition's from and to)."""
-    if template.is_constant:
-        return template.source.replace("{{", "{").replace("}}", "}")
+    """Render a template against a record, plus `extra` names (a transition's from and to).
 
-    def lookup(path: tuple[str, ...]) -> Any:
-        if extra is not None and len(path) == 1 and path[0] in extra:
-            return extra[path[0]]
-        try:
-            return lookup_path(record.fields, path)
-        except MissingField:
-            if len(path) == 1:
-                attribute = _RECORD_NAMES.get(path[0])
-                if attribute is not None:
-                    return getattr(record, attribute)
-            raise
+    Raise `MissingField` when the line lacks a name the template reads.
+    """
+    if template.constant is not None:
+        return template.constant
+    out = []
+    for literal, path in template.parts:
+        out.append(literal)
+        if path is not None:
+            out.append(text_of(_lookup(record, path, extra)))
+    return "".join(out)
 
-    return template.render(lookup)
+
+def _lookup(record: Record, path: tuple[str, ...], extra: dict[str, str] | None) -> Any:
+    if len(path) == 1:
+        key = path[0]
+        if extra is not None and key in extra:
+            return extra[key]
+        value = record.fields.get(key, _ABSENT)
+        if value is not _ABSENT:
+            return value
+        attribute = _RECORD_NAMES.get(key)
+        if attribute is None:
+            raise MissingField(key)
+        return getattr(record, attribute)
+    return lookup_path(record.fields, path)
 
 
 #: Template names that fall back to the record's own attributes when no field has the name.

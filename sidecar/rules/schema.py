@@ -22,7 +22,7 @@ rules:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -213,7 +213,16 @@ class Rule(_Strict):
 
 class RulesFile(_Strict):
     component: str = Field(default="event-sidecar", min_length=1, max_length=128)
-    rules: Annotated[tuple[Rule, ...], Field(min_length=1)]
+    rules: tuple[Rule, ...]
+
+    @field_validator("rules")
+    @classmethod
+    def _not_empty(cls, value: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        # Checked here rather than with min_length, which pydantic also reports (as "0 items
+        # after validation") whenever any single rule is invalid.
+        if not value:
+            raise ValueError("the file has no rules; a sidecar without rules emits nothing")
+        return value
 
 
 def _valid_template(value: str | None) -> str | None:

@@ -39,14 +39,13 @@ class Template:
     #: (literal, path): the literal comes first, then the value at path (None at the end).
     parts: tuple[tuple[str, tuple[str, ...] | None], ...]
 
+    #: The rendered text when the template reads no field, so rendering it costs nothing.
+    constant: str | None = None
+
     @property
     def fields(self) -> tuple[str, ...]:
         """The dotted names of every field the template reads."""
         return tuple(".".join(path) for _, path in self.parts if path is not None)
-
-    @property
-    def is_constant(self) -> bool:
-        return all(path is None for _, path in self.parts)
 
     def render(self, lookup: Callable[[tuple[str, ...]], Any]) -> str:
         """Concatenate the parts; `lookup` raises `MissingField` for an absent path."""
@@ -80,7 +79,10 @@ def compile_template(source: str) -> Template:
                 "(letters, digits, '_', '-' and '.' between nested names)"
             )
         parts.append((literal, tuple(field.split("."))))
-    return Template(source, tuple(parts))
+    constant = (
+        "".join(literal for literal, _ in parts) if all(p is None for _, p in parts) else None
+    )
+    return Template(source, tuple(parts), constant)
 
 
 def text_of(value: Any) -> str:

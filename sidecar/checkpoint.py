@@ -1,0 +1,119 @@
+"""Checkpoints: where each log file was read up to, and the transition state that goes with it.
+
+Both are saved in one JSON document, written atomically (a temporary file in the same directory,
+fsync, `os.replace`, fsync of the directory), so that after any crash the file holds either the
+previous checkpoint or the new one, never a mix: the offsets and the transition state always agree.
+
+A checkpoint is a cache. A missing, unreadable or malformed one is logged and ignored; the daemon
+then starts as configured for a first start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FilePosition:
+    """A file and how far its complete lines have been turned into recorded Events."""
+
+    #: The path it was last seen under (informational: identity is device, inode, fingerprint).
+    path: str
+    device: int
+    inode: int
+    #: Hex digest of the file's first `fingerprint_size` bytes.
+    fingerprint: str
+    fingerprint_size: int
+    #: Byte offset just past the last line whose Events are recorded.
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    files: tuple[FilePosition, ...] = ()
+    #: `TransitionTracker.export()` at the same point of the stream as the offsets.
+    transitions: tuple[tuple[str, ...], ...] = ()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "version": VERSION,
+                "files": [asdict(position) for position in self.files],
+                "transitions": [list(row) for row in self.transitions],
+            }
+        )
+
+
+def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Replace `path` with `checkpoint` atomically and durably.
+
+    Raises:
+        OSError: the directory is not writable or the disk is full; the old file is intact.
+    """
+    data = checkpoint.to_json()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    # The rename itself must survive a power cut too.
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def read_checkpoint(path: Path) -> Checkpoint | None:
+    """The checkpoint at `path`, or None when there is none or it cannot be used."""
+    try:
+        document = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as error:
+        log.warning("ignoring unreadable checkpoint %s: %s", path, error)
+        return None
+    try:
+        return _parse(document)
+    except (TypeError, ValueError, KeyError) as error:
+        log.warning("ignoring malformed checkpoint %s: %s", path, error)
+        return None
+
+
+def _parse(document: Any) -> Checkpoint:
+    if not isinstance(document, dict) or document.get("version") != VERSION:
+        raise ValueError(f"not a version {VERSION} checkpoint")
+    files = tuple(
+        FilePosition(
+            path=str(entry["path"]),
+            device=int(entry["device"]),
+            inode=int(entry["inode"]),
+            fingerprint=str(entry["fingerprint"]),
+            fingerprint_size=int(entry["fingerprint_size"]),
+            offset=int(entry["offset"]),
+        )
+        for entry in document.get("files", [])
+    )
+    transitions = tuple(
+        tuple(str(value) for value in row)
+        for row in document.get("transitions", [])
+        if isinstance(row, list)
+    )
+    return Checkpoint(files, transitions)

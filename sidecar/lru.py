@@ -1,0 +1,45 @@
+"""A small least-recently-used map for the correlator's and the sink's caches.
+
+Written here rather than taken from cachetools because it sits on the per-Event path: cachetools'
+LRUCache spends several Python calls per access on size accounting this code never needs, and a
+plain dict (insertion-ordered, re-inserted on use) does the job in two C operations.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    __slots__ = ("_items", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("an LRU needs room for at least one item")
+        self.maxsize = maxsize
+        self._items: dict[K, V] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._items
+
+    def get(self, key: K) -> V | None:
+        """The value, now the most recently used; None when absent."""
+        items = self._items
+        value = items.pop(key, None)
+        if value is not None:
+            items[key] = value
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        """Store as the most recently used, forgetting the least recently used when full."""
+        items = self._items
+        items.pop(key, None)
+        items[key] = value
+        if len(items) > self.maxsize:
+            del items[next(iter(items))]

@@ -1,0 +1,132 @@
+"""The daemon's settings: grouped, frozen, each field saying its unit and why it has its default.
+
+`event-sidecar run` fills these from flags and environment variables (`sidecar.cli`); tests build
+them directly. Nothing here reads the environment or touches the disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sidecar.correlate import CorrelatorSettings
+from sidecar.recorder import RetrySettings
+from sidecar.scan import DEFAULT_MAX_LINE_BYTES
+
+StartPosition = Literal["checkpoint", "end", "beginning"]
+WatchMode = Literal["auto", "inotify", "poll"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    """The file source: log files on the volume shared with the controller."""
+
+    #: Paths or globs (`*`, `?`, `[...]` in the file name part), re-scanned for new files.
+    paths: tuple[str, ...] = ()
+    #: Where a file is first read from. `checkpoint`: resume where the checkpoint says, and read
+    #: files it does not know from the beginning (the controller and the sidecar start together,
+    #: so what was logged before the sidecar came up is news). `end`: ignore the checkpointed
+    #: offsets and start at the end (transition state is still restored). `beginning`: ignore the
+    #: checkpoint entirely and read everything again.
+    start: StartPosition = "checkpoint"
+    #: How changes are noticed. `auto` uses inotify when the `inotify_simple` package and the
+    #: kernel allow it, else polling; both run the same scan, so they give the same results.
+    watch: WatchMode = "auto"
+    #: Seconds between scans when polling (Promtail and mtail use 250 ms: a quarter second of
+    #: latency is invisible next to the apiserver's round trip, and a stat per file is cheap).
+    poll_interval: float = 0.25
+    #: Seconds between safety scans when inotify is on: catches what inotify cannot see (a glob
+    #: whose directory appears later, an overflowed event queue).
+    inotify_rescan_interval: float = 2.0
+    #: Bytes read from a file at once. Bounds the memory of one step and the time the event loop
+    #: spends on one file before the others get a turn.
+    read_size: int = 256 * 1024
+    #: Bytes at the start of a file that identify it with its device and inode (Vector uses the
+    #: first line or 256 bytes): enough to include the first line's timestamp, so that a reused
+    #: inode is not mistaken for the old file.
+    fingerprint_bytes: int = 256
+    #: Seconds a renamed (rotated) file is still watched after its last growth, because the
+    #: writer may write a few more lines to its old handle before it reopens (Fluent Bit: 5 s).
+    rotate_wait: float = 5.0
+    #: Bytes; longer lines are skipped and counted (Vector's 100 KiB): a runaway line must not
+    #: exhaust memory, and no controller's structured log line is legitimately that long.
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSettings:
+    """Where and how often file offsets and transition state are saved."""
+
+    #: The checkpoint file; None puts it next to the first file path on the shared volume, so it
+    #: survives a restart of the sidecar container (an `emptyDir` lives as long as the pod).
+    path: str | None = None
+    #: Seconds between writes (when something changed). A restart re-reads at most this much of
+    #: the logs; Event names derived from the lines make those re-reads harmless.
+    interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SocketSettings:
+    """The socket source: the controller writes its log lines to a local stream socket."""
+
+    #: `host:port` addresses to listen on (TCP).
+    tcp: tuple[str, ...] = ()
+    #: Paths of Unix stream sockets to listen on.
+    unix: tuple[str, ...] = ()
+    #: Allow TCP addresses other than loopback. Off, because the controller is in the same pod
+    #: and anyone who can reach an open port could forge Events.
+    allow_remote: bool = False
+    #: Connections at once; more are closed at once and counted. A controller needs one or two.
+    max_connections: int = 16
+    #: Seconds a connection may stay silent before it is closed: frees slots held by writers that
+    #: died without closing. Long, because a quiet controller may log nothing for minutes.
+    idle_timeout: float = 600.0
+    #: Bytes; as for files.
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: Bytes read from a connection at once.
+    read_size: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """The bounded queues between readers, decoders and the poster."""
+
+    #: Events waiting for the poster. client-go's broadcaster queue holds 1000 and drops when
+    #: full; so does ours, for sources that cannot wait (files pause reading instead).
+    events: int = 1000
+    #: Blocks of lines waiting to be decoded, per kind of source. Small: a block is up to
+    #: `read_size` bytes, and a full queue is what makes a socket stop being read.
+    blocks: int = 16
+    #: Seconds SIGTERM leaves to write what is queued. Kubernetes kills the container 30 s after
+    #: SIGTERM by default; 20 s leaves time for the final checkpoint and the exit.
+    drain_deadline: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The metrics and health server."""
+
+    #: Address of `/metrics`, `/healthz` and `/readyz`. All interfaces, because Prometheus and
+    #: the kubelet's probes come in through the pod IP; port 8090 because controller-runtime's
+    #: defaults (8080 metrics, 8081 probes) are likely taken by the controller beside us.
+    host: str = "0.0.0.0"  # noqa: S104 - read-only metrics and health, reached via the pod IP
+    port: int = 8090
+    #: Seconds between API reachability checks for `/readyz`.
+    ping_interval: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """Everything `event-sidecar run` needs besides the rules and the sink."""
+
+    #: source.component; None takes the rules file's.
+    component: str | None = None
+    #: source.host and reportingInstance: the pod's name (`$POD_NAME` from the downward API).
+    host: str = ""
+    files: FileSettings = field(default_factory=FileSettings)
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    sockets: SocketSettings = field(default_factory=SocketSettings)
+    queues: QueueSettings = field(default_factory=QueueSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)

@@ -1,0 +1,220 @@
+"""The correlator reproduces client-go's events_cache.go numbers, with a fake clock."""
+
+from __future__ import annotations
+
+from sidecar.correlate import (
+    AGGREGATE_PREFIX,
+    Correlator,
+    CorrelatorSettings,
+    Suppressed,
+    Write,
+)
+from sidecar.events import Event, EventNamer, InvolvedObject, make_event
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pod(name: str = "web-0", namespace: str = "shop") -> InvolvedObject:
+    return InvolvedObject("Pod", name, namespace, "v1", uid="u-1")
+
+
+def event(
+    clock: FakeClock,
+    namer: EventNamer,
+    *,
+    message: str = "phase Pending -> Ready",
+    reason: str = "PhaseChanged",
+    type_: str = "Normal",
+    involved: InvolvedObject | None = None,
+) -> Event:
+    involved = involved or pod()
+    return make_event(
+        involved=involved,
+        type=type_,
+        reason=reason,
+        message=message,
+        component="legacy-controller",
+        host="legacy-controller-0",
+        now=clock(),
+        name=namer(involved.name),
+    )
+
+
+def correlator(clock: FakeClock, **settings: object) -> tuple[Correlator, EventNamer]:
+    namer = EventNamer(lambda: int(clock() * 1e9))
+    return Correlator(CorrelatorSettings(**settings), clock, namer), namer  # type: ignore[arg-type]
+
+
+def test_first_event_is_created_and_repeat_is_patched_with_rising_count() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock)
+    first = corr.correlate(event(clock, namer))
+    assert isinstance(first, Write)
+    assert first.patch is None
+    assert first.event.count == 1
+    clock.now += 5
+    second = corr.correlate(event(clock, namer))
+    assert isinstance(second, Write)
+    assert second.event.name == first.event.name
+    assert second.event.count == 2
+    assert second.event.first_timestamp == first.event.first_timestamp
+    assert second.patch == {
+        "count": 2,
+        "lastTimestamp": "2023-11-14T22:13:25Z",
+        "message": "phase Pending -> Ready",
+    }
+
+
+def test_26th_event_about_one_object_within_a_burst_is_suppressed() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock)
+    decisions = [corr.correlate(event(clock, namer)) for _ in range(26)]
+    assert all(isinstance(decision, Write) for decision in decisions[:25])
+    assert isinstance(decisions[25], Suppressed)
+    assert decisions[25].cause == "spam_filter"
+
+
+def test_spam_filter_refills_one_token_per_300_seconds() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock)
+    for _ in range(25):
+        corr.correlate(event(clock, namer))
+    clock.now += 299
+    assert isinstance(corr.correlate(event(clock, namer)), Suppressed)
+    clock.now += 1.5
+    assert isinstance(corr.correlate(event(clock, namer)), Write)
+    assert isinstance(corr.correlate(event(clock, namer)), Suppressed)
+
+
+def test_count_keeps_rising_under_the_spam_filter() -> None:
+    """client-go raises the dedup count before filtering: the next write shows every occurrence."""
+    clock = FakeClock()
+    corr, namer = correlator(clock)
+    for _ in range(40):
+        corr.correlate(event(clock, namer))
+    clock.now += 300
+    decision = corr.correlate(event(clock, namer))
+    assert isinstance(decision, Write)
+    assert decision.event.count == 41
+    assert decision.patch is not None
+    assert decision.patch["count"] == 41
+
+
+def test_spam_bucket_is_per_object_and_type_not_per_reason_by_default() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock)
+    for index in range(25):
+        corr.correlate(event(clock, namer, reason=f"Reason{index}"))
+    assert isinstance(corr.correlate(event(clock, namer, reason="Other")), Suppressed)
+    # Another object, and another type on the same object, have their own buckets.
+    assert isinstance(corr.correlate(event(clock, namer, involved=pod("web-1"))), Write)
+    assert isinstance(corr.correlate(event(clock, namer, type_="Warning")), Write)
+
+
+def test_spam_key_by_reason_gives_each_reason_its_own_bucket() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock, spam_key_by_reason=True)
+    for _ in range(25):
+        corr.correlate(event(clock, namer, reason="Noisy"))
+    assert isinstance(corr.correlate(event(clock, namer, reason="Noisy")), Suppressed)
+    assert isinstance(corr.correlate(event(clock, namer, reason="Quiet")), Write)
+
+
+def test_spam_burst_and_refill_are_configurable() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock, spam_burst=3, spam_refill_seconds=10)
+    results = [corr.correlate(event(clock, namer)) for _ in range(4)]
+    assert [type(result) for result in results] == [Write, Write, Write, Suppressed]
+    clock.now += 10
+    assert isinstance(corr.correlate(event(clock, namer)), Write)
+
+
+def test_the_10th_distinct_message_aggregates() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock)
+    decisions = []
+    for index in range(12):
+        clock.now += 1
+        decisions.append(corr.correlate(event(clock, namer, message=f"quota cpu {index}")))
+    writes = [decision for decision in decisions if isinstance(decision, Write)]
+    assert len(writes) == 12
+    assert not any(write.aggregated for write in writes[:9])
+    assert [write.patch is None for write in writes[:9]] == [True] * 9
+    tenth, eleventh, twelfth = writes[9], writes[10], writes[11]
+    assert tenth.aggregated
+    assert tenth.patch is None
+    assert tenth.event.message == AGGREGATE_PREFIX + "quota cpu 9"
+    assert tenth.event.count == 1
+    # Later similar events PATCH the combined Event.
+    assert eleventh.aggregated
+    assert eleventh.event.name == tenth.event.name
+    assert eleventh.event.count == 2
+    assert eleventh.patch == {
+        "count": 2,
+        "lastTimestamp": "2023-11-14T22:13:31Z",
+        "message": AGGREGATE_PREFIX + "quota cpu 10",
+    }
+    assert twelfth.event.count == 3
+
+
+def test_identical_messages_never_aggregate() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock, spam_burst=1000)
+    decisions = [corr.correlate(event(clock, namer)) for _ in range(50)]
+    assert all(isinstance(d, Write) and not d.aggregated for d in decisions)
+    last = decisions[-1]
+    assert isinstance(last, Write)
+    assert last.event.count == 50
+
+
+def test_aggregation_window_slides_and_expires_after_600_seconds() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock)
+    for index in range(9):
+        corr.correlate(event(clock, namer, message=f"m{index}"))
+        clock.now += 60  # each arrival keeps the window open
+    decision = corr.correlate(event(clock, namer, message="m9"))
+    assert isinstance(decision, Write)
+    assert decision.aggregated
+    clock.now += 601
+    fresh = corr.correlate(event(clock, namer, message="m10"))
+    assert isinstance(fresh, Write)
+    assert not fresh.aggregated
+
+
+def test_aggregation_threshold_is_configurable() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock, max_similar_events=3)
+    kinds = [corr.correlate(event(clock, namer, message=f"m{i}")) for i in range(3)]
+    assert [isinstance(k, Write) and k.aggregated for k in kinds] == [False, False, True]
+
+
+def test_aggregate_message_is_truncated_to_the_limit() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock, max_similar_events=2)
+    corr.correlate(event(clock, namer, message="x"))
+    decision = corr.correlate(event(clock, namer, message="界" * 400))
+    assert isinstance(decision, Write)
+    encoded = decision.event.message.encode()
+    assert len(encoded) <= 1024
+    assert decision.event.message.startswith(AGGREGATE_PREFIX)
+
+
+def test_caches_are_bounded_lrus() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock, cache_size=2)
+    first = corr.correlate(event(clock, namer, involved=pod("a")))
+    corr.correlate(event(clock, namer, involved=pod("b")))
+    corr.correlate(event(clock, namer, involved=pod("c")))
+    again = corr.correlate(event(clock, namer, involved=pod("a")))
+    assert isinstance(first, Write)
+    assert isinstance(again, Write)
+    # "a" was evicted, so its repeat is a fresh Event, as in client-go.
+    assert again.patch is None
+    assert again.event.name != first.event.name

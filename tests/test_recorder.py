@@ -1,0 +1,161 @@
+"""The recorder's write path: dedup PATCH, re-create on 404, retries on transport errors only,
+and a counted cause for every Event that is not written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sidecar.correlate import Correlator, CorrelatorSettings
+from sidecar.events import Event, EventNamer, InvolvedObject
+from sidecar.metrics import Metrics
+from sidecar.pipeline import EventSpec
+from sidecar.recorder import Recorder, RetrySettings
+from sidecar.rules import ObjectTarget
+from sidecar.sinks import MemorySink, NotFound, Refused, Unreachable
+
+
+class ScriptedSink(MemorySink):
+    """A MemorySink whose next calls fail as scripted."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        super().__init__()
+        self.failures = failures
+        self.calls = 0
+
+    def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+
+    def create(self, event: Event) -> None:
+        self._maybe_fail()
+        super().create(event)
+
+    def patch(self, event: Event, patch: dict[str, Any]) -> None:
+        self._maybe_fail()
+        super().patch(event, patch)
+
+
+SPEC = EventSpec(
+    rule="r",
+    target=ObjectTarget("Pod", "web-0", "shop", "v1"),
+    type="Warning",
+    reason="BackOff",
+    message="restarting",
+    time=None,
+)
+
+
+def recorder(sink: MemorySink, sleeps: list[float]) -> tuple[Recorder, CollectorRegistry]:
+    registry = CollectorRegistry()
+    clock = lambda: 1_700_000_000.0  # noqa: E731
+    return (
+        Recorder(
+            sink=sink,
+            correlator=Correlator(CorrelatorSettings(), clock, EventNamer()),
+            namer=EventNamer(),
+            metrics=Metrics(registry),
+            component="c",
+            host="h",
+            clock=clock,
+            retry=RetrySettings(max_tries=12, interval_seconds=10.0),
+            sleep=sleeps.append,
+            jitter=lambda: 0.25,
+        ),
+        registry,
+    )
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def test_create_then_patch_counts_emitted_by_reason_type_and_write() -> None:
+    sink = MemorySink()
+    rec, registry = recorder(sink, [])
+    assert [rec.record(SPEC) for _ in range(3)] == ["create", "patch", "patch"]
+    (stored,) = sink.events.values()
+    assert stored.count == 3
+    emitted = "event_sidecar_events_emitted_total"
+    assert value(registry, emitted, reason="BackOff", type="Warning", write="create") == 1
+    assert value(registry, emitted, reason="BackOff", type="Warning", write="patch") == 2
+
+
+def test_patch_of_an_expired_event_recreates_it_with_the_cumulative_count() -> None:
+    sink = MemorySink()
+    rec, _ = recorder(sink, [])
+    rec.record(SPEC)
+    rec.record(SPEC)
+    sink.events.clear()  # the apiserver's --event-ttl expired it
+    assert rec.record(SPEC) == "create"
+    (stored,) = sink.events.values()
+    assert stored.count == 3
+    assert sink.writes[-1][1] == sink.writes[0][1]  # same name
+
+
+def test_transport_errors_are_retried_with_a_random_first_delay() -> None:
+    sleeps: list[float] = []
+    sink = ScriptedSink([Unreachable("connection refused")] * 3)
+    rec, _registry = recorder(sink, sleeps)
+    assert rec.record(SPEC) == "create"
+    assert sleeps == [2.5, 10.0, 10.0]
+    assert sink.calls == 4
+
+
+def test_retries_are_bounded_and_the_drop_is_counted() -> None:
+    sleeps: list[float] = []
+    sink = ScriptedSink([Unreachable("timeout")] * 20)
+    rec, registry = recorder(sink, sleeps)
+    assert rec.record(SPEC) == "retries_exhausted"
+    assert sink.calls == 12
+    assert len(sleeps) == 11
+    assert value(registry, "event_sidecar_events_dropped_total", cause="retries_exhausted") == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (Refused("forbidden", "events is forbidden"), "forbidden"),
+        (Refused("namespace_terminating", "being terminated"), "namespace_terminating"),
+        (NotFound("namespaces shop not found"), "namespace_missing"),
+        (Refused("conflict", "already exists"), "conflict"),
+        (Refused("invalid", "Unprocessable"), "invalid"),
+        (Refused("rejected", "500"), "rejected"),
+    ],
+)
+def test_apiserver_refusals_are_final_and_counted(error: Exception, cause: str) -> None:
+    sleeps: list[float] = []
+    sink = ScriptedSink([error])
+    rec, registry = recorder(sink, sleeps)
+    assert rec.record(SPEC) == cause
+    assert sleeps == []
+    assert sink.calls == 1
+    assert value(registry, "event_sidecar_events_dropped_total", cause=cause) == 1
+    # The sink keeps working afterwards.
+    assert rec.record(SPEC) in {"create", "patch"}
+
+
+def test_spam_filter_drops_are_counted() -> None:
+    sink = MemorySink()
+    rec, registry = recorder(sink, [])
+    outcomes = [rec.record(SPEC) for _ in range(30)]
+    assert outcomes.count("spam_filter") == 5
+    assert value(registry, "event_sidecar_events_dropped_total", cause="spam_filter") == 5
+    (stored,) = sink.events.values()
+    assert stored.count == 25
+
+
+def test_invalid_event_is_dropped_before_sending() -> None:
+    sink = MemorySink()
+    rec, registry = recorder(sink, [])
+    bad = EventSpec("r", ObjectTarget("Pod", "", "shop"), "Normal", "R", "m", None)
+    assert rec.record(bad) == "invalid"
+    assert sink.writes == []
+    assert value(registry, "event_sidecar_events_dropped_total", cause="invalid") == 1
+
+
+def test_resolve_result_is_the_involved_object() -> None:
+    assert MemorySink().resolve(SPEC.target) == InvolvedObject("Pod", "web-0", "shop", "v1")
