@@ -11,13 +11,15 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar import __version__
 from sidecar.correlate import CorrelatorSettings
 from sidecar.events import EventNamer
+from sidecar.inject.commands import add_commands as add_injection_commands
 from sidecar.metrics import Metrics
 from sidecar.output import format_json_lines, format_table
 from sidecar.replay import ReplayResult, ReplaySettings, read_chunks, replay
@@ -53,7 +55,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     play.add_argument("file", metavar="FILE", nargs="?", default="-", help="log file, - for stdin")
     play.add_argument("--rules", required=True, help="the rules file (YAML)")
-    play.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    play.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json", "none"),
+        default="table",
+        help="how to print the Events: a kubectl-like table, JSON lines, or not at all",
+    )
+    play.add_argument(
+        "--summary",
+        choices=("text", "json"),
+        default="text",
+        help="the summary on stderr: text for people, one JSON object for scripts",
+    )
     play.add_argument("--metrics", action="store_true", help="print the Prometheus metrics too")
     play.add_argument(
         "--kubeconfig",
@@ -63,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument("--context", help="kubeconfig context to use")
     _add_event_options(play)
     play.set_defaults(handler=_replay)
+
+    add_injection_commands(commands)
     return parser
 
 
@@ -167,7 +183,7 @@ def _replay(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    if sink is memory:
+    if sink is memory and args.output != "none":
         if args.output == "json":
             sys.stdout.write(format_json_lines(memory.events.values()))
         elif memory.events:
@@ -176,7 +192,11 @@ def _replay(args: argparse.Namespace) -> int:
             print("No events.")
     if args.metrics:
         sys.stdout.write(generate_latest(registry).decode())
-    print(_summary(result), file=sys.stderr)
+    summary = _summary_fields(result)
+    if args.summary == "json":
+        print(orjson.dumps(summary).decode(), file=sys.stderr)
+    else:
+        print(_format_summary(summary), file=sys.stderr)
     return 0
 
 
@@ -187,26 +207,46 @@ def _open_input(path: str) -> BinaryIO:
     return open(path, "rb")  # noqa: PTH123 - closed by the caller's with-block
 
 
-def _summary(result: ReplayResult) -> str:
+def _summary_fields(result: ReplayResult) -> dict[str, Any]:
     counts = result.counts
-    undecodable = ", ".join(f"{n} {why}" for why, n in sorted(counts.undecodable.items()))
     written = {k: v for k, v in result.outcomes.items() if k in ("create", "patch")}
-    dropped = {k: v for k, v in result.outcomes.items() if k not in written}
-    parts = [
-        f"lines read: {counts.read}",
-        f"skipped by pre-filter: {counts.skipped}",
-        f"decoded: {counts.decoded}",
-        f"undecodable: {counts.undecodable.total()}" + (f" ({undecodable})" if undecodable else ""),
-        f"too long: {counts.too_long}",
-        f"matched: {counts.matched}",
-        f"unchanged: {counts.unchanged}",
-        f"rule misses: {counts.missed}",
-        f"events: {sum(written.values())} "
-        f"({written.get('create', 0)} created, {written.get('patch', 0)} patched)",
-        "dropped: "
-        + (", ".join(f"{n} {cause}" for cause, n in sorted(dropped.items())) if dropped else "0"),
-    ]
-    return "\n".join(parts)
+    return {
+        "lines_read": counts.read,
+        "bytes_read": counts.bytes,
+        "skipped": counts.skipped,
+        "decoded": counts.decoded,
+        "undecodable": dict(sorted(counts.undecodable.items())),
+        "too_long": counts.too_long,
+        "matched": counts.matched,
+        "unchanged": counts.unchanged,
+        "rule_misses": counts.missed,
+        "events": counts.specs,
+        "created": written.get("create", 0),
+        "patched": written.get("patch", 0),
+        "dropped": {k: v for k, v in sorted(result.outcomes.items()) if k not in written},
+    }
+
+
+def _format_summary(summary: dict[str, Any]) -> str:
+    undecodable = summary["undecodable"]
+    detail = ", ".join(f"{n} {why}" for why, n in undecodable.items())
+    dropped = summary["dropped"]
+    return "\n".join(
+        [
+            f"lines read: {summary['lines_read']}",
+            f"skipped by pre-filter: {summary['skipped']}",
+            f"decoded: {summary['decoded']}",
+            f"undecodable: {sum(undecodable.values())}" + (f" ({detail})" if detail else ""),
+            f"too long: {summary['too_long']}",
+            f"matched: {summary['matched']}",
+            f"unchanged: {summary['unchanged']}",
+            f"rule misses: {summary['rule_misses']}",
+            f"events: {summary['created'] + summary['patched']} "
+            f"({summary['created']} created, {summary['patched']} patched)",
+            "dropped: "
+            + (", ".join(f"{n} {cause}" for cause, n in dropped.items()) if dropped else "0"),
+        ]
+    )
 
 
 if __name__ == "__main__":
