@@ -121,9 +121,8 @@ def main() -> None:
             raise SystemExit(f"mtail's counts {matches} differ from the truth {truth['matched']}")
         theirs.append((wall, cpu, rss))
     if args.smoke:
-        print(
-            f"smoke ok: {args.lines} lines; CPU s: replay {ours[0][1]:.2f}, mtail {theirs[0][1]:.2f}"
-        )
+        ours_cpu, theirs_cpu = ours[0][1], theirs[0][1]
+        print(f"smoke ok: {args.lines} lines; CPU s: replay {ours_cpu:.2f}, mtail {theirs_cpu:.2f}")
         return
 
     def rates(samples: list[tuple[float, float, int]], index: int) -> list[float]:

@@ -69,7 +69,7 @@ def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temporary, path)
+        temporary.replace(path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -48,7 +48,9 @@ _METADATA_ONLY: Final = (
     "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 )
 _DEFAULT_KUBECONFIG: Final = "~/.kube/config"
-#: `object_lookups` results.
+#: `object_lookups` results: `hit` is any answer from the cache (found, forbidden or not found,
+#: cached for `KubeSettings.lookup_ttl`); `error` is a look-up that could not be made (the API
+#: unreachable or answering 5xx), which is not cached.
 LOOKUP_RESULTS: Final = ("hit", "found", "forbidden", "not_found", "unknown_kind", "error")
 
 
@@ -171,8 +173,8 @@ def _try_kubeconfig(
             client_configuration=configuration,
             persist_config=False,
         )
-    except (k8s_config.ConfigException, OSError, ValueError, KeyError, TypeError) as error:
-        tried.append(f"{label}: {type(error).__name__}: {error}")
+    except Exception as error:  # YAML, OS, exec-plugin and schema errors alike: say which
+        tried.append(f"{label}: not usable: {type(error).__name__}: {error}")
         return None
     return configuration
 
@@ -252,6 +254,9 @@ class KubeSink:
                     # here keeps the call typed. (It re-serializes the timestamps as
                     # `+00:00`, which the apiserver stores as `Z`.)
                     _as_model(event.to_body()),
+                    # The generated create methods send no Content-Type at all (the apiserver
+                    # happens to assume JSON); say it.
+                    _content_type=_JSON,
                     _request_timeout=self.settings.request_timeout,
                     _preload_content=False,
                 ),
@@ -402,10 +407,19 @@ class KubeSink:
         return self._search(target)
 
     def _search(self, target: ObjectTarget) -> _Resource | None:
+        failed: list[str] = []
         for api_version in self._candidate_versions(target):
-            found = self._kind_in(api_version, target.kind)
+            try:
+                found = self._kind_in(api_version, target.kind)
+            except _LookupFailed as error:
+                # One broken group/version (typically an aggregated API whose backend is down,
+                # answering 503) must not hide the kind in the others.
+                failed.append(str(error))
+                continue
             if found is not None:
                 return found
+        if failed:
+            raise _LookupFailed("; ".join(failed))
         return None
 
     def _candidate_versions(self, target: ObjectTarget) -> Iterator[str]:

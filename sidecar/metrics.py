@@ -97,6 +97,12 @@ class Metrics:
             ["source", "kind"],
             registry=registry,
         )
+        self.connections = Counter(
+            "event_sidecar_connections",
+            "Socket source connections, by source and result (accepted, refused, idle_timeout).",
+            ["source", "result"],
+            registry=registry,
+        )
         self.source_lag = Gauge(
             "event_sidecar_source_lag_bytes",
             "Bytes written to a source but not read yet.",

@@ -109,7 +109,7 @@ class HttpSettings:
     #: Address of `/metrics`, `/healthz` and `/readyz`. All interfaces, because Prometheus and
     #: the kubelet's probes come in through the pod IP; port 8090 because controller-runtime's
     #: defaults (8080 metrics, 8081 probes) are likely taken by the controller beside us.
-    host: str = "0.0.0.0"  # noqa: S104 - read-only metrics and health, reached via the pod IP
+    host: str = "0.0.0.0"
     port: int = 8090
     #: Seconds between API reachability checks for `/readyz`.
     ping_interval: float = 5.0

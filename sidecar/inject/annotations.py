@@ -13,7 +13,16 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 PREFIX: Final = "event-sidecar.kube-event-sidecar.io/"
 INJECT_LABEL: Final = PREFIX + "inject"
@@ -34,7 +43,7 @@ _FIELDS: Final = {
 }
 _IGNORED: Final = frozenset({"inject", "status"})
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-_DNS_SUBDOMAIN = r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _QUANTITY = r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 _SOCKET = re.compile(r"^tcp://(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})$")
 _GLOB_CHARS = frozenset("*?[]")
@@ -60,7 +69,8 @@ class Resources(BaseModel):
 
     def to_container(self) -> dict[str, dict[str, str]]:
         """The container's `resources` stanza, without empty sections."""
-        return {k: dict(v) for k, v in (("requests", self.requests), ("limits", self.limits)) if v}
+        sections = (("requests", self.requests), ("limits", self.limits))
+        return {k: {str(r): q for r, q in v.items()} for k, v in sections if v}
 
 
 class PodOptions(BaseModel):
@@ -71,7 +81,7 @@ class PodOptions(BaseModel):
     container: Annotated[str, Field(pattern=_DNS_LABEL)] | None = None
     log_path: str | None = None
     socket: str | None = None
-    rules_configmap: Annotated[str, Field(pattern=_DNS_SUBDOMAIN)] | None = None
+    rules_configmap: Annotated[str, Field(pattern=_DNS_SUBDOMAIN, max_length=253)] | None = None
     image: Annotated[str, Field(pattern=r"^\S+$", max_length=512)] | None = None
     resources: Json[Resources] | None = None
     log_level: Literal["debug", "info", "warning", "error"] | None = None
@@ -105,10 +115,12 @@ class PodOptions(BaseModel):
             raise ValueError("must be tcp://127.0.0.1:PORT (loopback only)")
         return value
 
-    def model_post_init(self, _context: object) -> None:
+    @model_validator(mode="after")
+    def _check_one_source(self) -> PodOptions:
         """A pod has one log source: a file or a socket, not both."""
         if self.log_path is not None and self.socket is not None:
             raise ValueError(f"{PREFIX}log-path and {PREFIX}socket are mutually exclusive")
+        return self
 
 
 def parse_annotations(annotations: Mapping[str, str] | None) -> PodOptions:
@@ -135,15 +147,14 @@ def parse_annotations(annotations: Mapping[str, str] | None) -> PodOptions:
         return PodOptions.model_validate(values)
     except ValidationError as error:
         raise InvalidAnnotations([_describe(e) for e in error.errors()]) from error
-    except ValueError as error:  # model_post_init
-        raise InvalidAnnotations([str(error)]) from error
 
 
-def _describe(error: object) -> str:
-    """One pydantic error as `<annotation key>: <message>`."""
-    assert isinstance(error, dict)
-    loc = error.get("loc", ())
-    suffix = {v: k for k, v in _FIELDS.items()}.get(str(loc[0]) if loc else "", "")
+def _describe(error: ErrorDetails) -> str:
+    """One pydantic error as `<annotation key>: <message>` (the whole-model rule has no key)."""
+    loc = error["loc"]
+    message = error["msg"].removeprefix("Value error, ")
+    if not loc:
+        return message
+    suffix = {v: k for k, v in _FIELDS.items()}.get(str(loc[0]), str(loc[0]))
     where = ".".join(str(p) for p in loc[1:])
-    key = f"{PREFIX}{suffix}" + (f" ({where})" if where else "")
-    return f"{key}: {error.get('msg', 'invalid')}"
+    return f"{PREFIX}{suffix}" + (f" ({where})" if where else "") + f": {message}"
