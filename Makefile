@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint unit control-plane clean
+.PHONY: demo test lint unit system-deps control-plane clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,19 @@ demo: $(STAMP)
 		--rules examples/quota-autoscaler.rules.yaml --host quota-autoscaler-7d9f8-x2x9k --metrics
 
 ## Lint, type-check and run every test (including those against a real kube-apiserver).
-test: lint
+test: lint system-deps
 	$(BIN)/pytest
+
+## Debian's prometheus (scrapes /metrics in the tests) and mtail (the benchmark peer).
+system-deps:
+	@if ! command -v prometheus >/dev/null || ! command -v mtail >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "the tests need Debian's prometheus and mtail: sudo apt-get install prometheus mtail" >&2; \
+			exit 1; \
+		fi; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus mtail; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
