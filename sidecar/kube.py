@@ -254,9 +254,9 @@ class KubeSink:
                     # here keeps the call typed. (It re-serializes the timestamps as
                     # `+00:00`, which the apiserver stores as `Z`.)
                     _as_model(event.to_body()),
-                    # The generated create methods send no Content-Type at all (the apiserver
-                    # happens to assume JSON); say it.
-                    _content_type=_JSON,
+                    # The generated create methods send no Content-Type at all and ignore
+                    # `_content_type` (the apiserver happens to assume JSON); say it.
+                    _headers={"Content-Type": _JSON},
                     _request_timeout=self.settings.request_timeout,
                     _preload_content=False,
                 ),

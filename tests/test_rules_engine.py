@@ -1,0 +1,448 @@
+"""Property tests of the rules engine: `Processor.process` and the byte pre-filter.
+
+The pre-filter (`RuleSet.literals`, `sidecar.scan.select_lines`) is an optimisation only: running
+the same log with and without it must give the same Events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from sidecar.decode import decode
+from sidecar.metrics import Metrics
+from sidecar.pipeline import EventSpec, LinePipeline, Processor, RuleMiss, Unchanged
+from sidecar.records import LEVELS, Record
+from sidecar.rules import RuleSet, compile_rules, load_rules, parse_rules
+from sidecar.rules.schema import RulesFile
+from sidecar.transitions import TransitionTracker
+
+ROOT = Path(__file__).parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+EXAMPLE_RULES = load_rules(ROOT / "examples" / "quota-autoscaler.rules.yaml")
+GOLDEN_RULES = {path.parent.name: load_rules(path) for path in sorted(GOLDEN.glob("*/rules.yaml"))}
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _log_lines() -> list[bytes]:
+    """Every golden input and the example log: all formats, garbage included."""
+    lines: list[bytes] = []
+    for path in [*sorted(GOLDEN.glob("*/input.log")), ROOT / "examples" / "quota-autoscaler.log"]:
+        lines.extend(path.read_bytes().split(b"\n"))
+    return lines
+
+
+LOG_LINES = _log_lines()
+MIXED_LOG = b"".join(line + b"\n" for line in LOG_LINES)
+
+
+def _harvest() -> tuple[list[str], list[tuple[str, Any]]]:
+    """Messages and scalar field values that really occur in the log, for rules that match."""
+    messages: set[str] = set()
+    values: set[tuple[str, Any]] = set()
+    for line in LOG_LINES:
+        decoded = decode(line, year=2024)
+        if type(decoded) is not Record:
+            continue
+        messages.add(decoded.message)
+        for key, value in decoded.fields.items():
+            # Short values only: IDs and error texts would just repeat what messages exercise.
+            if (
+                value is None
+                or type(value) in (int, float, bool)
+                or (type(value) is str and len(value) <= 24)
+            ):
+                values.add((key, value))
+    return sorted(messages), sorted(values, key=repr)[:: max(1, len(values) // 80)]
+
+
+MESSAGES, FIELD_VALUES = _harvest()
+
+
+def new_pipeline(rules: RuleSet, max_line_bytes: int = 4096) -> LinePipeline:
+    return LinePipeline(
+        Processor(rules, TransitionTracker()),
+        Metrics(CollectorRegistry()),
+        source="test",
+        year=2024,
+        max_line_bytes=max_line_bytes,
+    )
+
+
+def without_prefilter(rules: RuleSet) -> RuleSet:
+    return dataclasses.replace(rules, literals=None)
+
+
+def outcomes_of(rules: RuleSet, block: bytes) -> tuple[list[str], tuple[int, ...]]:
+    """Specs (as reprs, so that a NaN time compares equal to itself) and the rule counters."""
+    pipeline = new_pipeline(rules)
+    specs = [repr(spec) for spec in pipeline.feed(block)]
+    counts = pipeline.counts
+    return specs, (counts.matched, counts.missed, counts.unchanged, counts.specs)
+
+
+# --- strategies ---------------------------------------------------------------------------------
+
+FIELD_NAMES = [
+    "resource",
+    "hard",
+    "phase",
+    "error",
+    "err",
+    "lease",
+    "name",
+    "namespace",
+    "controllerKind",
+    "ResourceQuotaAutoscaler.name",
+    "Workload.namespace",
+    "configmap",
+    "count",
+    "status",
+]
+TEMPLATE_PARTS = [
+    "{resource}",
+    "{hard}",
+    "{phase}",
+    "{message}",
+    "{msg}",
+    "{level}",
+    "{logger}",
+    "{from}",
+    "{to}",
+    "{name}",
+    "{ResourceQuotaAutoscaler.name}",
+    "{pod.name}",
+    "text ",
+    "扩容成功 ",
+    "{{literal}} ",
+    "",
+]
+scalars = st.one_of(
+    st.sampled_from([value for _, value in FIELD_VALUES] or ["x"]),
+    st.sampled_from(MESSAGES or ["x"]),
+    st.text(max_size=8),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+)
+conditions = st.one_of(
+    scalars,
+    st.lists(scalars, min_size=1, max_size=3),
+    st.builds(lambda value: {"equals": value}, scalars),
+    st.builds(lambda values: {"any": values}, st.lists(scalars, min_size=1, max_size=3)),
+    st.builds(
+        lambda pattern: {"regex": pattern},
+        st.sampled_from(["^Q", "ed$", ".", "cpu|memory", "[0-9]+", "^$", "失败|成功"]),
+    ),
+    st.builds(lambda wanted: {"exists": wanted}, st.booleans()),
+)
+message_conditions = st.one_of(st.sampled_from(MESSAGES or ["x"]), conditions)
+templates = st.lists(st.sampled_from(TEMPLATE_PARTS), max_size=4).map("".join)
+levels = st.one_of(
+    st.sampled_from(LEVELS), st.lists(st.sampled_from(LEVELS), min_size=1, max_size=3)
+)
+matches = st.fixed_dictionaries(
+    {},
+    optional={
+        "message": message_conditions,
+        "level": levels,
+        "logger": conditions,
+        "fields": st.dictionaries(st.sampled_from(FIELD_NAMES), conditions, max_size=3)
+        # Pairs that occur together in the log, so that generated rules do match.
+        | st.lists(st.sampled_from(FIELD_VALUES or [("x", "x")]), max_size=2).map(dict),
+    },
+).filter(lambda match: any(match.get(key) for key in ("message", "level", "logger", "fields")))
+kinds = st.sampled_from(
+    ["ResourceQuotaAutoscaler", "Pod", "Node", "Lease", "ConfigMap", "Workload"]
+)
+objects = st.one_of(
+    st.just("auto"),
+    st.builds(lambda kind, ref: {"kind": kind, "ref": ref}, kinds, st.sampled_from(FIELD_NAMES)),
+    st.builds(lambda kind: {"kind": kind, "apiVersion": "example.com/v1"}, kinds),
+    st.builds(
+        lambda kind, name, namespace, path: {
+            "kind": kind,
+            "name": name,
+            **({"namespace": namespace} if namespace is not None else {}),
+            **({"fieldPath": path} if path is not None else {}),
+        },
+        kinds,
+        templates,
+        st.none() | templates,
+        st.none() | templates,
+    ),
+)
+transitions = st.none() | st.fixed_dictionaries(
+    {"state": templates},
+    optional={
+        "key": templates,
+        "first": st.sampled_from(["skip", "emit"]),
+        "initial": st.text(max_size=6),
+    },
+)
+
+
+@st.composite
+def rule_sets(draw: st.DrawFn) -> RuleSet:
+    rules = []
+    for index in range(draw(st.integers(min_value=1, max_value=4))):
+        rule: dict[str, Any] = {
+            "name": f"rule-{index}",
+            "match": draw(matches),
+            "object": draw(objects),
+            "type": draw(st.sampled_from(["Normal", "Warning"])),
+            "reason": draw(st.sampled_from(["Reason", "QuotaExpanded", "R2"])),
+            "message": draw(templates),
+        }
+        transition = draw(transitions)
+        if transition is not None:
+            rule["transition"] = transition
+        rules.append(rule)
+    return compile_rules(RulesFile.model_validate({"component": "generated", "rules": rules}))
+
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+ref_values = st.one_of(
+    json_values,
+    st.sampled_from(["team-a/team-a", "worker-1", "kube-system/lock", "", "/", "a/"]),
+    st.fixed_dictionaries(
+        {},
+        optional={"name": json_values | st.sampled_from(["team-a", ""]), "namespace": json_values},
+    ),
+)
+records = st.builds(
+    Record,
+    message=st.sampled_from(MESSAGES or ["x"]) | st.text(max_size=20),
+    level=st.sampled_from(LEVELS),
+    verbosity=st.integers(0, 5),
+    time=st.none() | st.floats(min_value=0, max_value=4e9),
+    logger=st.sampled_from(["", "controller.resourcequotaautoscaler", "setup"])
+    | st.text(max_size=8),
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            "controllerKind": st.sampled_from(["ResourceQuotaAutoscaler", "Node", ""])
+            | json_values,
+            "controllerGroup": st.sampled_from(["autoscaling.example.com", ""]) | json_values,
+            "ResourceQuotaAutoscaler": ref_values,
+            "Node": ref_values,
+            "namespace": st.sampled_from(["team-a", ""]) | json_values,
+            "name": st.sampled_from(["team-a", ""]) | json_values,
+            "resource": st.sampled_from(["cpu", "memory"]) | json_values,
+            "hard": st.sampled_from(["1", "2Gi"]) | json_values,
+            "phase": st.sampled_from(["Stable", "Scaling"]) | json_values,
+            "error": json_values,
+            "lease": ref_values,
+            "pod": ref_values,
+        },
+    ).flatmap(
+        lambda known: st.dictionaries(st.text(max_size=6), json_values, max_size=2).map(
+            lambda extra: {**extra, **known}
+        )
+    ),
+)
+
+
+# --- Processor.process --------------------------------------------------------------------------
+
+
+def check_outcome(outcome: object, rules: RuleSet) -> None:
+    assert outcome is None or type(outcome) in (EventSpec, RuleMiss, Unchanged)
+    names = {rule.name for rule in rules.rules}
+    if outcome is None:
+        return
+    assert outcome.rule in names  # type: ignore[attr-defined]
+    if type(outcome) is EventSpec:
+        assert outcome.type in ("Normal", "Warning")
+        assert outcome.target.kind
+        assert isinstance(outcome.target.name, str)
+        assert outcome.target.name, "an Event needs an involved object name"
+        assert isinstance(outcome.target.namespace, str)
+        assert isinstance(outcome.message, str)
+    elif type(outcome) is RuleMiss:
+        assert isinstance(outcome.field, str)
+        assert outcome.field
+
+
+@PROPERTY
+@given(st.lists(records, min_size=1, max_size=5))
+def test_process_never_raises_with_the_example_rules(batch: list[Record]) -> None:
+    processor = Processor(EXAMPLE_RULES, TransitionTracker())
+    for record in batch * 2:  # twice: the second pass sees the transition state
+        check_outcome(processor.process(record), EXAMPLE_RULES)
+
+
+@PROPERTY
+@given(rule_sets(), st.lists(records, min_size=1, max_size=4))
+def test_process_never_raises_with_generated_rules(rules: RuleSet, batch: list[Record]) -> None:
+    processor = Processor(rules, TransitionTracker())
+    for record in batch * 2:
+        check_outcome(processor.process(record), rules)
+
+
+@PROPERTY
+@given(st.sampled_from(sorted(GOLDEN_RULES)), st.lists(records, min_size=1, max_size=4))
+def test_process_never_raises_with_the_golden_rules(case: str, batch: list[Record]) -> None:
+    rules = GOLDEN_RULES[case]
+    processor = Processor(rules, TransitionTracker())
+    for record in batch * 2:
+        check_outcome(processor.process(record), rules)
+
+
+def test_process_example_rules_on_the_example_log() -> None:
+    """Decoded lines of every format through the example rules: outcomes of every kind occur."""
+    processor = Processor(EXAMPLE_RULES, TransitionTracker())
+    seen: set[type] = set()
+    for line in LOG_LINES:
+        decoded = decode(line, year=2024)
+        if type(decoded) is Record:
+            outcome = processor.process(decoded)
+            check_outcome(outcome, EXAMPLE_RULES)
+            seen.add(type(outcome))
+    assert seen >= {EventSpec, Unchanged, type(None)}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: Processor commits the new transition state before rendering the message; when "
+    "the message then misses a field (RuleMiss) the change is lost for good and the next line "
+    "with the same state is Unchanged",
+)
+def test_a_rule_miss_does_not_swallow_a_transition() -> None:
+    rules = compile_rules(
+        parse_rules(
+            """
+rules:
+  - name: phase
+    match: {message: Observed status}
+    object: {kind: Node, ref: node}
+    transition: {state: "{phase}"}
+    reason: PhaseChanged
+    message: "{from} -> {to}: {detail}"
+""",
+            "inline.yaml",
+        )
+    )
+    processor = Processor(rules, TransitionTracker())
+
+    def line(phase: str, **extra: str) -> Record:
+        fields = {"node": "n1", "phase": phase, **extra}
+        return Record(message="Observed status", fields=fields)
+
+    assert type(processor.process(line("A", detail="x"))) is Unchanged  # first: skip
+    assert processor.process(line("B")) == RuleMiss("phase", "detail")
+    outcome = processor.process(line("B", detail="y"))
+    assert type(outcome) is EventSpec
+    assert outcome.message == "A -> B: y"
+
+
+# --- the pre-filter never changes the outcome ---------------------------------------------------
+
+
+def test_the_example_rules_have_a_prefilter() -> None:
+    """Otherwise the equivalence tests below would compare the same thing twice."""
+    assert EXAMPLE_RULES.literals
+    pipeline = new_pipeline(EXAMPLE_RULES)
+    pipeline.feed(MIXED_LOG)
+    assert pipeline.counts.skipped > 0
+
+
+@pytest.mark.parametrize("case", ["example", *sorted(GOLDEN_RULES)])
+def test_prefilter_never_changes_the_outcome_of_known_rules(case: str) -> None:
+    rules = EXAMPLE_RULES if case == "example" else GOLDEN_RULES[case]
+    assert outcomes_of(rules, MIXED_LOG) == outcomes_of(without_prefilter(rules), MIXED_LOG)
+
+
+garbage_lines = st.one_of(
+    st.binary(max_size=60).map(lambda data: data.replace(b"\n", b"")),
+    st.sampled_from(MESSAGES or ["x"]).map(str.encode),
+)
+
+
+@st.composite
+def mixed_logs(draw: st.DrawFn) -> bytes:
+    """Lines of the real log, reordered, cut short, spliced with garbage and repeated."""
+    indices = draw(st.lists(st.integers(0, len(LOG_LINES) - 1), min_size=1, max_size=120))
+    out = []
+    for index in indices:
+        line = LOG_LINES[index]
+        action = draw(st.sampled_from(["keep", "keep", "keep", "cut", "splice", "garbage"]))
+        if action == "cut":
+            line = line[: draw(st.integers(0, len(line)))]
+        elif action == "splice":
+            at = draw(st.integers(0, len(line)))
+            line = line[:at] + draw(garbage_lines) + line[at:]
+        elif action == "garbage":
+            line = draw(garbage_lines)
+        out.append(line + b"\n")
+    return b"".join(out)
+
+
+@PROPERTY
+@given(st.sampled_from(["example", *sorted(GOLDEN_RULES)]), mixed_logs())
+def test_prefilter_never_changes_the_outcome_on_generated_logs(case: str, log: bytes) -> None:
+    rules = EXAMPLE_RULES if case == "example" else GOLDEN_RULES[case]
+    assert outcomes_of(rules, log) == outcomes_of(without_prefilter(rules), log)
+
+
+@PROPERTY
+@given(rule_sets())
+def test_prefilter_never_changes_the_outcome_of_generated_rules(rules: RuleSet) -> None:
+    assert outcomes_of(rules, MIXED_LOG) == outcomes_of(without_prefilter(rules), MIXED_LOG)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: literals are derived from text_of(value), the compact JSON spelling, but the raw "
+    "line may spell the same value differently: zap's console encoder writes nested objects "
+    'as {"a": 1} (with a space) and zap writes floats in plain notation (0.0000001, not 1e-7)',
+)
+@pytest.mark.parametrize(
+    ("condition", "line"),
+    [
+        (
+            "{spec: '{\"replicas\":12345678}'}",
+            b'2024-01-11T14:21:03Z\tINFO\tScaled\t{"spec": {"replicas": 12345678}}',
+        ),
+        (
+            "{ratio: 0.0000001}",
+            b'{"level":"info","ts":1704982863.5,"msg":"Scaled","ratio":0.0000001}',
+        ),
+    ],
+)
+def test_prefilter_with_values_spelt_differently(condition: str, line: bytes) -> None:
+    rules = compile_rules(
+        parse_rules(
+            f"""
+rules:
+  - name: r
+    match: {{fields: {condition}}}
+    object: {{kind: Node, name: n1}}
+    reason: Scaled
+""",
+            "inline.yaml",
+        )
+    )
+    without = outcomes_of(without_prefilter(rules), line + b"\n")
+    assert without[0], "the rule matches the line when every line is decoded"
+    assert outcomes_of(rules, line + b"\n") == without
