@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 
-from sidecar.records import Record
+from sidecar.records import Record, text_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,8 @@ _LEVELS: Final[dict[str, tuple[str, int]]] = {
     "fatal": ("fatal", 0),
 }
 _KLOG_SEVERITY: Final = {"I": "info", "W": "warning", "E": "error", "F": "fatal"}
-_ZAP_VLEVEL = re.compile(r"Level\((-?\d+)\)")
+#: zap's V-levels: `Level(-2)` from the JSON encoder, `LEVEL(-2)` from the console encoder.
+_ZAP_VLEVEL = re.compile(r"Level\((-?\d+)\)", re.IGNORECASE)
 
 _TIME_KEYS: Final = ("ts", "time", "timestamp", "@timestamp")
 _LEVEL_KEYS: Final = ("level", "lvl", "severity")
@@ -139,14 +140,14 @@ def record_from_mapping(obj: dict[str, Any], fmt: str) -> Record:
         level, verbosity = parse_level(raw_level)
     elif "v" in obj:
         # klog JSON has no level, only the V-level of info lines.
-        verbosity = _as_int(obj.pop("v"))
+        verbosity = max(0, _as_int(obj.pop("v")))
         level = "info" if verbosity <= 0 else "debug"
     else:
         level, verbosity = ("error", 0) if "err" in obj else ("info", 0)
     raw_time = _pop_first(obj, _TIME_KEYS)
     logger = obj.pop("logger", "")
     return Record(
-        message=message if type(message) is str else ("" if message is None else str(message)),
+        message=message if type(message) is str else ("" if message is None else text_of(message)),
         level=level,
         verbosity=verbosity,
         time=parse_time(raw_time) if raw_time is not None else None,
@@ -181,20 +182,35 @@ def parse_level(raw: Any) -> tuple[str, int]:
 
 
 def parse_time(raw: Any) -> float | None:
-    """RFC 3339 text, or epoch seconds or milliseconds (number or text), to epoch seconds."""
+    """RFC 3339 text, or epoch seconds or milliseconds (number or text), to epoch seconds.
+
+    A time without an offset is UTC (never the host's zone); anything outside the years 1-9999,
+    infinite or NaN is no time at all, since Event timestamps must be renderable.
+    """
     if type(raw) is str:
         try:
-            return datetime.fromisoformat(raw).timestamp()
+            parsed = datetime.fromisoformat(raw)
         except ValueError:
             try:
                 raw = float(raw)
             except ValueError:
                 return None
+        else:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.timestamp()
     if type(raw) in (int, float):
         value = float(raw)
         # Seconds until the year 5138; anything larger is milliseconds.
-        return value / 1000.0 if value > 1e11 else value
+        if value > 1e11:
+            value /= 1000.0
+        return value if _EARLIEST <= value <= _LATEST else None
     return None
+
+
+#: The range `datetime` can render (years 1 to 9999); also rejects inf and NaN.
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def _as_int(raw: Any) -> int:
@@ -218,10 +234,13 @@ def _decode_klog_text(match: re.Match[str], year: int) -> Record:
         fields = _parse_pairs(rest[quoted.end() :])
     else:
         message, fields = rest, {}
+    # klog's contextual logging adds `logger="name"`, which JSON lines carry as the logger.
+    logger = fields.pop("logger", "")
     return Record(
         message=message,
         level=_KLOG_SEVERITY[severity],
         time=stamp,
+        logger=logger,
         fields=fields,
         format="klog",
     )
@@ -234,7 +253,7 @@ def _decode_zap_console(parts: list[str]) -> Record | None:
     level_text = parts[1]
     known = _LEVELS.get(level_text.lower())
     if known is None:
-        if not level_text.startswith("Level("):
+        if not level_text.lower().startswith("level("):
             return None
         known = parse_level(level_text)
     stamp = parse_time(parts[0])
@@ -287,18 +306,33 @@ def unquote_go(quoted: str) -> str:
         return quoted
     if "\\" not in quoted:
         return quoted[1:-1]
+    body = quoted[1:-1]
+    if (len(body) - len(body.rstrip("\\"))) % 2:
+        return quoted  # the closing quote is escaped: the value was cut short
     try:
         loaded = orjson.loads(quoted)
     except orjson.JSONDecodeError:
-        return _GO_ESCAPE.sub(_replace_go_escape, quoted[1:-1])
+        return _GO_BYTES.sub(_replace_go_bytes, _GO_ESCAPE.sub(_replace_go_escape, body))
     return loaded if type(loaded) is str else quoted
+
+
+#: Go writes `\xNN` only for bytes that are not valid UTF-8; a run of them is decoded together.
+_GO_BYTES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
+
+
+def _replace_go_bytes(match: re.Match[str]) -> str:
+    raw = bytes(int(match.group()[i + 2 : i + 4], 16) for i in range(0, len(match.group()), 4))
+    return raw.decode("utf-8", "replace")
 
 
 def _replace_go_escape(match: re.Match[str]) -> str:
     escape = match.group(1)
-    if escape[0] in "xuU":
-        try:
-            return chr(int(escape[1:], 16))
-        except ValueError:
-            return match.group()
+    if escape[0] == "x":
+        return match.group()  # left for _replace_go_bytes
+    if escape[0] in "uU":
+        code = int(escape[1:], 16)
+        # Lone surrogates and values past U+10FFFF are not characters; UTF-8 cannot carry them.
+        if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+            return "\ufffd"
+        return chr(code)
     return _GO_SIMPLE_ESCAPES[escape]

@@ -595,9 +595,16 @@ def _describe(answer: _Answer) -> str:
     return f"{answer.status} {reason}: {message}" if reason else f"{answer.status}: {message}"
 
 
-def _refusal(verb: str, answer: _Answer) -> Refused:
-    """The `Refused` an HTTP error status means for a write (every status is final)."""
+def _refusal(verb: str, answer: _Answer) -> Refused | Unreachable:
+    """What an HTTP error status means for a write: final (`Refused`), except 429.
+
+    429 is API Priority and Fairness asking us to come back later; client-go's REST client
+    retries it inside the request (honouring Retry-After) before the recorder ever sees it, so
+    here it is a retryable `Unreachable` too.
+    """
     detail = _describe(answer)
+    if answer.status == 429:
+        return Unreachable(f"{verb}: throttled by the apiserver: {detail}")
     if answer.status == 404:
         # create: the namespace is missing; patch: the Event expired (the Recorder re-creates).
         return NotFound(detail)

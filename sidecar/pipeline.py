@@ -61,9 +61,10 @@ class Processor:
             return None
         try:
             target = rule.resolve_object(record)
-            extra: dict[str, str] | None = None
             transition = rule.transition
-            if transition is not None:
+            if transition is None:
+                message = render(rule.message, record)
+            else:
                 state = render(transition.state, record)
                 key = (
                     rule.name,
@@ -72,13 +73,15 @@ class Processor:
                     target.name,
                     render(transition.key, record),
                 )
-                change = self.tracker.observe(
+                tracker = self.tracker
+                change = tracker.compare(
                     key, state, first=transition.first, initial=transition.initial
                 )
                 if change is None:
+                    tracker.remember(key, state)
                     return Unchanged(rule.name)
-                extra = {"from": change.before, "to": change.after}
-            message = render(rule.message, record, extra)
+                message = render(rule.message, record, {"from": change.before, "to": change.after})
+                tracker.remember(key, state)
         except MissingField as missing:
             return RuleMiss(rule.name, missing.path)
         return EventSpec(rule.name, target, rule.type, rule.reason, message, record.time)

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 #: Canonical level names. Decoders map every spelling onto one of these so that a rule written
 #: `level: warning` matches klog's `W`, logrus' `warning` and slog's `WARN` alike.
 LEVELS = ("debug", "info", "warning", "error", "fatal")
@@ -82,3 +84,14 @@ def _ref_of(mapping: dict[str, Any]) -> ObjectRef | None:
         return None
     namespace = mapping.get("namespace")
     return ObjectRef(name, namespace if type(namespace) is str else "")
+
+
+def text_of(value: Any) -> str:
+    """The text a value is compared and rendered as: JSON spelling for everything but strings.
+
+    So that a rule's `count: 3` matches both the JSON number 3 and logfmt's `count=3`, and
+    `true` is not rendered as Python's `True`.
+    """
+    if type(value) is str:
+        return value
+    return orjson.dumps(value).decode()

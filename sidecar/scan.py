@@ -38,6 +38,8 @@ def select_lines(block: bytes, literals: frozenset[bytes] | None, limit: int) ->
         while position != -1:
             start = rfind(b"\n", 0, position) + 1
             end = find(b"\n", position)
+            if end == -1:  # a last line without its newline (callers should not pass one)
+                end = len(block)
             starts[start] = end
             position = find(literal, end)
     candidates = [
@@ -55,6 +57,8 @@ def _long_lines(block: bytes, limit: int) -> set[int]:
     for position in range(limit, len(block), limit):
         start = rfind(b"\n", 0, position) + 1
         end = find(b"\n", position)
+        if end == -1:
+            end = len(block)
         if end - start > limit:
             found.add(start)
     return found

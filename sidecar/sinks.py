@@ -48,6 +48,10 @@ class Sink(Protocol):
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None: ...
 
+    def ping(self) -> str:
+        """Check the destination answers (for /readyz); raise `Unreachable` when it does not."""
+        ...
+
 
 def unresolved(target: ObjectTarget) -> InvolvedObject:
     """The reference exactly as the rules named it, without anything looked up."""
@@ -69,6 +73,9 @@ class MemorySink:
 
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
         return unresolved(target)
+
+    def ping(self) -> str:
+        return "memory"
 
     def create(self, event: Event) -> None:
         key = (event.namespace, event.name)

@@ -34,19 +34,33 @@ class TransitionTracker:
     def __len__(self) -> int:
         return len(self._states)
 
-    def observe(self, key: StateKey, state: str, *, first: str, initial: str) -> Change | None:
-        """Record `state` for `key`; return the change to report, or None when there is none."""
-        states = self._states
-        previous = states.pop(key, None)
-        states[key] = state  # re-inserted last: dict order is the recency order
+    def compare(self, key: StateKey, state: str, *, first: str, initial: str) -> Change | None:
+        """The change `state` would be for `key`, without remembering it.
+
+        Remembering is a separate step (`remember`) so that a line whose Event cannot be built
+        (its rule misses a field) leaves the state alone and a later complete line still reports
+        the change.
+        """
+        previous = self._states.get(key)
         if previous is None:
-            if len(states) > self._max_keys:
-                del states[next(iter(states))]
-                self.evicted += 1
             return Change(initial, state) if first == "emit" else None
         if previous == state:
             return None
         return Change(previous, state)
+
+    def remember(self, key: StateKey, state: str) -> None:
+        states = self._states
+        known = states.pop(key, None) is not None
+        states[key] = state  # re-inserted last: dict order is the recency order
+        if not known and len(states) > self._max_keys:
+            del states[next(iter(states))]
+            self.evicted += 1
+
+    def observe(self, key: StateKey, state: str, *, first: str, initial: str) -> Change | None:
+        """`compare` and `remember` in one step."""
+        change = self.compare(key, state, first=first, initial=initial)
+        self.remember(key, state)
+        return change
 
     def export(self) -> list[list[str]]:
         """JSON-ready state, oldest first, for checkpoints."""

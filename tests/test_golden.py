@@ -8,16 +8,13 @@ A case holds:
   order, final state after patches);
 - `summary.json`: the counts that do not depend on the pre-filter's choice of literals;
 - `settings.yaml` (optional): `ReplaySettings` fields to override (`max_line_bytes`, `component`,
-  `correlation: {...}`, `retry: {...}`);
-- `xfail.txt` (optional): a known bug in `sidecar/`; the expected files say what *should* happen
-  and the case is a strict xfail until the bug is fixed.
+  `correlation: {...}`, `retry: {...}`).
 
 Each case is replayed whole and in small chunks (so partial lines and the framer's long-line
 handling are exercised) and must give the same Events either way.
 
 Regenerate with `UPDATE_GOLDEN=1 pytest tests/test_golden.py`, then read every changed line of the
-diff before committing it: a golden file that records a bug is worse than none. Cases with an
-`xfail.txt` are never rewritten; their expected files are written by hand.
+diff before committing it: a golden file that records a bug is worse than none.
 """
 
 from __future__ import annotations
@@ -49,14 +46,10 @@ CHUNKINGS = {"whole": 0, "chunks-61": 61, "chunks-1": 1}
 
 
 def _cases() -> list[Any]:
-    params = []
-    for folder in sorted(path for path in GOLDEN.iterdir() if path.is_dir()):
-        xfail = folder / "xfail.txt"
-        marks = []
-        if xfail.is_file():
-            marks.append(pytest.mark.xfail(reason=xfail.read_text().strip(), strict=True))
-        params.append(pytest.param(folder, id=folder.name, marks=marks))
-    return params
+    return [
+        pytest.param(folder, id=folder.name)
+        for folder in sorted(path for path in GOLDEN.iterdir() if path.is_dir())
+    ]
 
 
 def _settings(folder: Path) -> ReplaySettings:
@@ -137,8 +130,6 @@ def test_golden(folder: Path, chunking: str) -> None:
     if UPDATE:
         if chunking != "whole":
             pytest.skip("UPDATE_GOLDEN writes from the whole-file replay only")
-        if (folder / "xfail.txt").is_file():
-            pytest.skip("a case with xfail.txt records a known bug; edit its files by hand")
         expected_path.write_text(events, encoding="utf-8")
         summary_path.write_text(summary, encoding="utf-8")
         return
@@ -171,7 +162,6 @@ def test_every_case_is_complete() -> None:
             "expected.jsonl",
             "summary.json",
             "settings.yaml",
-            "xfail.txt",
         }
         unknown = {path.name for path in folder.iterdir()} - known
         assert not unknown, f"{folder.name} has files the runner ignores: {sorted(unknown)}"
@@ -213,11 +203,6 @@ def _replay_text(tmp_path: Path, log: bytes) -> str:
     return format_json_lines(sink.events.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: parse_time returns inf/nan/1e297 for such `ts` values; replay then raises "
-    "OverflowError (EventNamer: int(inf * 1e9); rfc3339: timestamp out of range) or ValueError",
-)
 @pytest.mark.parametrize("stamp", ['"inf"', '"nan"', "1e300", '"-1e300"'])
 def test_replay_survives_absurd_timestamps(tmp_path: Path, stamp: str) -> None:
     log = b'{"ts":1704982863,"msg":"first"}\n' + f'{{"ts":{stamp},"msg":"absurd time"}}\n'.encode()
@@ -227,11 +212,6 @@ def test_replay_survives_absurd_timestamps(tmp_path: Path, stamp: str) -> None:
     assert '"lastTimestamp":"2024-01-11T14:21:03Z"' in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: unquote_go turns the Go escape \\ud800 into a lone surrogate; the Event message "
-    "keeps it and `replay -o json` (orjson.dumps) raises TypeError",
-)
 def test_replay_survives_an_escaped_lone_surrogate(tmp_path: Path) -> None:
     text = _replay_text(tmp_path, b'I0111 14:21:03.000000       1 x.go:1] "bad \\ud800"\n')
     assert '"message":"bad \ufffd"' in text

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.records import ObjectRef, Record
+from sidecar.records import ObjectRef, Record, text_of
 from sidecar.rules.schema import Condition, Match, ObjectSpec, Rule, RulesFile, Transition
-from sidecar.rules.templates import MissingField, Template, compile_template, lookup_path, text_of
+from sidecar.rules.templates import MissingField, Template, compile_template, lookup_path
 
 Test = Callable[[Any], bool]
 _ABSENT = object()
@@ -261,13 +261,17 @@ def _literals(match: Match) -> frozenset[bytes] | None:
 
 def _condition_literals(condition: Condition) -> frozenset[bytes] | None:
     if condition.any is not None:
-        values = [text_of(choice) for choice in condition.any]
+        values = list(condition.any)
     elif "equals" in condition.model_fields_set and condition.regex is None:
-        values = [text_of(condition.equals)]
+        values = [condition.equals]
     else:
         return None
     found: set[bytes] = set()
     for value in values:
+        # Only strings are written verbatim: a number may be spelt 1e-7 or 0.0000001, and JSON
+        # text inside a value may have spaces the compact spelling lacks.
+        if type(value) is not str or value.startswith(("{", "[")):
+            return None
         runs = _VERBATIM.findall(value)
         if not runs:
             return None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from sidecar.records import text_of
 
 _PATH = re.compile(r"[A-Za-z_@][\w\-@]*(\.[\w\-@]+)*")
 _PARSER = string.Formatter()
@@ -83,17 +83,6 @@ def compile_template(source: str) -> Template:
         "".join(literal for literal, _ in parts) if all(p is None for _, p in parts) else None
     )
     return Template(source, tuple(parts), constant)
-
-
-def text_of(value: Any) -> str:
-    """The text a value is compared and rendered as: JSON spelling for everything but strings.
-
-    So that a rule's `count: 3` matches both the JSON number 3 and logfmt's `count=3`, and
-    `true` is not rendered as Python's `True`.
-    """
-    if type(value) is str:
-        return value
-    return orjson.dumps(value).decode()
 
 
 def lookup_path(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
