@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# The event-sidecar image: the sidecar (`run`), the injection webhook (`webhook`) and the offline
+# tools (`replay`, `check`, `inject`) in one small image.
+#
+#   docker build -t event-sidecar:dev .
+#
+# Stage 1 builds wheels for the package and every dependency; stage 2 installs them, offline, into
+# a venv. The final image runs as a numeric non-root user (so `runAsNonRoot` can be verified
+# without a passwd lookup) and never writes at run time: bytecode is compiled at install time,
+# PYTHONDONTWRITEBYTECODE stops Python from trying again, and nothing uses /tmp, so it runs with
+# `readOnlyRootFilesystem: true`. tests/test_dockerfile.py installs the package the same way.
+
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY sidecar ./sidecar
+RUN pip wheel --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-index --find-links /wheels kube-event-sidecar \
+    && /opt/venv/bin/event-sidecar --version
+# 65532 is distroless' "nonroot"; the injected sidecar's securityContext uses the same UID/GID.
+USER 65532:65532
+WORKDIR /
+EXPOSE 9090 8443
+ENTRYPOINT ["event-sidecar"]
+CMD ["--help"]

@@ -1,0 +1,153 @@
+"""The `webhook` and `inject` subcommands: their flags, and turning them into settings.
+
+Both share one set of injection flags, so the offline `inject` produces exactly what the webhook
+would in a cluster started with the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from sidecar.inject.settings import InjectSettings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def add_commands(commands: Any) -> None:
+    """Register `webhook` and `inject` on the CLI's subparsers (`argparse._SubParsersAction`)."""
+    hook = commands.add_parser(
+        "webhook", help="serve the mutating admission webhook that injects the sidecar (TLS)"
+    )
+    hook.add_argument(
+        "--listen",
+        default="127.0.0.1:8443",
+        type=_host_port,
+        help="HOST:PORT to serve HTTPS on (default: loopback only; 0.0.0.0:8443 in a cluster)",
+    )
+    hook.add_argument("--tls-cert-file", required=True, help="PEM certificate chain")
+    hook.add_argument("--tls-private-key-file", required=True, help="PEM private key")
+    hook.add_argument(
+        "--cert-check-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks of the certificate files for rotation",
+    )
+    hook.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    _add_injection_options(hook)
+    hook.set_defaults(handler=_webhook)
+
+    inject = commands.add_parser(
+        "inject", help="add the sidecar to the workloads in manifests (YAML or JSON) for GitOps"
+    )
+    inject.add_argument(
+        "-f",
+        "--filename",
+        required=True,
+        help="manifest file (multi-document YAML or JSON), - for stdin",
+    )
+    _add_injection_options(inject)
+    inject.set_defaults(handler=_inject)
+
+
+def _add_injection_options(parser: argparse.ArgumentParser) -> None:
+    defaults = InjectSettings()
+    group = parser.add_argument_group("injected sidecar (pod annotations override these)")
+    group.add_argument("--image", default=defaults.image, help="sidecar image")
+    group.add_argument(
+        "--rules-configmap",
+        default=defaults.rules_configmap,
+        help="ConfigMap with the rules (key rules.yaml), in the pod's namespace",
+    )
+    group.add_argument(
+        "--native-sidecar",
+        choices=("true", "false"),
+        default="true" if defaults.native_sidecar else "false",
+        help="inject as a native sidecar (Kubernetes >= 1.29); 'false' for a classic container",
+    )
+    group.add_argument(
+        "--log-path", default=defaults.log_path, help="glob of the app's log files, by default"
+    )
+    group.add_argument(
+        "--sidecar-log-level",
+        default=defaults.log_level,
+        choices=("debug", "info", "warning", "error"),
+    )
+    group.add_argument(
+        "--metrics-port",
+        type=int,
+        default=defaults.metrics_port,
+        help="the sidecar's metrics port (the next free one if the pod uses it)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> InjectSettings:
+    return InjectSettings(
+        image=args.image,
+        rules_configmap=args.rules_configmap,
+        native_sidecar=args.native_sidecar == "true",
+        log_path=args.log_path,
+        log_level=args.sidecar_log_level,
+        metrics_port=args.metrics_port,
+    )
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _webhook(args: argparse.Namespace) -> int:
+    from sidecar.inject.webhook import WebhookSettings, serve  # noqa: PLC0415 - aiohttp on demand
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host, port = args.listen
+    settings = WebhookSettings(
+        cert_file=args.tls_cert_file,
+        key_file=args.tls_private_key_file,
+        host=host,
+        port=port,
+        reload_interval=args.cert_check_interval,
+        inject=_settings(args),
+    )
+    try:
+        asyncio.run(serve(settings, CollectorRegistry()))
+    except OSError as error:  # unreadable certificate, port in use
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def _inject(args: argparse.Namespace) -> int:
+    from sidecar.inject.manifests import InjectReport, inject_text  # noqa: PLC0415
+
+    try:
+        if args.filename == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.filename, encoding="utf-8") as f:  # noqa: PTH123
+                text = f.read()
+    except OSError as error:
+        print(f"error: cannot read {args.filename}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    report = InjectReport()
+    try:
+        output = inject_text(text, _settings(args), report)
+    except (ValueError, yaml.YAMLError) as error:  # json.JSONDecodeError is a ValueError
+        print(f"error: {args.filename}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(output)
+    for problem in report.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return EXIT_USAGE if report.problems else 0
