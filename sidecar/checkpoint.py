@@ -40,11 +40,14 @@ class FilePosition:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """What is saved: every followed file's position and the transition state at that point."""
+
     files: tuple[FilePosition, ...] = ()
     #: `TransitionTracker.export()` at the same point of the stream as the offsets.
     transitions: tuple[tuple[str, ...], ...] = ()
 
     def to_json(self) -> bytes:
+        """The versioned JSON document."""
         return orjson.dumps(
             {
                 "version": VERSION,
@@ -81,6 +84,12 @@ def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         os.close(directory)
 
 
+def remove_temporaries(path: Path) -> None:
+    """Remove temporary files that a killed process left beside the checkpoint at `path`."""
+    for temporary in path.parent.glob(f".{path.name}.*.tmp"):
+        temporary.unlink(missing_ok=True)
+
+
 def read_checkpoint(path: Path) -> Checkpoint | None:
     """The checkpoint at `path`, or None when there is none or it cannot be used."""
     try:
@@ -98,6 +107,7 @@ def read_checkpoint(path: Path) -> Checkpoint | None:
 
 
 def _parse(document: Any) -> Checkpoint:
+    """Raises TypeError, ValueError or KeyError when `document` is not a checkpoint."""
     if not isinstance(document, dict) or document.get("version") != VERSION:
         raise ValueError(f"not a version {VERSION} checkpoint")
     files = tuple(

@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, TextIO
 
 import orjson
@@ -75,10 +76,20 @@ def _parser() -> argparse.ArgumentParser:
         "or $KUBECONFIG)",
     )
     play.add_argument("--context", help="kubeconfig context to use")
+    play.add_argument(
+        "--year",
+        type=int,
+        default=datetime.now(UTC).year,
+        help="the year of klog's timestamps, which carry none (default: this year)",
+    )
     _add_event_options(play)
     play.set_defaults(handler=_replay)
 
     add_injection_commands(commands)
+
+    from sidecar.run import add_run_parser  # noqa: PLC0415 - run.py imports from here
+
+    add_run_parser(commands)
     return parser
 
 
@@ -174,6 +185,7 @@ def _replay(args: argparse.Namespace) -> int:
         host=args.host,
         max_line_bytes=args.max_line_bytes,
         correlation=_correlation(args),
+        year=args.year,
     )
     try:
         with _open_input(args.file) as stream:

@@ -26,6 +26,7 @@ class JsonFormatter(logging.Formatter):
     """`{"ts", "level", "logger", "msg", ...extra fields, "error"}` as one line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object, on one line (tracebacks are escaped inside `error`)."""
         document: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",

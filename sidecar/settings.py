@@ -106,10 +106,11 @@ class QueueSettings:
 class HttpSettings:
     """The metrics and health server."""
 
-    #: Address of `/metrics`, `/healthz` and `/readyz`. All interfaces, because Prometheus and
-    #: the kubelet's probes come in through the pod IP; port 8090 because controller-runtime's
+    #: Address of `/metrics`, `/healthz` and `/readyz`. Loopback by default, like every socket
+    #: we open; in a pod Prometheus and the kubelet's probes come in through the pod IP, so the
+    #: injector passes `--listen 0.0.0.0:PORT` explicitly. Port 8090 because controller-runtime's
     #: defaults (8080 metrics, 8081 probes) are likely taken by the controller beside us.
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 8090
     #: Seconds between API reachability checks for `/readyz`.
     ping_interval: float = 5.0

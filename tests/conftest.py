@@ -7,14 +7,22 @@ come up is an error. Tests that use them get the ``controlplane`` marker automat
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 from kubernetes import client, config
 
 from tests.controlplane import ControlPlane
+
+# In CI the property tests replay the same examples every run (a new random failure belongs in a
+# developer's run, not in a merge), and no example has a deadline on a busy 2-core machine.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,467 @@
+"""`event-sidecar run`: sources -> decoders -> poster, checkpoints, metrics and health, shutdown.
+
+```
+FileSource ──blocks (bounded, waits)──▶ Decoder(lossless) ──┐
+SocketSource ─blocks (bounded, waits)─▶ Decoder(lossy) ─────┤ events (bounded) ──▶ Poster ──▶ sink
+                                                            │  Posting | Mark          │
+                                              Checkpointer ◀┴──────── commit(Mark) ◀───┘
+```
+Backpressure, chosen per source: the file source's decoder *waits* for room in the Event queue
+(the file is simply read later; nothing is lost, and its checkpoint stays behind); the socket
+decoder never waits for the API: when the Event queue is full the Event is dropped and counted
+(`events_dropped{cause="queue_full"}`), as client-go does. A socket is slowed down only when
+decoding itself falls behind (its block queue is full), through TCP flow control.
+
+Every task is named and supervised: if one ends, the daemon stops and `run` returns 1 after
+logging which task failed and why. SIGTERM stops the sources, lets the decoders and the poster
+finish what is queued within `drain_deadline` (what is left is counted as dropped with cause
+`shutdown`; its lines are re-read at the next start since the checkpoint stays behind them),
+writes the checkpoint and returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from sidecar.checkpoint import (
+    Checkpoint,
+    FilePosition,
+    read_checkpoint,
+    remove_temporaries,
+    write_checkpoint,
+)
+from sidecar.correlate import Correlator
+from sidecar.http import bound_port, make_app, start_server
+from sidecar.metrics import Metrics
+from sidecar.pipeline import LinePipeline, Processor
+from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem, WorkerThread
+from sidecar.recorder import Recorder
+from sidecar.rules import RuleSet
+from sidecar.settings import DaemonSettings
+from sidecar.sinks import Sink
+from sidecar.sources import Block
+from sidecar.sources.files import FileSource
+from sidecar.sources.sockets import SocketSource
+from sidecar.transitions import TransitionTracker
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+CHECKPOINT_NAME = ".event-sidecar-checkpoint.json"
+#: Seconds between checkpoint marks queued by the file decoder (half the write interval, so that
+#: a write every interval has something new to write).
+_MARK_FRACTION = 0.5
+
+
+def default_checkpoint_path(paths: tuple[str, ...]) -> Path | None:
+    """Next to the first file path, on the shared volume; None without a file source."""
+    if not paths:
+        return None
+    return Path(paths[0]).absolute().parent / CHECKPOINT_NAME
+
+
+class Decoder:
+    """Feeds a source's blocks through the pipeline and queues the Events they call for."""
+
+    def __init__(
+        self,
+        pipeline: LinePipeline,
+        blocks: asyncio.Queue[Block],
+        events: asyncio.Queue[QueueItem],
+        tracker: TransitionTracker,
+        *,
+        lossless: bool,
+        mark_interval: float,
+    ) -> None:
+        self.pipeline = pipeline
+        self.blocks = blocks
+        self.events = events
+        self.tracker = tracker
+        self.lossless = lossless
+        self.mark_interval = mark_interval
+        self._positions: tuple[FilePosition, ...] | None = None
+        self._unmarked = False
+        #: The first block is marked at once: a checkpoint soon after start bounds what a crash
+        #: in the first seconds makes us re-read, and records files that may rotate meanwhile.
+        self._marked_at = 0.0
+
+    async def run(self) -> None:
+        """Until cancelled."""
+        while True:
+            try:
+                block = await asyncio.wait_for(self.blocks.get(), self.mark_interval)
+            except TimeoutError:
+                await self.mark()
+                continue
+            try:
+                await self._decode(block)
+            except Exception:
+                # Decoders are total, so this is a bug; it must cost one block, not the daemon.
+                log.exception("cannot decode a block of %d bytes", len(block.data))
+            finally:
+                self.blocks.task_done()
+            if time.monotonic() - self._marked_at >= self.mark_interval:
+                await self.mark()
+
+    async def _decode(self, block: Block) -> None:
+        """Feed one block; queue its Events, then note its positions (they follow the Events)."""
+        pipeline = self.pipeline
+        pipeline.count_too_long(block.too_long)
+        specs = pipeline.feed(block.data) if block.data else []
+        for spec in specs:
+            await self._queue(Posting(spec, block.read_at))
+        if block.positions is not None:
+            self._positions = block.positions
+            self._unmarked = True
+
+    async def _queue(self, item: Posting) -> None:
+        """Files wait for room (lossless); sockets drop and count (the API never slows them)."""
+        events = self.events
+        if self.lossless:
+            await events.put(item)
+        else:
+            try:
+                events.put_nowait(item)
+            except asyncio.QueueFull:
+                self.pipeline.metrics.events_dropped.labels("queue_full").inc()
+        self.pipeline.metrics.queue_depth.set(events.qsize())
+
+    async def mark(self) -> None:
+        """Queue a checkpoint of the positions decoded so far, if they changed since the last."""
+        self._marked_at = time.monotonic()
+        if not self._unmarked or self._positions is None:
+            return
+        self._unmarked = False
+        transitions = tuple(tuple(row) for row in self.tracker.export())
+        await self.events.put(Mark(Checkpoint(self._positions, transitions)))
+
+
+class Checkpointer:
+    """Keeps the latest committed checkpoint and writes it every `interval` and at the end."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        self.path = path
+        self.interval = interval
+        self._latest: Checkpoint | None = None
+        self._written: Checkpoint | None = None
+        self._committed = asyncio.Event()
+        self.writes = 0
+
+    def commit(self, checkpoint: Checkpoint) -> None:
+        """Called once everything queued before `checkpoint` is recorded."""
+        self._latest = checkpoint
+        self._committed.set()
+
+    async def run(self) -> None:
+        """Until cancelled: write a commit at once, then at most once per `interval`.
+
+        A failed write is logged and retried: it only means that a restart would re-read more,
+        so it is no reason to stop writing Events.
+        """
+        failing = False
+        while True:
+            await self._committed.wait()
+            self._committed.clear()
+            try:
+                await self.write()
+            except OSError as error:
+                if not failing:
+                    log.warning("cannot write the checkpoint %s: %s", self.path, error)
+                failing = True
+            else:
+                failing = False
+            await asyncio.sleep(self.interval)
+
+    async def write(self) -> None:
+        """Write the latest commit unless it is written already (off the loop: it fsyncs)."""
+        checkpoint = self._latest
+        if checkpoint is None or checkpoint is self._written:
+            return
+        await asyncio.to_thread(write_checkpoint, self.path, checkpoint)
+        self._written = checkpoint
+        self.writes += 1
+
+
+class Daemon:
+    """The running sidecar. `run` returns the process exit code."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        sink: Sink,
+        settings: DaemonSettings,
+        metrics: Metrics,
+        *,
+        ping: Callable[[], object] | None = None,
+        year: int | None = None,
+    ) -> None:
+        self.rules = rules
+        self.sink = sink
+        self.settings = settings
+        self.registry = metrics.registry
+        self.metrics = metrics
+        self._ping = ping
+        self.api_reachable = ping is None
+        year = year or time.gmtime().tm_year
+        queues = settings.queues
+        component = settings.component or rules.component
+
+        self.tracker = TransitionTracker()
+        processor = Processor(rules, self.tracker)
+        self.events: asyncio.Queue[QueueItem] = asyncio.Queue(queues.events)
+        mark_interval = settings.checkpoint.interval * _MARK_FRACTION
+
+        self.checkpointer: Checkpointer | None = None
+        self.files: FileSource | None = None
+        self.file_decoder: Decoder | None = None
+        if settings.files.paths:
+            self._add_file_source(processor, year, mark_interval)
+        self.sockets: SocketSource | None = None
+        self.socket_decoder: Decoder | None = None
+        if settings.sockets.tcp or settings.sockets.unix:
+            self._add_socket_source(processor, year, mark_interval)
+
+        self.namer = LineNamer(component, settings.host)
+        recorder = Recorder(
+            sink=sink,
+            correlator=Correlator(settings.correlation, time.time, self.namer),
+            namer=self.namer,
+            metrics=metrics,
+            component=component,
+            host=settings.host,
+            clock=time.time,
+            retry=settings.retry,
+        )
+        self.poster = Poster(
+            self.events,
+            recorder,
+            self.namer,
+            metrics,
+            self.checkpointer.commit if self.checkpointer else _ignore,
+        )
+        self._runner: web.AppRunner | None = None
+        #: The port `/metrics` is served on, once started.
+        self.http_port = 0
+        self._stop = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def _add_file_source(self, processor: Processor, year: int, mark_interval: float) -> None:
+        """The file source, its lossless decoder and the checkpoint it resumes from."""
+        files, metrics = self.settings.files, self.metrics
+        checkpoint_path = (
+            Path(self.settings.checkpoint.path)
+            if self.settings.checkpoint.path
+            else default_checkpoint_path(files.paths)
+        )
+        assert checkpoint_path is not None
+        self.checkpointer = Checkpointer(checkpoint_path, self.settings.checkpoint.interval)
+        resume = None if files.start == "beginning" else read_checkpoint(checkpoint_path)
+        remove_temporaries(checkpoint_path)
+        if resume is not None:
+            self.tracker.restore([list(row) for row in resume.transitions])
+            log.info(
+                "resuming from checkpoint",
+                extra={"path": str(checkpoint_path), "files": len(resume.files)},
+            )
+        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
+        self.files = FileSource(
+            files,
+            blocks,
+            metrics,
+            resume=resume,
+            exclude=frozenset({str(checkpoint_path.resolve())}),
+        )
+        pipeline = LinePipeline(
+            processor, metrics, source="file", year=year, max_line_bytes=files.max_line_bytes
+        )
+        self.file_decoder = Decoder(
+            pipeline, blocks, self.events, self.tracker, lossless=True, mark_interval=mark_interval
+        )
+
+    def _add_socket_source(self, processor: Processor, year: int, mark_interval: float) -> None:
+        """The socket source and its decoder, which drops rather than waits for the API."""
+        sockets, metrics = self.settings.sockets, self.metrics
+        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
+        self.sockets = SocketSource(sockets, blocks, metrics)
+        pipeline = LinePipeline(
+            processor, metrics, source="socket", year=year, max_line_bytes=sockets.max_line_bytes
+        )
+        self.socket_decoder = Decoder(
+            pipeline, blocks, self.events, self.tracker, lossless=False, mark_interval=mark_interval
+        )
+
+    def readiness(self) -> Mapping[str, bool]:
+        """What `/readyz` reports: sources open, rules loaded, API reachable."""
+        sources = [source.ready for source in (self.files, self.sockets) if source is not None]
+        return {
+            "sources": bool(sources) and all(sources),
+            "rules": bool(self.rules.rules),
+            "api": self.api_reachable,
+        }
+
+    def stop(self) -> None:
+        """Begin the graceful shutdown (what SIGTERM does)."""
+        self._stop.set()
+
+    async def run(self, *, install_signals: bool = False) -> int:
+        """Run until `stop` (or SIGTERM/SIGINT with `install_signals`) or a task fails."""
+        if self.files is None and self.sockets is None:
+            log.error("no sources: give --file and/or --tcp / --unix")
+            return EXIT_FAILURE
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop)
+        try:
+            return await self._run()
+        finally:
+            if install_signals:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+
+    async def _run(self) -> int:
+        """Bind, spawn the named tasks, and wait for a stop request or the first task to end."""
+        http = self.settings.http
+        try:
+            self._runner = await start_server(
+                make_app(self.registry, self.readiness), http.host, http.port
+            )
+            if self.sockets is not None:
+                await self.sockets.start()
+        except OSError as error:
+            log.error("cannot start: %s", error)
+            await self._close_http()
+            return EXIT_FAILURE
+        self.http_port = bound_port(self._runner)
+        log.info(
+            "started",
+            extra={
+                "metrics": f"{http.host}:{self.http_port}",
+                "files": list(self.settings.files.paths),
+                "sockets": self.sockets.addresses if self.sockets else [],
+                "rules": len(self.rules.rules),
+            },
+        )
+        self._spawn("poster", self.poster.run())
+        if self.files is not None and self.file_decoder is not None:
+            self._spawn("file-decoder", self.file_decoder.run())
+            self._spawn("file-source", self.files.run())
+        if self.sockets is not None and self.socket_decoder is not None:
+            self._spawn("socket-decoder", self.socket_decoder.run())
+            self._spawn("socket-source", self.sockets.run())
+        if self.checkpointer is not None:
+            self._spawn("checkpointer", self.checkpointer.run())
+        if self._ping is not None:
+            self._spawn("api-ping", self._ping_forever(self._ping))
+
+        stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
+        done, _ = await asyncio.wait(
+            [stopping, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED
+        )
+        stopping.cancel()
+        failed = [task for task in done if task is not stopping]
+        if failed:
+            task = failed[0]
+            failure = None if task.cancelled() else task.exception()
+            log.error(
+                "task %s stopped unexpectedly: %s",
+                task.get_name(),
+                failure or "it returned",
+                exc_info=failure,
+            )
+            await self._abort()
+            return EXIT_FAILURE
+        log.info(
+            "stopping: draining queued Events",
+            extra={"deadline": self.settings.queues.drain_deadline},
+        )
+        return await self._drain()
+
+    def _spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Start a supervised task; its name is what a failure report says."""
+        self._tasks[name] = asyncio.create_task(coroutine, name=name)
+
+    async def _cancel(self, *names: str) -> None:
+        """Cancel the named tasks and wait for them (their errors no longer matter)."""
+        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _drain(self) -> int:
+        """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
+        deadline = time.monotonic() + self.settings.queues.drain_deadline
+        await self._cancel("file-source", "socket-source")
+        for name, decoder in (
+            ("file-decoder", self.file_decoder),
+            ("socket-decoder", self.socket_decoder),
+        ):
+            if decoder is None:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(decoder.blocks.join(), max(0.0, deadline - time.monotonic()))
+            await self._cancel(name)
+            if decoder.lossless and decoder.blocks.empty():
+                await decoder.mark()
+        try:
+            await asyncio.wait_for(self.events.join(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            await self._cancel("poster")
+            dropped = self.poster.drop_queued("shutdown")
+            log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
+        await self._abort()
+        log.info("stopped", extra={"outcomes": self.poster.outcomes})
+        return EXIT_OK
+
+    async def _abort(self) -> None:
+        """Cancel every task, save what is committed, stop serving."""
+        await self._cancel(*list(self._tasks))
+        if self.checkpointer is not None:
+            try:
+                await self.checkpointer.write()
+            except OSError as error:
+                log.error("cannot write the checkpoint: %s", error)
+        await self._close_http()
+
+    async def _close_http(self) -> None:
+        """Stop serving /metrics and the probes (last, so they answer during the drain)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _ping_forever(self, ping: Callable[[], object]) -> None:
+        """Keep `api_reachable` current for `/readyz`.
+
+        On its own daemon thread, so that a ping hanging until its timeout neither delays the
+        poster nor holds up the exit (asyncio waits for its default executor's threads).
+        """
+        worker = WorkerThread("event-sidecar-ping")
+        try:
+            while True:
+                try:
+                    await worker.call(ping)
+                except Exception as failure:  # any failure means "not reachable"
+                    if self.api_reachable:
+                        log.warning("the API is not reachable: %s", failure)
+                    self.api_reachable = False
+                else:
+                    self.api_reachable = True
+                await asyncio.sleep(self.settings.http.ping_interval)
+        finally:
+            worker.close()
+
+
+def _ignore(_: Checkpoint) -> None:
+    """No file source, nothing to checkpoint."""

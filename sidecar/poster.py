@@ -1,0 +1,207 @@
+"""The poster: one consumer of the Event queue, writing through the blocking `Recorder` on its own
+thread, and the checkpoint commits that follow the writes.
+
+The Recorder blocks while it retries (as client-go's does), so it runs on a dedicated daemon
+thread, never on the event loop. It is a daemon thread so that a shutdown whose deadline passed is
+not held up by a write still sleeping between retries.
+
+Exactly once across crashes: a file's offset is checkpointed only after the Events of the lines
+before it are written, so a crash can only make lines be read again, never skipped. Lines read
+again must then not write their Events twice: `LineNamer` names each Event after the line it came
+from (its time and content) instead of the wall clock, so a second create of the same Event is
+refused by the apiserver with 409 (counted as `conflict`) and `kubectl get events` shows it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sidecar.checkpoint import Checkpoint
+from sidecar.events import EventNamer
+from sidecar.metrics import Metrics
+from sidecar.pipeline import EventSpec
+from sidecar.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """An Event to write, and when its line was read."""
+
+    spec: EventSpec
+    read_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Everything queued before this is written once it is reached: `checkpoint` may be saved."""
+
+    checkpoint: Checkpoint
+
+
+QueueItem = Posting | Mark
+
+
+class LineNamer(EventNamer):
+    """client-go's `<object>.<16 hex digits>` names, but derived from the line, not the clock.
+
+    While `current` is set (by the poster, around one `record` call), the hex digits are a hash
+    of the Event's source, object, reason, message and the line's own time, so re-reading a line
+    after a crash yields the same name. Lines without a time get wall-clock names, as in client-go.
+    """
+
+    def __init__(self, component: str, host: str) -> None:
+        super().__init__(clock_ns=self._nanoseconds)
+        self._salt = f"{component}\0{host}"
+        self.current: EventSpec | None = None
+
+    def __call__(self, object_name: str) -> str:
+        """The name for an Event about `object_name` (see the class docstring)."""
+        if self.current is None or self.current.time is None:
+            return super().__call__(object_name)
+        # The base class never repeats a value; a derived name must not depend on history.
+        saved, self._last = self._last, 0
+        try:
+            return super().__call__(object_name)
+        finally:
+            self._last = saved
+
+    def _nanoseconds(self) -> int:
+        """The base class's clock: a hash of the current line's Event, else the wall clock."""
+        spec = self.current
+        if spec is None or spec.time is None:
+            return time.time_ns()
+        target = spec.target
+        key = "\0".join(
+            (
+                self._salt,
+                target.kind,
+                target.namespace,
+                target.name,
+                spec.reason,
+                spec.message,
+                repr(spec.time),
+            )
+        )
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        # Positive and 16 hex digits, like today's nanoseconds.
+        return int.from_bytes(digest, "big") | (1 << 60)
+
+
+class WorkerThread:
+    """Runs blocking calls one after another on a daemon thread; `call` awaits the result."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    async def call(self, function: Callable[[], _T]) -> _T:
+        """Run `function` on the thread after the jobs before it; return or raise its outcome."""
+        future: Future[_T] = Future()
+        self._jobs.put((function, future))
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Let the thread end after the job it is running (never waited for)."""
+        self._jobs.put(None)
+
+    def _work(self) -> None:
+        """The thread: run jobs in order until `close`."""
+        while (job := self._jobs.get()) is not None:
+            function, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function())
+            except BaseException as error:  # handed to the awaiting coroutine
+                future.set_exception(error)
+
+
+class Poster:
+    """Takes `Posting`s and `Mark`s off `events` in order; records the first, commits the second."""
+
+    def __init__(
+        self,
+        events: asyncio.Queue[QueueItem],
+        recorder: Recorder,
+        namer: LineNamer,
+        metrics: Metrics,
+        commit: Callable[[Checkpoint], None],
+    ) -> None:
+        self.events = events
+        self.recorder = recorder
+        self.namer = namer
+        self.metrics = metrics
+        self.commit = commit
+        self._worker = WorkerThread("event-sidecar-poster")
+        #: Outcomes so far (create, patch or a drop cause), for logs and tests.
+        self.outcomes: dict[str, int] = {}
+
+    async def run(self) -> None:
+        """Until cancelled."""
+        try:
+            while True:
+                item = await self.events.get()
+                try:
+                    await self._handle(item)
+                finally:
+                    self.events.task_done()
+                    self.metrics.queue_depth.set(self.events.qsize())
+        finally:
+            self._worker.close()
+
+    async def _handle(self, item: QueueItem) -> None:
+        """Commit a `Mark`; record a `Posting` on the worker thread and time its latency."""
+        if type(item) is Mark:
+            self.commit(item.checkpoint)
+            return
+        assert type(item) is Posting
+        try:
+            outcome = await self._worker.call(lambda: self._record(item.spec))
+        except Exception:
+            # A bug must cost one Event, not the daemon: log it with the line's rule, count it.
+            log.exception("cannot record an Event from rule %s", item.spec.rule)
+            self.metrics.events_dropped.labels("invalid").inc()
+            return
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if outcome in ("create", "patch"):
+            self.metrics.event_latency.observe(time.monotonic() - item.read_at)
+
+    def _record(self, spec: EventSpec) -> str:
+        """On the worker thread: record one Event under its line-derived name."""
+        self.namer.current = spec
+        try:
+            return self.recorder.record(spec)
+        finally:
+            self.namer.current = None
+
+    def drop_queued(self, cause: str) -> int:
+        """Count everything still queued as dropped (shutdown past its deadline)."""
+        dropped = 0
+        while True:
+            try:
+                item = self.events.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self.events.task_done()
+            if type(item) is Posting:
+                dropped += 1
+        if dropped:
+            self.metrics.events_dropped.labels(cause).inc(dropped)
+        self.metrics.queue_depth.set(0)
+        return dropped

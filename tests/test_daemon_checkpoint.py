@@ -1,0 +1,122 @@
+"""The pieces that make restarts exact: atomic checkpoints and Event names derived from lines.
+Also the daemon's own JSON logs."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sidecar.checkpoint import (
+    Checkpoint,
+    FilePosition,
+    read_checkpoint,
+    remove_temporaries,
+    write_checkpoint,
+)
+from sidecar.logs import JsonFormatter
+from sidecar.pipeline import EventSpec
+from sidecar.poster import LineNamer
+from sidecar.rules import ObjectTarget
+
+CHECKPOINT = Checkpoint(
+    files=(FilePosition("/logs/app.log", 66, 1234, "ab" * 16, 256, 4096),),
+    transitions=(("phase", "ConfigMap", "ns", "obj", "", "Ready"),),
+)
+
+
+def test_a_checkpoint_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.json"
+    write_checkpoint(path, CHECKPOINT)
+    assert read_checkpoint(path) == CHECKPOINT
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+
+
+def test_temporaries_left_by_a_killed_process_are_removed(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.json"
+    write_checkpoint(path, CHECKPOINT)
+    (tmp_path / ".checkpoint.json.4242.tmp").write_bytes(b"{")
+    remove_temporaries(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+
+
+def test_a_failed_write_leaves_the_old_checkpoint_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "checkpoint.json"
+    write_checkpoint(path, CHECKPOINT)
+
+    def full_disk(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_checkpoint(path, Checkpoint())
+    monkeypatch.undo()
+    assert read_checkpoint(path) == CHECKPOINT
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"{", b"[]", b'{"version": 99}', b'{"version": 1, "files": [{"path": 1}]}']
+)
+def test_an_unusable_checkpoint_is_ignored(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "checkpoint.json"
+    path.write_bytes(content)
+    assert read_checkpoint(path) is None
+    assert read_checkpoint(tmp_path / "missing.json") is None
+
+
+def spec(message: str, time: float | None) -> EventSpec:
+    return EventSpec(
+        "phase", ObjectTarget("ConfigMap", "obj", "ns", "v1"), "Normal", "Changed", message, time
+    )
+
+
+def name(namer: LineNamer, current: EventSpec | None) -> str:
+    namer.current = current
+    try:
+        return namer("obj")
+    finally:
+        namer.current = None
+
+
+def test_event_names_come_from_the_line_so_a_re_read_line_gets_the_same_name() -> None:
+    first, again = LineNamer("c", "pod-0"), LineNamer("c", "pod-0")
+    line = spec("a -> b", 1_700_000_000.5)
+    assert name(first, line) == name(first, line) == name(again, line)
+    assert name(first, line).startswith("obj.")
+    assert len(name(first, line)) == len("obj.") + 16
+    assert name(first, spec("a -> b", 1_700_000_001.5)) != name(first, line)
+    assert name(first, spec("b -> c", 1_700_000_000.5)) != name(first, line)
+    assert name(LineNamer("c", "pod-1"), line) != name(first, line)
+    # Without a line time: client-go's wall-clock names, never repeating.
+    assert name(first, spec("x", None)) != name(first, spec("x", None))
+    assert name(first, None) != name(first, None)
+
+
+def test_own_logs_are_json_lines_with_the_extra_fields() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.sidecar.logs")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("file %s rotated", "app.log", extra={"path": "/logs/app.log"})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    first, second = (orjson.loads(line) for line in stream.getvalue().splitlines())
+    assert first["level"] == "warning"
+    assert first["msg"] == "file app.log rotated"
+    assert first["path"] == "/logs/app.log"
+    assert first["ts"].endswith("Z")
+    assert "ValueError: boom" in second["error"]
