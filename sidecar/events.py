@@ -160,10 +160,15 @@ class EventNamer:
     def __call__(self, object_name: str) -> str:
         nanos = max(self._clock_ns(), self._last + 1)
         self._last = nanos
-        name = f"{object_name}.{nanos:x}"
+        return self.name_for(object_name, nanos, self._make_uuid)
+
+    @staticmethod
+    def name_for(object_name: str, suffix: int, fallback: Callable[[], uuid.UUID]) -> str:
+        """`<object name>.<hex suffix>`, or the fallback UUID when that is not a valid name."""
+        name = f"{object_name}.{suffix:x}"
         if len(name) <= NAME_LIMIT and _DNS1123_SUBDOMAIN.fullmatch(name):
             return name
-        return str(self._make_uuid())
+        return str(fallback())
 
 
 def make_event(

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -59,30 +60,20 @@ class LineNamer(EventNamer):
 
     While `current` is set (by the poster, around one `record` call), the hex digits are a hash
     of the Event's source, object, reason, message and the line's own time, so re-reading a line
-    after a crash yields the same name. Lines without a time get wall-clock names, as in client-go.
+    after a crash yields the same name (and the UUID fallback for names that are not valid is
+    derived the same way). Lines without a time get wall-clock names, as in client-go.
     """
 
     def __init__(self, component: str, host: str) -> None:
-        super().__init__(clock_ns=self._nanoseconds)
+        super().__init__()
         self._salt = f"{component}\0{host}"
         self.current: EventSpec | None = None
 
     def __call__(self, object_name: str) -> str:
         """The name for an Event about `object_name` (see the class docstring)."""
-        if self.current is None or self.current.time is None:
-            return super().__call__(object_name)
-        # The base class never repeats a value; a derived name must not depend on history.
-        saved, self._last = self._last, 0
-        try:
-            return super().__call__(object_name)
-        finally:
-            self._last = saved
-
-    def _nanoseconds(self) -> int:
-        """The base class's clock: a hash of the current line's Event, else the wall clock."""
         spec = self.current
         if spec is None or spec.time is None:
-            return time.time_ns()
+            return super().__call__(object_name)
         target = spec.target
         key = "\0".join(
             (
@@ -95,9 +86,10 @@ class LineNamer(EventNamer):
                 repr(spec.time),
             )
         )
-        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         # Positive and 16 hex digits, like today's nanoseconds.
-        return int.from_bytes(digest, "big") | (1 << 60)
+        suffix = int.from_bytes(digest[:8], "big") | (1 << 60)
+        return self.name_for(object_name, suffix, lambda: uuid.UUID(bytes=digest, version=4))
 
 
 class WorkerThread:
