@@ -23,15 +23,16 @@ demo: $(STAMP)
 test: lint system-deps
 	$(BIN)/pytest
 
-## Debian's prometheus (scrapes /metrics in the tests) and mtail (the benchmark peer).
+## Debian's prometheus (scrapes /metrics in the tests), mtail (the benchmark peer) and GNU time
+## (the benchmarks' CPU and peak-memory meter).
 system-deps:
-	@if ! command -v prometheus >/dev/null || ! command -v mtail >/dev/null; then \
+	@if ! command -v prometheus >/dev/null || ! command -v mtail >/dev/null || [ ! -x /usr/bin/time ]; then \
 		if [ "$$(id -u)" != 0 ]; then \
-			echo "the tests need Debian's prometheus and mtail: sudo apt-get install prometheus mtail" >&2; \
+			echo "the tests need Debian's prometheus, mtail and time: sudo apt-get install prometheus mtail time" >&2; \
 			exit 1; \
 		fi; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus mtail; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus mtail time; \
 	fi
 
 lint: $(STAMP)

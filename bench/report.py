@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
+#: GNU time (Debian's `time` package), which reports a command's own peak RSS and CPU time.
+GNU_TIME = "/usr/bin/time"
 
 
 @dataclass(frozen=True)
@@ -31,20 +33,34 @@ class Run:
 
 
 def run_measured(argv: list[str]) -> Run:
-    """Run a command to completion: wall time, and CPU time (user + system) and peak RSS from
-    the child's own rusage (os.wait4), not the benchmark's."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run a command to completion: wall time, CPU time (user + system) and peak RSS.
+
+    CPU and peak RSS come from GNU time wrapped around the command: the child's own rusage as
+    seen by this process would count this (large) Python process's memory, which a forked child
+    inherits as its high-water mark before it execs.
+    """
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as usage,
+    ):
         start = time.perf_counter()
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
+        process = subprocess.run(
+            [GNU_TIME, "-f", "%M %U %S", "-o", usage.name, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            check=False,
+        )
         wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+        fields = usage.read().split()
     if process.returncode != 0:
         raise RuntimeError(f"{argv} failed ({process.returncode}): {stderr.decode()[-2000:]}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, stdout, stderr)
+    max_rss_kib, user, system = int(fields[-3]), float(fields[-2]), float(fields[-1])
+    return Run(wall, user + system, max_rss_kib, stdout, stderr)
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:

@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from sidecar.cli import EXIT_FAILURE, EXIT_USAGE, _add_event_options, _correlation, _load
+from sidecar.heap import freeze_startup_objects
 from sidecar.logs import configure_logging
 from sidecar.metrics import Metrics
 from sidecar.settings import (
@@ -190,6 +191,7 @@ def run_command(args: argparse.Namespace) -> int:
         daemon = Daemon(rules, sink, settings, metrics, ping=ping)
         return await daemon.run(install_signals=True)
 
+    freeze_startup_objects()
     return asyncio.run(main())
 
 

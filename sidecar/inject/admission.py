@@ -14,12 +14,12 @@ Errors, by who is to blame:
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import jsonpatch
+import orjson
 
 from sidecar.inject.annotations import INJECT_LABEL, InvalidAnnotations
 from sidecar.inject.patch import InjectionError, Operation, build_patch, is_injected
@@ -125,7 +125,9 @@ def decide(
             problems = error.problems if isinstance(error, InvalidAnnotations) else (str(error),)
             warnings = tuple(_warning(f"not injected: {p}") for p in problems)
             return Verdict(uid, "skipped", "invalid_annotations", warnings=warnings)
-        jsonpatch.apply_patch(pod, patch)  # raises if the apiserver could not apply it either
+        # Raises if the apiserver could not apply it either. The copy goes through orjson (the
+        # pod is plain JSON) rather than jsonpatch's deepcopy, at a third of the cost.
+        jsonpatch.apply_patch(orjson.loads(orjson.dumps(pod)), patch, in_place=True)
     except Exception as error:  # fail open: our bug must not block the pod
         message = _warning(f"internal error, admitted without the sidecar: {error!r}")
         return Verdict(uid, "error", type(error).__name__, warnings=(message,))
@@ -137,7 +139,7 @@ def build_response(verdict: Verdict) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": verdict.uid, "allowed": True}
     if verdict.patch:
         response["patchType"] = "JSONPatch"
-        raw = json.dumps(list(verdict.patch), separators=(",", ":")).encode()
+        raw = orjson.dumps(list(verdict.patch))
         response["patch"] = base64.b64encode(raw).decode("ascii")
     if verdict.warnings:
         response["warnings"] = list(verdict.warnings)

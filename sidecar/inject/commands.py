@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
+from sidecar.heap import freeze_startup_objects
 from sidecar.inject.settings import InjectSettings
 
 EXIT_FAILURE = 1
@@ -121,8 +122,10 @@ def _webhook(args: argparse.Namespace) -> int:
         reload_interval=args.cert_check_interval,
         inject=_settings(args),
     )
+    registry = CollectorRegistry()
+    freeze_startup_objects()
     try:
-        asyncio.run(serve(settings, CollectorRegistry()))
+        asyncio.run(serve(settings, registry))
     except OSError as error:  # unreadable certificate, port in use
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
