@@ -118,17 +118,7 @@ class Correlator:
 
     def _aggregate(self, event: Event, now: float) -> tuple[Event, tuple[str, ...], bool]:
         involved = event.involved
-        similar_key = (
-            event.component,
-            event.host,
-            involved.kind,
-            involved.namespace,
-            involved.name,
-            involved.uid,
-            involved.api_version,
-            event.type,
-            event.reason,
-        )
+        similar_key = (*_source_object_type(event), event.reason)
         record = self._similar.get(similar_key)
         if record is None or now - record.last_seen > self.settings.similar_window_seconds:
             record = _Similar()
@@ -163,17 +153,7 @@ class Correlator:
         return event, patch
 
     def _admit(self, event: Event, now: float) -> bool:
-        involved = event.involved
-        spam_key: tuple[str, ...] = (
-            event.component,
-            event.host,
-            involved.kind,
-            involved.namespace,
-            involved.name,
-            involved.uid,
-            involved.api_version,
-            event.type,
-        )
+        spam_key = _source_object_type(event)
         if self.settings.spam_key_by_reason:
             spam_key = (*spam_key, event.reason)
         bucket = self._buckets.get(spam_key)
@@ -184,3 +164,19 @@ class Correlator:
         admitted = bucket.try_accept(now)
         self._buckets.put(spam_key, bucket)
         return admitted
+
+
+def _source_object_type(event: Event) -> tuple[str, ...]:
+    """client-go's spam key: source, involved object (without fieldPath) and type. The
+    aggregation key adds the reason; the dedup key adds fieldPath, reason and message."""
+    involved = event.involved
+    return (
+        event.component,
+        event.host,
+        involved.kind,
+        involved.namespace,
+        involved.name,
+        involved.uid,
+        involved.api_version,
+        event.type,
+    )
