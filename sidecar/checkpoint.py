@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,14 @@ def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     Raises:
         OSError: the directory is not writable or the disk is full; the old file is intact.
     """
-    data = checkpoint.to_json()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    data = memoryview(checkpoint.to_json())
+    # A unique name per write, so two writes can never interleave in one temporary file.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
     try:
         try:
-            os.write(fd, data)
+            while data:  # os.write may write less than asked, e.g. on a nearly full volume
+                data = data[os.write(fd, data) :]
             os.fsync(fd)
         finally:
             os.close(fd)

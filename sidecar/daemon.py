@@ -91,6 +91,7 @@ class Decoder:
         self.mark_interval = mark_interval
         self._positions: tuple[FilePosition, ...] | None = None
         self._unmarked = False
+        self._outstanding: Mark | None = None
         #: The first block is marked at once: a checkpoint soon after start bounds what a crash
         #: in the first seconds makes us re-read, and records files that may rotate meanwhile.
         self._marked_at = 0.0
@@ -136,14 +137,29 @@ class Decoder:
                 self.pipeline.metrics.events_dropped.labels("queue_full").inc()
         self.pipeline.metrics.queue_depth.set(events.qsize())
 
-    async def mark(self) -> None:
-        """Queue a checkpoint of the positions decoded so far, if they changed since the last."""
+    async def mark(self, *, wait: bool = True) -> None:
+        """Queue a checkpoint of the positions decoded so far, if they changed since the last.
+
+        At most one mark waits in the queue: while the API stalls, the positions simply move on
+        and the next mark, once the poster has reached the previous one, carries them. Without
+        `wait` (the drain) a full queue skips the mark instead of waiting for the poster.
+        """
         self._marked_at = time.monotonic()
         if not self._unmarked or self._positions is None:
             return
-        self._unmarked = False
+        if self._outstanding is not None and not self._outstanding.reached:
+            return
         transitions = tuple(tuple(row) for row in self.tracker.export())
-        await self.events.put(Mark(Checkpoint(self._positions, transitions)))
+        mark = Mark(Checkpoint(self._positions, transitions))
+        if wait:
+            await self.events.put(mark)
+        else:
+            try:
+                self.events.put_nowait(mark)
+            except asyncio.QueueFull:
+                return
+        self._unmarked = False
+        self._outstanding = mark
 
 
 class Checkpointer:
@@ -155,6 +171,7 @@ class Checkpointer:
         self._latest: Checkpoint | None = None
         self._written: Checkpoint | None = None
         self._committed = asyncio.Event()
+        self._inflight: asyncio.Future[None] | None = None
         self.writes = 0
 
     def commit(self, checkpoint: Checkpoint) -> None:
@@ -183,11 +200,20 @@ class Checkpointer:
             await asyncio.sleep(self.interval)
 
     async def write(self) -> None:
-        """Write the latest commit unless it is written already (off the loop: it fsyncs)."""
+        """Write the latest commit unless it is written already (off the loop: it fsyncs).
+
+        One write at a time, even across cancellation: cancelling the periodic task does not
+        stop its thread, so the final write first waits for a write still in flight.
+        """
+        if self._inflight is not None and not self._inflight.done():
+            await asyncio.wait([self._inflight])
         checkpoint = self._latest
         if checkpoint is None or checkpoint is self._written:
             return
-        await asyncio.to_thread(write_checkpoint, self.path, checkpoint)
+        self._inflight = asyncio.ensure_future(
+            asyncio.to_thread(write_checkpoint, self.path, checkpoint)
+        )
+        await asyncio.shield(self._inflight)
         self._written = checkpoint
         self.writes += 1
 
@@ -410,11 +436,16 @@ class Daemon:
         ):
             if decoder is None:
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(decoder.blocks.join(), max(0.0, deadline - time.monotonic()))
+                decoded_all = True
+            except TimeoutError:
+                decoded_all = False
             await self._cancel(name)
-            if decoder.lossless and decoder.blocks.empty():
-                await decoder.mark()
+            # Only when every block was decoded do the positions and the transition state agree;
+            # a half-decoded block must be read again, so its mark is never queued.
+            if decoder.lossless and decoded_all:
+                await decoder.mark(wait=False)
         try:
             await asyncio.wait_for(self.events.join(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:

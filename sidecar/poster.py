@@ -45,11 +45,14 @@ class Posting:
     read_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mark:
     """Everything queued before this is written once it is reached: `checkpoint` may be saved."""
 
     checkpoint: Checkpoint
+    #: Set by the poster when it commits the mark; until then the decoder queues no other, so
+    #: a stalled API holds one snapshot of the transition state in the queue, not hundreds.
+    reached: bool = False
 
 
 QueueItem = Posting | Mark
@@ -59,9 +62,10 @@ class LineNamer(EventNamer):
     """client-go's `<object>.<16 hex digits>` names, but derived from the line, not the clock.
 
     While `current` is set (by the poster, around one `record` call), the hex digits are a hash
-    of the Event's source, object, reason, message and the line's own time, so re-reading a line
-    after a crash yields the same name (and the UUID fallback for names that are not valid is
-    derived the same way). Lines without a time get wall-clock names, as in client-go.
+    of the Event's source, object, field path, type, reason, message and the line's own time,
+    so re-reading a line after a crash yields the same name (and the UUID fallback for names
+    that are not valid is derived the same way). Lines without a time get wall-clock names, as
+    in client-go.
     """
 
     def __init__(self, component: str, host: str) -> None:
@@ -75,12 +79,17 @@ class LineNamer(EventNamer):
         if spec is None or spec.time is None:
             return super().__call__(object_name)
         target = spec.target
+        # What makes two Events distinct for client-go's dedup (less the uid, resolved later),
+        # plus the line's time: equal only for a line read again.
         key = "\0".join(
             (
                 self._salt,
+                target.api_version,
                 target.kind,
                 target.namespace,
                 target.name,
+                target.field_path,
+                spec.type,
                 spec.reason,
                 spec.message,
                 repr(spec.time),
@@ -160,6 +169,7 @@ class Poster:
     async def _handle(self, item: QueueItem) -> None:
         """Commit a `Mark`; record a `Posting` on the worker thread and time its latency."""
         if type(item) is Mark:
+            item.reached = True
             self.commit(item.checkpoint)
             return
         assert type(item) is Posting
