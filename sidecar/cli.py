@@ -93,6 +93,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero (queue sizes, bursts, limits)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above zero")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above zero (intervals, windows)."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number above zero")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number of seconds, zero allowed (waits, deadlines)."""
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number of at least zero")
+    return value
+
+
 def _add_event_options(parser: argparse.ArgumentParser) -> None:
     defaults = CorrelatorSettings()
     parser.add_argument("--component", help="source.component (default: the rules file's)")
@@ -101,28 +125,28 @@ def _add_event_options(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("POD_NAME") or socket.gethostname(),
         help="source.host and reportingInstance (default: $POD_NAME, else the host name)",
     )
-    parser.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES)
+    parser.add_argument("--max-line-bytes", type=positive_int, default=DEFAULT_MAX_LINE_BYTES)
     parser.add_argument(
         "--aggregate-max",
-        type=int,
+        type=positive_int,
         default=defaults.max_similar_events,
         help="distinct messages per object and reason before aggregating (client-go: 10)",
     )
     parser.add_argument(
         "--aggregate-window",
-        type=float,
+        type=positive_float,
         default=defaults.similar_window_seconds,
         help="seconds of the aggregation window (client-go: 600)",
     )
     parser.add_argument(
         "--spam-burst",
-        type=int,
+        type=positive_int,
         default=defaults.spam_burst,
         help="Events per object at once before the spam filter drops (client-go: 25)",
     )
     parser.add_argument(
         "--spam-refill-seconds",
-        type=float,
+        type=positive_float,
         default=defaults.spam_refill_seconds,
         help="seconds to earn one more Event after the burst (client-go: 300)",
     )

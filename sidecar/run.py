@@ -17,7 +17,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.cli import EXIT_FAILURE, EXIT_USAGE, _add_event_options, _correlation, _load
+from sidecar.cli import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    _add_event_options,
+    _correlation,
+    _load,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from sidecar.heap import freeze_startup_objects
 from sidecar.logs import configure_logging
 from sidecar.metrics import Metrics
@@ -58,13 +67,17 @@ def add_run_parser(commands: Any) -> argparse.ArgumentParser:
         "from the beginning)",
     )
     run.add_argument("--watch", choices=("auto", "inotify", "poll"), default=files.watch)
-    run.add_argument("--poll-interval", type=float, default=files.poll_interval, help="seconds")
-    run.add_argument("--rotate-wait", type=float, default=files.rotate_wait, help="seconds")
+    run.add_argument(
+        "--poll-interval", type=positive_float, default=files.poll_interval, help="seconds"
+    )
+    run.add_argument(
+        "--rotate-wait", type=non_negative_float, default=files.rotate_wait, help="seconds"
+    )
     run.add_argument(
         "--checkpoint", help="checkpoint file (default: next to the first --file, on its volume)"
     )
     run.add_argument(
-        "--checkpoint-interval", type=float, default=checkpoint.interval, help="seconds"
+        "--checkpoint-interval", type=positive_float, default=checkpoint.interval, help="seconds"
     )
     run.add_argument(
         "--tcp", action="append", default=[], help="listen for log lines on host:port (TCP)"
@@ -77,12 +90,14 @@ def add_run_parser(commands: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="allow --tcp on addresses other than loopback",
     )
-    run.add_argument("--max-connections", type=int, default=sockets.max_connections)
-    run.add_argument("--idle-timeout", type=float, default=sockets.idle_timeout, help="seconds")
-    run.add_argument("--queue-size", type=int, default=queues.events, help="queued Events")
+    run.add_argument("--max-connections", type=positive_int, default=sockets.max_connections)
+    run.add_argument(
+        "--idle-timeout", type=positive_float, default=sockets.idle_timeout, help="seconds"
+    )
+    run.add_argument("--queue-size", type=positive_int, default=queues.events, help="queued Events")
     run.add_argument(
         "--drain-seconds",
-        type=float,
+        type=non_negative_float,
         default=queues.drain_deadline,
         help="on SIGTERM, seconds to write queued Events",
     )
@@ -109,7 +124,12 @@ def add_run_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def _apply_environment(parser: argparse.ArgumentParser) -> None:
-    """Make `SIDECAR_<OPTION>` the default of each option that has such a variable."""
+    """Make `SIDECAR_<OPTION>` the default of each option that has such a variable.
+
+    Values are checked when `run` parses its arguments, never while the parser is built (a bad
+    variable must not break `check` or `replay`): argparse converts string defaults with the
+    option's type, and `_ENV_PROBLEMS` keeps what it cannot check for `run_command` to report.
+    """
     defaults: dict[str, Any] = {}
     for action in parser._actions:
         if not action.option_strings or action.dest == "help":
@@ -121,12 +141,22 @@ def _apply_environment(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._AppendAction):
             defaults[action.dest] = [part for part in text.split(",") if part]
         elif isinstance(action, argparse._StoreTrueAction):
-            defaults[action.dest] = text.lower() in ("1", "true", "yes", "on")
-        elif action.type is not None and callable(action.type):
-            defaults[action.dest] = action.type(text)
+            flag = _BOOLEANS.get(text.strip().lower())
+            if flag is None:
+                _ENV_PROBLEMS.append(f"{name}={text!r} is not a boolean (true or false)")
+            defaults[action.dest] = bool(flag)
+        elif action.choices is not None and text not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            _ENV_PROBLEMS.append(f"{name}={text!r} is not one of {choices}")
         else:
-            defaults[action.dest] = text
+            defaults[action.dest] = text  # converted with action.type when `run` is parsed
     parser.set_defaults(**defaults)
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS.update({"0": False, "false": False, "no": False, "off": False, "": False})
+#: Environment variables `run` could not use; reported (exit 2) when `run` is the command.
+_ENV_PROBLEMS: list[str] = []
 
 
 def settings_from(args: argparse.Namespace) -> DaemonSettings:
@@ -165,6 +195,10 @@ def settings_from(args: argparse.Namespace) -> DaemonSettings:
 def run_command(args: argparse.Namespace) -> int:
     """`event-sidecar run`: 0 after a clean SIGTERM, 1 on a failure, 2 on bad usage."""
     configure_logging(args.log_level)
+    if _ENV_PROBLEMS:
+        for problem in _ENV_PROBLEMS:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if not args.rules:
         print("error: --rules (or SIDECAR_RULES) is required", file=sys.stderr)
         return EXIT_USAGE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,63 @@ def test_bad_rules_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     bad.write_text("rules: []\n")
     assert main(["replay", str(LOG), "--rules", str(bad)]) == 2
     assert "the file has no rules" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["--spam-refill-seconds=0", "--spam-burst=0", "--aggregate-window=-1", "--max-line-bytes=0"],
+)
+def test_nonsensical_numbers_are_usage_errors(
+    option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["replay", str(LOG), "--rules", str(RULES), option])
+    assert caught.value.code == 2
+    assert option.split("=", maxsplit=1)[0] in capsys.readouterr().err
+
+
+def run_with_environment(**environment: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sidecar",
+            "run",
+            "--rules",
+            str(RULES),
+            "--file",
+            "/nonexistent/x.log",
+            "--dry-run",
+        ],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "complaint"),
+    [
+        ("SIDECAR_POLL_INTERVAL", "fast", "--poll-interval"),
+        ("SIDECAR_QUEUE_SIZE", "0", "--queue-size"),
+        ("SIDECAR_START", "sometimes", "SIDECAR_START='sometimes' is not one of"),
+        ("SIDECAR_DRY_RUN", "maybe", "SIDECAR_DRY_RUN='maybe' is not a boolean"),
+    ],
+)
+def test_bad_environment_is_a_usage_error_of_run_only(
+    variable: str, value: str, complaint: str
+) -> None:
+    done = run_with_environment(**{variable: value})
+    assert done.returncode == 2, done.stderr
+    assert complaint in done.stderr
+    # Other commands are not affected by run's variables.
+    check = subprocess.run(
+        [sys.executable, "-m", "sidecar", "check", str(RULES)],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
