@@ -63,6 +63,9 @@ _ZAP_VLEVEL = re.compile(r"Level\((-?\d+)\)", re.IGNORECASE)
 _TIME_KEYS: Final = ("ts", "time", "timestamp", "@timestamp")
 _LEVEL_KEYS: Final = ("level", "lvl", "severity")
 _MESSAGE_KEYS: Final = ("msg", "message")
+#: Keys lifted out of a line's fields into the record's time, level, message and logger; a rule
+#: must match them through `message:`, `level:` and `logger:`, never `fields:`.
+LIFTED_KEYS: Final = frozenset((*_TIME_KEYS, *_LEVEL_KEYS, *_MESSAGE_KEYS, "logger"))
 
 _KLOG_HEADER = re.compile(
     r"([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+\d+ [^\]\s]+\] ?(.*)", re.DOTALL

@@ -241,3 +241,18 @@ def test_check_command_accepts_a_good_file(
 ) -> None:
     assert main(["check", str(write(tmp_path, GOOD))]) == 0
     assert "1 rules OK" in capsys.readouterr().out
+
+
+def test_fields_that_decoders_lift_out_are_refused_with_a_hint(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        rules:
+          - name: r1
+            match: {fields: {logger: controller, phase: Ready}}
+            reason: Fine
+        """,
+    )
+    assert len(found) == 1
+    assert found[0].startswith("rules.yaml:3: rule r1: match.fields: logger never reach fields")
+    assert "match them with message:, level: or logger:" in found[0]

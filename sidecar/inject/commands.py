@@ -104,7 +104,9 @@ def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    # An empty host means loopback, as everywhere in this project: all interfaces must be asked
+    # for by name (0.0.0.0), as the manifests do.
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _webhook(args: argparse.Namespace) -> int:

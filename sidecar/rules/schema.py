@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sidecar.decode import LIFTED_KEYS
 from sidecar.records import LEVELS
 from sidecar.rules.templates import TemplateError, compile_template
 
@@ -99,6 +100,17 @@ class Match(_Strict):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("fields")
+    @classmethod
+    def _not_lifted(cls, value: dict[str, Condition]) -> dict[str, Condition]:
+        lifted = sorted(set(value) & LIFTED_KEYS)
+        if lifted:
+            raise ValueError(
+                f"{', '.join(lifted)} never reach fields: the decoders read them as the line's "
+                "time, level, message or logger; match them with message:, level: or logger:"
+            )
+        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> Match:

@@ -29,6 +29,8 @@ from sidecar.settings import SocketSettings
 from sidecar.sources import Block
 
 log = logging.getLogger(__name__)
+#: Owner and group may connect; see README (run the controller with the pod's fsGroup).
+UNIX_SOCKET_MODE = 0o660
 
 
 class AddressError(ValueError):
@@ -106,6 +108,9 @@ class SocketSource:
                 server = await asyncio.start_unix_server(self._accept, path, limit=limit)
             except OSError as error:
                 raise OSError(error.errno, f"cannot listen on {path}: {error}") from error
+            # Connecting needs write permission on the socket: the controller beside us may run
+            # as another user of the pod's group (fsGroup), and nobody else may write.
+            os.chmod(path, UNIX_SOCKET_MODE)  # noqa: PTH101
             self._servers.append(server)
             self.addresses.append(path)
         log.info("listening", extra={"addresses": self.addresses})
