@@ -73,9 +73,6 @@ _KLOG_HEADER = re.compile(
 #: One `key=value` pair of logfmt or klog's structured text; values may be Go-quoted strings.
 _PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|\S*)')
 _QUOTED_PREFIX = re.compile(r'"(?:[^"\\]|\\.)*"')
-_NAMESPACED_NAME = re.compile(
-    r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9.:_]*[a-zA-Z0-9])?"
-)
 _GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[abfnrtv\\\"'])")
 _GO_SIMPLE_ESCAPES: Final = {
     "a": "\a",

@@ -1,4 +1,4 @@
-"""A small least-recently-used map for the correlator's and the sink's caches.
+"""A small least-recently-used map for the correlator's caches.
 
 Written here rather than taken from cachetools because it sits on the per-Event path: cachetools'
 LRUCache spends several Python calls per access on size accounting this code never needs, and a

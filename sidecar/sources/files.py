@@ -223,7 +223,8 @@ class FileSource:
         """The regular files the patterns name now, by identity."""
         found: dict[FileId, tuple[str, os.stat_result]] = {}
         for pattern in self.settings.paths:
-            paths = sorted(glob.glob(pattern))  # noqa: PTH207 - absolute patterns if glob.has_magic(pattern) else [pattern]
+            # glob.glob rather than Path.glob: the patterns are absolute.
+            paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]  # noqa: PTH207
             for path in paths:
                 try:
                     info = os.stat(path)  # noqa: PTH116
