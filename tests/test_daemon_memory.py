@@ -12,6 +12,7 @@ import socket
 import time
 from pathlib import Path
 
+from sidecar.inject.settings import InjectSettings
 from tests.daemon_support import Sidecar, append, phase_lines, wait_for, write_rules
 
 MIB = 1024 * 1024
@@ -23,6 +24,13 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM")
+
+
+def injected_memory_limit() -> int:
+    """Bytes: the memory limit the injector gives the sidecar container by default."""
+    limit = InjectSettings().resources["limits"]["memory"]
+    assert limit.endswith("Mi"), limit
+    return int(limit.removesuffix("Mi")) * MIB
 
 
 def test_a_hanging_api_and_a_flood_of_lines_keep_memory_bounded(tmp_path: Path) -> None:
@@ -86,8 +94,11 @@ def test_a_hanging_api_and_a_flood_of_lines_keep_memory_bounded(tmp_path: Path) 
 
             wait_for(dropped, "socket Events dropped as queue_full")
             time.sleep(1.0)
-            growth = peak_rss(pid) - baseline
+            peak = peak_rss(pid)
+            growth = peak - baseline
             assert growth < 64 * MIB, f"peak RSS grew by {growth / MIB:.0f} MiB"
+            # The injected container's memory limit must hold the daemon under this load.
+            assert peak < injected_memory_limit(), f"peak RSS {peak / MIB:.0f} MiB"
             # The file source paused instead: most of the file is not read yet.
             read = process.metric("event_sidecar_bytes_read_total", source="file")
             assert read < log.stat().st_size

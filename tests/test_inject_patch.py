@@ -228,8 +228,8 @@ def test_the_sidecar_reads_the_apps_log_directory_and_its_rules() -> None:
         {"name": "sidecar-metrics", "containerPort": 9090, "protocol": "TCP"}
     ]
     assert sidecar["resources"] == {
-        "requests": {"cpu": "10m", "memory": "32Mi"},
-        "limits": {"memory": "64Mi"},
+        "requests": {"cpu": "10m", "memory": "96Mi"},
+        "limits": {"memory": "192Mi"},
     }
     app = pod["spec"]["containers"][0]
     assert app["volumeMounts"] == [{"name": "event-sidecar-logs", "mountPath": "/var/log/ctl"}]
