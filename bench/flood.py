@@ -37,8 +37,6 @@ import re
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,7 +48,7 @@ from kubernetes import client, config
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from report import ROOT, machine, run_measured, spread, today, write_section
+from report import ROOT, cluster, machine, run_measured, spread, today, write_section
 
 SIDECAR = Path(sys.executable).parent / "event-sidecar"
 COMPONENT = "flapping-controller"
@@ -234,25 +232,6 @@ def client_go_allowance(flood: Flood) -> ModelResult:
 
 
 # -- the cluster -------------------------------------------------------------------------------
-
-
-@contextmanager
-def cluster(kubeconfig: str | None) -> Iterator[tuple[str, str]]:
-    """(kubeconfig, how the cluster came to be): the one given, or a control plane started here."""
-    if kubeconfig:
-        yield kubeconfig, "an existing cluster (--kubeconfig)"
-        return
-    from tests.controlplane import ControlPlane  # noqa: PLC0415 - only when starting one
-
-    plane = ControlPlane().start()
-    try:
-        origin = (
-            "a control plane the benchmark started: etcd + kube-apiserver, ready in "
-            f"{plane.startup_seconds:.1f} s"
-        )
-        yield str(plane.kubeconfig), origin
-    finally:
-        plane.stop()
 
 
 _SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$", re.M)

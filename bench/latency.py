@@ -63,7 +63,7 @@ from kubernetes import client, config, watch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from report import ROOT, machine, spread, today, write_section
+from report import ROOT, cluster, machine, spread, today, write_section
 
 COMPONENT = "latency-controller"
 REASON = "PhaseChanged"
@@ -531,25 +531,6 @@ def peer_run(
 
 
 # -- the cluster ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def cluster(kubeconfig: str | None) -> Iterator[tuple[str, str]]:
-    """(kubeconfig, how the cluster came to be): the one given, or a control plane started here."""
-    if kubeconfig:
-        yield kubeconfig, "an existing cluster (--kubeconfig)"
-        return
-    from tests.controlplane import ControlPlane, kubernetes_version  # noqa: PLC0415
-
-    plane = ControlPlane().start()
-    try:
-        yield (
-            str(plane.kubeconfig),
-            f"kube-apiserver {kubernetes_version()} (a control plane the benchmark started: "
-            f"etcd + kube-apiserver, ready in {plane.startup_seconds:.1f} s)",
-        )
-    finally:
-        plane.stop()
 
 
 def prepare(api: client.ApiClient, objects: int) -> tuple[str, dict[str, str]]:

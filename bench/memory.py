@@ -43,7 +43,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import generate
-from report import ROOT, machine, spread, today, write_section
+from report import ROOT, cluster, machine, spread, today, write_section
 
 BENCH = ROOT / "bench"
 TICK = 0.01
@@ -333,23 +332,6 @@ def one_run(
         emitted,
         dropped,
     )
-
-
-@contextlib.contextmanager
-def cluster(kubeconfig: str | None) -> Iterator[tuple[str, str]]:
-    if kubeconfig:
-        yield kubeconfig, "an existing cluster (--kubeconfig)"
-        return
-    from tests.controlplane import ControlPlane, kubernetes_version  # noqa: PLC0415
-
-    plane = ControlPlane().start()
-    try:
-        yield (
-            str(plane.kubeconfig),
-            f"kube-apiserver {kubernetes_version()} started by the benchmark",
-        )
-    finally:
-        plane.stop()
 
 
 def create_namespaces(kubeconfig: str, objects: int) -> int:

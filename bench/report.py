@@ -7,12 +7,15 @@ benchmark at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,3 +104,25 @@ def write_section(name: str, body: str) -> None:
 
 def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+@contextlib.contextmanager
+def cluster(kubeconfig: str | None) -> Iterator[tuple[str, str]]:
+    """(kubeconfig, how the cluster came to be): the one given, or a control plane started here
+    (etcd + kube-apiserver built from tools/, stopped by pid when the benchmark ends)."""
+    if kubeconfig:
+        yield kubeconfig, "an existing cluster (--kubeconfig)"
+        return
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.controlplane import ControlPlane, kubernetes_version  # noqa: PLC0415
+
+    plane = ControlPlane().start()
+    try:
+        origin = (
+            f"kube-apiserver {kubernetes_version()} (a control plane the benchmark started: "
+            f"etcd + kube-apiserver, ready in {plane.startup_seconds:.1f} s)"
+        )
+        yield str(plane.kubeconfig), origin
+    finally:
+        plane.stop()
