@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -214,7 +213,7 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     metrics = Metrics(CollectorRegistry())
     try:
-        sink, ping = _sink(args, metrics)
+        sink = _sink(args, metrics)
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -222,6 +221,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         """The daemon needs a running loop (its queues and tasks belong to it)."""
+        # A dry run has nothing to reach; a real sink's ping keeps /readyz current.
+        ping = None if args.dry_run else sink.ping
         daemon = Daemon(rules, sink, settings, metrics, ping=ping)
         return await daemon.run(install_signals=True)
 
@@ -229,14 +230,14 @@ def run_command(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def _sink(args: argparse.Namespace, metrics: Metrics) -> tuple[Sink, Callable[[], object] | None]:
-    """The Kubernetes sink and its reachability check; or memory for `--dry-run`.
+def _sink(args: argparse.Namespace, metrics: Metrics) -> Sink:
+    """The Kubernetes sink; or memory for `--dry-run`.
 
     Raises:
         RuntimeError: no usable Kubernetes configuration (the message says what was tried).
     """
     if args.dry_run:
-        return MemorySink(), None
+        return MemorySink()
     from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
 
     try:
@@ -245,4 +246,4 @@ def _sink(args: argparse.Namespace, metrics: Metrics) -> tuple[Sink, Callable[[]
         )
     except kube.KubeConfigError as error:
         raise RuntimeError(str(error)) from error
-    return sink, sink.ping
+    return sink
