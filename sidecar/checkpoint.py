@@ -19,24 +19,11 @@ from typing import Any
 
 import orjson
 
+from sidecar.model import FilePosition
+
 log = logging.getLogger(__name__)
 
 VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class FilePosition:
-    """A file and how far its complete lines have been turned into recorded Events."""
-
-    #: The path it was last seen under (informational: identity is device, inode, fingerprint).
-    path: str
-    device: int
-    inode: int
-    #: Hex digest of the file's first `fingerprint_size` bytes.
-    fingerprint: str
-    fingerprint_size: int
-    #: Byte offset just past the last line whose Events are recorded.
-    offset: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
 """`event-sidecar run`: sources -> decoders -> poster, checkpoints, metrics and health, shutdown.
 
 ```
-FileSource ──blocks (bounded, waits)──▶ Decoder(lossless) ──┐
-SocketSource ─blocks (bounded, waits)─▶ Decoder(lossy) ─────┤ events (bounded) ──▶ Poster ──▶ sink
-                                                            │  Posting | Mark          │
-                                              Checkpointer ◀┴──────── commit(Mark) ◀───┘
+FileSource ──blocks (bounded, waits)──▶ Consumer(lossless) ──┐
+SocketSource ─blocks (bounded, waits)─▶ Consumer(lossy) ─────┤ events (bounded) ──▶ Poster ──▶ sink
+                                                             │  Posting | Mark          │
+                                               Checkpointer ◀┴──────── commit(Mark) ◀───┘
 ```
 Backpressure, chosen per source: the file source's decoder *waits* for room in the Event queue
 (the file is simply read later; nothing is lost, and its checkpoint stays behind); the socket
@@ -34,7 +34,6 @@ from aiohttp import web
 
 from sidecar.checkpoint import (
     Checkpoint,
-    FilePosition,
     read_checkpoint,
     remove_temporaries,
     write_checkpoint,
@@ -42,6 +41,7 @@ from sidecar.checkpoint import (
 from sidecar.correlate import Correlator
 from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
+from sidecar.model import FilePosition
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem, WorkerThread
 from sidecar.recorder import Recorder
@@ -70,20 +70,24 @@ def default_checkpoint_path(paths: tuple[str, ...]) -> Path | None:
     return Path(paths[0]).absolute().parent / CHECKPOINT_NAME
 
 
-class Decoder:
+class BlockConsumer:
     """Feeds a source's blocks through the pipeline and queues the Events they call for."""
 
     def __init__(
         self,
         pipeline: LinePipeline,
+        metrics: Metrics,
         blocks: asyncio.Queue[Block],
         events: asyncio.Queue[QueueItem],
         tracker: TransitionTracker,
         *,
+        source: str,
         lossless: bool,
         mark_interval: float,
     ) -> None:
         self.pipeline = pipeline
+        self.metrics = metrics
+        self.source = source
         self.blocks = blocks
         self.events = events
         self.tracker = tracker
@@ -116,10 +120,9 @@ class Decoder:
 
     async def _decode(self, block: Block) -> None:
         """Feed one block; queue its Events, then note its positions (they follow the Events)."""
-        pipeline = self.pipeline
-        pipeline.count_too_long(block.too_long)
-        specs = pipeline.feed(block.data) if block.data else []
-        for spec in specs:
+        fed = self.pipeline.feed(block.data, too_long=block.too_long)
+        self.metrics.count_lines(self.source, fed.tally)
+        for spec in fed.specs:
             await self._queue(Posting(spec, block.read_at))
         if block.positions is not None:
             self._positions = block.positions
@@ -134,8 +137,8 @@ class Decoder:
             try:
                 events.put_nowait(item)
             except asyncio.QueueFull:
-                self.pipeline.metrics.events_dropped.labels("queue_full").inc()
-        self.pipeline.metrics.queue_depth.set(events.qsize())
+                self.metrics.events_dropped.labels("queue_full").inc()
+        self.metrics.queue_depth.set(events.qsize())
 
     async def mark(self, *, wait: bool = True) -> None:
         """Queue a checkpoint of the positions decoded so far, if they changed since the last.
@@ -249,11 +252,11 @@ class Daemon:
 
         self.checkpointer: Checkpointer | None = None
         self.files: FileSource | None = None
-        self.file_decoder: Decoder | None = None
+        self.file_consumer: BlockConsumer | None = None
         if settings.files.paths:
             self._add_file_source(processor, year, mark_interval)
         self.sockets: SocketSource | None = None
-        self.socket_decoder: Decoder | None = None
+        self.socket_consumer: BlockConsumer | None = None
         if settings.sockets.tcp or settings.sockets.unix:
             self._add_socket_source(processor, year, mark_interval)
 
@@ -307,11 +310,16 @@ class Daemon:
             resume=resume,
             exclude=frozenset({str(checkpoint_path.resolve())}),
         )
-        pipeline = LinePipeline(
-            processor, metrics, source="file", year=year, max_line_bytes=files.max_line_bytes
-        )
-        self.file_decoder = Decoder(
-            pipeline, blocks, self.events, self.tracker, lossless=True, mark_interval=mark_interval
+        pipeline = LinePipeline(processor, year=year, max_line_bytes=files.max_line_bytes)
+        self.file_consumer = BlockConsumer(
+            pipeline,
+            metrics,
+            blocks,
+            self.events,
+            self.tracker,
+            source="file",
+            lossless=True,
+            mark_interval=mark_interval,
         )
 
     def _add_socket_source(self, processor: Processor, year: int, mark_interval: float) -> None:
@@ -319,11 +327,16 @@ class Daemon:
         sockets, metrics = self.settings.sockets, self.metrics
         blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
         self.sockets = SocketSource(sockets, blocks, metrics)
-        pipeline = LinePipeline(
-            processor, metrics, source="socket", year=year, max_line_bytes=sockets.max_line_bytes
-        )
-        self.socket_decoder = Decoder(
-            pipeline, blocks, self.events, self.tracker, lossless=False, mark_interval=mark_interval
+        pipeline = LinePipeline(processor, year=year, max_line_bytes=sockets.max_line_bytes)
+        self.socket_consumer = BlockConsumer(
+            pipeline,
+            metrics,
+            blocks,
+            self.events,
+            self.tracker,
+            source="socket",
+            lossless=False,
+            mark_interval=mark_interval,
         )
 
     def readiness(self) -> Mapping[str, bool]:
@@ -379,11 +392,11 @@ class Daemon:
             },
         )
         self._spawn("poster", self.poster.run())
-        if self.files is not None and self.file_decoder is not None:
-            self._spawn("file-decoder", self.file_decoder.run())
+        if self.files is not None and self.file_consumer is not None:
+            self._spawn("file-decoder", self.file_consumer.run())
             self._spawn("file-source", self.files.run())
-        if self.sockets is not None and self.socket_decoder is not None:
-            self._spawn("socket-decoder", self.socket_decoder.run())
+        if self.sockets is not None and self.socket_consumer is not None:
+            self._spawn("socket-decoder", self.socket_consumer.run())
             self._spawn("socket-source", self.sockets.run())
         if self.checkpointer is not None:
             self._spawn("checkpointer", self.checkpointer.run())
@@ -431,8 +444,8 @@ class Daemon:
         deadline = time.monotonic() + self.settings.queues.drain_deadline
         await self._cancel("file-source", "socket-source")
         for name, decoder in (
-            ("file-decoder", self.file_decoder),
-            ("socket-decoder", self.socket_decoder),
+            ("file-decoder", self.file_consumer),
+            ("socket-decoder", self.socket_consumer),
         ):
             if decoder is None:
                 continue

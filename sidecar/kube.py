@@ -35,7 +35,7 @@ from kubernetes import config as k8s_config
 
 from sidecar.events import Event, InvolvedObject
 from sidecar.metrics import Metrics
-from sidecar.rules import ObjectTarget
+from sidecar.model import ObjectTarget
 from sidecar.sinks import NotFound, Refused, Unreachable, unresolved
 
 log = logging.getLogger(__name__)

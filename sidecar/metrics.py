@@ -1,26 +1,15 @@
 """The `event_sidecar_` Prometheus metrics, always on a registry the caller passes in.
 
 Label values are bounded: `reason` and `rule` come from the rules file, `source` from the command
-line, `cause` and `result` from the fixed vocabularies below.
+line, `cause` and `result` from the fixed vocabularies of `sidecar.model`.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-#: Why an Event was not written. Every one is counted; client-go drops most of these silently.
-DROP_CAUSES = (
-    "spam_filter",
-    "queue_full",
-    "forbidden",
-    "namespace_terminating",
-    "namespace_missing",
-    "conflict",
-    "invalid",
-    "rejected",
-    "retries_exhausted",
-    "shutdown",
-)
+from sidecar.model import DROP_CAUSES
+from sidecar.pipeline import Tally
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -128,3 +117,18 @@ class Metrics:
         # Pre-create the fixed label values so dashboards see zeros, not gaps.
         for cause in DROP_CAUSES:
             self.events_dropped.labels(cause)
+
+    def count_lines(self, source: str, tally: Tally) -> None:
+        """Add one block's tally from the pipeline (fed from `source`)."""
+        self.lines_read.labels(source).inc(tally.lines)
+        self.bytes_read.labels(source).inc(tally.bytes)
+        self.lines_too_long.labels(source).inc(tally.too_long)
+        self.lines_skipped.labels(source).inc(tally.skipped)
+        for reason, number in tally.undecodable.items():
+            self.lines_undecodable.labels(source, reason).inc(number)
+        for rule, number in tally.matches.items():
+            self.rule_matches.labels(rule).inc(number)
+        for (rule, missing), number in tally.misses.items():
+            self.rule_misses.labels(rule, missing).inc(number)
+        for rule, number in tally.unchanged.items():
+            self.transitions_unchanged.labels(rule).inc(number)

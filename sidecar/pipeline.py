@@ -1,7 +1,8 @@
 """From blocks of log lines to `EventSpec`s: pre-filter, decode, match, transition, render.
 
-No I/O and no asyncio: `replay` drives this from a file, the daemon from its sources. Counts are
-added to the metrics once per block rather than per line, which keeps the per-line cost down.
+No I/O, no asyncio and no metrics: `replay` drives this from a file, the daemon from its sources,
+and each block's `Tally` comes back to them to add to their metrics once per block rather than per
+line, which keeps the per-line cost down.
 """
 
 from __future__ import annotations
@@ -10,24 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sidecar.decode import Undecodable, decode
-from sidecar.metrics import Metrics
+from sidecar.model import EventSpec
 from sidecar.records import Record
-from sidecar.rules import MissingField, ObjectTarget, RuleSet, render
+from sidecar.rules import MissingField, RuleSet, render
 from sidecar.scan import select_lines
 from sidecar.transitions import TransitionTracker
-
-
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    """What a rule says should be reported about one line, before the object's uid is known."""
-
-    rule: str
-    target: ObjectTarget
-    type: str
-    reason: str
-    message: str
-    #: The line's own time (seconds since the epoch), when it had one.
-    time: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +76,29 @@ class Processor:
 
 
 @dataclass(slots=True)
+class Tally:
+    """What one block added up to: its caller adds these to its metrics."""
+
+    lines: int = 0
+    bytes: int = 0
+    too_long: int = 0
+    skipped: int = 0
+    undecodable: Counter[str] = field(default_factory=Counter)
+    matches: Counter[str] = field(default_factory=Counter)
+    #: By (rule, missing field).
+    misses: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unchanged: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Fed:
+    """A block's Events, in order, and its tally."""
+
+    specs: list[EventSpec]
+    tally: Tally
+
+
+@dataclass(slots=True)
 class LineCounts:
     """Running totals, for `replay`'s summary; the metrics carry the same numbers."""
 
@@ -102,36 +113,38 @@ class LineCounts:
     unchanged: int = 0
     specs: int = 0
 
+    def add(self, tally: Tally, specs: int) -> None:
+        self.read += tally.lines
+        self.bytes += tally.bytes
+        self.too_long += tally.too_long
+        self.skipped += tally.skipped
+        self.decoded += tally.lines - tally.too_long - tally.skipped - tally.undecodable.total()
+        self.undecodable.update(tally.undecodable)
+        self.matched += tally.matches.total()
+        self.missed += tally.misses.total()
+        self.unchanged += tally.unchanged.total()
+        self.specs += specs
+
 
 class LinePipeline:
     """Feeds blocks of complete lines through the pre-filter, the decoders and the processor."""
 
-    def __init__(
-        self,
-        processor: Processor,
-        metrics: Metrics,
-        *,
-        source: str,
-        year: int,
-        max_line_bytes: int,
-    ) -> None:
+    def __init__(self, processor: Processor, *, year: int, max_line_bytes: int) -> None:
         self.processor = processor
-        self.metrics = metrics
-        self.source = source
         self.year = year
         self.max_line_bytes = max_line_bytes
         self.counts = LineCounts()
         #: The time of the last line that had one: `replay`'s clock.
         self.last_time: float | None = None
 
-    def feed(self, block: bytes) -> list[EventSpec]:
-        """Process a block of complete lines; return the Events they call for, in order."""
+    def feed(self, block: bytes, *, too_long: int = 0) -> Fed:
+        """Process a block of complete lines; return the Events they call for, in order, and the
+        block's tally. `too_long` counts lines the framer dropped before the block."""
         selection = select_lines(block, self.processor.rules.literals, self.max_line_bytes)
         specs: list[EventSpec] = []
-        undecodable: Counter[str] = Counter()
-        matches: Counter[str] = Counter()
-        misses: Counter[tuple[str, str]] = Counter()
-        unchanged: Counter[str] = Counter()
+        tally = Tally()
+        undecodable, matches = tally.undecodable, tally.matches
+        misses, unchanged = tally.misses, tally.unchanged
         process, year = self.processor.process, self.year
         for line in selection.candidates:
             record = decode(line, year=year)
@@ -152,36 +165,9 @@ class LinePipeline:
             else:
                 unchanged[outcome.rule] += 1
 
-        counts, metrics, source = self.counts, self.metrics, self.source
-        candidates = len(selection.candidates)
-        counts.read += selection.lines
-        counts.bytes += len(block)
-        counts.too_long += selection.too_long
-        counts.skipped += selection.lines - selection.too_long - candidates
-        counts.decoded += candidates - undecodable.total()
-        counts.undecodable.update(undecodable)
-        counts.matched += matches.total()
-        counts.missed += misses.total()
-        counts.unchanged += unchanged.total()
-        counts.specs += len(specs)
-        metrics.lines_read.labels(source).inc(selection.lines)
-        metrics.bytes_read.labels(source).inc(len(block))
-        metrics.lines_too_long.labels(source).inc(selection.too_long)
-        metrics.lines_skipped.labels(source).inc(selection.lines - selection.too_long - candidates)
-        for reason, number in undecodable.items():
-            metrics.lines_undecodable.labels(source, reason).inc(number)
-        for rule, number in matches.items():
-            metrics.rule_matches.labels(rule).inc(number)
-        for (rule, missing), number in misses.items():
-            metrics.rule_misses.labels(rule, missing).inc(number)
-        for rule, number in unchanged.items():
-            metrics.transitions_unchanged.labels(rule).inc(number)
-        return specs
-
-    def count_too_long(self, lines: int) -> None:
-        """Lines the framer dropped before they reached a block."""
-        if lines:
-            self.counts.too_long += lines
-            self.counts.read += lines
-            self.metrics.lines_too_long.labels(self.source).inc(lines)
-            self.metrics.lines_read.labels(self.source).inc(lines)
+        tally.lines = selection.lines + too_long
+        tally.bytes = len(block)
+        tally.too_long = selection.too_long + too_long
+        tally.skipped = selection.lines - selection.too_long - len(selection.candidates)
+        self.counts.add(tally, len(specs))
+        return Fed(specs, tally)

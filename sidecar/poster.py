@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from sidecar.checkpoint import Checkpoint
 from sidecar.events import EventNamer
 from sidecar.metrics import Metrics
-from sidecar.pipeline import EventSpec
+from sidecar.model import EventSpec
 from sidecar.recorder import Recorder
 
 log = logging.getLogger(__name__)

@@ -11,26 +11,17 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import Counter
 
 from sidecar.correlate import Correlator, Suppressed, Write
 from sidecar.events import EventNamer, InvalidEvent, make_event
 from sidecar.metrics import Metrics
-from sidecar.pipeline import EventSpec
+from sidecar.model import EventSpec, RetrySettings
 from sidecar.sinks import NotFound, Refused, Sink, Unreachable
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    #: client-go's `maxTriesPerEvent`.
-    max_tries: int = 12
-    #: client-go's `sleepDuration`; the first wait is a random part of it so that many clients
-    #: do not retry in step after an apiserver outage.
-    interval_seconds: float = 10.0
+_DEFAULT_RETRY = RetrySettings()
 
 
 class Recorder:
@@ -44,7 +35,7 @@ class Recorder:
         component: str,
         host: str,
         clock: Callable[[], float],
-        retry: RetrySettings = RetrySettings(),
+        retry: RetrySettings = _DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:

@@ -15,8 +15,9 @@ from typing import BinaryIO
 from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.events import EventNamer
 from sidecar.metrics import Metrics
+from sidecar.model import RetrySettings
 from sidecar.pipeline import LineCounts, LinePipeline, Processor
-from sidecar.recorder import Recorder, RetrySettings
+from sidecar.recorder import Recorder
 from sidecar.rules import RuleSet
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES, LineFramer
 from sidecar.sinks import Sink
@@ -63,8 +64,6 @@ def replay(
     settings = settings or ReplaySettings()
     pipeline = LinePipeline(
         Processor(rules, TransitionTracker()),
-        metrics,
-        source=source,
         year=settings.year,
         max_line_bytes=settings.max_line_bytes,
     )
@@ -86,8 +85,10 @@ def replay(
     framer = LineFramer(settings.max_line_bytes)
     outcomes: dict[str, int] = {}
 
-    def run(block: bytes) -> None:
-        for spec in pipeline.feed(block):
+    def run(block: bytes, too_long: int = 0) -> None:
+        fed = pipeline.feed(block, too_long=too_long)
+        metrics.count_lines(source, fed.tally)
+        for spec in fed.specs:
             if spec.time is not None:
                 log_clock.current = spec.time
             outcome = recorder.record(spec)
@@ -96,9 +97,8 @@ def replay(
     for chunk in chunks:
         dropped = framer.too_long
         block = framer.feed(chunk)
-        pipeline.count_too_long(framer.too_long - dropped)
-        if block:
-            run(block)
+        if block or framer.too_long > dropped:
+            run(block, framer.too_long - dropped)
     run(framer.flush())
     end = pipeline.last_time if pipeline.last_time is not None else log_clock.current
     return ReplayResult(pipeline.counts, outcomes, max(end, log_clock.current))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sidecar.correlate import CorrelatorSettings
-from sidecar.recorder import RetrySettings
+from sidecar.model import RetrySettings
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES
 
 StartPosition = Literal["checkpoint", "end", "beginning"]

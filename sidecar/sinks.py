@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from sidecar.events import Event, InvolvedObject
-from sidecar.rules import ObjectTarget
+from sidecar.model import ObjectTarget
 
 
 class SinkError(Exception):

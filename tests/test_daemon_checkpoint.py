@@ -13,15 +13,13 @@ import pytest
 
 from sidecar.checkpoint import (
     Checkpoint,
-    FilePosition,
     read_checkpoint,
     remove_temporaries,
     write_checkpoint,
 )
 from sidecar.logs import JsonFormatter
-from sidecar.pipeline import EventSpec
+from sidecar.model import EventSpec, FilePosition, ObjectTarget
 from sidecar.poster import LineNamer
-from sidecar.rules import ObjectTarget
 
 CHECKPOINT = Checkpoint(
     files=(FilePosition("/logs/app.log", 66, 1234, "ab" * 16, 256, 4096),),

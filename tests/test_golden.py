@@ -32,8 +32,8 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.correlate import CorrelatorSettings
 from sidecar.metrics import Metrics
+from sidecar.model import RetrySettings
 from sidecar.output import format_json_lines
-from sidecar.recorder import RetrySettings
 from sidecar.replay import ReplayResult, ReplaySettings, replay
 from sidecar.rules import load_rules
 from sidecar.sinks import MemorySink

@@ -29,9 +29,8 @@ from sidecar.correlate import AGGREGATE_PREFIX, Correlator, CorrelatorSettings
 from sidecar.events import Event, EventNamer, InvolvedObject
 from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeConfigError, KubeSettings, KubeSink, connect
 from sidecar.metrics import Metrics
-from sidecar.pipeline import EventSpec
-from sidecar.recorder import Recorder, RetrySettings
-from sidecar.rules import ObjectTarget
+from sidecar.model import EventSpec, ObjectTarget, RetrySettings
+from sidecar.recorder import Recorder
 from sidecar.sinks import NotFound, Refused, Unreachable
 from tests.controlplane import REPO_ROOT, ControlPlane, token_kubeconfig
 

@@ -11,9 +11,8 @@ from prometheus_client import CollectorRegistry
 from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.events import Event, EventNamer, InvolvedObject
 from sidecar.metrics import Metrics
-from sidecar.pipeline import EventSpec
-from sidecar.recorder import Recorder, RetrySettings
-from sidecar.rules import ObjectTarget
+from sidecar.model import EventSpec, ObjectTarget, RetrySettings
+from sidecar.recorder import Recorder
 from sidecar.sinks import MemorySink, NotFound, Refused, Unreachable
 
 

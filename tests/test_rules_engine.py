@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.decode import decode
 from sidecar.metrics import Metrics
-from sidecar.pipeline import EventSpec, LinePipeline, Processor, RuleMiss, Unchanged
+from sidecar.model import EventSpec
+from sidecar.pipeline import LinePipeline, Processor, RuleMiss, Unchanged
 from sidecar.records import LEVELS, Record
 from sidecar.rules import RuleSet, compile_rules, load_rules, parse_rules
 from sidecar.rules.schema import RulesFile
@@ -67,11 +68,7 @@ MESSAGES, FIELD_VALUES = _harvest()
 
 def new_pipeline(rules: RuleSet, max_line_bytes: int = 4096) -> LinePipeline:
     return LinePipeline(
-        Processor(rules, TransitionTracker()),
-        Metrics(CollectorRegistry()),
-        source="test",
-        year=2024,
-        max_line_bytes=max_line_bytes,
+        Processor(rules, TransitionTracker()), year=2024, max_line_bytes=max_line_bytes
     )
 
 
@@ -82,7 +79,7 @@ def without_prefilter(rules: RuleSet) -> RuleSet:
 def outcomes_of(rules: RuleSet, block: bytes) -> tuple[list[str], tuple[int, ...]]:
     """Specs (as reprs, so that a NaN time compares equal to itself) and the rule counters."""
     pipeline = new_pipeline(rules)
-    specs = [repr(spec) for spec in pipeline.feed(block)]
+    specs = [repr(spec) for spec in pipeline.feed(block).specs]
     counts = pipeline.counts
     return specs, (counts.matched, counts.missed, counts.unchanged, counts.specs)
 
@@ -359,6 +356,29 @@ def test_the_example_rules_have_a_prefilter() -> None:
     pipeline = new_pipeline(EXAMPLE_RULES)
     pipeline.feed(MIXED_LOG)
     assert pipeline.counts.skipped > 0
+
+
+def test_a_block_tally_is_what_its_caller_counts_in_the_metrics() -> None:
+    """The pipeline touches no metrics: it returns each block's tally for its caller to add."""
+    pipeline = new_pipeline(EXAMPLE_RULES)
+    fed = pipeline.feed(MIXED_LOG, too_long=2)
+    tally, counts = fed.tally, pipeline.counts
+    assert tally.lines == MIXED_LOG.count(b"\n") + 2 == counts.read
+    assert tally.too_long == counts.too_long >= 2
+    assert tally.matches.total() == counts.matched > 0
+    assert len(fed.specs) == counts.specs > 0
+    registry = CollectorRegistry()
+    Metrics(registry).count_lines("file", tally)
+    labels = {"source": "file"}
+    assert registry.get_sample_value("event_sidecar_lines_read_total", labels) == tally.lines
+    assert registry.get_sample_value("event_sidecar_lines_too_long_total", labels) == (
+        tally.too_long
+    )
+    assert registry.get_sample_value("event_sidecar_lines_skipped_total", labels) == (
+        counts.skipped
+    )
+    rule, matched = tally.matches.most_common(1)[0]
+    assert registry.get_sample_value("event_sidecar_rule_matches_total", {"rule": rule}) == matched
 
 
 @pytest.mark.parametrize("case", ["example", *sorted(GOLDEN_RULES)])

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.checkpoint import Checkpoint, FilePosition
+from sidecar.checkpoint import Checkpoint
 from sidecar.metrics import Metrics
+from sidecar.model import FilePosition
 from sidecar.settings import FileSettings
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource, fingerprint

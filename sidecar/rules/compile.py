@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.model import ObjectTarget
 from sidecar.records import ObjectRef, Record, text_of
 from sidecar.rules.schema import Condition, Match, ObjectSpec, Rule, RulesFile, Transition
 from sidecar.rules.templates import MissingField, Template, compile_template, lookup_path
@@ -22,20 +23,6 @@ _ABSENT = object()
 #: verbatim in the raw line, so searching the bytes for it is exact. `<`, `>` and `&` are left
 #: out because Go's encoding/json escapes them by default.
 _VERBATIM = re.compile(r"[A-Za-z0-9 _.,:;!?/()\[\]{}=+*#%@$^|~`'-]+")
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectTarget:
-    """The involved object a rule names for one line, before the sink looks up its uid."""
-
-    kind: str
-    name: str
-    namespace: str
-    #: Empty when the rules did not give it; the Kubernetes sink asks discovery for the
-    #: preferred version of `api_group` (or of any group serving `kind` when that is None too).
-    api_version: str = ""
-    api_group: str | None = None
-    field_path: str = ""
 
 
 @dataclass(frozen=True, slots=True)

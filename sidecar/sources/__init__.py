@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.checkpoint import FilePosition
+from sidecar.model import FilePosition
 
 
 @dataclass(frozen=True, slots=True)

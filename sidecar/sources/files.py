@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar.checkpoint import Checkpoint, FilePosition
+from sidecar.checkpoint import Checkpoint
 from sidecar.metrics import Metrics
+from sidecar.model import FilePosition
 from sidecar.scan import LineFramer
 from sidecar.settings import FileSettings
 from sidecar.sources import Block
