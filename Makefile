@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/event-sidecar replay examples/quota-autoscaler.log \
 		--rules examples/quota-autoscaler.rules.yaml --host quota-autoscaler-7d9f8-x2x9k --metrics
 
-## Lint, type-check and run every test (including those against a real kube-apiserver).
+## Lint, type-check, check the import layers and run every test (including those against a real kube-apiserver).
 test: lint system-deps
 	$(BIN)/pytest
 
@@ -39,6 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict sidecar
+	$(BIN)/lint-imports
 
 ## The tests that need no cluster.
 unit: $(STAMP)
@@ -49,4 +50,4 @@ control-plane:
 	tools/build-control-plane.sh
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
