@@ -20,6 +20,7 @@ from typing import Any
 
 from sidecar.events import Event, EventNamer, truncate_message
 from sidecar.lru import LRU
+from sidecar.model import DropCause
 
 AGGREGATE_PREFIX = "(combined from similar events): "
 
@@ -53,7 +54,7 @@ class Write:
 @dataclass(frozen=True, slots=True)
 class Suppressed:
     event: Event
-    cause: str = "spam_filter"
+    cause: DropCause = "spam_filter"
 
 
 Decision = Write | Suppressed

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import orjson
 
+from sidecar.model import UndecodableReason
 from sidecar.records import Record, text_of
 
 
@@ -28,7 +29,7 @@ from sidecar.records import Record, text_of
 class Undecodable:
     """Why a line did not decode; `reason` is a bounded label value for metrics."""
 
-    reason: str
+    reason: UndecodableReason
 
 
 EMPTY: Final = Undecodable("empty")

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from sidecar.checkpoint import Checkpoint
 from sidecar.events import EventNamer
 from sidecar.metrics import Metrics
-from sidecar.model import EventSpec
+from sidecar.model import DropCause, EventSpec, RecordOutcome
 from sidecar.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class Poster:
         if outcome in ("create", "patch"):
             self.metrics.event_latency.observe(time.monotonic() - item.read_at)
 
-    def _record(self, spec: EventSpec) -> str:
+    def _record(self, spec: EventSpec) -> RecordOutcome:
         """On the worker thread: record one Event under its line-derived name."""
         self.namer.current = spec
         try:
@@ -192,7 +192,7 @@ class Poster:
         finally:
             self.namer.current = None
 
-    def drop_queued(self, cause: str) -> int:
+    def drop_queued(self, cause: DropCause) -> int:
         """Count everything still queued as dropped (shutdown past its deadline)."""
         dropped = 0
         while True:

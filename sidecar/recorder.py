@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from sidecar.correlate import Correlator, Suppressed, Write
 from sidecar.events import EventNamer, InvalidEvent, make_event
 from sidecar.metrics import Metrics
-from sidecar.model import EventSpec, RetrySettings
+from sidecar.model import DropCause, EventSpec, RecordOutcome, RetrySettings, Written
 from sidecar.sinks import NotFound, Refused, Sink, Unreachable
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Recorder:
         self._jitter = jitter
         self._emitted: dict[tuple[str, str, str], Counter] = {}
 
-    def record(self, spec: EventSpec) -> str:
+    def record(self, spec: EventSpec) -> RecordOutcome:
         """Write the Event `spec` calls for; return what happened (a label, for logs and tests):
         `create`, `patch`, or the drop cause."""
         involved = self.sink.resolve(spec.target)
@@ -77,7 +77,7 @@ class Recorder:
             self.metrics.events_aggregated.labels(spec.reason).inc()
         return self._write(decision)
 
-    def _write(self, decision: Write) -> str:
+    def _write(self, decision: Write) -> RecordOutcome:
         event = decision.event
         for attempt in range(1, self.retry.max_tries + 1):
             try:
@@ -97,12 +97,14 @@ class Recorder:
                 continue
             except Refused as error:
                 log.warning("the API refused Event %s/%s: %s", event.namespace, event.name, error)
-                return self._drop(error.cause)
+                # A create never answers `event_missing`; a PATCH's is handled in `_write_once`.
+                cause = error.cause
+                return self._drop("rejected" if cause == "event_missing" else cause)
             self._count_emitted(event.reason, event.type, written)
             return written
         return self._drop("retries_exhausted")
 
-    def _write_once(self, decision: Write) -> str:
+    def _write_once(self, decision: Write) -> Written:
         if decision.patch is not None:
             try:
                 self.sink.patch(decision.event, decision.patch)
@@ -115,7 +117,7 @@ class Recorder:
         self.sink.create(decision.event)
         return "create"
 
-    def _count_emitted(self, reason: str, type_: str, write: str) -> None:
+    def _count_emitted(self, reason: str, type_: str, write: Written) -> None:
         # Label look-ups cost more than the increment; reasons are few, so keep the children.
         key = (reason, type_, write)
         child = self._emitted.get(key)
@@ -123,6 +125,6 @@ class Recorder:
             child = self._emitted[key] = self.metrics.events_emitted.labels(*key)
         child.inc()
 
-    def _drop(self, cause: str) -> str:
+    def _drop(self, cause: DropCause) -> DropCause:
         self.metrics.events_dropped.labels(cause).inc()
         return cause

@@ -5,17 +5,18 @@ Errors, in one hierarchy so callers catch the sink's meaning and never a library
 - `SinkError`: base class.
   - `Unreachable`: the API could not be reached or did not answer (transport errors). The only
     error worth retrying, as in client-go.
-  - `Refused`: the API answered no; final. `cause` is one of `metrics.DROP_CAUSES`.
-    - `NotFound`: 404; for a PATCH it means the Event expired and is re-created.
+  - `Refused`: the API answered no; final. `cause` is a `model.RefusalCause`.
+    - `NotFound`: 404. For a create the namespace is missing (`namespace_missing`); for a PATCH
+      the Event expired or was deleted (`event_missing`), and the Recorder re-creates it.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sidecar.events import Event, InvolvedObject
-from sidecar.model import ObjectTarget
+from sidecar.model import ObjectTarget, RefusalCause
 
 
 class SinkError(Exception):
@@ -27,15 +28,15 @@ class Unreachable(SinkError):
 
 
 class Refused(SinkError):
-    def __init__(self, cause: str, detail: str) -> None:
+    def __init__(self, cause: RefusalCause, detail: str) -> None:
         super().__init__(f"{cause}: {detail}")
         self.cause = cause
         self.detail = detail
 
 
 class NotFound(Refused):
-    def __init__(self, detail: str) -> None:
-        super().__init__("namespace_missing", detail)
+    def __init__(self, cause: Literal["namespace_missing", "event_missing"], detail: str) -> None:
+        super().__init__(cause, detail)
 
 
 class Sink(Protocol):
@@ -88,7 +89,7 @@ class MemorySink:
         key = (event.namespace, event.name)
         stored = self.events.get(key)
         if stored is None:
-            raise NotFound(f'events "{event.name}" not found')
+            raise NotFound("event_missing", f'events "{event.name}" not found')
         # Only what the strategic-merge patch names changes, as on the apiserver.
         self.events[key] = replace(
             stored,

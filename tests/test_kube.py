@@ -721,8 +721,9 @@ def test_refusals_are_final_and_counted_by_cause(
             sink.create(dataclasses.replace(event, namespace=missing))
         assert no_namespace.value.cause == "namespace_missing"
         assert f'namespaces "{missing}" not found' in no_namespace.value.detail
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound) as expired:
             sink.patch(event, event.repeat_patch())  # never created: the Event "expired"
+        assert expired.value.cause == "event_missing"
         with pytest.raises(Refused) as closing:
             sink.create(_event(InvolvedObject("ConfigMap", "x", terminating, "v1")))
         assert closing.value.cause == "namespace_terminating"

@@ -119,7 +119,7 @@ def test_retries_are_bounded_and_the_drop_is_counted() -> None:
     [
         (Refused("forbidden", "events is forbidden"), "forbidden"),
         (Refused("namespace_terminating", "being terminated"), "namespace_terminating"),
-        (NotFound("namespaces shop not found"), "namespace_missing"),
+        (NotFound("namespace_missing", "namespaces shop not found"), "namespace_missing"),
         (Refused("conflict", "already exists"), "conflict"),
         (Refused("invalid", "Unprocessable"), "invalid"),
         (Refused("rejected", "500"), "rejected"),

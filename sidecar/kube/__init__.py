@@ -1,0 +1,65 @@
+"""The Kubernetes API sink: writes Events to a real apiserver and looks up involved objects.
+
+This is the only package that imports `kubernetes` (and its transport, `urllib3`), which
+`lint-imports` checks, so that the rest of the package (rules, correlation, the Recorder,
+`replay`) stays importable and testable without it, and so that the client's models and
+exceptions never leak: everything here is translated into the `sidecar.sinks` vocabulary
+(`Unreachable`, `Refused`, `NotFound`) and into `InvolvedObject`s.
+
+One concern per module:
+
+- `config`: loading the client configuration (kubeconfig, in-cluster, `$KUBECONFIG`);
+- `transport`: one request through the client's `call_api`, timed, transport errors mapped to
+  `Unreachable`; the `Transport` protocol the rest is written against (tests use canned answers);
+- `errors`: what an HTTP error answer means (`Refused` causes, `NotFound`, 429 as `Unreachable`);
+- `discovery`: which group/version serves a kind, hand-written and cached (the client's dynamic
+  discovery writes a cache file to the temporary folder; the root filesystem is read-only);
+- `lookup`: an involved object's uid and resourceVersion, cached;
+- `sink`: `KubeSink`, the `Sink`: create, PATCH, ping, resolve.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from kubernetes import client as k8s_client
+
+from sidecar.kube.config import KubeConfigError, load_configuration
+from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
+from sidecar.kube.sink import STRATEGIC_MERGE_PATCH, KubeSink
+from sidecar.kube.transport import ClientTransport
+from sidecar.metrics import Metrics
+
+USER_AGENT: Final = "kube-event-sidecar/0.1.0"
+
+__all__ = [
+    "STRATEGIC_MERGE_PATCH",
+    "USER_AGENT",
+    "KubeConfigError",
+    "KubeSettings",
+    "KubeSink",
+    "connect",
+    "load_configuration",
+]
+
+
+def connect(
+    *,
+    kubeconfig: str | None,
+    context: str | None = None,
+    metrics: Metrics,
+    settings: KubeSettings = DEFAULT_SETTINGS,
+) -> KubeSink:
+    """Build a `KubeSink` on a private client: from `kubeconfig` when given; else from the pod's
+    service account; else from `$KUBECONFIG` or `~/.kube/config`.
+
+    Raises:
+        KubeConfigError: nothing worked; the message lists every attempt and its failure.
+    """
+    configuration = load_configuration(kubeconfig=kubeconfig, context=context)
+    # Retries belong to the Recorder (and only for transport errors): urllib3 must not add its
+    # own, hidden ones.
+    configuration.retries = False
+    api = k8s_client.ApiClient(configuration)
+    api.user_agent = USER_AGENT
+    return KubeSink(ClientTransport(api, metrics, settings.request_timeout), metrics, settings)

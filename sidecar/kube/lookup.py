@@ -1,0 +1,130 @@
+"""An involved object's live uid, resourceVersion and preferred apiVersion: discovery for its
+resource, then one GET of its metadata (which needs `get` on that resource), cached briefly."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Final
+from urllib.parse import quote
+
+from cachetools import TTLCache
+
+from sidecar.events import InvolvedObject
+from sidecar.kube.discovery import Discovery, LookupFailed, Resource, root_of
+from sidecar.kube.errors import describe
+from sidecar.kube.settings import KubeSettings
+from sidecar.kube.transport import Transport, get
+from sidecar.metrics import Metrics
+from sidecar.model import LOOKUP_RESULTS, LookupResult, ObjectTarget
+from sidecar.sinks import Unreachable, unresolved
+
+log = logging.getLogger(__name__)
+
+#: Ask for the object's metadata only (any resource, built-in or custom); plain JSON as fallback.
+METADATA_ONLY: Final = (
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+)
+#: Answers worth caching for `lookup_ttl`; `error` (no answer, or 5xx) is asked again next time.
+_CACHED: Final[frozenset[LookupResult]] = frozenset({"found", "forbidden", "not_found"})
+
+
+class ObjectLookup:
+    """Resolves `ObjectTarget`s, counting each in `object_lookups{result}`. Thread-safe."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        metrics: Metrics,
+        settings: KubeSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._transport = transport
+        self._metrics = metrics
+        self.discovery = Discovery(transport, settings, clock)
+        self._lock = threading.Lock()
+        self._cache: TTLCache[tuple[str, ...], InvolvedObject] = TTLCache(
+            settings.cache_size, settings.lookup_ttl, timer=clock
+        )
+        for result in LOOKUP_RESULTS:
+            metrics.object_lookups.labels(result)
+
+    def resolve(self, target: ObjectTarget) -> InvolvedObject:
+        """The involved object with the live uid, resourceVersion and preferred apiVersion.
+
+        Never raises: when the object is forbidden, missing, of an unknown kind or the API
+        cannot be asked, the reference comes back without uid (with the best apiVersion known),
+        and `object_lookups{result}` says why.
+        """
+        # `None` (any group) and "" (the core group) must not share an entry.
+        group = "*" if target.api_group is None else target.api_group
+        key = (target.kind, target.name, target.namespace, target.api_version, group)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            self._count("hit")
+            return replace(cached, field_path=target.field_path)
+        try:
+            found, result = self._look_up(target)
+        except (Unreachable, LookupFailed) as error:
+            log.debug(
+                "cannot look up %s %s/%s: %s", target.kind, target.namespace, target.name, error
+            )
+            self._count("error")
+            return replace(unresolved(target), api_version=self.discovery.best_version(target))
+        except Exception as error:  # never raise: an Event without uid beats no Event
+            log.debug("look-up of %s %s failed", target.kind, target.name, exc_info=error)
+            self._count("error")
+            return unresolved(target)
+        self._count(result)
+        if result in _CACHED:
+            with self._lock:
+                self._cache[key] = replace(found, field_path="")
+        return found
+
+    def _look_up(self, target: ObjectTarget) -> tuple[InvolvedObject, LookupResult]:
+        resource = self.discovery.find_resource(target)
+        if resource is None:
+            return replace(
+                unresolved(target), api_version=self.discovery.best_version(target)
+            ), "unknown_kind"
+        reference = InvolvedObject(
+            kind=resource.kind,
+            name=target.name,
+            namespace=target.namespace if resource.namespaced else "",
+            api_version=target.api_version or resource.api_version,
+            field_path=target.field_path,
+        )
+        if resource.namespaced and not target.namespace:
+            # A namespaced kind named without a namespace cannot be fetched.
+            return reference, "not_found"
+        path = object_path(resource, reference)
+        answer = get(self._transport, "get", path, METADATA_ONLY)
+        if answer.status == 200:
+            metadata = answer.json().get("metadata") or {}
+            live = replace(
+                reference,
+                uid=str(metadata.get("uid") or ""),
+                resource_version=str(metadata.get("resourceVersion") or ""),
+            )
+            return live, "found"
+        if answer.status == 403:
+            return reference, "forbidden"
+        if answer.status == 404:
+            return reference, "not_found"
+        raise LookupFailed(f"GET {path}: {describe(answer)}")
+
+    def _count(self, result: LookupResult) -> None:
+        self._metrics.object_lookups.labels(result).inc()
+
+
+def object_path(resource: Resource, reference: InvolvedObject) -> str:
+    """The object's path under its group/version (namespaced or cluster-scoped)."""
+    root = root_of(resource.api_version)
+    name = quote(reference.name, safe="")
+    if resource.namespaced:
+        return f"{root}/namespaces/{quote(reference.namespace, safe='')}/{resource.plural}/{name}"
+    return f"{root}/{resource.plural}/{name}"

@@ -1,0 +1,104 @@
+"""`KubeSink`: Event writes (create, strategic-merge PATCH), the readiness ping, and look-ups."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import quote
+
+from sidecar.events import Event, InvolvedObject
+from sidecar.kube.errors import describe, refusal
+from sidecar.kube.lookup import ObjectLookup
+from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
+from sidecar.kube.transport import JSON, Transport, get, send
+from sidecar.metrics import Metrics
+from sidecar.model import ObjectTarget
+from sidecar.sinks import Unreachable
+
+STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
+
+
+class KubeSink:
+    """A `Sink` that writes core/v1 Events to the apiserver and resolves involved objects.
+
+    Every request is timed by the transport in `api_latency{verb, result}`: verb is `create`,
+    `patch`, `get` (an object's metadata), `discover` or `ping`. Nothing is logged above debug:
+    the Recorder decides what is worth a warning.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        metrics: Metrics,
+        settings: KubeSettings = DEFAULT_SETTINGS,
+    ) -> None:
+        self._transport = transport
+        self.settings = settings
+        self.lookup = ObjectLookup(transport, metrics, settings)
+
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return self._transport.server
+
+    def close(self) -> None:
+        """Close the transport's connections."""
+        self._transport.close()
+
+    def __enter__(self) -> KubeSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def create(self, event: Event) -> None:
+        """POST the Event to `/api/v1/namespaces/<event namespace>/events`.
+
+        Raises:
+            Unreachable: transport error or timeout (retry).
+            NotFound: 404, the namespace does not exist (`namespace_missing`).
+            Refused: any other status (cause: namespace_terminating, forbidden, conflict,
+                invalid, rejected).
+        """
+        path = f"/api/v1/namespaces/{quote(event.namespace, safe='')}/events"
+        answer = send(
+            self._transport, "create", "POST", path, body=event.to_body(), content_type=JSON
+        )
+        if answer.status >= 300:
+            raise refusal("create", answer)
+
+    def patch(self, event: Event, patch: dict[str, Any]) -> None:
+        """Strategic-merge PATCH `patch` onto the Event named `event.name`.
+
+        Raises:
+            Unreachable: transport error or timeout (retry).
+            NotFound: 404, the Event expired or was deleted (`event_missing`; the Recorder
+                re-creates it).
+            Refused: any other status.
+        """
+        namespace, name = quote(event.namespace, safe=""), quote(event.name, safe="")
+        path = f"/api/v1/namespaces/{namespace}/events/{name}"
+        answer = send(
+            self._transport, "patch", "PATCH", path, body=patch, content_type=STRATEGIC_MERGE_PATCH
+        )
+        if answer.status >= 300:
+            raise refusal("patch", answer)
+
+    def ping(self) -> str:
+        """GET /version; return the server's gitVersion.
+
+        Raises:
+            Unreachable: no answer, or an answer other than 200 (e.g. 401 for a bad token).
+        """
+        answer = get(self._transport, "ping", "/version", JSON)
+        if answer.status != 200:
+            raise Unreachable(f"GET /version answered {describe(answer)}")
+        try:
+            return str(answer.json().get("gitVersion", ""))
+        except (ValueError, AttributeError) as error:
+            raise Unreachable(
+                f"GET /version answered something that is not JSON: {error}"
+            ) from error
+
+    def resolve(self, target: ObjectTarget) -> InvolvedObject:
+        """See `ObjectLookup.resolve`: never raises."""
+        return self.lookup.resolve(target)

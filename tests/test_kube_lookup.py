@@ -1,0 +1,278 @@
+"""`sidecar.kube` on canned apiserver answers: discovery, look-ups and write errors.
+
+A fake `Transport` answers from a table of paths (and records what was asked), so that these run
+without a cluster; `tests/test_kube.py` runs the same code against a real kube-apiserver.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sidecar.events import Event, InvolvedObject, make_event
+from sidecar.kube.lookup import ObjectLookup
+from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
+from sidecar.kube.sink import KubeSink
+from sidecar.kube.transport import Answer
+from sidecar.metrics import Metrics
+from sidecar.model import LookupResult, ObjectTarget
+from sidecar.sinks import NotFound, Refused, Unreachable
+
+CORE = {"versions": ["v1"]}
+CORE_V1 = {
+    "resources": [
+        {"name": "pods", "kind": "Pod", "namespaced": True},
+        {"name": "pods/status", "kind": "Pod", "namespaced": True},
+        {"name": "nodes", "kind": "Node", "namespaced": False},
+    ]
+}
+GROUPS = {
+    "groups": [
+        {
+            "name": "metrics.k8s.io",
+            "versions": [{"groupVersion": "metrics.k8s.io/v1beta1"}],
+            "preferredVersion": {"groupVersion": "metrics.k8s.io/v1beta1"},
+        },
+        {
+            "name": "apps",
+            "versions": [{"groupVersion": "apps/v1"}],
+            "preferredVersion": {"groupVersion": "apps/v1"},
+        },
+        {
+            "name": "quota.example.com",
+            "versions": [
+                {"groupVersion": "quota.example.com/v1"},
+                {"groupVersion": "quota.example.com/v1alpha1"},
+            ],
+            "preferredVersion": {"groupVersion": "quota.example.com/v1"},
+        },
+    ]
+}
+QUOTA_GROUP = GROUPS["groups"][2]
+APPS_V1 = {"resources": [{"name": "deployments", "kind": "Deployment", "namespaced": True}]}
+QUOTA_V1: dict[str, Any] = {"resources": []}
+QUOTA_V1ALPHA1 = {
+    "resources": [
+        {"name": "resourcequotaautoscalers", "kind": "ResourceQuotaAutoscaler", "namespaced": True}
+    ]
+}
+
+
+def _metadata(uid: str, version: str = "7") -> dict[str, Any]:
+    return {"metadata": {"uid": uid, "resourceVersion": version}}
+
+
+class CannedApi:
+    """A `Transport` answering from `answers` (path -> status and JSON); 404 for anything else."""
+
+    def __init__(self, answers: dict[str, tuple[int, Any]]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, str, str]] = []
+        self.unreachable = False
+
+    @property
+    def server(self) -> str:
+        return "https://canned.invalid"
+
+    def request(
+        self, verb: str, method: str, path: str, headers: dict[str, str], body: Any = None
+    ) -> Answer:
+        self.asked.append((verb, method, path))
+        if self.unreachable:
+            raise Unreachable(f"{verb}: connection refused")
+        status, document = self.answers.get(path, (404, {"kind": "Status", "reason": "NotFound"}))
+        return Answer(status, json.dumps(document).encode())
+
+    def close(self) -> None:
+        pass
+
+
+def _discovery() -> dict[str, tuple[int, Any]]:
+    return {
+        "/api": (200, CORE),
+        "/api/v1": (200, CORE_V1),
+        "/apis": (200, GROUPS),
+        "/apis/metrics.k8s.io/v1beta1": (503, {"message": "service unavailable"}),
+        "/apis/apps/v1": (200, APPS_V1),
+        "/apis/quota.example.com": (200, QUOTA_GROUP),
+        "/apis/quota.example.com/v1": (200, QUOTA_V1),
+        "/apis/quota.example.com/v1alpha1": (200, QUOTA_V1ALPHA1),
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _lookup(
+    api: CannedApi, settings: KubeSettings = DEFAULT_SETTINGS
+) -> tuple[ObjectLookup, CollectorRegistry, Clock]:
+    registry, clock = CollectorRegistry(), Clock()
+    return ObjectLookup(api, Metrics(registry), settings, clock), registry, clock
+
+
+def _counted(registry: CollectorRegistry, result: LookupResult) -> float | None:
+    return registry.get_sample_value("event_sidecar_object_lookups_total", {"result": result})
+
+
+def test_a_pod_gets_its_uid_then_comes_from_the_cache() -> None:
+    api = CannedApi({**_discovery(), "/api/v1/namespaces/shop/pods/web-0": (200, _metadata("u1"))})
+    lookup, registry, _ = _lookup(api)
+    target = ObjectTarget("Pod", "web-0", "shop", field_path="spec.containers{app}")
+    found = lookup.resolve(target)
+    assert found == InvolvedObject(
+        "Pod", "web-0", "shop", "v1", uid="u1", resource_version="7", field_path=target.field_path
+    )
+    asked = len(api.asked)
+    assert lookup.resolve(target) == found
+    assert len(api.asked) == asked
+    assert (_counted(registry, "found"), _counted(registry, "hit")) == (1, 1)
+
+
+def test_a_kind_spelled_in_lower_case_is_found_in_its_group_past_a_broken_one() -> None:
+    """metrics.k8s.io answers 503 (an aggregated API whose backend is down): apps still counts."""
+    path = "/apis/apps/v1/namespaces/shop/deployments/web"
+    api = CannedApi({**_discovery(), path: (200, _metadata("u2"))})
+    lookup, registry, _ = _lookup(api)
+    found = lookup.resolve(ObjectTarget("deployment", "web", "shop"))
+    assert (found.kind, found.api_version, found.uid) == ("Deployment", "apps/v1", "u2")
+    assert ("discover", "GET", "/apis/metrics.k8s.io/v1beta1") in api.asked
+    assert _counted(registry, "found") == 1
+
+
+def test_a_group_is_searched_beyond_its_preferred_version() -> None:
+    path = "/apis/quota.example.com/v1alpha1/namespaces/team-a/resourcequotaautoscalers/q"
+    api = CannedApi({**_discovery(), path: (200, _metadata("u3"))})
+    lookup, _, _ = _lookup(api)
+    found = lookup.resolve(
+        ObjectTarget("ResourceQuotaAutoscaler", "q", "team-a", "", "quota.example.com")
+    )
+    assert (found.api_version, found.uid) == ("quota.example.com/v1alpha1", "u3")
+    # A group named explicitly is asked about alone: not the list of every group.
+    assert ("discover", "GET", "/apis") not in api.asked
+
+
+def test_a_cluster_scoped_kind_drops_the_namespace() -> None:
+    api = CannedApi({**_discovery(), "/api/v1/nodes/node-1": (200, _metadata("n1"))})
+    lookup, _, _ = _lookup(api)
+    found = lookup.resolve(ObjectTarget("Node", "node-1", "somewhere"))
+    assert (found.namespace, found.uid) == ("", "n1")
+
+
+def test_a_namespaced_kind_without_namespace_is_not_fetched() -> None:
+    api = CannedApi(_discovery())
+    lookup, registry, _ = _lookup(api)
+    found = lookup.resolve(ObjectTarget("Pod", "web-0", ""))
+    assert found.uid == ""
+    assert [verb for verb, _, _ in api.asked if verb == "get"] == []
+    assert _counted(registry, "not_found") == 1
+
+
+@pytest.mark.parametrize(("status", "result"), [(403, "forbidden"), (404, "not_found")])
+def test_a_forbidden_or_missing_object_keeps_its_reference_and_is_cached(
+    status: int, result: LookupResult
+) -> None:
+    api = CannedApi({**_discovery(), "/api/v1/namespaces/shop/pods/web-0": (status, {})})
+    lookup, registry, _ = _lookup(api)
+    target = ObjectTarget("Pod", "web-0", "shop")
+    assert lookup.resolve(target) == InvolvedObject("Pod", "web-0", "shop", "v1")
+    lookup.resolve(target)
+    assert (_counted(registry, result), _counted(registry, "hit")) == (1, 1)
+
+
+def test_a_failed_object_get_is_an_error_with_the_best_version_and_not_cached() -> None:
+    path = "/apis/quota.example.com/v1alpha1/namespaces/team-a/resourcequotaautoscalers/q"
+    api = CannedApi({**_discovery(), path: (500, {"message": "etcd timeout"})})
+    lookup, registry, _ = _lookup(api)
+    target = ObjectTarget("ResourceQuotaAutoscaler", "q", "team-a", "", "quota.example.com")
+    for _ in range(2):
+        found = lookup.resolve(target)
+        assert (found.uid, found.api_version) == ("", "quota.example.com/v1")
+    assert _counted(registry, "error") == 2
+    assert _counted(registry, "hit") == 0
+
+
+def test_an_unreachable_api_is_an_error_and_the_reference_as_named() -> None:
+    api = CannedApi(_discovery())
+    api.unreachable = True
+    lookup, registry, _ = _lookup(api)
+    found = lookup.resolve(ObjectTarget("Pod", "web-0", "shop", "", ""))
+    assert found == InvolvedObject("Pod", "web-0", "shop", "v1")
+    assert _counted(registry, "error") == 1
+
+
+def test_an_unknown_kind_rediscovers_at_most_once_per_interval() -> None:
+    """A CRD installed after start is found; a kind that does not exist costs no flood."""
+    api = CannedApi(_discovery())
+    lookup, registry, clock = _lookup(api, KubeSettings(rediscover_interval=30.0))
+    target = ObjectTarget("Gadget", "g1", "shop", "", "")
+    lookup.resolve(target)
+    assert _counted(registry, "unknown_kind") == 1
+    asked = len(api.asked)
+    clock.now += 10
+    lookup.resolve(target)
+    assert len(api.asked) == asked  # within the interval: the cached discovery answers
+    gadgets = {"name": "gadgets", "kind": "Gadget", "namespaced": True}
+    api.answers["/api/v1"] = (200, {"resources": [*CORE_V1["resources"], gadgets]})
+    api.answers["/api/v1/namespaces/shop/gadgets/g1"] = (200, _metadata("g"))
+    clock.now += 30
+    assert lookup.resolve(target).uid == "g"
+    assert _counted(registry, "unknown_kind") == 2
+
+
+def _sink(answers: dict[str, tuple[int, Any]]) -> KubeSink:
+    return KubeSink(CannedApi(answers), Metrics(CollectorRegistry()))
+
+
+def _event() -> Event:
+    return make_event(
+        involved=InvolvedObject("Pod", "web-0", "shop", "v1"),
+        type="Normal",
+        reason="Started",
+        message="started",
+        component="test",
+        host="node-1",
+        now=1_700_000_000.0,
+        name="web-0.1",
+    )
+
+
+def test_a_patch_404_is_an_expired_event_and_a_create_404_a_missing_namespace() -> None:
+    event = _event()
+    sink = _sink({})
+    with pytest.raises(NotFound) as expired:
+        sink.patch(event, event.repeat_patch())
+    assert expired.value.cause == "event_missing"
+    with pytest.raises(NotFound) as missing:
+        sink.create(event)
+    assert missing.value.cause == "namespace_missing"
+
+
+def test_write_answers_map_to_refusal_causes() -> None:
+    events = "/api/v1/namespaces/shop/events"
+    terminating = {
+        "reason": "Forbidden",
+        "message": 'events "x" is forbidden: unable to create new content in namespace shop '
+        "because it is being terminated",
+        "details": {"causes": [{"reason": "NamespaceTerminating"}]},
+    }
+    for status, document, cause in [
+        (403, terminating, "namespace_terminating"),
+        (403, {"reason": "Forbidden", "message": "no"}, "forbidden"),
+        (409, {"reason": "AlreadyExists", "message": "exists"}, "conflict"),
+        (422, {"reason": "Invalid", "message": "bad"}, "invalid"),
+        (500, {"message": "boom"}, "rejected"),
+    ]:
+        with pytest.raises(Refused) as refused:
+            _sink({events: (status, document)}).create(_event())
+        assert refused.value.cause == cause
+        assert str(status) in refused.value.detail
+    with pytest.raises(Unreachable, match="throttled"):
+        _sink({events: (429, {"message": "slow down"})}).create(_event())
