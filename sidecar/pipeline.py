@@ -7,9 +7,11 @@ added to the metrics once per block rather than per line, which keeps the per-li
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from sidecar.decode import Undecodable, decode
+from sidecar.decode import Undecodable, decode, years_at
 from sidecar.metrics import Metrics
 from sidecar.records import Record
 from sidecar.rules import MissingField, ObjectTarget, RuleSet, render
@@ -112,13 +114,16 @@ class LinePipeline:
         metrics: Metrics,
         *,
         source: str,
-        year: int,
+        year: int | None,
         max_line_bytes: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.processor = processor
         self.metrics = metrics
         self.source = source
+        #: klog's year: fixed, or None to derive it from `clock` and each line's month.
         self.year = year
+        self.clock = clock
         self.max_line_bytes = max_line_bytes
         self.counts = LineCounts()
         #: The time of the last line that had one: `replay`'s clock.
@@ -132,7 +137,8 @@ class LinePipeline:
         matches: Counter[str] = Counter()
         misses: Counter[tuple[str, str]] = Counter()
         unchanged: Counter[str] = Counter()
-        process, year = self.processor.process, self.year
+        process = self.processor.process
+        year = self.year if self.year is not None else years_at(self.clock())
         for line in selection.candidates:
             record = decode(line, year=year)
             if type(record) is Undecodable:
