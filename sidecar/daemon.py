@@ -39,6 +39,7 @@ from sidecar.checkpoint import (
     write_checkpoint,
 )
 from sidecar.correlate import Correlator
+from sidecar.exits import EXIT_FAILURE, EXIT_OK
 from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
 from sidecar.model import FilePosition
@@ -55,8 +56,6 @@ from sidecar.transitions import TransitionTracker
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 CHECKPOINT_NAME = ".event-sidecar-checkpoint.json"
 #: Seconds between checkpoint marks queued by the file decoder (half the write interval, so that
 #: a write every interval has something new to write).
@@ -241,7 +240,6 @@ class Daemon:
         self.metrics = metrics
         self._ping = ping
         self.api_reachable = ping is None
-        year = year or time.gmtime().tm_year
         queues = settings.queues
         component = settings.component or rules.component
 
@@ -284,7 +282,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def _add_file_source(self, processor: Processor, year: int, mark_interval: float) -> None:
+    def _add_file_source(
+        self, processor: Processor, year: int | None, mark_interval: float
+    ) -> None:
         """The file source, its lossless decoder and the checkpoint it resumes from."""
         files, metrics = self.settings.files, self.metrics
         checkpoint_path = (
@@ -322,7 +322,9 @@ class Daemon:
             mark_interval=mark_interval,
         )
 
-    def _add_socket_source(self, processor: Processor, year: int, mark_interval: float) -> None:
+    def _add_socket_source(
+        self, processor: Processor, year: int | None, mark_interval: float
+    ) -> None:
         """The socket source and its decoder, which drops rather than waits for the API."""
         sockets, metrics = self.settings.sockets, self.metrics
         blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)

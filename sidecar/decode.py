@@ -15,8 +15,10 @@ says why, so the caller can count it. Invalid UTF-8 is replaced, never fatal.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final
 
 import orjson
@@ -89,10 +91,31 @@ _GO_SIMPLE_ESCAPES: Final = {
 }
 
 
-def decode(line: bytes, *, year: int) -> Record | Undecodable:
+#: The year of a klog text line from its month (1-12), since klog's timestamps carry none.
+YearOf = Callable[[int], int]
+
+
+def klog_year(month: int, now: datetime) -> int:
+    """The year of a klog timestamp in `month`, read at `now` (so a pure function of both).
+
+    A line is never from the future, give or take clock skew: one whose month is more than a
+    month ahead of now was written last year (a December line read on January 1st), anything
+    else this year. Taken per line, so a daemon running over New Year dates January's lines in
+    the new year.
+    """
+    return now.year - 1 if month > now.month + 1 else now.year
+
+
+def years_at(now: datetime) -> YearOf:
+    """`klog_year` with `now` fixed: what `decode` takes for a block read at `now`."""
+    return partial(klog_year, now=now)
+
+
+def decode(line: bytes, *, year: int | YearOf) -> Record | Undecodable:
     """Decode one line (without its newline) into a record.
 
-    `year` completes klog's timestamps, which carry no year; callers pass the current one.
+    `year` completes klog's timestamps, which carry no year: a fixed year (`replay --year`), or
+    the year of a month as of the time the line is read (`years_at(now)`).
     """
     if line[:1] in (b" ", b"\t") and line.strip():
         return CONTINUATION
@@ -221,11 +244,19 @@ def _as_int(raw: Any) -> int:
         return 0
 
 
-def _decode_klog_text(match: re.Match[str], year: int) -> Record:
-    severity, month, day, hour, minute, second, micro, rest = match.groups()
+def _decode_klog_text(match: re.Match[str], year: int | YearOf) -> Record:
+    severity, month_text, day, hour, minute, second, micro, rest = match.groups()
+    month = int(month_text)
     try:
         stamp = datetime(
-            year, int(month), int(day), int(hour), int(minute), int(second), int(micro), tzinfo=UTC
+            year if isinstance(year, int) else year(month),
+            month,
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int(micro),
+            tzinfo=UTC,
         ).timestamp()
     except ValueError:
         stamp = None

@@ -8,9 +8,11 @@ line, which keeps the per-line cost down.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from sidecar.decode import Undecodable, decode
+from sidecar.decode import Undecodable, decode, years_at
 from sidecar.model import EventSpec
 from sidecar.records import Record
 from sidecar.rules import MissingField, RuleSet, render
@@ -129,9 +131,18 @@ class LineCounts:
 class LinePipeline:
     """Feeds blocks of complete lines through the pre-filter, the decoders and the processor."""
 
-    def __init__(self, processor: Processor, *, year: int, max_line_bytes: int) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        *,
+        year: int | None,
+        max_line_bytes: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.processor = processor
+        #: klog's year: fixed, or None to derive it from `clock` and each line's month.
         self.year = year
+        self.clock = clock
         self.max_line_bytes = max_line_bytes
         self.counts = LineCounts()
         #: The time of the last line that had one: `replay`'s clock.
@@ -145,7 +156,8 @@ class LinePipeline:
         tally = Tally()
         undecodable, matches = tally.undecodable, tally.matches
         misses, unchanged = tally.misses, tally.unchanged
-        process, year = self.processor.process, self.year
+        process = self.processor.process
+        year = self.year if self.year is not None else years_at(self.clock())
         for line in selection.candidates:
             record = decode(line, year=year)
             if type(record) is Undecodable:

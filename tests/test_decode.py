@@ -7,7 +7,7 @@ leader election, logrus and slog applications); see tests/golden/ for the same l
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -22,9 +22,11 @@ from sidecar.decode import (
     UNRECOGNISED,
     Undecodable,
     decode,
+    klog_year,
     parse_level,
     parse_time,
     unquote_go,
+    years_at,
 )
 from sidecar.records import LEVELS, ObjectRef, Record
 from sidecar.scan import LineFramer, select_lines
@@ -255,6 +257,32 @@ def test_klog_uses_the_given_year() -> None:
     rec = decode(line, year=2023)
     assert type(rec) is Record
     assert rec.time is None
+
+
+@pytest.mark.parametrize(
+    ("month", "now", "year"),
+    [
+        (12, "2025-01-01T00:00:05", 2024),  # December's last lines, read just after New Year
+        (11, "2025-01-20T00:00:00", 2024),
+        (1, "2025-01-01T00:00:05", 2025),  # January's first lines: the new year
+        (2, "2025-01-31T00:00:00", 2025),  # a month ahead: clock skew, still this year
+        (3, "2025-01-31T00:00:00", 2024),  # further ahead: last year
+        (12, "2025-12-31T23:00:00", 2025),
+        (6, "2025-06-15T00:00:00", 2025),
+    ],
+)
+def test_klog_year_comes_from_the_clock_and_the_lines_month(
+    month: int, now: str, year: int
+) -> None:
+    assert klog_year(month, datetime.fromisoformat(now).replace(tzinfo=UTC)) == year
+
+
+def test_klog_lines_read_after_new_year_keep_their_year() -> None:
+    new_year = datetime(2025, 1, 1, 0, 0, 5, tzinfo=UTC)
+    december = decode(b'I1231 23:59:58.000000       1 x.go:1] "m"', year=years_at(new_year))
+    january = decode(b'I0101 00:00:04.000000       1 x.go:1] "m"', year=years_at(new_year))
+    assert december.time == at("2024-12-31T23:59:58+00:00")  # type: ignore[union-attr]
+    assert january.time == at("2025-01-01T00:00:04+00:00")  # type: ignore[union-attr]
 
 
 def test_klog_printf_style_line() -> None:

@@ -7,6 +7,7 @@ the same log with and without it must give the same Events.
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +349,32 @@ rules:
 
 
 # --- the pre-filter never changes the outcome ---------------------------------------------------
+
+
+def test_a_running_pipeline_dates_klog_lines_by_the_clock_of_each_block() -> None:
+    """`run` over New Year: the year is not fixed when the daemon starts."""
+    rules = compile_rules(
+        parse_rules(
+            "rules:\n  - name: m\n    match: {message: m}\n    object: {kind: Node, name: n}\n"
+            "    reason: Seen\n    message: seen\n",
+            "rules.yaml",
+        )
+    )
+    now = [datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)]
+    pipeline = LinePipeline(
+        Processor(rules, TransitionTracker()),
+        year=None,
+        max_line_bytes=4096,
+        clock=lambda: now[0],
+    )
+    [december] = pipeline.feed(b'I1231 23:59:58.000000       1 x.go:1] "m"\n').specs
+    now[0] = datetime(2025, 1, 1, 0, 0, 5, tzinfo=UTC)
+    [late_december, january] = pipeline.feed(
+        b'I1231 23:59:59.000000       1 x.go:1] "m"\nI0101 00:00:04.000000       1 x.go:1] "m"\n'
+    ).specs
+    assert december.time == datetime(2024, 12, 31, 23, 59, 58, tzinfo=UTC).timestamp()
+    assert late_december.time == datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+    assert january.time == datetime(2025, 1, 1, 0, 0, 4, tzinfo=UTC).timestamp()
 
 
 def test_the_example_rules_have_a_prefilter() -> None:

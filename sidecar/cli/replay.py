@@ -1,55 +1,31 @@
-"""The `event-sidecar` command line: argument parsing and exit codes, nothing else.
-
-Exit codes: 0 success, 1 a runtime failure (file unreadable, cluster unreachable), 2 bad usage or
-an invalid rules file (so CI can tell "your rules are wrong" from "something broke").
-"""
+"""`event-sidecar check` and `replay`: a rules file validated, a log read once."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sidecar import __version__
-from sidecar.correlate import CorrelatorSettings
+from sidecar.cli.common import load_rules_or_report
+from sidecar.cli.options import add_options, resolve, settings_from
+from sidecar.cli.table import EVENT_OPTIONS
 from sidecar.events import EventNamer
-from sidecar.inject.commands import add_commands as add_injection_commands
+from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.metrics import Metrics
 from sidecar.output import format_json_lines, format_table
 from sidecar.replay import ReplayResult, ReplaySettings, read_chunks, replay
-from sidecar.rules import RulesError, RuleSet, load_rules
-from sidecar.scan import DEFAULT_MAX_LINE_BYTES
 from sidecar.sinks import MemorySink, Sink
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    result: int = args.handler(args)
-    return result
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="event-sidecar",
-        description="Turn a controller's log lines into Kubernetes Events and Prometheus metrics.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_parsers(commands: Any) -> None:
+    """Add `check` and `replay` to the sub-commands (`argparse._SubParsersAction`)."""
     check = commands.add_parser("check", help="validate a rules file")
     check.add_argument("rules", metavar="RULES", help="the rules file (YAML)")
-    check.set_defaults(handler=_check)
+    check.set_defaults(handler=check_command)
 
     play = commands.add_parser(
         "replay", help="read a log once and print (or write) the Events it stands for"
@@ -79,113 +55,38 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument(
         "--year",
         type=int,
-        default=datetime.now(UTC).year,
-        help="the year of klog's timestamps, which carry none (default: this year)",
+        help="the year of klog's timestamps, which carry none (default: this year, or last "
+        "year for a line whose month is more than a month ahead of the clock)",
     )
-    _add_event_options(play)
-    play.set_defaults(handler=_replay)
-
-    add_injection_commands(commands)
-
-    from sidecar.run import add_run_parser  # noqa: PLC0415 - run.py imports from here
-
-    add_run_parser(commands)
-    return parser
+    add_options(play, EVENT_OPTIONS, environ=False)
+    play.set_defaults(handler=replay_command)
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number above zero (queue sizes, bursts, limits)."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not above zero")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number above zero (intervals, windows)."""
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number above zero")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """An argparse type: a finite number of seconds, zero allowed (waits, deadlines)."""
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number of at least zero")
-    return value
-
-
-def _add_event_options(parser: argparse.ArgumentParser) -> None:
-    defaults = CorrelatorSettings()
-    parser.add_argument("--component", help="source.component (default: the rules file's)")
-    parser.add_argument(
-        "--host",
-        default=os.environ.get("POD_NAME") or socket.gethostname(),
-        help="source.host and reportingInstance (default: $POD_NAME, else the host name)",
-    )
-    parser.add_argument("--max-line-bytes", type=positive_int, default=DEFAULT_MAX_LINE_BYTES)
-    parser.add_argument(
-        "--aggregate-max",
-        type=positive_int,
-        default=defaults.max_similar_events,
-        help="distinct messages per object and reason before aggregating (client-go: 10)",
-    )
-    parser.add_argument(
-        "--aggregate-window",
-        type=positive_float,
-        default=defaults.similar_window_seconds,
-        help="seconds of the aggregation window (client-go: 600)",
-    )
-    parser.add_argument(
-        "--spam-burst",
-        type=positive_int,
-        default=defaults.spam_burst,
-        help="Events per object at once before the spam filter drops (client-go: 25)",
-    )
-    parser.add_argument(
-        "--spam-refill-seconds",
-        type=positive_float,
-        default=defaults.spam_refill_seconds,
-        help="seconds to earn one more Event after the burst (client-go: 300)",
-    )
-    parser.add_argument(
-        "--spam-key-by-reason",
-        action="store_true",
-        help="give each reason its own spam bucket (client-go shares one per object and type)",
-    )
-
-
-def _correlation(args: argparse.Namespace) -> CorrelatorSettings:
-    return CorrelatorSettings(
-        max_similar_events=args.aggregate_max,
-        similar_window_seconds=args.aggregate_window,
-        spam_burst=args.spam_burst,
-        spam_refill_seconds=args.spam_refill_seconds,
-        spam_key_by_reason=args.spam_key_by_reason,
-    )
-
-
-def _load(path: str, err: TextIO) -> RuleSet | None:
-    try:
-        return load_rules(path)
-    except RulesError as error:
-        for problem in error.problems:
-            print(f"error: {problem}", file=err)
-        return None
-
-
-def _check(args: argparse.Namespace) -> int:
-    rules = _load(args.rules, sys.stderr)
+def check_command(args: argparse.Namespace) -> int:
+    """`event-sidecar check`: 0 when the rules are valid, 2 with every problem when not."""
+    rules = load_rules_or_report(args.rules)
     if rules is None:
         return EXIT_USAGE
     print(f"{args.rules}: {len(rules.rules)} rules OK (component {rules.component})")
-    return 0
+    return EXIT_OK
 
 
-def _replay(args: argparse.Namespace) -> int:
-    rules = _load(args.rules, sys.stderr)
+def replay_settings(args: argparse.Namespace) -> ReplaySettings:
+    """The Event options of `replay` (flags only: the environment is `run`'s)."""
+    values, _ = resolve(EVENT_OPTIONS, args, os.environ, variables=False)
+    events = settings_from(EVENT_OPTIONS, values)
+    return ReplaySettings(
+        component=events.component,
+        host=events.host,
+        max_line_bytes=events.files.max_line_bytes,
+        correlation=events.correlation,
+        year=args.year,
+    )
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """`event-sidecar replay`: 0, 1 when the log or the cluster cannot be read, 2 on bad rules."""
+    rules = load_rules_or_report(args.rules)
     if rules is None:
         return EXIT_USAGE
     registry = CollectorRegistry()
@@ -204,17 +105,15 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_FAILURE
         namer = EventNamer()  # wall clock: replaying a log twice must not collide
-    settings = ReplaySettings(
-        component=args.component,
-        host=args.host,
-        max_line_bytes=args.max_line_bytes,
-        correlation=_correlation(args),
-        year=args.year,
-    )
     try:
         with _open_input(args.file) as stream:
             result = replay(
-                read_chunks(stream), rules, sink, metrics, settings=settings, namer=namer
+                read_chunks(stream),
+                rules,
+                sink,
+                metrics,
+                settings=replay_settings(args),
+                namer=namer,
             )
     except OSError as error:
         print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
@@ -233,7 +132,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(orjson.dumps(summary).decode(), file=sys.stderr)
     else:
         print(_format_summary(summary), file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def _open_input(path: str) -> BinaryIO:
@@ -283,7 +182,3 @@ def _format_summary(summary: dict[str, Any]) -> str:
             + (", ".join(f"{n} {cause}" for cause, n in dropped.items()) if dropped else "0"),
         ]
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())
