@@ -94,9 +94,8 @@ def replay(
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     for chunk in chunks:
-        dropped = framer.too_long
         block = framer.feed(chunk)
-        pipeline.count_too_long(framer.too_long - dropped)
+        pipeline.count_too_long(framer.take_too_long())
         if block:
             run(block)
     run(framer.flush())

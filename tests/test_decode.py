@@ -806,3 +806,13 @@ def test_line_framer_drops_a_runaway_line_and_resumes() -> None:
     assert framer.feed(b"x" * 100) == b""
     assert framer.feed(b"xx\nnext\n") == b"next\n"
     assert framer.too_long == 1
+
+
+def test_line_framer_reports_each_dropped_line_once() -> None:
+    framer = LineFramer(4)
+    assert framer.feed(b"ok\n" + b"x" * 5) == b"ok\n"  # a runaway partial line is dropped
+    assert framer.take_too_long() == 1
+    assert framer.take_too_long() == 0
+    assert framer.feed(b"x\nnext\n" + b"z" * 5) == b"next\n"
+    assert framer.take_too_long() == 1
+    assert framer.too_long == 2

@@ -358,10 +358,8 @@ class FileSource:
             followed.committed = start + newline + 1
         if followed.fingerprint_size < self.settings.fingerprint_bytes:
             followed.refresh_fingerprint(self.settings.fingerprint_bytes)
-        framer = followed.framer
-        dropped = framer.too_long
-        block = framer.feed(data)
-        await self._put(block, framer.too_long - dropped, read_at)
+        block = followed.framer.feed(data)
+        await self._put(block, followed.framer.take_too_long(), read_at)
         return len(data) == size
 
     async def _emit_positions(self) -> None:
