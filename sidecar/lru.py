@@ -1,4 +1,4 @@
-"""A small least-recently-used map for the correlator's caches.
+"""The one least-recently-used map: the correlator's caches and the transition state.
 
 Written here rather than taken from cachetools because it sits on the per-Event path: cachetools'
 LRUCache spends several Python calls per access on size accounting this code never needs, and a
@@ -7,6 +7,7 @@ plain dict (insertion-ordered, re-inserted on use) does the job in two C operati
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -14,19 +15,31 @@ V = TypeVar("V")
 
 
 class LRU(Generic[K, V]):
-    __slots__ = ("_items", "maxsize")
+    """A map of at most `maxsize` items that forgets the least recently used (and counts it)."""
+
+    __slots__ = ("_items", "evicted", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError("an LRU needs room for at least one item")
         self.maxsize = maxsize
         self._items: dict[K, V] = {}
+        #: Items forgotten to make room.
+        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __contains__(self, key: K) -> bool:
         return key in self._items
+
+    def peek(self, key: K) -> V | None:
+        """The value, leaving its recency alone; None when absent."""
+        return self._items.get(key)
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        """Every item, least recently used first."""
+        return iter(self._items.items())
 
     def get(self, key: K) -> V | None:
         """The value, now the most recently used; None when absent."""
@@ -43,3 +56,4 @@ class LRU(Generic[K, V]):
         items[key] = value
         if len(items) > self.maxsize:
             del items[next(iter(items))]
+            self.evicted += 1

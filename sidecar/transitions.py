@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sidecar.lru import LRU
+
 #: (rule name, kind, namespace, name, extra key from the rule's `transition.key`)
 StateKey = tuple[str, str, str, str, str]
 
@@ -27,9 +29,12 @@ class TransitionTracker:
     """
 
     def __init__(self, max_keys: int = 65536) -> None:
-        self._states: dict[StateKey, str] = {}
-        self._max_keys = max_keys
-        self.evicted = 0
+        self._states: LRU[StateKey, str] = LRU(max_keys)
+
+    @property
+    def evicted(self) -> int:
+        """States forgotten to make room."""
+        return self._states.evicted
 
     def __len__(self) -> int:
         return len(self._states)
@@ -41,7 +46,7 @@ class TransitionTracker:
         (its rule misses a field) leaves the state alone and a later complete line still reports
         the change.
         """
-        previous = self._states.get(key)
+        previous = self._states.peek(key)
         if previous is None:
             return Change(initial, state) if first == "emit" else None
         if previous == state:
@@ -49,18 +54,8 @@ class TransitionTracker:
         return Change(previous, state)
 
     def remember(self, key: StateKey, state: str) -> None:
-        states = self._states
-        known = states.pop(key, None) is not None
-        states[key] = state  # re-inserted last: dict order is the recency order
-        if not known and len(states) > self._max_keys:
-            del states[next(iter(states))]
-            self.evicted += 1
-
-    def observe(self, key: StateKey, state: str, *, first: str, initial: str) -> Change | None:
-        """`compare` and `remember` in one step."""
-        change = self.compare(key, state, first=first, initial=initial)
-        self.remember(key, state)
-        return change
+        """Make `state` the last known state of `key` (and `key` the most recently used)."""
+        self._states.put(key, state)
 
     def export(self) -> list[list[str]]:
         """JSON-ready state, oldest first, for checkpoints."""
@@ -71,4 +66,4 @@ class TransitionTracker:
         for row in rows:
             if isinstance(row, list) and len(row) == 6 and all(isinstance(x, str) for x in row):
                 rule, kind, namespace, name, extra, state = row
-                self._states[(rule, kind, namespace, name, extra)] = state
+                self._states.put((rule, kind, namespace, name, extra), state)
