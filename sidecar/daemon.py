@@ -314,7 +314,8 @@ class Daemon:
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
         await self._abort()
-        log.info("stopped", extra={"outcomes": self.poster.outcomes})
+        writes = self.checkpointer.writes if self.checkpointer is not None else 0
+        log.info("stopped", extra={"outcomes": self.poster.outcomes, "checkpoint_writes": writes})
         return EXIT_OK
 
     async def _abort(self) -> None:

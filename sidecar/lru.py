@@ -15,17 +15,15 @@ V = TypeVar("V")
 
 
 class LRU(Generic[K, V]):
-    """A map of at most `maxsize` items that forgets the least recently used (and counts it)."""
+    """A map of at most `maxsize` items that forgets the least recently used."""
 
-    __slots__ = ("_items", "evicted", "maxsize")
+    __slots__ = ("_items", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError("an LRU needs room for at least one item")
         self.maxsize = maxsize
         self._items: dict[K, V] = {}
-        #: Items forgotten to make room.
-        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -56,4 +54,3 @@ class LRU(Generic[K, V]):
         items[key] = value
         if len(items) > self.maxsize:
             del items[next(iter(items))]
-            self.evicted += 1

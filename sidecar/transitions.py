@@ -24,17 +24,12 @@ class Change:
 class TransitionTracker:
     """Remembers the last state of each tracked object; the oldest is forgotten past `max_keys`.
 
-    Forgetting is counted in `evicted`: an evicted object's next line counts as a first
-    observation, which the rule's `first:` setting decides about.
+    An evicted object's next line counts as a first observation, which the rule's `first:`
+    setting decides about.
     """
 
     def __init__(self, max_keys: int = 65536) -> None:
         self._states: LRU[StateKey, str] = LRU(max_keys)
-
-    @property
-    def evicted(self) -> int:
-        """States forgotten to make room."""
-        return self._states.evicted
 
     def __len__(self) -> int:
         return len(self._states)
