@@ -95,10 +95,10 @@ def replay(
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     for chunk in chunks:
-        dropped = framer.too_long
         block = framer.feed(chunk)
-        if block or framer.too_long > dropped:
-            run(block, framer.too_long - dropped)
+        too_long = framer.take_too_long()
+        if block or too_long:
+            run(block, too_long)
     run(framer.flush())
     end = pipeline.last_time if pipeline.last_time is not None else log_clock.current
     return ReplayResult(pipeline.counts, outcomes, max(end, log_clock.current))

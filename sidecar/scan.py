@@ -75,7 +75,9 @@ class LineFramer:
         self.limit = limit
         self._partial = b""
         self._discarding = False
+        #: Lines dropped so far for being too long.
         self.too_long = 0
+        self._reported = 0
 
     @property
     def pending(self) -> int:
@@ -99,6 +101,11 @@ class LineFramer:
         self._partial = data[cut + 1 :]
         self._check_partial()
         return block
+
+    def take_too_long(self) -> int:
+        """Lines dropped since the last call: what the caller has not counted yet."""
+        new, self._reported = self.too_long - self._reported, self.too_long
+        return new
 
     def flush(self) -> bytes:
         """At end of input, the held partial line as a complete line (replay's last line)."""

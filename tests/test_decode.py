@@ -77,11 +77,11 @@ def test_zap_json_lifts_the_well_known_keys() -> None:
 
 def test_zap_json_object_refs() -> None:
     rec = record(KUEUE)
-    assert rec.refs["Workload"] == ObjectRef("job-1", "dev")
+    assert rec.ref("Workload") == ObjectRef("job-1", "dev")
     # controller-runtime's top-level namespace and name, under the key "".
-    assert rec.refs[""] == ObjectRef("job-1", "dev")
+    assert rec.ref("") == ObjectRef("job-1", "dev")
     # `controllerKind` is a plain string without a slash: not a reference.
-    assert "controllerKind" not in rec.refs
+    assert rec.ref("controllerKind") is None
 
 
 def test_zap_json_cluster_scoped_ref_has_no_namespace() -> None:
@@ -89,8 +89,8 @@ def test_zap_json_cluster_scoped_ref_has_no_namespace() -> None:
         '{"level":"Level(-3)","ts":1704982865.0,"msg":"ClusterQueue is active",'
         '"clusterQueue":{"name":"cluster-queue"}}'
     )
-    assert rec.refs["clusterQueue"] == ObjectRef("cluster-queue", "")
-    assert "" not in rec.refs
+    assert rec.ref("clusterQueue") == ObjectRef("cluster-queue", "")
+    assert rec.ref("") is None
 
 
 @pytest.mark.parametrize(
@@ -158,8 +158,8 @@ def test_zap_console_with_logger_and_json() -> None:
     assert rec.level == "error"
     assert rec.time == at("2024-01-11T14:21:07+00:00")
     assert rec.fields["error"] == "boom"
-    assert rec.refs["Guestbook"] == ObjectRef("guestbook-sample", "default")
-    assert rec.refs[""] == ObjectRef("guestbook-sample", "default")
+    assert rec.ref("Guestbook") == ObjectRef("guestbook-sample", "default")
+    assert rec.ref("") == ObjectRef("guestbook-sample", "default")
 
 
 def test_zap_console_without_logger() -> None:
@@ -238,8 +238,8 @@ def test_klog_structured_line() -> None:
     assert rec.level == "info"
     assert rec.time == at("2024-10-25T00:15:15.525108+00:00")
     assert rec.fields == {"pod": "kube-system/kubedns", "status": "ready"}
-    assert rec.refs["pod"] == ObjectRef("kubedns", "kube-system")
-    assert "status" not in rec.refs
+    assert rec.ref("pod") == ObjectRef("kubedns", "kube-system")
+    assert rec.ref("status") is None
 
 
 @pytest.mark.parametrize(
@@ -311,7 +311,7 @@ def test_klog_quoted_message_with_escapes_and_values() -> None:
         "the object has been modified"
     )
     assert rec.fields["count"] == "3"
-    assert rec.refs["key"] == ObjectRef("example-com", "default")
+    assert rec.ref("key") == ObjectRef("example-com", "default")
 
 
 def test_klog_multi_line_value() -> None:
@@ -329,7 +329,7 @@ def test_klog_multi_line_value() -> None:
 
 def test_klog_bare_name_is_not_a_namespaced_ref() -> None:
     rec = record('I0111 14:21:04.000000       1 drain.go:77] "Drained node" node="worker-1"')
-    assert "node" not in rec.refs
+    assert rec.ref("node") is None
 
 
 def test_lines_that_only_look_like_klog() -> None:
@@ -348,7 +348,7 @@ def test_klog_json_seconds_and_v() -> None:
     assert rec.time == pytest.approx(1580306777.04728)
     assert (rec.level, rec.verbosity) == ("debug", 4)
     assert "v" not in rec.fields
-    assert rec.refs["pod"] == ObjectRef("nginx-1", "default")
+    assert rec.ref("pod") == ObjectRef("nginx-1", "default")
 
 
 def test_klog_json_milliseconds() -> None:
@@ -387,7 +387,7 @@ def test_logfmt_logrus_text() -> None:
     assert rec.level == "info"
     assert rec.time == at("2015-03-26T05:27:38+00:00")
     assert rec.fields == {"animal": "walrus", "size": "10", "cm": "zoo/walrus-config"}
-    assert rec.refs["cm"] == ObjectRef("walrus-config", "zoo")
+    assert rec.ref("cm") == ObjectRef("walrus-config", "zoo")
 
 
 def test_logfmt_go_kit() -> None:
@@ -433,8 +433,8 @@ def test_slog_groups_are_refs() -> None:
         '"source":{"function":"main.main","file":"/app/main.go","line":42},'
         '"req":{"namespace":"dev","name":"job-1"},"count":3}'
     )
-    assert rec.refs["req"] == ObjectRef("job-1", "dev")
-    assert "source" not in rec.refs  # a group without a name
+    assert rec.ref("req") == ObjectRef("job-1", "dev")
+    assert rec.ref("source") is None  # a group without a name
     assert rec.fields["count"] == 3
 
 
@@ -573,9 +573,9 @@ def check_decoded(result: object) -> None:
         assert isinstance(result.verbosity, int)
         assert result.time is None or isinstance(result.time, float)
         assert isinstance(result.fields, dict)
-        for key, ref in result.refs.items():
-            assert isinstance(key, str)
-            assert isinstance(ref, ObjectRef)
+        for key in ["", *result.fields]:
+            ref = result.ref(key)
+            assert ref is None or (isinstance(ref, ObjectRef) and ref.name)
     else:
         assert isinstance(result, Undecodable)
         assert result.reason in {"empty", "continuation", "invalid_json", "unrecognised"}
@@ -834,3 +834,13 @@ def test_line_framer_drops_a_runaway_line_and_resumes() -> None:
     assert framer.feed(b"x" * 100) == b""
     assert framer.feed(b"xx\nnext\n") == b"next\n"
     assert framer.too_long == 1
+
+
+def test_line_framer_reports_each_dropped_line_once() -> None:
+    framer = LineFramer(4)
+    assert framer.feed(b"ok\n" + b"x" * 5) == b"ok\n"  # a runaway partial line is dropped
+    assert framer.take_too_long() == 1
+    assert framer.take_too_long() == 0
+    assert framer.feed(b"x\nnext\n" + b"z" * 5) == b"next\n"
+    assert framer.take_too_long() == 1
+    assert framer.too_long == 2

@@ -308,3 +308,26 @@ def test_the_webhook_command_logs_json_lines_on_stderr(tmp_path: Path, ca: trust
             process.terminate()
     assert first["level"] == "info"
     assert first["msg"].startswith("webhook listening on https://127.0.0.1:")
+
+
+async def test_a_reloader_that_stops_is_logged_counted_and_fails_healthz(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception (here injected into the load) must not stop reloads in silence."""
+
+    def broken(cert_file: str, key_file: str) -> ssl.SSLContext:
+        raise RuntimeError("a bug in the reload")
+
+    monkeypatch.setattr("sidecar.inject.webhook.load_server_context", broken)
+    replace_file(server.cert_file, issue_serving_cert(server.ca).cert_pem)
+    name = "event_sidecar_webhook_task_failures_total"
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if server.sample(name, task="certificate-reloader"):
+            break
+    assert server.sample(name, task="certificate-reloader") == 1
+    assert "task certificate-reloader stopped unexpectedly: a bug in the reload" in caplog.text
+    async with server.session.get(f"{server.url}/healthz") as resp:
+        assert resp.status == 503
+        assert await resp.json() == {"alive": False, "checks": {"certificate-reloader": False}}
+    await server.review(admission_review(opted_in_pod()))  # admissions are still answered

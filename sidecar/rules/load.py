@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from sidecar.rules.compile import RuleSet, compile_rules
 from sidecar.rules.schema import RulesFile
+from sidecar.validation import error_message, error_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ def parse_rules(text: str, filename: str) -> RulesFile:
                     filename,
                     _line_of(node, location),
                     _rule_of(location, rule_names),
-                    _describe(location, detail["msg"]),
+                    _describe(location, error_message(detail)),
                 )
             )
         raise RulesError(problems) from None
@@ -184,8 +185,6 @@ def _rule_of(location: tuple[Any, ...], names: list[str]) -> str | None:
 
 
 def _describe(location: tuple[Any, ...], message: str) -> str:
-    message = message.removeprefix("Value error, ")
-    path = [str(step) for step in location[2:]] if _in_rule(location) else list(location)
-    # Pydantic names union members and internal steps; the user only knows the keys they wrote.
-    path = [str(step) for step in path if not str(step).startswith(("function-", "literal["))]
+    """`key.path: message`, the path inside the rule when the error is in one."""
+    path = error_path(location[2:] if _in_rule(location) else location)
     return f"{'.'.join(path)}: {message}" if path else message

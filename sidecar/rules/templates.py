@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from sidecar.records import text_of
 
 _PATH = re.compile(r"[A-Za-z_@][\w\-@]*(\.[\w\-@]+)*")
 _PARSER = string.Formatter()
@@ -46,15 +44,6 @@ class Template:
     def fields(self) -> tuple[str, ...]:
         """The dotted names of every field the template reads."""
         return tuple(".".join(path) for _, path in self.parts if path is not None)
-
-    def render(self, lookup: Callable[[tuple[str, ...]], Any]) -> str:
-        """Concatenate the parts; `lookup` raises `MissingField` for an absent path."""
-        out = []
-        for literal, path in self.parts:
-            out.append(literal)
-            if path is not None:
-                out.append(text_of(lookup(path)))
-        return "".join(out)
 
 
 def compile_template(source: str) -> Template:

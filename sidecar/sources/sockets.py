@@ -157,9 +157,8 @@ class SocketSource:
                 if block:
                     await self.blocks.put(Block(block, 0, read_at))
                 return
-            dropped = framer.too_long
             block = framer.feed(data)
-            too_long = framer.too_long - dropped
+            too_long = framer.take_too_long()
             if block or too_long:
                 # Waiting here is the backpressure: this connection is not read meanwhile.
                 await self.blocks.put(Block(block, too_long, read_at))
