@@ -5,7 +5,9 @@ fsync, `os.replace`, fsync of the directory), so that after any crash the file h
 previous checkpoint or the new one, never a mix: the offsets and the transition state always agree.
 
 A checkpoint is a cache. A missing, unreadable or malformed one is logged and ignored; the daemon
-then starts as configured for a first start.
+then starts as configured for a first start. Malformed includes values of the wrong type and values
+no writer produces (a negative offset, a fingerprint of more than `MAX_FINGERPRINT_BYTES`): used,
+they would fail the file source at every start, a crash loop.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from sidecar.model import FilePosition
 log = logging.getLogger(__name__)
 
 VERSION = 1
+#: More first bytes than any fingerprint setting reads; a larger size is not ours.
+MAX_FINGERPRINT_BYTES = 1 << 20
+_MAX_OFFSET = (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +107,12 @@ def _parse(document: Any) -> Checkpoint:
         raise ValueError(f"not a version {VERSION} checkpoint")
     files = tuple(
         FilePosition(
-            path=str(entry["path"]),
-            device=int(entry["device"]),
-            inode=int(entry["inode"]),
-            fingerprint=str(entry["fingerprint"]),
-            fingerprint_size=int(entry["fingerprint_size"]),
-            offset=int(entry["offset"]),
+            path=_text(entry, "path"),
+            device=_number(entry, "device", _MAX_OFFSET),
+            inode=_number(entry, "inode", _MAX_OFFSET),
+            fingerprint=_text(entry, "fingerprint"),
+            fingerprint_size=_number(entry, "fingerprint_size", MAX_FINGERPRINT_BYTES),
+            offset=_number(entry, "offset", _MAX_OFFSET),
         )
         for entry in document.get("files", [])
     )
@@ -117,3 +122,21 @@ def _parse(document: Any) -> Checkpoint:
         if isinstance(row, list)
     )
     return Checkpoint(files, transitions)
+
+
+def _text(entry: Any, key: str) -> str:
+    """`entry[key]`, which must be a string."""
+    value = entry[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is not a string: {value!r}")
+    return value
+
+
+def _number(entry: Any, key: str, largest: int) -> int:
+    """`entry[key]`, which must be an integer from 0 to `largest` (JSON true is no number)."""
+    value = entry[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{key} is not an integer: {value!r}")
+    if not 0 <= value <= largest:
+        raise ValueError(f"{key} out of range: {value}")
+    return value

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,11 @@ from sidecar.metrics import Metrics
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import MemorySink, Sink
 from sidecar.sources.sockets import parse_address
+
+#: Seconds `asyncio.run` may spend after the daemon returned (cancelling what is left, closing the
+#: loop) before the process exits anyway: a task that swallows its cancellation must not keep a
+#: stopped sidecar alive.
+TEARDOWN_SECONDS = 5.0
 
 
 def add_parser(commands: Any) -> None:
@@ -85,10 +91,25 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         # A dry run has nothing to reach; a real sink's ping keeps /readyz current.
         ping = None if values["dry_run"] else sink.ping
         daemon = Daemon(rules, sink, settings, metrics, ping=ping)
-        return await daemon.run(install_signals=True)
+        code = await daemon.run(install_signals=True)
+        _exit_after(TEARDOWN_SECONDS, code)
+        return code
 
     freeze_startup_objects()
     return asyncio.run(main())
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """End the process with `code` in `seconds` unless it has ended by then (a daemon thread)."""
+
+    def exit_now() -> None:
+        print(f"error: the process did not end {seconds:g} s after the daemon", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
 
 
 def _sink(values: Mapping[str, Any], metrics: Metrics) -> Sink:
