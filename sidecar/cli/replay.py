@@ -91,7 +91,9 @@ def replay_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    memory = MemorySink()
+    settings = replay_settings(args)
+    # Printing needs every Event; otherwise only those the correlator may still patch.
+    memory = MemorySink(keep=settings.correlation.cache_size if args.output == "none" else None)
     sink: Sink = memory
     namer = None
     if args.kubeconfig is not None:
@@ -112,7 +114,7 @@ def replay_command(args: argparse.Namespace) -> int:
                 rules,
                 sink,
                 metrics,
-                settings=replay_settings(args),
+                settings=settings,
                 namer=namer,
             )
     except OSError as error:

@@ -80,7 +80,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         return EXIT_USAGE
     metrics = Metrics(CollectorRegistry())
     try:
-        sink = _sink(values, metrics)
+        sink = _sink(values, metrics, settings.correlation.cache_size)
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -112,14 +112,14 @@ def _exit_after(seconds: float, code: int) -> None:
     timer.start()
 
 
-def _sink(values: Mapping[str, Any], metrics: Metrics) -> Sink:
-    """The Kubernetes sink; or memory for `--dry-run`.
+def _sink(values: Mapping[str, Any], metrics: Metrics, keep: int) -> Sink:
+    """The Kubernetes sink; or memory for `--dry-run`, keeping the last `keep` Events only.
 
     Raises:
         RuntimeError: no usable Kubernetes configuration (the message says what was tried).
     """
     if values["dry_run"]:
-        return MemorySink()
+        return MemorySink(keep=keep)
     from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
 
     try:
