@@ -154,6 +154,12 @@ RUN_OPTIONS: Final = (
         to=("queues.drain_deadline",),
     ),
     Option(
+        "--retry-seconds",
+        "seconds between tries of an Event write the API did not answer, as client-go",
+        parse=positive_float,
+        to=("retry.interval_seconds",),
+    ),
+    Option(
         "--listen",
         "host:port of /metrics, /healthz and /readyz",
         parse=host_port,
