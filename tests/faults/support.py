@@ -4,6 +4,7 @@ counted by cause, and none is stored twice."""
 from __future__ import annotations
 
 import collections
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.controlplane import ControlPlane
+from tests.controlplane import REPO_ROOT, ControlPlane
 from tests.daemon_support import Sidecar, append, events, http_get, phase_lines, run_args
 
 #: A 409 is a write of an Event already stored (re-read after a restart or retried after a lost
@@ -118,3 +119,31 @@ def fault_args(control_plane: ControlPlane, tmp_path: Path, *extra: str) -> list
         "5",
         *extra,
     )
+
+
+def install_rbac(control_plane: ControlPlane, namespace: str, work: Path) -> Path:
+    """Apply manifests/sidecar-rbac for a sidecar in `namespace` (through an overlay, as its
+    kustomization documents); return the overlay's folder."""
+    overlay = work / "rbac-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"namespace: {namespace}\nresources:\n"
+        f"  - {os.path.relpath(REPO_ROOT / 'manifests' / 'sidecar-rbac', overlay)}\n"
+    )
+    control_plane.kubectl("apply", "-k", str(overlay))
+    return overlay
+
+
+def service_account_kubeconfig(control_plane: ControlPlane, namespace: str, work: Path) -> Path:
+    """A kubeconfig with a token of the `event-sidecar` ServiceAccount (TokenRequest API)."""
+    done = control_plane.kubectl("create", "token", "event-sidecar", "-n", namespace)
+    return control_plane.token_kubeconfig(done.stdout.strip(), work / "sidecar.kubeconfig")
+
+
+def may_create_events(control_plane: ControlPlane, namespace: str) -> bool:
+    subject = f"system:serviceaccount:{namespace}:event-sidecar"
+    done = control_plane.kubectl(
+        "auth", "can-i", "create", "events", "-n", namespace, "--as", subject, check=False
+    )
+    return done.stdout.strip() == "yes"

@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from sidecar.sources.files import fingerprint
 from tests.daemon_support import Sidecar, append, phase_lines, wait_for, write_rules
 
@@ -57,12 +59,17 @@ def corrupt_checkpoint(log: Path, **values: object) -> Path:
     return path
 
 
-def test_a_checkpoint_with_a_negative_offset_is_ignored_and_the_log_read_from_the_start(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "values",
+    [{"offset": -1}, {"fingerprint_size": 1 << 40}, {"offset": "0"}, {"inode": None}],
+    ids=["negative-offset", "huge-fingerprint", "string-offset", "null-inode"],
+)
+def test_a_malformed_checkpoint_is_ignored_and_the_log_read_from_the_start(
+    tmp_path: Path, values: dict[str, object]
 ) -> None:
     log = tmp_path / "app.log"
     append(log, phase_lines("ns", LINES))
-    corrupt_checkpoint(log, offset=-1)
+    corrupt_checkpoint(log, **values)
     process = Sidecar(dry_run_args(tmp_path, str(log)), tmp_path)
     try:
         process.start()
