@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-#: (rule name, kind, namespace, name, extra key from the rule's `transition.key`)
+#: (tracker, kind, namespace, name, extra key from the rule's `transition.key`); the tracker is
+#: the rule's name unless rules share one through `transition.tracker`.
 StateKey = tuple[str, str, str, str, str]
 
 

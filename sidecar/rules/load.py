@@ -6,6 +6,8 @@ about to fix a file by hand, often from a crash-looping pod's log.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,14 +43,17 @@ class RulesError(Exception):
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
-def load_rules(path: str | Path) -> RuleSet:
-    """Read, validate and compile a rules file; raise `RulesError` naming every problem."""
+def load_rules(path: str | Path, env: Mapping[str, str] | None = None) -> RuleSet:
+    """Read, validate and compile a rules file; raise `RulesError` naming every problem.
+
+    `{env.NAME}` in templates is resolved from `env` (the process environment by default).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise RulesError([RulesProblem(str(path), 1, None, f"cannot read: {error}")]) from error
-    return compile_rules(parse_rules(text, str(path)))
+    return compile_rules(parse_rules(text, str(path)), os.environ if env is None else env)
 
 
 def parse_rules(text: str, filename: str) -> RulesFile:
