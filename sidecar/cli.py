@@ -12,6 +12,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 import orjson
@@ -25,6 +26,7 @@ from sidecar.metrics import Metrics
 from sidecar.output import format_json_lines, format_table
 from sidecar.replay import ReplayResult, ReplaySettings, read_chunks, replay
 from sidecar.rules import RulesError, RuleSet, load_rules
+from sidecar.rules.lint import lint_rules
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES
 from sidecar.sinks import MemorySink, Sink
 
@@ -49,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a rules file")
     check.add_argument("rules", metavar="RULES", help="the rules file (YAML)")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 1) on warnings too, not only on errors",
+    )
     check.set_defaults(handler=_check)
 
     play = commands.add_parser(
@@ -180,7 +187,16 @@ def _check(args: argparse.Namespace) -> int:
     rules = _load(args.rules, sys.stderr)
     if rules is None:
         return EXIT_USAGE
-    print(f"{args.rules}: {len(rules.rules)} rules OK (component {rules.component})")
+    warnings = lint_rules(Path(args.rules).read_text(encoding="utf-8"), args.rules, os.environ)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if warnings and args.strict:
+        print(f"{args.rules}: {len(warnings)} warnings (--strict)", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"{args.rules}: {len(rules.rules)} rules OK (component {rules.component})"
+        + (f", {len(warnings)} warnings" if warnings else "")
+    )
     return 0
 
 

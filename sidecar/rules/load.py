@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from sidecar.rules.compile import RuleSet, compile_rules
 from sidecar.rules.schema import RulesFile
+from sidecar.rules.wording import describe, describe_file_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ def parse_rules(text: str, filename: str) -> RulesFile:
                     filename,
                     _line_of(node, location),
                     _rule_of(location, rule_names),
-                    _describe(location, detail["msg"]),
+                    _describe(location, detail["type"], detail["msg"]),
                 )
             )
         raise RulesError(problems) from None
@@ -188,9 +189,7 @@ def _rule_of(location: tuple[Any, ...], names: list[str]) -> str | None:
     return None
 
 
-def _describe(location: tuple[Any, ...], message: str) -> str:
-    message = message.removeprefix("Value error, ")
-    path = [str(step) for step in location[2:]] if _in_rule(location) else list(location)
-    # Pydantic names union members and internal steps; the user only knows the keys they wrote.
-    path = [str(step) for step in path if not str(step).startswith(("function-", "literal["))]
-    return f"{'.'.join(path)}: {message}" if path else message
+def _describe(location: tuple[Any, ...], error_type: str, message: str) -> str:
+    if _in_rule(location):
+        return describe(location[2:], error_type, message)
+    return describe_file_level(location, error_type, message)
