@@ -408,17 +408,16 @@ class FileSource:
             return False
         read_at = time.monotonic()
         followed.last_growth = read_at
-        start = followed.offset
         followed.offset += len(data)
-        newline = data.rfind(b"\n")
-        if newline != -1:
-            followed.committed = start + newline + 1
         if followed.fingerprint_size < self.settings.fingerprint_bytes:
             head = os.pread(followed.fd, self.settings.fingerprint_bytes, 0)
             followed.fingerprint, followed.fingerprint_size = fingerprint(head), len(head)
         framer = followed.framer
         dropped = framer.too_long
         block = framer.feed(data)
+        if block:
+            # After the last complete record: never inside a line or a multi-line record.
+            followed.committed = followed.offset - framer.pending
         await self._put(block, framer.too_long - dropped, read_at)
         return len(data) == size
 
