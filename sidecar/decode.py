@@ -153,7 +153,8 @@ def _decode_panic(lines: list[str]) -> Record:
                 fields["function"] = stack[-2]
                 fields["location"] = _GO_FRAME_OFFSET.sub("", stack[-1].strip())
             break
-    return Record(message=head[len(prefix) :], level="fatal", fields=fields, format="go-panic")
+    message = head[len(prefix) :].removesuffix(" [recovered]")
+    return Record(message=message, level="fatal", fields=fields, format="go-panic")
 
 
 def _join_klog_values(lines: list[str]) -> bytes:

@@ -73,9 +73,13 @@ def _bounded(block: bytes, lines: list[tuple[int, int]], start: int, limit: int)
 
 
 def _panic_end(block: bytes, start: int, head_end: int, limit: int) -> int:
-    """Head, then lines up to `goroutine N [...]:`, then frames up to the first of our code's."""
+    """Head, then lines up to `goroutine N [...]:`, then frames up to the first of the code that
+    panicked (past the runtime's frames)."""
     lines = _lines_after(block, head_end, start, limit)
     end = head_end
+    # A panic re-raised by a deferred recover (controller-runtime's, for one) starts its stack in
+    # the recovering function; the code that panicked comes after the `panic(...)` frame.
+    after_panic_frame = b"[recovered]" not in block[start:head_end]
     in_stack = False
     function = b""  # a frame's function line, awaiting its `\tfile.go:N` line
     for line_start, line_end in lines:
@@ -88,7 +92,9 @@ def _panic_end(block: bytes, start: int, head_end: int, limit: int) -> int:
         elif function:
             if line[:1] != b"\t":
                 return end
-            if not _RUNTIME_FRAME.match(function):
+            if function.startswith(b"panic("):
+                after_panic_frame = True
+            elif after_panic_frame and not _RUNTIME_FRAME.match(function):
                 return line_end  # the first frame of the code that panicked: enough
             function = b""
         elif line == b"" or line[:1] in (b"\t", b" "):

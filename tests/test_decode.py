@@ -334,7 +334,7 @@ def test_go_panic_is_one_fatal_record() -> None:
     assert type(rec) is Record
     assert rec.level == "fatal"
     assert rec.format == "go-panic"
-    assert rec.message == "assignment to entry in nil map [recovered]"
+    assert rec.message == "assignment to entry in nil map"
     assert rec.time is None
     assert rec.fields["panic"] == "panic"
     assert rec.fields["goroutine"] == "187"

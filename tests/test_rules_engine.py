@@ -589,3 +589,21 @@ def test_a_non_ascii_literal_keeps_the_prefilter() -> None:
     pipeline = new_pipeline(rules)
     assert len(pipeline.feed(log)) == 3
     assert pipeline.counts.skipped == 1
+
+
+def test_the_crash_example_reports_a_panic_on_the_controllers_own_pod() -> None:
+    env = {"POD_NAME": "quota-autoscaler-7d9f8-x2x9k", "POD_NAMESPACE": "quota-system"}
+    rules = load_rules(ROOT / "examples" / "controller-crash.rules.yaml", env)
+    specs = new_pipeline(rules).feed((ROOT / "examples" / "controller-crash.log").read_bytes())
+    assert [(spec.type, spec.reason) for spec in specs] == [
+        ("Normal", "ConfigLoaded"),
+        ("Warning", "ControllerPanicked"),
+    ]
+    crash = specs[1]
+    assert (crash.target.kind, crash.target.name, crash.target.namespace) == (
+        "Pod",
+        "quota-autoscaler-7d9f8-x2x9k",
+        "quota-system",
+    )
+    assert crash.message.startswith("panic: assignment to entry in nil map in ")
+    assert crash.message.endswith("(/src/internal/controller/expand.go:142)")
