@@ -223,6 +223,9 @@ def _compile_test(condition: Condition) -> Test:
     if condition.exists is not None:
         wanted = condition.exists
         return lambda value: (value is not _ABSENT) is wanted
+    if type(condition.equals) is str:
+        expected = condition.equals  # the common case, inlined: this runs on every candidate
+        return lambda value: value is not _ABSENT and text_of(value) == expected
     equals = _equals(condition.equals)
     return lambda value: value is not _ABSENT and equals(value)
 
