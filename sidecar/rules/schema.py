@@ -12,7 +12,9 @@ rules:
       logger: quota                  # optional, same forms as message
       fields: {resource: {any: [cpu, memory]}, hard: {exists: true}}
     object: auto                     # or {apiVersion, kind, ref} or {kind, namespace, name}
-    transition: {key: "{resource}", state: "{hard}", first: skip}
+    transition: {key: "{resource}", state: "{hard}", first: skip}   # tracker: shares state
+    cases:                           # optional, in order: type/reason/message by {to}/{from}
+      - {when: {to: "0"}, type: Warning, reason: QuotaRemoved}
     type: Normal
     reason: QuotaExpanded
     message: "quota expanded: {resource} {from} -> {to}"
