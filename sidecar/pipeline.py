@@ -30,7 +30,8 @@ class RuleMiss:
 
 @dataclass(frozen=True, slots=True)
 class Unchanged:
-    """A transition rule matched but the object's state was the same as before."""
+    """A transition rule matched but emits nothing: the object's state was the same as before,
+    or the rule's case for this transition says `emit: false`."""
 
     rule: str
 
@@ -49,6 +50,7 @@ class Processor:
         rule = self.rules.first_match(record)
         if rule is None:
             return None
+        event_type, reason = rule.type, rule.reason
         try:
             target = rule.resolve_object(record)
             transition = rule.transition
@@ -57,7 +59,7 @@ class Processor:
             else:
                 state = render(transition.state, record)
                 key = (
-                    rule.name,
+                    transition.tracker,
                     target.kind,
                     target.namespace,
                     target.name,
@@ -70,11 +72,18 @@ class Processor:
                 if change is None:
                     tracker.remember(key, state)
                     return Unchanged(rule.name)
-                message = render(rule.message, record, {"from": change.before, "to": change.after})
+                chosen = rule.choose(change.before, change.after)
+                if not chosen.emit:
+                    tracker.remember(key, state)
+                    return Unchanged(rule.name)
+                event_type, reason = chosen.type, chosen.reason
+                message = render(
+                    chosen.message, record, {"from": change.before, "to": change.after}
+                )
                 tracker.remember(key, state)
         except MissingField as missing:
             return RuleMiss(rule.name, missing.path)
-        return EventSpec(rule.name, target, rule.type, rule.reason, message, record.time)
+        return EventSpec(rule.name, target, event_type, reason, message, record.time)
 
 
 @dataclass(slots=True)
