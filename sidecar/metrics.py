@@ -70,6 +70,13 @@ class Metrics:
             ["source"],
             registry=registry,
         )
+        self.lines_time_out_of_range = Counter(
+            "event_sidecar_lines_time_out_of_range",
+            "Lines whose time was outside the years 1-9999 (or infinite, NaN), by source: the "
+            "time was dropped and the line's read time stands in.",
+            ["source"],
+            registry=registry,
+        )
         self.rule_matches = Counter(
             "event_sidecar_rule_matches", "Lines matched, by rule.", ["rule"], registry=registry
         )

@@ -101,6 +101,8 @@ class LineCounts:
     missed: int = 0
     unchanged: int = 0
     specs: int = 0
+    #: Decoded lines whose time was out of range and dropped (the read time stands in).
+    time_out_of_range: int = 0
 
 
 class LinePipeline:
@@ -132,6 +134,7 @@ class LinePipeline:
         matches: Counter[str] = Counter()
         misses: Counter[tuple[str, str]] = Counter()
         unchanged: Counter[str] = Counter()
+        times_dropped = 0
         process, year = self.processor.process, self.year
         for line in selection.candidates:
             record = decode(line, year=year)
@@ -141,6 +144,8 @@ class LinePipeline:
             assert type(record) is Record
             if record.time is not None:
                 self.last_time = record.time
+            elif record.time_out_of_range:
+                times_dropped += 1
             outcome = process(record)
             if outcome is None:
                 continue
@@ -164,10 +169,13 @@ class LinePipeline:
         counts.missed += misses.total()
         counts.unchanged += unchanged.total()
         counts.specs += len(specs)
+        counts.time_out_of_range += times_dropped
         metrics.lines_read.labels(source).inc(selection.lines)
         metrics.bytes_read.labels(source).inc(len(block))
         metrics.lines_too_long.labels(source).inc(selection.too_long)
         metrics.lines_skipped.labels(source).inc(selection.lines - selection.too_long - candidates)
+        if times_dropped:
+            metrics.lines_time_out_of_range.labels(source).inc(times_dropped)
         for reason, number in undecodable.items():
             metrics.lines_undecodable.labels(source, reason).inc(number)
         for rule, number in matches.items():
