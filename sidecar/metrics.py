@@ -92,6 +92,12 @@ class Metrics:
             ["rule"],
             registry=registry,
         )
+        self.transition_evictions = Counter(
+            "event_sidecar_transition_evictions",
+            "Objects whose transition state was forgotten to stay within the bound (the least "
+            "recently seen first); the next line of such an object counts as a first observation.",
+            registry=registry,
+        )
         self.object_lookups = Counter(
             "event_sidecar_object_lookups",
             "Involved-object look-ups (uid, resourceVersion, apiVersion), by result.",

@@ -174,6 +174,9 @@ class LinePipeline:
         metrics.bytes_read.labels(source).inc(len(block))
         metrics.lines_too_long.labels(source).inc(selection.too_long)
         metrics.lines_skipped.labels(source).inc(selection.lines - selection.too_long - candidates)
+        evicted = self.processor.tracker.take_evictions()
+        if evicted:
+            metrics.transition_evictions.inc(evicted)
         if times_dropped:
             metrics.lines_time_out_of_range.labels(source).inc(times_dropped)
         for reason, number in undecodable.items():

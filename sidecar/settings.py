@@ -12,6 +12,7 @@ from typing import Literal
 from sidecar.correlate import CorrelatorSettings
 from sidecar.recorder import RetrySettings
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES
+from sidecar.transitions import DEFAULT_MAX_KEYS
 
 StartPosition = Literal["checkpoint", "end", "beginning"]
 WatchMode = Literal["auto", "inotify", "poll"]
@@ -117,6 +118,16 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TransitionSettings:
+    """The state kept for `transition:` rules."""
+
+    #: Objects whose last state is remembered; past it the least recently seen is forgotten and
+    #: counted (`event_sidecar_transition_evictions_total`). About 200 bytes each, so the default
+    #: costs about 12 MiB; raise it when a controller tracks more objects than that.
+    max_keys: int = DEFAULT_MAX_KEYS
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonSettings:
     """Everything `event-sidecar run` needs besides the rules and the sink."""
 
@@ -130,4 +141,5 @@ class DaemonSettings:
     queues: QueueSettings = field(default_factory=QueueSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
+    transitions: TransitionSettings = field(default_factory=TransitionSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)

@@ -19,17 +19,24 @@ class Change:
     after: str
 
 
-class TransitionTracker:
-    """Remembers the last state of each tracked object; the oldest is forgotten past `max_keys`.
+#: Objects remembered at once (about 200 bytes each): the default of `max_keys`.
+DEFAULT_MAX_KEYS = 65536
 
-    Forgetting is counted in `evicted`: an evicted object's next line counts as a first
-    observation, which the rule's `first:` setting decides about.
+
+class TransitionTracker:
+    """Remembers the last state of each tracked object; the least recent is forgotten past
+    `max_keys`, so memory stays bounded whatever the controller logs.
+
+    Forgetting is counted in `evicted` (exported as `event_sidecar_transition_evictions_total`
+    through `take_evictions`): an evicted object's next line counts as a first observation,
+    which the rule's `first:` setting decides about, so a real change can go unreported.
     """
 
-    def __init__(self, max_keys: int = 65536) -> None:
+    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self._states: dict[StateKey, str] = {}
         self._max_keys = max_keys
         self.evicted = 0
+        self._evictions_taken = 0
 
     def __len__(self) -> int:
         return len(self._states)
@@ -55,6 +62,12 @@ class TransitionTracker:
         if not known and len(states) > self._max_keys:
             del states[next(iter(states))]
             self.evicted += 1
+
+    def take_evictions(self) -> int:
+        """Evictions since the last call: one tracker may feed several pipelines' metrics."""
+        new = self.evicted - self._evictions_taken
+        self._evictions_taken = self.evicted
+        return new
 
     def observe(self, key: StateKey, state: str, *, first: str, initial: str) -> Change | None:
         """`compare` and `remember` in one step."""
