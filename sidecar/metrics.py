@@ -112,7 +112,8 @@ class Metrics:
         )
         self.connections = Counter(
             "event_sidecar_connections",
-            "Socket source connections, by source and result (accepted, refused, idle_timeout).",
+            "Socket source connections, by source and result (accepted, refused, idle_timeout, "
+            "line_timeout, evicted).",
             ["source", "result"],
             registry=registry,
         )

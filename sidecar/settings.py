@@ -82,6 +82,11 @@ class SocketSettings:
     #: Seconds a connection may stay silent before it is closed: frees slots held by writers that
     #: died without closing. Long, because a quiet controller may log nothing for minutes.
     idle_timeout: float = 600.0
+    #: Seconds a started line may take to complete (its newline to arrive), counting only the
+    #: time spent waiting for the writer, never the time a full queue holds the reader: a writer
+    #: that trickles bytes (slowloris) is closed after it, not kept alive by every byte. A
+    #: controller writes a line in one call, so a line in progress this long is no log line.
+    line_timeout: float = 10.0
     #: Bytes; as for files.
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     #: Bytes read from a connection at once.
