@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.records import ObjectRef, Record, text_of
+from sidecar.rules.regex import compile_search
 from sidecar.rules.schema import Condition, Match, ObjectSpec, Rule, RulesFile, Transition
 from sidecar.rules.templates import MissingField, Template, compile_template, lookup_path
 
@@ -109,8 +110,8 @@ def _compile_transition(transition: Transition) -> CompiledTransition:
 
 def _compile_test(condition: Condition) -> Test:
     if condition.regex is not None:
-        search = re.compile(condition.regex).search
-        return lambda value: value is not _ABSENT and search(text_of(value)) is not None
+        search = compile_search(condition.regex)
+        return lambda value: value is not _ABSENT and search(text_of(value))
     if condition.any is not None:
         choices = frozenset(text_of(choice) for choice in condition.any)
         return lambda value: value is not _ABSENT and text_of(value) in choices

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
+from sidecar.records import Record
 from sidecar.rules import RulesError, load_rules
+from tests.faults.scaling import MAX_RATIO, cost_ratio
 
 RULE = """\
 component: c
@@ -70,3 +72,40 @@ def test_nesting_within_the_bound_still_loads(tmp_path: Path) -> None:
     # A schema error (a list is no scalar), not a structure one: the file got past the pass.
     assert "nested" not in str(caught.value)
     assert "aliases" not in str(caught.value)
+
+
+def regex_rules(tmp_path: Path, pattern: str) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        RULE.replace("match: {message: m}", f"match: {{message: {{regex: '{pattern}'}}}}")
+    )
+    return path
+
+
+def test_catastrophic_rule_regex_matches_in_linear_time(tmp_path: Path) -> None:
+    """`(a+)+$` took 104 s on a 31-byte message under a backtracking engine."""
+    rules = load_rules(regex_rules(tmp_path, "(a+)+$"))
+    assert rules.first_match(Record(message="a" * 30 + "!")) is None
+    assert rules.first_match(Record(message="b" + "a" * 30)) is not None
+
+    def match(n: int) -> object:
+        return rules.first_match(Record(message="a" * n + "!"))
+
+    ratio = cost_ratio(match, 1_000)
+    assert ratio < MAX_RATIO, f"16x longer message cost {ratio:.1f}x"
+
+
+def test_polynomial_rule_regex_matches_in_linear_time(tmp_path: Path) -> None:
+    rules = load_rules(regex_rules(tmp_path, "x*x*y"))
+    ratio = cost_ratio(lambda n: rules.first_match(Record(message="x" * n)), 100)
+    assert ratio < MAX_RATIO, f"16x longer message cost {ratio:.1f}x"
+
+
+@pytest.mark.parametrize("pattern", ["(?<=a)b", "(a)\\1"])
+def test_check_refuses_what_needs_backtracking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pattern: str
+) -> None:
+    path = regex_rules(tmp_path, pattern)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.replace(str(path), "rules.yaml")
+    assert err.startswith("error: rules.yaml:4: rule r: match.message.regex: invalid regular"), err
