@@ -18,6 +18,19 @@ from sidecar.rules.schema import Condition, Match, ObjectSpec, Rule, RulesFile, 
 from sidecar.rules.templates import MissingField, Template, compile_template, lookup_path
 
 Test = Callable[[Any], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One condition of a rule's `match`: the closure `matches` runs, and for `explain` what the
+    user wrote (`name`, `wants`) and the value the line held there (`seen`)."""
+
+    name: str
+    wants: str
+    test: Callable[[Record], bool]
+    seen: Callable[[Record], Any]
+
+
 _ABSENT = object()
 #: Characters no log encoder escapes (JSON, Go's %q, logfmt): a literal made of these appears
 #: verbatim in the raw line, so searching the bytes for it is exact. `<`, `>` and `&` are left
@@ -44,6 +57,19 @@ class CompiledRule:
     resolve_object: Callable[[Record], ObjectTarget]
     #: Byte strings of which a matching line must contain at least one; None if underivable.
     literals: frozenset[bytes] | None
+    #: The checks `matches` runs, in its order, named for `explain`.
+    checks: tuple[Check, ...] = ()
+
+    def first_failure(self, record: Record) -> Check | None:
+        """The first condition `record` fails (None: the rule matches).
+
+        It runs the very checks `matches` runs, in the same order, so what `explain` says about
+        a line is what `run` did with it.
+        """
+        for check in self.checks:
+            if not check.test(record):
+                return check
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +99,17 @@ def compile_rules(parsed: RulesFile) -> RuleSet:
 
 
 def _compile_rule(rule: Rule) -> CompiledRule:
+    checks = _compile_checks(rule.match)
     return CompiledRule(
         name=rule.name,
         type=rule.type,
         reason=rule.reason,
         message=compile_template(rule.message),
         transition=_compile_transition(rule.transition) if rule.transition else None,
-        matches=_compile_match(rule.match),
+        matches=_combine(checks),
         resolve_object=_compile_object(rule.object),
         literals=_literals(rule.match),
+        checks=checks,
     )
 
 
@@ -108,28 +136,92 @@ def _compile_test(condition: Condition) -> Test:
     return lambda value: value is not _ABSENT and text_of(value) == expected
 
 
-def _compile_match(match: Match) -> Callable[[Record], bool]:
-    """One closure per rule; cheapest and most selective checks first (message, then level)."""
-    checks: list[Callable[[Record], bool]] = []
+def _compile_checks(match: Match) -> tuple[Check, ...]:
+    """One closure per condition; cheapest and most selective first (message, then level)."""
+    checks: list[Check] = []
     if match.message is not None:
+        wants, seen_message = describe(match.message), _attribute("message")
         if match.message.equals is not None and isinstance(match.message.equals, str):
             expected = match.message.equals
-            checks.append(lambda record: record.message == expected)
+            checks.append(
+                Check("message", wants, lambda record: record.message == expected, seen_message)
+            )
         else:
             test = _compile_test(match.message)
-            checks.append(lambda record: test(record.message))
+            checks.append(
+                Check("message", wants, lambda record: test(record.message), seen_message)
+            )
     if match.level is not None:
         levels = frozenset(match.level)
-        checks.append(lambda record: record.level in levels)
+        checks.append(
+            Check(
+                "level",
+                "one of " + ", ".join(match.level),
+                lambda record: record.level in levels,
+                _attribute("level"),
+            )
+        )
     if match.logger is not None:
         logger_test = _compile_test(match.logger)
-        checks.append(lambda record: logger_test(record.logger))
+        checks.append(
+            Check(
+                "logger",
+                describe(match.logger),
+                lambda record: logger_test(record.logger),
+                _attribute("logger"),
+            )
+        )
     for name, condition in match.fields.items():
-        checks.append(_field_check(tuple(name.split(".")), _compile_test(condition)))
+        path = tuple(name.split("."))
+        checks.append(
+            Check(
+                f"fields.{name}",
+                describe(condition),
+                _field_check(path, _compile_test(condition)),
+                _field_value(path),
+            )
+        )
+    return tuple(checks)
+
+
+def describe(condition: Condition) -> str:
+    """A condition as the rules file says it, for people: `= "Ready"`, `regex "^x"`, ..."""
+    if condition.regex is not None:
+        return f"regex {text_of(condition.regex)}"
+    if condition.any is not None:
+        return "any of " + ", ".join(text_of(choice) for choice in condition.any)
+    if condition.exists is not None:
+        return "present" if condition.exists else "absent"
+    return f"= {text_of(condition.equals)}"
+
+
+def _attribute(name: str) -> Callable[[Record], Any]:
+    return lambda record: getattr(record, name)
+
+
+def _field_value(path: tuple[str, ...]) -> Callable[[Record], Any]:
+    """The value at `path`, or `_ABSENT`; for `explain` only (matching uses `_field_check`)."""
+
+    def value(record: Record) -> Any:
+        try:
+            return lookup_path(record.fields, path)
+        except MissingField:
+            return _ABSENT
+
+    return value
+
+
+def is_absent(value: Any) -> bool:
+    """Whether a `Check.seen` found nothing (the field is not in the line)."""
+    return value is _ABSENT
+
+
+def _combine(named: tuple[Check, ...]) -> Callable[[Record], bool]:
+    """The rule's match: every check holds (one closure call for the common single check)."""
+    checks = tuple(check.test for check in named)
     if len(checks) == 1:
         return checks[0]
-    all_checks = tuple(checks)
-    return lambda record: all(check(record) for check in all_checks)
+    return lambda record: all(check(record) for check in checks)
 
 
 def _field_check(path: tuple[str, ...], test: Test) -> Callable[[Record], bool]:
