@@ -14,6 +14,7 @@ from typing import Any
 from sidecar.decode import Undecodable, YearOf, decode
 from sidecar.events import Event, rfc3339
 from sidecar.model import EventSpec
+from sidecar.multiline import spans
 from sidecar.pipeline import Outcome, Processor, RuleMiss, Trace, Unchanged
 from sidecar.records import Record, text_of
 from sidecar.scan import select_lines
@@ -23,7 +24,7 @@ from sidecar.scan import select_lines
 class LineTrace:
     """One line's way through the pipeline, and where it stopped."""
 
-    #: 1-based, as editors count.
+    #: 1-based, as editors count (a multi-line record's first line).
     number: int
     text: str
     too_long: bool = False
@@ -44,7 +45,8 @@ def explain_line(
     year: int | YearOf,
     max_line_bytes: int,
 ) -> LineTrace:
-    """Run one line (without its newline) through the pipeline, noting every step.
+    """Run one line (without its newline; a multi-line record's lines joined by newlines)
+    through the pipeline, noting every step.
 
     The processor's transition state carries over from line to line, as in `run`.
     """
@@ -61,6 +63,20 @@ def explain_line(
     trace = Trace()
     outcome = processor.process(record, trace)
     return LineTrace(number, text, record=record, trace=trace, outcome=outcome)
+
+
+def split_records(block: bytes, limit: int) -> list[bytes]:
+    """The records of a block of complete lines, as the pre-filter sees them: each line alone,
+    except a multi-line record (`sidecar.multiline`: a Go panic, a klog multi-line value), which
+    is one, its lines joined by newlines."""
+    out: list[bytes] = []
+    position = 0
+    for start, end in spans(block, limit):
+        out.extend(block[position:start].split(b"\n")[:-1])
+        out.append(block[start:end])
+        position = end + 1
+    out.extend(block[position:].split(b"\n")[:-1])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +152,8 @@ def to_json(line: LineTrace, written: Recorded | None) -> dict[str, Any]:
                 "key": list(trace.key),
                 "before": trace.before,
                 "after": trace.after,
+                "case": trace.case,
+                "emit": trace.emit,
             }
     outcome = line.outcome
     if type(outcome) is RuleMiss:
@@ -168,7 +186,7 @@ def format_text(line: LineTrace, written: Recorded | None) -> str:
             + f", message {text_of(record.message)}"
         )
         if record.fields:
-            say("    fields: " + " ".join(f"{k}={text_of(v)}" for k, v in record.fields.items()))
+            say("    fields: " + " ".join(f"{k}={_one_line(v)}" for k, v in record.fields.items()))
     if trace is not None:
         for tried in trace.tried:
             if tried.failed is None:
@@ -192,12 +210,15 @@ def format_text(line: LineTrace, written: Recorded | None) -> str:
     if type(outcome) is RuleMiss:
         say(f"  missing field: {outcome.field} (counted in rule_misses; no Event)")
     elif type(outcome) is Unchanged:
-        if trace is not None and trace.before is None:
+        if trace is not None and not trace.emit:
+            say(f"  case {_case(trace)} says emit: false: no Event")
+        elif trace is not None and trace.before is None:
             say("  first sighting and the rule says first: skip: no Event")
         else:
             say("  state unchanged: no Event")
     elif type(outcome) is EventSpec:
-        say(f"  event: {outcome.type} {outcome.reason}: {outcome.message}")
+        chosen = f" (by {_case(trace)})" if trace is not None and trace.key is not None else ""
+        say(f"  event{chosen}: {outcome.type} {outcome.reason}: {outcome.message}")
     if written is not None:
         event = written.event
         if event is None:
@@ -210,8 +231,16 @@ def format_text(line: LineTrace, written: Recorded | None) -> str:
     return "\n".join(out)
 
 
+def _case(trace: Trace) -> str:
+    return "the rule's default" if trace.case is None else f"cases[{trace.case}]"
+
+
 def _spec_message(outcome: Outcome) -> str | None:
     return outcome.message if type(outcome) is EventSpec else None
+
+
+def _one_line(value: Any) -> str:
+    return _shorten(text_of(value).replace("\n", "\\n"), 120)
 
 
 def _shorten(text: str, limit: int) -> str:

@@ -31,7 +31,8 @@ class RuleMiss:
 
 @dataclass(frozen=True, slots=True)
 class Unchanged:
-    """A transition rule matched but the object's state was the same as before."""
+    """A transition rule matched but emits nothing: the object's state was the same as before,
+    or the rule's case for this transition says `emit: false`."""
 
     rule: str
 
@@ -63,6 +64,10 @@ class Trace:
     key: StateKey | None = None
     before: str | None = None
     after: str | None = None
+    #: Which of the rule's `cases` (0-based) chose the outcome; None: the rule's own.
+    case: int | None = None
+    #: False when the chosen case says `emit: false`.
+    emit: bool = True
 
 
 class Processor:
@@ -81,6 +86,7 @@ class Processor:
             rule = _trace_match(self.rules, record, trace)
         if rule is None:
             return None
+        event_type, reason = rule.type, rule.reason
         try:
             target = rule.resolve_object(record)
             if trace is not None:
@@ -91,7 +97,7 @@ class Processor:
             else:
                 state = render(transition.state, record)
                 key = (
-                    rule.name,
+                    transition.tracker,
                     target.kind,
                     target.namespace,
                     target.name,
@@ -108,13 +114,22 @@ class Processor:
                 if change is None:
                     tracker.remember(key, state)
                     return Unchanged(rule.name)
-                message = render(rule.message, record, {"from": change.before, "to": change.after})
+                case, chosen = rule.choose(change.before, change.after)
+                if trace is not None:
+                    trace.case, trace.emit = case, chosen.emit
+                if not chosen.emit:
+                    tracker.remember(key, state)
+                    return Unchanged(rule.name)
+                event_type, reason = chosen.type, chosen.reason
+                message = render(
+                    chosen.message, record, {"from": change.before, "to": change.after}
+                )
                 tracker.remember(key, state)
         except MissingField as missing:
             if trace is not None:
                 trace.after = trace.before
             return RuleMiss(rule.name, missing.path)
-        return EventSpec(rule.name, target, rule.type, rule.reason, message, record.time)
+        return EventSpec(rule.name, target, event_type, reason, message, record.time)
 
 
 def _trace_match(rules: RuleSet, record: Record, trace: Trace) -> CompiledRule | None:

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.decode import years_at
 from sidecar.events import Event, EventNamer
-from sidecar.explain import LineTrace, Recorded, explain_line
+from sidecar.explain import LineTrace, Recorded, explain_line, split_records
 from sidecar.metrics import Metrics
 from sidecar.model import WRITTEN, EventSpec, RetrySettings
 from sidecar.pipeline import LineCounts, LinePipeline, Processor
@@ -186,7 +186,7 @@ def _recorder(
 
 
 def explain(
-    lines: Iterable[bytes],
+    chunks: Iterable[bytes],
     rules: RuleSet,
     sink: MemorySink,
     metrics: Metrics,
@@ -194,27 +194,36 @@ def explain(
     settings: ReplaySettings | None = None,
 ) -> Iterator[tuple[LineTrace, Recorded | None]]:
     """Each line's trace (`sidecar.explain.explain_line`) and, when it called for an Event, what
-    the Recorder wrote: the same steps as `replay`, one line at a time."""
+    the Recorder wrote: the same steps as `replay`, one record at a time. The input is framed
+    as `replay` frames it, so a multi-line record is explained as one."""
     settings = settings or ReplaySettings()
+    limit = settings.max_line_bytes
     processor = Processor(rules, TransitionTracker())
     log_clock = _LogClock(time.time())
     recorder = _recorder(rules, sink, metrics, settings=settings, log_clock=log_clock, namer=None)
     year = settings.year if settings.year is not None else years_at(datetime.now(UTC))
-    for number, raw in enumerate(lines, start=1):
-        line = raw.removesuffix(b"\n").removesuffix(b"\r")
-        traced = explain_line(
-            processor, line, number, year=year, max_line_bytes=settings.max_line_bytes
-        )
-        record = traced.record
-        if record is not None and record.time is not None:
-            log_clock.current = record.time
-        spec = traced.outcome
-        if type(spec) is not EventSpec:
-            yield traced, None
-            continue
-        sink.last = None
-        outcome = recorder.record(spec)
-        yield traced, Recorded(outcome, sink.last if outcome in WRITTEN else None)
+    framer = LineFramer(limit)
+    number = 1
+
+    def blocks() -> Iterator[bytes]:
+        for chunk in chunks:
+            yield framer.feed(chunk)
+        yield framer.flush()
+
+    for block in blocks():
+        for line in split_records(block, limit):
+            traced = explain_line(processor, line, number, year=year, max_line_bytes=limit)
+            number += line.count(b"\n") + 1
+            record = traced.record
+            if record is not None and record.time is not None:
+                log_clock.current = record.time
+            spec = traced.outcome
+            if type(spec) is not EventSpec:
+                yield traced, None
+                continue
+            sink.last = None
+            outcome = recorder.record(spec)
+            yield traced, Recorded(outcome, sink.last if outcome in WRITTEN else None)
 
 
 class _LogClock:

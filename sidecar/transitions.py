@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from sidecar.lru import LRU
 
-#: (rule name, kind, namespace, name, extra key from the rule's `transition.key`)
+#: (tracker, kind, namespace, name, extra key from the rule's `transition.key`); the tracker is
+#: the rule's name unless rules share one through `transition.tracker`.
 StateKey = tuple[str, str, str, str, str]
 
 

@@ -16,7 +16,7 @@ from sidecar.cli.table import EVENT_OPTIONS
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.explain import format_text, to_json
 from sidecar.metrics import Metrics
-from sidecar.replay import explain
+from sidecar.replay import explain, read_chunks
 from sidecar.sinks import MemorySink
 
 
@@ -51,7 +51,9 @@ def explain_command(args: argparse.Namespace) -> int:
     metrics = Metrics(CollectorRegistry())
     try:
         with open_input(args.file) as stream:
-            for traced, written in explain(stream, rules, MemorySink(), metrics, settings=settings):
+            for traced, written in explain(
+                read_chunks(stream), rules, MemorySink(), metrics, settings=settings
+            ):
                 if args.output == "json":
                     sys.stdout.write(
                         orjson.dumps(to_json(traced, written), default=str).decode() + "\n"
