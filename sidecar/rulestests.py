@@ -36,6 +36,7 @@ import orjson
 import yaml
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from sidecar.events import Event
 from sidecar.metrics import Metrics
@@ -109,7 +110,7 @@ def load_tests(path: Path) -> tuple[TestsFile, RuleSet]:
         parsed = TestsFile.model_validate(data)
     except ValidationError as error:
         problems = [
-            f"{path}: {'.'.join(error_path(detail['loc'])) or '(top)'}: {error_message(detail)}"
+            f"{path}: {'.'.join(error_path(detail['loc'])) or '(top)'}: {_words(detail)}"
             for detail in error.errors()
         ]
         raise TestsFileError("\n".join(problems)) from error
@@ -118,6 +119,18 @@ def load_tests(path: Path) -> tuple[TestsFile, RuleSet]:
     except RulesError as error:
         raise TestsFileError(str(error)) from error
     return parsed, rules
+
+
+def _words(detail: ErrorDetails) -> str:
+    """The error in the tests file's words: an unknown key names the keys allowed there."""
+    if detail["type"] != "extra_forbidden":
+        return error_message(detail)
+    steps = error_path(detail["loc"])
+    model: type[BaseModel] = TestsFile
+    if len(steps) >= 3 and steps[0] == "tests":
+        model = ExpectedEvent if len(steps) >= 5 and steps[2] == "events" else RuleTest
+    allowed = ", ".join(model.model_fields)
+    return f"unknown key {steps[-1]!r}; allowed here: {allowed}"
 
 
 def run_tests(path: Path) -> list[TestResult]:
