@@ -12,6 +12,7 @@ Errors, in one hierarchy so callers catch the sink's meaning and never a library
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Literal, Protocol
 
@@ -75,16 +76,27 @@ class MemorySink:
     apiserver, and the Recorder creates it again.
     """
 
-    def __init__(self, keep: int | None = None) -> None:
+    def __init__(
+        self, api_versions: Mapping[str, str] | None = None, *, keep: int | None = None
+    ) -> None:
         if keep is not None and keep < 1:
             raise ValueError("a bounded memory sink keeps at least one Event")
         self.keep = keep
+        #: The version to print for a group the rules name without one (`object: auto` knows
+        #: only controllerGroup), as discovery would answer: `replay --api-version`.
+        self.api_versions: Mapping[str, str] = api_versions or {}
         self.events: dict[tuple[str, str], Event] = {}
         #: Every write in order, without `keep` (tests inspect it).
         self.writes: list[tuple[str, str]] = []
+        #: The Event as stored after the last create or PATCH.
+        self.last: Event | None = None
 
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
-        return unresolved(target)
+        involved = unresolved(target)
+        group = target.api_group
+        if not involved.api_version and group and group in self.api_versions:
+            return replace(involved, api_version=f"{group}/{self.api_versions[group]}")
+        return involved
 
     def ping(self) -> str:
         return "memory"
@@ -95,6 +107,7 @@ class MemorySink:
             raise Refused("conflict", f"events {event.name!r} already exists")
         self._store(key, event)
         self._note("create", event.name)
+        self.last = event
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None:
         key = (event.namespace, event.name)
@@ -112,6 +125,7 @@ class MemorySink:
             ),
         )
         self._note("patch", event.name)
+        self.last = self.events[key]
 
     def _store(self, key: tuple[str, str], event: Event) -> None:
         """Unbounded, in creation order (what `replay` prints); bounded, most recent last."""

@@ -7,22 +7,70 @@ contain for any rule to match derived for the pre-filter (see `sidecar.scan`).
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sidecar.model import ObjectTarget
 from sidecar.records import ObjectRef, Record, text_of
-from sidecar.rules.schema import Condition, Match, ObjectSpec, Rule, RulesFile, Transition
-from sidecar.rules.templates import MissingField, Template, compile_template, lookup_path
+from sidecar.rules.regex import compile_search
+from sidecar.rules.schema import (
+    Case,
+    Condition,
+    Match,
+    ObjectSpec,
+    Rule,
+    RulesFile,
+    Scalar,
+    Transition,
+)
+from sidecar.rules.templates import ENV, MissingField, Template, bind_env, lookup_path
+from sidecar.rules.templates import compile_template as _parse_template
 
 Test = Callable[[Any], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One condition of a rule's `match`: the closure `matches` runs, and for `explain` what the
+    user wrote (`name`, `wants`) and the value the line held there (`seen`)."""
+
+    name: str
+    wants: str
+    test: Callable[[Record], bool]
+    seen: Callable[[Record], Any]
+
+
 _ABSENT = object()
 #: Characters no log encoder escapes (JSON, Go's %q, logfmt): a literal made of these appears
 #: verbatim in the raw line, so searching the bytes for it is exact. `<`, `>` and `&` are left
 #: out because Go's encoding/json escapes them by default.
 _VERBATIM = re.compile(r"[A-Za-z0-9 _.,:;!?/()\[\]{}=+*#%@$^|~`'-]+")
+_UPPER_ESCAPES = re.compile(r"\\u[0-9a-f]{4}")
+#: Non-ASCII characters that JSON, Go's %q and logfmt still escape; every other printable one is
+#: written as its UTF-8 bytes (or as a \u escape by ASCII-only encoders).
+_ESCAPED_ANYWAY = frozenset("\u2028\u2029")
+
+
+def _verbatim_runs(value: str) -> list[str]:
+    """The longest stretches of `value` a log line holds as they are (see `_VERBATIM`)."""
+    runs: list[str] = []
+    current: list[str] = []
+    for char in value:
+        if (
+            _VERBATIM.fullmatch(char)
+            if char.isascii()
+            else char.isprintable() and char not in _ESCAPED_ANYWAY
+        ):
+            current.append(char)
+        elif current:
+            runs.append("".join(current))
+            current = []
+    if current:
+        runs.append("".join(current))
+    return runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +79,28 @@ class CompiledTransition:
     key: Template
     first: str
     initial: str
+    #: The name the state is kept under: the rule's own name unless `transition.tracker` is set.
+    tracker: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a transition becomes: an Event of this type, reason and message, or none."""
+
+    emit: bool
+    type: str
+    reason: str
+    message: Template
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCase:
+    to: Test | None
+    from_: Test | None
+    outcome: Outcome
+
+    def holds(self, before: str, after: str) -> bool:
+        return (self.to is None or self.to(after)) and (self.from_ is None or self.from_(before))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +110,33 @@ class CompiledRule:
     reason: str
     message: Template
     transition: CompiledTransition | None
+    #: The rule's cases in order; the rule's own type, reason and message when none holds.
+    cases: tuple[CompiledCase, ...]
     matches: Callable[[Record], bool]
     resolve_object: Callable[[Record], ObjectTarget]
     #: Byte strings of which a matching line must contain at least one; None if underivable.
     literals: frozenset[bytes] | None
+    #: The checks `matches` runs, in its order, named for `explain`.
+    checks: tuple[Check, ...] = ()
+
+    def first_failure(self, record: Record) -> Check | None:
+        """The first condition `record` fails (None: the rule matches).
+
+        It runs the very checks `matches` runs, in the same order, so what `explain` says about
+        a line is what `run` did with it.
+        """
+        for check in self.checks:
+            if not check.test(record):
+                return check
+        return None
+
+    def choose(self, before: str, after: str) -> tuple[int | None, Outcome]:
+        """The first case that holds for the transition `before -> after` (its index, 0-based,
+        for `explain`), else the rule's own outcome (index None)."""
+        for index, case in enumerate(self.cases):
+            if case.holds(before, after):
+                return index, case.outcome
+        return None, Outcome(True, self.type, self.reason, self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +154,14 @@ class RuleSet:
         return None
 
 
-def compile_rules(parsed: RulesFile) -> RuleSet:
-    rules = tuple(_compile_rule(rule) for rule in parsed.rules)
+def compile_rules(parsed: RulesFile, env: Mapping[str, str] | None = None) -> RuleSet:
+    """Compile every rule; `{env.NAME}` in templates takes its value from `env` now."""
+    environment: Mapping[str, str] = env if env is not None else {}
+
+    def compile_template(source: str) -> Template:
+        return bind_env(_parse_template(source), environment)
+
+    rules = tuple(_compile_rule(rule, compile_template) for rule in parsed.rules)
     literals: frozenset[bytes] | None = frozenset()
     for rule in rules:
         if rule.literals is None or literals is None:
@@ -72,64 +171,205 @@ def compile_rules(parsed: RulesFile) -> RuleSet:
     return RuleSet(parsed.component, rules, literals)
 
 
-def _compile_rule(rule: Rule) -> CompiledRule:
+TemplateCompiler = Callable[[str], Template]
+
+
+def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRule:
+    message = compile_template(rule.message)
+    checks = _compile_checks(rule.match)
     return CompiledRule(
         name=rule.name,
         type=rule.type,
         reason=rule.reason,
-        message=compile_template(rule.message),
-        transition=_compile_transition(rule.transition) if rule.transition else None,
-        matches=_compile_match(rule.match),
-        resolve_object=_compile_object(rule.object),
+        message=message,
+        transition=(
+            _compile_transition(rule.transition, rule.name, compile_template)
+            if rule.transition
+            else None
+        ),
+        cases=tuple(_compile_case(case, rule, message, compile_template) for case in rule.cases),
+        matches=_combine(checks),
+        resolve_object=_compile_object(rule.object, compile_template),
         literals=_literals(rule.match),
+        checks=checks,
     )
 
 
-def _compile_transition(transition: Transition) -> CompiledTransition:
+def _compile_transition(
+    transition: Transition, rule: str, compile_template: TemplateCompiler
+) -> CompiledTransition:
     return CompiledTransition(
         state=compile_template(transition.state),
         key=compile_template(transition.key),
         first=transition.first,
         initial=transition.initial,
+        tracker=transition.tracker or rule,
     )
+
+
+def _compile_case(
+    case: Case, rule: Rule, message: Template, compile_template: TemplateCompiler
+) -> CompiledCase:
+    when = case.when
+    outcome = Outcome(
+        case.emit,
+        case.type or rule.type,
+        case.reason or rule.reason,
+        compile_template(case.message) if case.message is not None else message,
+    )
+    if when is None:
+        return CompiledCase(None, None, outcome)
+    to = _compile_test(when.to) if when.to is not None else None
+    from_ = _compile_test(when.from_) if when.from_ is not None else None
+    return CompiledCase(to, from_, outcome)
 
 
 def _compile_test(condition: Condition) -> Test:
     if condition.regex is not None:
-        search = re.compile(condition.regex).search
-        return lambda value: value is not _ABSENT and search(text_of(value)) is not None
+        search = compile_search(condition.regex)
+        return lambda value: value is not _ABSENT and search(text_of(value))
     if condition.any is not None:
-        choices = frozenset(text_of(choice) for choice in condition.any)
-        return lambda value: value is not _ABSENT and text_of(value) in choices
+        texts = frozenset(choice for choice in condition.any if type(choice) is str)
+        others = tuple(_equals(choice) for choice in condition.any if type(choice) is not str)
+        if not others:
+            return lambda value: value is not _ABSENT and text_of(value) in texts
+        return lambda value: (
+            value is not _ABSENT
+            and (text_of(value) in texts or any(test(value) for test in others))
+        )
     if condition.exists is not None:
         wanted = condition.exists
         return lambda value: (value is not _ABSENT) is wanted
-    expected = text_of(condition.equals)
-    return lambda value: value is not _ABSENT and text_of(value) == expected
+    if type(condition.equals) is str:
+        expected = condition.equals  # the common case, inlined: this runs on every candidate
+        return lambda value: value is not _ABSENT and text_of(value) == expected
+    equals = _equals(condition.equals)
+    return lambda value: value is not _ABSENT and equals(value)
 
 
-def _compile_match(match: Match) -> Callable[[Record], bool]:
-    """One closure per rule; cheapest and most selective checks first (message, then level)."""
-    checks: list[Callable[[Record], bool]] = []
+#: How a boolean is written by the encoders controllers use: JSON and Go's strconv.FormatBool
+#: (`true`), Python and .NET (`True`), and the occasional shout.
+_BOOLEAN_SPELLINGS = {
+    True: frozenset(("true", "True", "TRUE")),
+    False: frozenset(("false", "False", "FALSE")),
+}
+
+
+def _equals(expected: Scalar) -> Test:
+    """Equality the way the rule's author means it, whatever the line's format.
+
+    - a string compares with the value's text (JSON spelling for non-strings): exact;
+    - a boolean (YAML `true`, `True`) matches JSON `true` and the text `true`/`True`/`TRUE`;
+    - a number (YAML `1`, `1.0`) matches any number or numeric text of equal value;
+    - null (YAML `null`, `~`, nothing) matches JSON null and the text `null`.
+    """
+    if type(expected) is bool:
+        spellings = _BOOLEAN_SPELLINGS[expected]
+        return lambda value: value is expected or (type(value) is str and value in spellings)
+    if type(expected) in (int, float):
+        number = float(expected)  # type: ignore[arg-type]
+        return lambda value: _number_of(value) == number
+    text = text_of(expected)
+    return lambda value: text_of(value) == text
+
+
+def _number_of(value: Any) -> float | None:
+    if type(value) in (int, float):
+        return float(value)
+    if type(value) is str:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _compile_checks(match: Match) -> tuple[Check, ...]:
+    """One closure per condition; cheapest and most selective first (message, then level)."""
+    checks: list[Check] = []
     if match.message is not None:
+        wants, seen_message = describe(match.message), _attribute("message")
         if match.message.equals is not None and isinstance(match.message.equals, str):
             expected = match.message.equals
-            checks.append(lambda record: record.message == expected)
+            checks.append(
+                Check("message", wants, lambda record: record.message == expected, seen_message)
+            )
         else:
             test = _compile_test(match.message)
-            checks.append(lambda record: test(record.message))
+            checks.append(
+                Check("message", wants, lambda record: test(record.message), seen_message)
+            )
     if match.level is not None:
         levels = frozenset(match.level)
-        checks.append(lambda record: record.level in levels)
+        checks.append(
+            Check(
+                "level",
+                "one of " + ", ".join(match.level),
+                lambda record: record.level in levels,
+                _attribute("level"),
+            )
+        )
     if match.logger is not None:
         logger_test = _compile_test(match.logger)
-        checks.append(lambda record: logger_test(record.logger))
+        checks.append(
+            Check(
+                "logger",
+                describe(match.logger),
+                lambda record: logger_test(record.logger),
+                _attribute("logger"),
+            )
+        )
     for name, condition in match.fields.items():
-        checks.append(_field_check(tuple(name.split(".")), _compile_test(condition)))
+        path = tuple(name.split("."))
+        checks.append(
+            Check(
+                f"fields.{name}",
+                describe(condition),
+                _field_check(path, _compile_test(condition)),
+                _field_value(path),
+            )
+        )
+    return tuple(checks)
+
+
+def describe(condition: Condition) -> str:
+    """A condition as the rules file says it, for people: `= "Ready"`, `regex "^x"`, ..."""
+    if condition.regex is not None:
+        return f"regex {text_of(condition.regex)}"
+    if condition.any is not None:
+        return "any of " + ", ".join(text_of(choice) for choice in condition.any)
+    if condition.exists is not None:
+        return "present" if condition.exists else "absent"
+    return f"= {text_of(condition.equals)}"
+
+
+def _attribute(name: str) -> Callable[[Record], Any]:
+    return lambda record: getattr(record, name)
+
+
+def _field_value(path: tuple[str, ...]) -> Callable[[Record], Any]:
+    """The value at `path`, or `_ABSENT`; for `explain` only (matching uses `_field_check`)."""
+
+    def value(record: Record) -> Any:
+        try:
+            return lookup_path(record.fields, path)
+        except MissingField:
+            return _ABSENT
+
+    return value
+
+
+def is_absent(value: Any) -> bool:
+    """Whether a `Check.seen` found nothing (the field is not in the line)."""
+    return value is _ABSENT
+
+
+def _combine(named: tuple[Check, ...]) -> Callable[[Record], bool]:
+    """The rule's match: every check holds (one closure call for the common single check)."""
+    checks = tuple(check.test for check in named)
     if len(checks) == 1:
         return checks[0]
-    all_checks = tuple(checks)
-    return lambda record: all(check(record) for check in all_checks)
+    return lambda record: all(check(record) for check in checks)
 
 
 def _field_check(path: tuple[str, ...], test: Test) -> Callable[[Record], bool]:
@@ -143,7 +383,9 @@ def _field_check(path: tuple[str, ...], test: Test) -> Callable[[Record], bool]:
     return check
 
 
-def _compile_object(spec: ObjectSpec | None) -> Callable[[Record], ObjectTarget]:
+def _compile_object(
+    spec: ObjectSpec | None, compile_template: TemplateCompiler
+) -> Callable[[Record], ObjectTarget]:
     """Return a resolver that raises `MissingField` when the line lacks what the rule names."""
     if spec is None:
         return _resolve_auto
@@ -168,18 +410,26 @@ def _compile_object(spec: ObjectSpec | None) -> Callable[[Record], ObjectTarget]
             ObjectRef(render(name, record), render(namespace, record) if namespace else ""),
         )
     keys = (spec.ref,) if spec.ref is not None else (kind, "")
+    if spec.ref is not None and spec.namespace is not None:
+        bare_namespace = compile_template(spec.namespace)
+        return lambda record: finish(
+            record, _find_ref(record, keys, lambda: render(bare_namespace, record))
+        )
     return lambda record: finish(record, _find_ref(record, keys))
 
 
-def _find_ref(record: Record, keys: tuple[str, ...]) -> ObjectRef:
+def _find_ref(
+    record: Record, keys: tuple[str, ...], bare_namespace: Callable[[], str] | None = None
+) -> ObjectRef:
     for key in keys:
         ref = record.ref(key)
         if ref is not None:
             return ref
-    # A bare string is a cluster-scoped name (klog's KObj of a cluster-scoped object).
+    # A bare string is a name in the rule's `namespace`, else a cluster-scoped name (klog's KObj
+    # of a cluster-scoped object).
     value = record.fields.get(keys[0])
     if type(value) is str and value:
-        return ObjectRef(value)
+        return ObjectRef(value, bare_namespace() if bare_namespace is not None else "")
     raise MissingField(keys[0] or "name")
 
 
@@ -225,6 +475,9 @@ def _lookup(record: Record, path: tuple[str, ...], extra: dict[str, str] | None)
         if attribute is None:
             raise MissingField(key)
         return getattr(record, attribute)
+    if path[0] == ENV and len(path) == 2:
+        # Left by `bind_env` only when the variable was unset at load time.
+        raise MissingField(".".join(path))
     return lookup_path(record.fields, path)
 
 
@@ -259,8 +512,16 @@ def _condition_literals(condition: Condition) -> frozenset[bytes] | None:
         # text inside a value may have spaces the compact spelling lacks.
         if type(value) is not str or value.startswith(("{", "[")):
             return None
-        runs = _VERBATIM.findall(value)
+        runs = _verbatim_runs(value)
         if not runs:
             return None
-        found.add(max(runs, key=len).encode())
+        run = max(runs, key=len)
+        found.add(run.encode())
+        if not run.isascii():
+            # Encoders that write ASCII only (Python's json, Jackson) escape the rest as \uXXXX,
+            # in lower or upper case hexadecimal; a line may hold any of these spellings.
+            escaped = json.dumps(run)[1:-1]
+            found.add(escaped.encode())
+            upper = _UPPER_ESCAPES.sub(lambda match: "\\u" + match.group()[2:].upper(), escaped)
+            found.add(upper.encode())
     return frozenset(found)

@@ -1,7 +1,8 @@
-"""The fault suite: every test here carries the `faults` marker (`pytest -m faults` runs them).
+"""The fault suite: adversarial inputs and failures, each bounded in time and count, loopback only.
 
-Tests that stop or freeze etcd or kube-apiserver get a control plane of their own
-(`outage_plane`), so that a failed test cannot leave the session's one broken for the others.
+Every test here is marked `faults` (so `pytest -m faults` runs just the suite); `make test` runs
+them with the rest. Tests that stop or freeze etcd or kube-apiserver get a control plane of their
+own (`outage_plane`), so that a failed test cannot leave the session's one broken for the others.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def outage_namespace(outage_plane: ControlPlane) -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _HERE in Path(str(item.fspath)).parents:
+        if _HERE in Path(item.path).parents:
             item.add_marker(pytest.mark.faults)
             if "outage_plane" in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.controlplane)
