@@ -318,7 +318,10 @@ class Daemon:
             task.cancel()
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=_remaining(deadline, floor=0.1))
+        done, pending = await asyncio.wait(tasks, timeout=_remaining(deadline, floor=0.1))
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: it no longer matters, and asyncio must not log it
         for task in pending:
             log.error("task %s did not stop when cancelled; leaving it", task.get_name())
 
