@@ -222,8 +222,9 @@ class FileSource:
                 followed.path = path
                 if followed.gone_since is not None:
                     followed.gone_since = None
-                changed |= self._check_truncation(followed, info.st_size)
-                followed.seen_size = max(followed.seen_size, info.st_size)
+                generation = followed.generation
+                self._watch_size(followed)
+                changed |= followed.generation != generation
                 lag += max(0, info.st_size - followed.offset)
             elif followed.gone_since is None:
                 followed.gone_since = now
@@ -326,8 +327,9 @@ class FileSource:
         return changed
 
     def _check_truncation(self, followed: _Followed, size: int) -> bool:
-        """copytruncate: the file is shorter than our offset, or its first bytes changed."""
-        if size >= followed.offset and followed.starts_with(
+        """copytruncate: the file is shorter than our offset or than we saw it, or its first
+        bytes changed."""
+        if size >= max(followed.offset, followed.seen_size) and followed.starts_with(
             followed.fingerprint, followed.fingerprint_size
         ):
             return False
@@ -435,10 +437,18 @@ class FileSource:
         else:
             for followed in list(self._files.values()):
                 if followed.gone_since is None and followed.path in changes.modified:
-                    size = os.fstat(followed.fd).st_size
-                    self._check_truncation(followed, size)
-                    followed.seen_size = max(followed.seen_size, size)
+                    self._watch_size(followed)
         self._count_lost_files()
+
+    def _watch_size(self, followed: _Followed) -> None:
+        """A followed file changed: notice a truncation now, and remember its size and first
+        bytes even if we cannot read it yet, so that the next truncation is noticed too (a file
+        emptied before we read any of it looks the same as before by its offset alone)."""
+        size = os.fstat(followed.fd).st_size
+        self._check_truncation(followed, size)
+        followed.seen_size = max(followed.seen_size, size)
+        if followed.fingerprint_size < min(size, self.settings.fingerprint_bytes):
+            followed.refresh_fingerprint(self.settings.fingerprint_bytes)
 
     def _follow_rename(self, old: str, new: str, now: float) -> None:
         """A rename: the file now at `new` is followed there; if we never opened it and it comes
@@ -541,8 +551,8 @@ class FileSource:
         size = self.settings.read_size
         data = os.pread(followed.fd, size, followed.offset)
         if not data:
-            if followed.gone_since is None and os.fstat(followed.fd).st_size < followed.offset:
-                self._truncated(followed)
+            if followed.gone_since is None:
+                self._check_truncation(followed, os.fstat(followed.fd).st_size)
             return False
         if not followed.starts_with(followed.fingerprint, followed.fingerprint_size):
             # Truncated and written again since we last looked: `data` is from the middle of
