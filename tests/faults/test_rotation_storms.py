@@ -32,6 +32,7 @@ from sidecar.settings import (
     FileSettings,
     HttpSettings,
     QueueSettings,
+    WatchMode,
 )
 from sidecar.sinks import MemorySink
 from tests.daemon_support import RULES, phase_line
@@ -107,7 +108,7 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
 
 
-async def storm(tmp_path: Path, rotate: Rotate, *, watch: str, period: float) -> None:
+async def storm(tmp_path: Path, rotate: Rotate, *, watch: WatchMode, period: float) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
     registry = CollectorRegistry()
@@ -150,7 +151,9 @@ async def storm(tmp_path: Path, rotate: Rotate, *, watch: str, period: float) ->
 
 
 @pytest.mark.parametrize("watch", ["inotify", "poll"])
-async def test_a_rename_storm_under_backpressure_loses_nothing(tmp_path: Path, watch: str) -> None:
+async def test_a_rename_storm_under_backpressure_loses_nothing(
+    tmp_path: Path, watch: WatchMode
+) -> None:
     # Polling cannot see a generation created and rotated away within one interval: it is
     # tested with rotations six intervals apart; inotify with a 100 ms storm.
     await storm(tmp_path, rename, watch=watch, period=0.1 if watch == "inotify" else 0.3)
@@ -158,6 +161,6 @@ async def test_a_rename_storm_under_backpressure_loses_nothing(tmp_path: Path, w
 
 @pytest.mark.parametrize("watch", ["inotify", "poll"])
 async def test_a_copytruncate_storm_under_backpressure_emits_each_line_once(
-    tmp_path: Path, watch: str
+    tmp_path: Path, watch: WatchMode
 ) -> None:
     await storm(tmp_path, copytruncate, watch=watch, period=0.1 if watch == "inotify" else 0.3)
