@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 
 FileId = tuple[int, int]
 
+#: Recently created files remembered as possible copytruncate copies.
+_RECENT_CREATED = 256
+#: Compressed copies are not read (logrotate's `compress`).
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
+
 
 def fingerprint(data: bytes) -> str:
     """The hash that identifies a file by its first bytes."""
@@ -145,6 +150,9 @@ class FileSource:
         self._created = 0
         self._opened_new = 0
         self._lost_files = 0
+        #: Files created lately beside ours that no pattern names, oldest first: copytruncate's
+        #: copies, when several rotations happened before we noticed the first one.
+        self._recent_created: list[str] = []
         #: Positions changed outside the reading loop (a change callback): emit them.
         self._dirty = False
         # Dashboards should see zeros, not gaps.
@@ -393,28 +401,67 @@ class FileSource:
         if best is None:
             return None
         entry = best[1]
+        copy = self._open_rotated(entry.path, followed.committed, followed)
+        if copy is not None:
+            self._open_later_copies(entry.path, followed)
+        return copy
+
+    def _open_later_copies(self, first_copy: str, followed: _Followed) -> None:
+        """The copies created after `first_copy`: generations that were copied and truncated
+        away before we noticed the first truncation. Each is read whole, oldest first, except a
+        copy of what `followed` holds now (copied, not truncated yet: it is read from the file)."""
+        recent, self._recent_created = self._recent_created, []
+        if first_copy not in recent:
+            return
+        later = recent[len(recent) - recent[::-1].index(first_copy) :]
+        for path in dict.fromkeys(later):
+            if path.endswith(_COMPRESSED):
+                continue
+            try:
+                info = os.stat(path)  # noqa: PTH116
+            except OSError:
+                continue
+            if (
+                stat.S_ISREG(info.st_mode)
+                and (info.st_dev, info.st_ino) not in self._files
+                and os.path.realpath(path) not in self._exclude
+            ):
+                copy = self._open_rotated(path, 0, None)
+                if copy is not None and followed.starts_with(
+                    copy.fingerprint, copy.fingerprint_size
+                ):
+                    os.close(self._files.pop(copy.file_id).fd)
+
+    def _open_rotated(self, path: str, offset: int, original: _Followed | None) -> _Followed | None:
+        """Open a copy to read from `offset` to its end (it starts with `original`'s bytes)."""
         try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
         info = os.fstat(fd)
         copy = _Followed(
-            path=entry.path,
+            path=path,
             fd=fd,
             device=info.st_dev,
             inode=info.st_ino,
-            fingerprint=followed.fingerprint,
-            fingerprint_size=followed.fingerprint_size,
-            offset=followed.committed,
-            committed=followed.committed,
+            fingerprint="",
+            fingerprint_size=0,
+            offset=offset,
+            committed=offset,
             framer=LineFramer(self.settings.max_line_bytes),
             gone_since=time.monotonic(),
             seen_size=info.st_size,
         )
-        if not copy.starts_with(followed.fingerprint, followed.fingerprint_size):
-            os.close(fd)  # replaced between the look and the open
-            return None
+        if original is None:
+            copy.refresh_fingerprint(self.settings.fingerprint_bytes)
+        else:
+            copy.fingerprint = original.fingerprint
+            copy.fingerprint_size = original.fingerprint_size
+            if not copy.starts_with(original.fingerprint, original.fingerprint_size):
+                os.close(fd)  # replaced between the look and the open
+                return None
         self._files[copy.file_id] = copy
+        log.info("reading a copytruncate copy", extra={"path": path, "offset": offset})
         return copy
 
     # -- changes as they happen --------------------------------------------------------------------
@@ -425,6 +472,12 @@ class FileSource:
         if not self.ready:
             return
         now = time.monotonic()
+        self._recent_created.extend(
+            path
+            for path in changes.created
+            if not self._named(path) and not os.path.basename(path).startswith(".")  # noqa: PTH119
+        )
+        del self._recent_created[:-_RECENT_CREATED]
         for old, new in changes.renamed:
             self._follow_rename(old, new, now)
         self._created += sum(
@@ -448,7 +501,18 @@ class FileSource:
         self._check_truncation(followed, size)
         followed.seen_size = max(followed.seen_size, size)
         if followed.fingerprint_size < min(size, self.settings.fingerprint_bytes):
-            followed.refresh_fingerprint(self.settings.fingerprint_bytes)
+            self._extend_fingerprint(followed)
+
+    def _extend_fingerprint(self, followed: _Followed) -> bool:
+        """Fingerprint more of a short file's first bytes, unless they no longer start as before
+        (the writer, a thread of its own, may truncate it at any moment): then it was truncated.
+        Return whether it was."""
+        head = os.pread(followed.fd, self.settings.fingerprint_bytes, 0)
+        if fingerprint(head[: followed.fingerprint_size]) != followed.fingerprint:
+            self._truncated(followed)
+            return True
+        followed.fingerprint, followed.fingerprint_size = fingerprint(head), len(head)
+        return False
 
     def _follow_rename(self, old: str, new: str, now: float) -> None:
         """A rename: the file now at `new` is followed there; if we never opened it and it comes
@@ -559,12 +623,14 @@ class FileSource:
             # other lines.
             self._truncated(followed)
             return False
+        if followed.fingerprint_size < self.settings.fingerprint_bytes and self._extend_fingerprint(
+            followed
+        ):
+            return False
         read_at = time.monotonic()
         followed.last_growth = read_at
         followed.offset += len(data)
         followed.seen_size = max(followed.seen_size, followed.offset)
-        if followed.fingerprint_size < self.settings.fingerprint_bytes:
-            followed.refresh_fingerprint(self.settings.fingerprint_bytes)
         framer = followed.framer
         block = framer.feed(data)
         if block:
