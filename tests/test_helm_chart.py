@@ -180,9 +180,20 @@ def test_values_outside_the_schema_are_refused(helm: Helm) -> None:
 def test_the_chart_defaults_inject_what_the_kustomize_webhook_injects(
     helm: Helm, kubectl: Path
 ) -> None:
-    chart = injector_settings(only(helm.template(), "Deployment"))
+    ours, theirs = helm.template(), kustomize(kubectl, MANIFESTS / "webhook")
+    chart = injector_settings(only(ours, "Deployment"))
     assert chart == InjectSettings()
-    assert injector_settings(only(kustomize(kubectl, MANIFESTS / "webhook"), "Deployment")) == chart
+    assert injector_settings(only(theirs, "Deployment")) == chart
+    for kind in ("Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"):
+        assert only(ours, kind)["metadata"]["name"] == only(theirs, kind)["metadata"]["name"]
+    assert (
+        only(ours, "PodDisruptionBudget")["spec"]["minAvailable"]
+        == only(theirs, "PodDisruptionBudget")["spec"]["minAvailable"]
+    )
+    assert (
+        only(ours, "Deployment")["spec"]["replicas"]
+        == only(theirs, "Deployment")["spec"]["replicas"]
+    )
 
 
 def test_sidecar_values_become_the_webhooks_flags(helm: Helm) -> None:
