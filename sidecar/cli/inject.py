@@ -13,11 +13,13 @@ from typing import Any
 
 import yaml
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from sidecar.cli.options import host_port
 from sidecar.cli.table import LOG_LEVELS
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.heap import freeze_startup_objects
+from sidecar.inject.annotations import Resources
 from sidecar.inject.settings import InjectSettings
 from sidecar.logs import configure_logging
 
@@ -53,11 +55,17 @@ def add_parsers(commands: Any) -> None:
     inject = commands.add_parser(
         "inject", help="add the sidecar to the workloads in manifests (YAML or JSON) for GitOps"
     )
-    inject.add_argument(
+    source = inject.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "-f",
         "--filename",
-        required=True,
         help="manifest file (multi-document YAML or JSON), - for stdin",
+    )
+    source.add_argument(
+        "--emit-policy",
+        action="store_true",
+        help="instead, print a MutatingAdmissionPolicy and its binding that inject the same "
+        "sidecar in the apiserver, without a webhook (Kubernetes >= 1.36)",
     )
     _add_injection_options(inject)
     inject.set_defaults(handler=_inject)
@@ -92,6 +100,26 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.metrics_port,
         help="the sidecar's metrics port (the next free one if the pod uses it)",
     )
+    group.add_argument(
+        "--sidecar-resources",
+        type=resources_json,
+        default=defaults.resources,
+        metavar="JSON",
+        help='the sidecar\'s resources, e.g. \'{"requests": {"cpu": "10m"}, "limits": '
+        '{"memory": "192Mi"}}\' (default: requests cpu 10m, memory 96Mi; limit memory 192Mi)',
+    )
+
+
+def resources_json(text: str) -> dict[str, dict[str, str]]:
+    """`--sidecar-resources`: the JSON a Helm chart renders with `toJson`, checked like the pod's
+    `resources` annotation, so that a typo fails at start-up rather than in every injected pod."""
+    try:
+        return Resources.model_validate_json(text).to_container()
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(
+            'expected {"requests": {NAME: QUANTITY}, "limits": {NAME: QUANTITY}}: '
+            + "; ".join(e["msg"] for e in error.errors())
+        ) from None
 
 
 def _settings(args: argparse.Namespace) -> InjectSettings:
@@ -102,6 +130,7 @@ def _settings(args: argparse.Namespace) -> InjectSettings:
         log_path=args.log_path,
         log_level=args.sidecar_log_level,
         metrics_port=args.metrics_port,
+        resources=args.sidecar_resources,
     )
 
 
@@ -129,6 +158,11 @@ def _webhook(args: argparse.Namespace) -> int:
 
 
 def _inject(args: argparse.Namespace) -> int:
+    if args.emit_policy:
+        from sidecar.inject.policy import dump_policy  # noqa: PLC0415
+
+        sys.stdout.write(dump_policy(_settings(args)))
+        return EXIT_OK
     from sidecar.inject.manifests import InjectReport, inject_text  # noqa: PLC0415
 
     try:
