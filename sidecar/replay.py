@@ -1,7 +1,8 @@
 """`event-sidecar replay`: read a log once and produce the Events it stands for.
 
 The clock is the log's own time (the last timestamp seen), so the correlator's windows and the
-Events' timestamps are what they would have been had the sidecar run beside the controller.
+Events' timestamps are what they would have been had the sidecar run beside the controller (as
+`run` does too: an Event's time is its line's time).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sidecar.events import EventNamer
 from sidecar.metrics import Metrics
 from sidecar.model import RetrySettings
 from sidecar.pipeline import LineCounts, LinePipeline, Processor
+from sidecar.poster import LineNamer
 from sidecar.recorder import Recorder
 from sidecar.rules import RuleSet
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES, LineFramer
@@ -54,14 +56,17 @@ def replay(
     *,
     settings: ReplaySettings | None = None,
     source: str = "replay",
-    namer: EventNamer | None = None,
+    line_names: bool = False,
 ) -> ReplayResult:
     """Replay `chunks` (the log's bytes in any pieces) into `sink`.
 
-    Event names default to the log's clock, so printing the same log twice gives the same names;
-    a replay into a cluster passes a wall-clock `EventNamer` so that a second run cannot collide.
+    Event names default to the log's clock, so printing the same log twice gives the same names.
+    With `line_names` (a replay into a cluster) they are derived from the lines as in `run`
+    (`LineNamer`), so a second replay of the same log finds its Events written already (409,
+    `already_written`) and PATCHes its repeats to the same counts instead of doubling them.
     """
     settings = settings or ReplaySettings()
+    component = settings.component or rules.component
     pipeline = LinePipeline(
         Processor(rules, TransitionTracker()),
         year=settings.year,
@@ -69,15 +74,15 @@ def replay(
     )
     log_clock = _LogClock(time.time())
     clock = log_clock.now
-    if namer is None:
-        namer = EventNamer(lambda: int(log_clock.current * 1e9))
+    line_namer = LineNamer(component, settings.host) if line_names else None
+    namer = line_namer or EventNamer(lambda: int(log_clock.current * 1e9))
 
     recorder = Recorder(
         sink=sink,
-        correlator=Correlator(settings.correlation, clock, namer),
+        correlator=Correlator(settings.correlation, namer),
         namer=namer,
         metrics=metrics,
-        component=settings.component or rules.component,
+        component=component,
         host=settings.host,
         clock=clock,
         retry=settings.retry,
@@ -91,6 +96,8 @@ def replay(
         for spec in fed.specs:
             if spec.time is not None:
                 log_clock.current = spec.time
+            if line_namer is not None:
+                line_namer.current = spec
             outcome = recorder.record(spec)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 

@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sidecar.cli.common import load_rules_or_report
 from sidecar.cli.options import add_options, resolve, settings_from
 from sidecar.cli.table import EVENT_OPTIONS
-from sidecar.events import EventNamer
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.metrics import Metrics
 from sidecar.output import format_json_lines, format_table
@@ -49,7 +48,8 @@ def add_parsers(commands: Any) -> None:
     play.add_argument(
         "--kubeconfig",
         help="write the Events to this cluster instead of printing them ('' for in-cluster "
-        "or $KUBECONFIG)",
+        "or $KUBECONFIG); Events are named after their lines, so replaying a log again does "
+        "not double them",
     )
     play.add_argument("--context", help="kubeconfig context to use")
     play.add_argument(
@@ -93,7 +93,7 @@ def replay_command(args: argparse.Namespace) -> int:
     metrics = Metrics(registry)
     memory = MemorySink()
     sink: Sink = memory
-    namer = None
+    line_names = False
     if args.kubeconfig is not None:
         from sidecar import kube  # noqa: PLC0415 - only replay to a cluster pays for the client
 
@@ -104,7 +104,8 @@ def replay_command(args: argparse.Namespace) -> int:
         except kube.KubeConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_FAILURE
-        namer = EventNamer()  # wall clock: replaying a log twice must not collide
+        # Named after their lines as in `run`: a second replay of the log finds them written.
+        line_names = True
     try:
         with _open_input(args.file) as stream:
             result = replay(
@@ -113,7 +114,7 @@ def replay_command(args: argparse.Namespace) -> int:
                 sink,
                 metrics,
                 settings=replay_settings(args),
-                namer=namer,
+                line_names=line_names,
             )
     except OSError as error:
         print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
@@ -144,7 +145,9 @@ def _open_input(path: str) -> BinaryIO:
 
 def _summary_fields(result: ReplayResult) -> dict[str, Any]:
     counts = result.counts
-    written = {k: v for k, v in result.outcomes.items() if k in ("create", "patch")}
+    written = {
+        k: v for k, v in result.outcomes.items() if k in ("create", "patch", "already_written")
+    }
     return {
         "lines_read": counts.read,
         "bytes_read": counts.bytes,
@@ -158,6 +161,7 @@ def _summary_fields(result: ReplayResult) -> dict[str, Any]:
         "events": counts.specs,
         "created": written.get("create", 0),
         "patched": written.get("patch", 0),
+        "already_written": written.get("already_written", 0),
         "dropped": {k: v for k, v in sorted(result.outcomes.items()) if k not in written},
     }
 
@@ -177,7 +181,12 @@ def _format_summary(summary: dict[str, Any]) -> str:
             f"unchanged: {summary['unchanged']}",
             f"rule misses: {summary['rule_misses']}",
             f"events: {summary['created'] + summary['patched']} "
-            f"({summary['created']} created, {summary['patched']} patched)",
+            f"({summary['created']} created, {summary['patched']} patched)"
+            + (
+                f", {summary['already_written']} written before"
+                if summary["already_written"]
+                else ""
+            ),
             "dropped: "
             + (", ".join(f"{n} {cause}" for cause, n in dropped.items()) if dropped else "0"),
         ]
