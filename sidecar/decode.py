@@ -6,7 +6,9 @@ them (klog text from client-go beside zap JSON from controller-runtime, plain te
 - JSON objects: controller-runtime zap, klog JSON, logrus JSON and Go slog JSON;
 - controller-runtime's console encoder: `<ts>\\t<LEVEL>\\t[<logger>\\t]<msg>\\t{json}`;
 - klog text: `I1025 00:15:15.525108 1 file.go:116] "msg" key="value" ...`;
-- logfmt (logrus text, go-kit): `time=... level=info msg="..." key=value`.
+- logfmt (logrus text, go-kit): `time=... level=info msg="..." key=value`;
+- records of several lines (framed by `sidecar.multiline`): a Go panic becomes one `fatal` record,
+  and klog's `key=<` multi-line values are joined into the value they stand for.
 
 Nothing here raises on bad input: a line that is none of these decodes to an `Undecodable` that
 says why, so the caller can count it. Invalid UTF-8 is replaced, never fatal.
@@ -24,6 +26,7 @@ from typing import Any, Final
 import orjson
 
 from sidecar.model import UndecodableReason
+from sidecar.multiline import KLOG_CLOSE, KLOG_OPEN, PANIC_HEADS
 from sidecar.records import Record, text_of
 
 
@@ -74,7 +77,13 @@ _KLOG_HEADER = re.compile(
     r"([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+\d+ [^\]\s]+\] ?(.*)", re.DOTALL
 )
 #: One `key=value` pair of logfmt or klog's structured text; values may be Go-quoted strings.
-_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|\S*)')
+#: Linear time: the look-behind lets a key start only where the previous character cannot be part
+#: of a key, so a long bare token is scanned once, not once from each of its characters (which
+#: backtracked quadratically: 100,000 characters took minutes). It finds exactly the pairs the
+#: pattern without it finds, since a key's characters cannot contain the `=` that ends the key.
+#: An unterminated quoted value scans to the end of the line at most once per line: after one,
+#: every later `="` would have closed it.
+_PAIR = re.compile(r'(?<![^\s="])([^\s="]+)=("(?:[^"\\]|\\.)*"|\S*)')
 _QUOTED_PREFIX = re.compile(r'"(?:[^"\\]|\\.)*"')
 _GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[abfnrtv\\\"'])")
 _GO_SIMPLE_ESCAPES: Final = {
@@ -115,8 +124,11 @@ def decode(line: bytes, *, year: int | YearOf) -> Record | Undecodable:
     """Decode one line (without its newline) into a record.
 
     `year` completes klog's timestamps, which carry no year: a fixed year (`replay --year`), or
-    the year of a month as of the time the line is read (`years_at(now)`).
+    the year of a month as of the time the line is read (`years_at(now)`). A multi-line record
+    comes as its lines joined by newlines.
     """
+    if b"\n" in line:
+        return _decode_lines(line, year)
     if line[:1] in (b" ", b"\t") and line.strip():
         return CONTINUATION
     line = line.strip()
@@ -139,6 +151,62 @@ def decode(line: bytes, *, year: int | YearOf) -> Record | Undecodable:
     return UNRECOGNISED
 
 
+def _decode_lines(data: bytes, year: int | YearOf) -> Record | Undecodable:
+    head = data[: data.find(b"\n")]
+    if head.startswith(PANIC_HEADS):
+        return _decode_panic(data.decode("utf-8", "replace").split("\n"))
+    if head.endswith(KLOG_OPEN):
+        return decode(_join_klog_values(data.decode("utf-8", "replace").split("\n")), year=year)
+    return decode(head, year=year)
+
+
+_GO_FRAME_OFFSET = re.compile(r" \+0x[0-9a-f]+$")
+
+
+def _decode_panic(lines: list[str]) -> Record:
+    """`panic: value`, `[signal ...]`, `goroutine N [running]:`, frames (function, `\tfile:line`).
+
+    The message is the panic's value; the fields name the goroutine, the first frame of the code
+    that panicked (`function`, `location`) and the stack as far as the record goes.
+    """
+    head = lines[0]
+    prefix = "panic: " if head.startswith("panic: ") else "fatal error: "
+    fields: dict[str, Any] = {"panic": prefix[:-2]}
+    for number, line in enumerate(lines[1:], start=1):
+        if line.startswith("[signal "):
+            fields["signal"] = line.strip("[]")
+        elif line.startswith("goroutine "):
+            fields["goroutine"] = line.split(" ", 2)[1]
+            stack = lines[number + 1 :]
+            fields["stack"] = "\n".join(stack)
+            if len(stack) >= 2:
+                fields["function"] = stack[-2]
+                fields["location"] = _GO_FRAME_OFFSET.sub("", stack[-1].strip())
+            break
+    message = head[len(prefix) :].removesuffix(" [recovered]")
+    return Record(message=message, level="fatal", fields=fields, format="go-panic")
+
+
+def _join_klog_values(lines: list[str]) -> bytes:
+    """klog's `key=<`, tab-indented lines, ` >` as the one line `key="line\nline"` it stands for."""
+    out = [lines[0][:-1]]  # drop the `<` of `=<`
+    value: list[str] = []
+    for line in lines[1:]:
+        if line.startswith(KLOG_CLOSE.decode()):
+            out.append(orjson.dumps("\n".join(value)).decode())
+            value = []
+            rest = line[len(KLOG_CLOSE) :]
+            if rest.endswith(KLOG_OPEN.decode()):
+                out.append(rest[:-1])
+            else:
+                out.append(rest)
+                return "".join(out).encode()
+        else:
+            value.append(line[1:])
+    out.append(orjson.dumps("\n".join(value)).decode())  # cut short: the value as far as it goes
+    return "".join(out).encode()
+
+
 def _decode_json_line(line: bytes) -> Record | Undecodable:
     try:
         obj = orjson.loads(line)
@@ -157,6 +225,9 @@ def record_from_mapping(obj: dict[str, Any], fmt: str) -> Record:
     """Lift the well-known keys out of a decoded JSON or logfmt object; the rest are fields.
 
     `obj` is consumed: the lifted keys are popped from it and it becomes the record's fields.
+    A time that parses but is out of range (years 1-9999; infinite, NaN) is dropped and flagged
+    in `time_out_of_range`, so the line still makes its Event (with its read time) and the
+    caller counts it; one that does not parse at all is simply no time.
     """
     message = _pop_first(obj, _MESSAGE_KEYS)
     raw_level = _pop_first(obj, _LEVEL_KEYS)
@@ -169,12 +240,15 @@ def record_from_mapping(obj: dict[str, Any], fmt: str) -> Record:
     else:
         level, verbosity = ("error", 0) if "err" in obj else ("info", 0)
     raw_time = _pop_first(obj, _TIME_KEYS)
+    stamp = _parse_time_unchecked(raw_time) if raw_time is not None else None
+    out_of_range = stamp is not None and not _EARLIEST <= stamp <= _LATEST
     logger = obj.pop("logger", "")
     return Record(
         message=message if type(message) is str else ("" if message is None else text_of(message)),
         level=level,
         verbosity=verbosity,
-        time=parse_time(raw_time) if raw_time is not None else None,
+        time=None if out_of_range else stamp,
+        time_out_of_range=out_of_range,
         logger=logger if type(logger) is str else str(logger),
         fields=obj,
         format=fmt,
@@ -211,6 +285,12 @@ def parse_time(raw: Any) -> float | None:
     A time without an offset is UTC (never the host's zone); anything outside the years 1-9999,
     infinite or NaN is no time at all, since Event timestamps must be renderable.
     """
+    value = _parse_time_unchecked(raw)
+    return value if value is not None and _EARLIEST <= value <= _LATEST else None
+
+
+def _parse_time_unchecked(raw: Any) -> float | None:
+    """`parse_time` without the range check (a NaN is out of every range, never None)."""
     if type(raw) is str:
         try:
             parsed = datetime.fromisoformat(raw)
@@ -228,7 +308,7 @@ def parse_time(raw: Any) -> float | None:
         # Seconds until the year 5138; anything larger is milliseconds.
         if value > 1e11:
             value /= 1000.0
-        return value if _EARLIEST <= value <= _LATEST else None
+        return value
     return None
 
 

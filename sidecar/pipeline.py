@@ -30,7 +30,8 @@ class RuleMiss:
 
 @dataclass(frozen=True, slots=True)
 class Unchanged:
-    """A transition rule matched but the object's state was the same as before."""
+    """A transition rule matched but emits nothing: the object's state was the same as before,
+    or the rule's case for this transition says `emit: false`."""
 
     rule: str
 
@@ -49,6 +50,7 @@ class Processor:
         rule = self.rules.first_match(record)
         if rule is None:
             return None
+        event_type, reason = rule.type, rule.reason
         try:
             target = rule.resolve_object(record)
             transition = rule.transition
@@ -57,7 +59,7 @@ class Processor:
             else:
                 state = render(transition.state, record)
                 key = (
-                    rule.name,
+                    transition.tracker,
                     target.kind,
                     target.namespace,
                     target.name,
@@ -70,11 +72,18 @@ class Processor:
                 if change is None:
                     tracker.remember(key, state)
                     return Unchanged(rule.name)
-                message = render(rule.message, record, {"from": change.before, "to": change.after})
+                chosen = rule.choose(change.before, change.after)
+                if not chosen.emit:
+                    tracker.remember(key, state)
+                    return Unchanged(rule.name)
+                event_type, reason = chosen.type, chosen.reason
+                message = render(
+                    chosen.message, record, {"from": change.before, "to": change.after}
+                )
                 tracker.remember(key, state)
         except MissingField as missing:
             return RuleMiss(rule.name, missing.path)
-        return EventSpec(rule.name, target, rule.type, rule.reason, message, record.time)
+        return EventSpec(rule.name, target, event_type, reason, message, record.time)
 
 
 @dataclass(slots=True)
@@ -90,6 +99,10 @@ class Tally:
     #: By (rule, missing field).
     misses: Counter[tuple[str, str]] = field(default_factory=Counter)
     unchanged: Counter[str] = field(default_factory=Counter)
+    #: Decoded lines whose time was out of range and dropped (the read time stands in).
+    time_out_of_range: int = 0
+    #: Objects whose transition state was forgotten to stay within the tracker's bound.
+    evictions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +127,8 @@ class LineCounts:
     missed: int = 0
     unchanged: int = 0
     specs: int = 0
+    #: Decoded lines whose time was out of range and dropped (the read time stands in).
+    time_out_of_range: int = 0
 
     def add(self, tally: Tally, specs: int) -> None:
         self.read += tally.lines
@@ -126,6 +141,7 @@ class LineCounts:
         self.missed += tally.misses.total()
         self.unchanged += tally.unchanged.total()
         self.specs += specs
+        self.time_out_of_range += tally.time_out_of_range
 
 
 class LinePipeline:
@@ -156,6 +172,7 @@ class LinePipeline:
         tally = Tally()
         undecodable, matches = tally.undecodable, tally.matches
         misses, unchanged = tally.misses, tally.unchanged
+        times_dropped = 0
         process = self.processor.process
         year = self.year if self.year is not None else years_at(self.clock())
         for line in selection.candidates:
@@ -166,6 +183,8 @@ class LinePipeline:
             assert type(record) is Record
             if record.time is not None:
                 self.last_time = record.time
+            elif record.time_out_of_range:
+                times_dropped += 1
             outcome = process(record)
             if outcome is None:
                 continue
@@ -181,5 +200,7 @@ class LinePipeline:
         tally.bytes = len(block)
         tally.too_long = selection.too_long + too_long
         tally.skipped = selection.lines - selection.too_long - len(selection.candidates)
+        tally.time_out_of_range = times_dropped
+        tally.evictions = self.processor.tracker.take_evictions()
         self.counts.add(tally, len(specs))
         return Fed(specs, tally)

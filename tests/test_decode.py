@@ -325,6 +325,55 @@ def test_klog_multi_line_value() -> None:
     assert first.message == "Config loaded"
     assert first.fields["node"] == "worker-1"
     assert [decode(line, year=YEAR) for line in lines[1:]] == [CONTINUATION] * 3
+    # Framed as one record (see sidecar.multiline), the value is joined.
+    joined = decode(b"\n".join(lines), year=YEAR)
+    assert type(joined) is Record
+    assert joined.message == "Config loaded"
+    assert joined.fields == {
+        "node": "worker-1",
+        "config": "kind: KubeletConfiguration\nmaxPods: 110",
+    }
+
+
+def test_klog_multi_line_values_one_after_another_and_cut_short() -> None:
+    lines = b'I1025 00:15:18.000000 1 x.go:5] "two" a=<\n\tx\n > b=<\n\ty "q"\n\tz\n > c=1'
+    joined = decode(lines, year=YEAR)
+    assert type(joined) is Record
+    assert joined.fields == {"a": "x", "b": 'y "q"\nz', "c": "1"}
+    cut = decode(b'I1025 00:15:18.000000 1 x.go:5] "cut" a=<\n\tx', year=YEAR)
+    assert type(cut) is Record
+    assert cut.fields == {"a": "x"}
+
+
+GO_PANIC = b"""\
+panic: assignment to entry in nil map [recovered]
+\tpanic: assignment to entry in nil map
+[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x12f4a3]
+
+goroutine 187 [running]:
+panic({0x1a2b3c, 0x2d4e5f})
+\t/usr/local/go/src/runtime/panic.go:770 +0x132
+example.com/ctl/internal/reconcile.(*Reconciler).Reconcile(0xc0001, {0x1f2e3d, 0xc0002})
+\t/src/internal/reconcile/reconcile.go:88 +0x1d"""
+
+
+def test_go_panic_is_one_fatal_record() -> None:
+    rec = decode(GO_PANIC, year=YEAR)
+    assert type(rec) is Record
+    assert rec.level == "fatal"
+    assert rec.format == "go-panic"
+    assert rec.message == "assignment to entry in nil map"
+    assert rec.time is None
+    assert rec.fields["panic"] == "panic"
+    assert rec.fields["goroutine"] == "187"
+    assert rec.fields["signal"].startswith("signal SIGSEGV")
+    assert rec.fields["function"].startswith("example.com/ctl/internal/reconcile.(*Reconciler)")
+    assert rec.fields["location"] == "/src/internal/reconcile/reconcile.go:88"
+    assert rec.fields["stack"].startswith("panic({0x1a2b3c")
+    runtime = decode(b"fatal error: concurrent map writes\n\ngoroutine 7 [running]:", year=YEAR)
+    assert type(runtime) is Record
+    assert (runtime.message, runtime.fields["panic"]) == ("concurrent map writes", "fatal error")
+    assert "function" not in runtime.fields
 
 
 def test_klog_bare_name_is_not_a_namespaced_ref() -> None:
@@ -779,7 +828,8 @@ def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
 
 @PROPERTY
 @given(
-    st.lists(st.binary(max_size=25).map(lambda b: b.replace(b"\n", b"")), max_size=15),
+    # Lines that start no multi-line record (tests/test_multiline.py covers those).
+    st.lists(st.binary(max_size=25).map(lambda b: b.replace(b"\n", b"").rstrip(b"<")), max_size=15),
     st.binary(max_size=25).map(lambda b: b.replace(b"\n", b"")),
     st.lists(st.integers(min_value=0, max_value=400), max_size=20),
     st.integers(min_value=1, max_value=20),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
@@ -17,6 +18,7 @@ from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.metrics import Metrics
 from sidecar.output import format_json_lines, format_table
 from sidecar.replay import ReplayResult, ReplaySettings, read_chunks, replay
+from sidecar.rules.lint import lint_rules
 from sidecar.sinks import MemorySink, Sink
 
 
@@ -24,6 +26,11 @@ def add_parsers(commands: Any) -> None:
     """Add `check` and `replay` to the sub-commands (`argparse._SubParsersAction`)."""
     check = commands.add_parser("check", help="validate a rules file")
     check.add_argument("rules", metavar="RULES", help="the rules file (YAML)")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 1) on warnings too, not only on errors",
+    )
     check.set_defaults(handler=check_command)
 
     play = commands.add_parser(
@@ -67,7 +74,16 @@ def check_command(args: argparse.Namespace) -> int:
     rules = load_rules_or_report(args.rules)
     if rules is None:
         return EXIT_USAGE
-    print(f"{args.rules}: {len(rules.rules)} rules OK (component {rules.component})")
+    warnings = lint_rules(Path(args.rules).read_text(encoding="utf-8"), args.rules, os.environ)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if warnings and args.strict:
+        print(f"{args.rules}: {len(warnings)} warnings (--strict)", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"{args.rules}: {len(rules.rules)} rules OK (component {rules.component})"
+        + (f", {len(warnings)} warnings" if warnings else "")
+    )
     return EXIT_OK
 
 

@@ -6,6 +6,8 @@ about to fix a file by hand, often from a crash-looping pod's log.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from pydantic import ValidationError
 
 from sidecar.rules.compile import RuleSet, compile_rules
 from sidecar.rules.schema import RulesFile
-from sidecar.validation import error_message, error_path
+from sidecar.rules.wording import describe, describe_file_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +44,28 @@ class RulesError(Exception):
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
-def load_rules(path: str | Path) -> RuleSet:
-    """Read, validate and compile a rules file; raise `RulesError` naming every problem."""
+def load_rules(path: str | Path, env: Mapping[str, str] | None = None) -> RuleSet:
+    """Read, validate and compile a rules file; raise `RulesError` naming every problem.
+
+    `{env.NAME}` in templates is resolved from `env` (the process environment by default).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise RulesError([RulesProblem(str(path), 1, None, f"cannot read: {error}")]) from error
-    return compile_rules(parse_rules(text, str(path)))
+    return compile_rules(parse_rules(text, str(path)), os.environ if env is None else env)
+
+
+#: Nesting of mappings and sequences a rules file may use; a real one needs about 6. PyYAML builds
+#: nodes recursively, and 2,000 nested `[` overflowed the stack with a traceback.
+MAX_DEPTH = 32
 
 
 def parse_rules(text: str, filename: str) -> RulesFile:
     loader = yaml.SafeLoader(text)
     try:
+        _refuse_hostile_structure(text, filename)
         node = loader.get_single_node()
         if node is None:
             raise RulesError([RulesProblem(filename, 1, None, "the file is empty")])
@@ -81,13 +92,52 @@ def parse_rules(text: str, filename: str) -> RulesFile:
                     filename,
                     _line_of(node, location),
                     _rule_of(location, rule_names),
-                    _describe(location, error_message(detail)),
+                    _describe(location, detail["type"], detail["msg"]),
                 )
             )
         raise RulesError(problems) from None
     if problems:
         raise RulesError(problems)
     return parsed
+
+
+def _refuse_hostile_structure(text: str, filename: str) -> None:
+    """Refuse aliases and deep nesting from the event stream, before any node is built.
+
+    Aliases are refused outright rather than bounded: a rules file is short and read by people,
+    and nine anchors of nine aliases each expand to 9^9 nodes (the duplicate-key walk took 80 s of
+    CPU at every start). The parser itself is an iterative state machine, so this pass is linear.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise RulesError(
+                [
+                    RulesProblem(
+                        filename,
+                        line,
+                        None,
+                        "YAML anchors and aliases (&name, *name, <<) are not allowed in a rules "
+                        "file; write the value out",
+                    )
+                ]
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise RulesError(
+                    [
+                        RulesProblem(
+                            filename,
+                            line,
+                            None,
+                            f"mappings and lists are nested more than {MAX_DEPTH} deep",
+                        )
+                    ]
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _duplicate_keys(node: yaml.Node, filename: str) -> list[RulesProblem]:
@@ -184,7 +234,7 @@ def _rule_of(location: tuple[Any, ...], names: list[str]) -> str | None:
     return None
 
 
-def _describe(location: tuple[Any, ...], message: str) -> str:
-    """`key.path: message`, the path inside the rule when the error is in one."""
-    path = error_path(location[2:] if _in_rule(location) else location)
-    return f"{'.'.join(path)}: {message}" if path else message
+def _describe(location: tuple[Any, ...], error_type: str, message: str) -> str:
+    if _in_rule(location):
+        return describe(location[2:], error_type, message)
+    return describe_file_level(location, error_type, message)

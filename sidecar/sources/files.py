@@ -352,15 +352,15 @@ class FileSource:
             return False
         read_at = time.monotonic()
         followed.last_growth = read_at
-        start = followed.offset
         followed.offset += len(data)
-        newline = data.rfind(b"\n")
-        if newline != -1:
-            followed.committed = start + newline + 1
         if followed.fingerprint_size < self.settings.fingerprint_bytes:
             followed.refresh_fingerprint(self.settings.fingerprint_bytes)
-        block = followed.framer.feed(data)
-        await self._put(block, followed.framer.take_too_long(), read_at)
+        framer = followed.framer
+        block = framer.feed(data)
+        if block:
+            # After the last complete record: never inside a line or a multi-line record.
+            followed.committed = followed.offset - framer.pending
+        await self._put(block, framer.take_too_long(), read_at)
         return len(data) == size
 
     async def _emit_positions(self) -> None:
