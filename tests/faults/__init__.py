@@ -1,1 +1,0 @@
-"""The fault suite: real failures (kill -9, outages, hostile input) with exact accounting."""
