@@ -1,8 +1,11 @@
-"""Checkpoints: where each log file was read up to, and the transition state that goes with it.
+"""Checkpoints: where each log file was read up to, and the transition and correlation state that
+goes with it.
 
-Both are saved in one JSON document, written atomically (a temporary file in the same directory,
+All are saved in one JSON document, written atomically (a temporary file in the same directory,
 fsync, `os.replace`, fsync of the directory), so that after any crash the file holds either the
-previous checkpoint or the new one, never a mix: the offsets and the transition state always agree.
+previous checkpoint or the new one, never a mix: the offsets and the states always agree. The
+correlation state (which Event each repeat PATCHes, and at which count) is what makes a line read
+again after a crash PATCH the same Event to the same count rather than start a second one.
 
 A checkpoint is a cache. A missing, unreadable or malformed one is logged and ignored; the daemon
 then starts as configured for a first start. Malformed includes values of the wrong type and values
@@ -15,12 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from sidecar.correlate import CorrelationState
 from sidecar.model import FilePosition
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,8 @@ class Checkpoint:
     files: tuple[FilePosition, ...] = ()
     #: `TransitionTracker.export()` at the same point of the stream as the offsets.
     transitions: tuple[tuple[str, ...], ...] = ()
+    #: `Correlator.export()` once every Event before the offsets is recorded.
+    correlation: CorrelationState = field(default_factory=CorrelationState)
 
     def to_json(self) -> bytes:
         """The versioned JSON document."""
@@ -46,6 +52,10 @@ class Checkpoint:
                 "version": VERSION,
                 "files": [asdict(position) for position in self.files],
                 "transitions": [list(row) for row in self.transitions],
+                "correlation": {
+                    "observed": self.correlation.observed,
+                    "similar": self.correlation.similar,
+                },
             }
         )
 
@@ -121,7 +131,7 @@ def _parse(document: Any) -> Checkpoint:
         for row in document.get("transitions", [])
         if isinstance(row, list)
     )
-    return Checkpoint(files, transitions)
+    return Checkpoint(files, transitions, _parse_correlation(document.get("correlation")))
 
 
 def _text(entry: Any, key: str) -> str:
@@ -140,3 +150,22 @@ def _number(entry: Any, key: str, largest: int) -> int:
     if not 0 <= value <= largest:
         raise ValueError(f"{key} out of range: {value}")
     return value
+
+
+def _parse_correlation(section: Any) -> CorrelationState:
+    """The correlation state; malformed rows are skipped (at worst a repeat starts a new Event)."""
+    if not isinstance(section, dict):
+        return CorrelationState()
+    observed = []
+    for row in section.get("observed") or ():
+        match row:
+            case [str(key), str(name), int(count), int() | float() as first] if count > 0:
+                observed.append((key, name, count, float(first)))
+    similar = []
+    for row in section.get("similar") or ():
+        match row:
+            case [str(key), int() | float() as last_seen, list(messages)] if all(
+                isinstance(message, str) for message in messages
+            ):
+                similar.append((key, float(last_seen), tuple(messages)))
+    return CorrelationState(tuple(observed), tuple(similar))

@@ -30,6 +30,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,10 @@ class Daemon:
             self._add_socket_source(processor, year, mark_interval)
 
         self.namer = LineNamer(component, settings.host)
+        self.correlator = Correlator(settings.correlation, self.namer)
         recorder = Recorder(
             sink=sink,
-            correlator=Correlator(settings.correlation, time.time, self.namer),
+            correlator=self.correlator,
             namer=self.namer,
             metrics=metrics,
             component=component,
@@ -166,18 +168,30 @@ class Daemon:
         )
 
     def _open_files(self) -> None:
-        """At start-up: read the checkpoint to resume from, restore its transition state, and
-        create the file source that resumes from its positions."""
+        """At start-up: read the checkpoint to resume from, restore its transition and
+        correlation state, and create the file source that resumes from its positions.
+
+        `--start` is for a first start only: once a checkpoint exists, a restart (a crash, a
+        new container in the same pod) resumes from it whatever `--start` says, so that neither
+        a restart with `end` loses what was logged while the sidecar was down nor one with
+        `beginning` writes everything again. Remove the checkpoint to start afresh.
+        """
         assert self.checkpointer is not None and self.file_consumer is not None
         files, checkpoint_path = self.settings.files, self.checkpointer.path
-        resume = None if files.start == "beginning" else read_checkpoint(checkpoint_path)
+        resume = read_checkpoint(checkpoint_path)
         remove_temporaries(checkpoint_path)
         if resume is not None:
             self.tracker.restore([list(row) for row in resume.transitions])
+            self.correlator.restore(resume.correlation)
             log.info(
                 "resuming from checkpoint",
-                extra={"path": str(checkpoint_path), "files": len(resume.files)},
+                extra={
+                    "path": str(checkpoint_path),
+                    "files": len(resume.files),
+                    "ignored_start": files.start if files.start != "checkpoint" else None,
+                },
             )
+            files = replace(files, start="checkpoint")
         self.files = FileSource(
             files,
             self.file_consumer.blocks,
