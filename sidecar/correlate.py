@@ -48,7 +48,9 @@ class CorrelatorSettings:
     cache_size: int = 4096
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class Write:
     """Write `event`: create it, or when `patch` is set PATCH it (re-create on 404)."""
 
@@ -57,7 +59,9 @@ class Write:
     aggregated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class Suppressed:
     event: Event
     cause: DropCause = "spam_filter"
@@ -106,7 +110,9 @@ class _Similar:
             del self.messages[next(iter(self.messages))]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class _Observation:
     count: int
     first_timestamp: float

@@ -29,7 +29,9 @@ class InvalidEvent(ValueError):
     """An Event the apiserver would refuse; raised before anything is sent."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class InvolvedObject:
     kind: str
     name: str
@@ -53,7 +55,9 @@ class InvolvedObject:
         return body
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class Event:
     """One core/v1 Event as it is (or will be) stored."""
 

@@ -1,6 +1,6 @@
 """The plain data the layers hand each other, and the fixed vocabularies of their outcomes.
 
-Nothing here does anything: frozen dataclasses and `Literal` types, importing nothing from the
+Nothing here does anything: dataclasses and `Literal` types, importing nothing from the
 package. A type lives here when more than one layer needs it (the core makes an `EventSpec`, the
 engines record it, the Kubernetes edge resolves its `ObjectTarget`); keeping them out of the
 module that first made them is what lets the layering (cli > engines > core > model, checked by
@@ -71,7 +71,9 @@ LOOKUP_RESULTS: Final[tuple[LookupResult, ...]] = get_args(LookupResult)
 UndecodableReason = Literal["empty", "continuation", "invalid_json", "unrecognised"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class ObjectTarget:
     """The involved object a rule names for one line, before the sink looks up its uid."""
 
@@ -85,7 +87,9 @@ class ObjectTarget:
     field_path: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class EventSpec:
     """What a rule says should be reported about one line, before the object's uid is known."""
 

@@ -21,7 +21,9 @@ from sidecar.scan import select_lines
 from sidecar.transitions import StateKey, TransitionTracker
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class RuleMiss:
     """A line matched `rule` but lacked `field`, which the rule needs."""
 
@@ -29,7 +31,9 @@ class RuleMiss:
     field: str
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class Unchanged:
     """A transition rule matched but emits nothing: the object's state was the same as before,
     or the rule's case for this transition says `emit: false`."""

@@ -17,7 +17,9 @@ import orjson
 LEVELS = ("debug", "info", "warning", "error", "fatal")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class ObjectRef:
     """A Kubernetes object named in a log line: `Kind: {name, namespace}`, `ns/name`, ..."""
 
@@ -25,7 +27,9 @@ class ObjectRef:
     namespace: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
 class Record:
     """One decoded log line.
 
