@@ -21,7 +21,7 @@ which is what lets a restart continue the same Events (see `export` and `restore
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.events import Event, EventNamer, truncate_message
@@ -92,10 +92,11 @@ def digest(*parts: str) -> str:
 
 @dataclass(slots=True)
 class _Similar:
-    digest: str
-    #: Distinct messages, oldest first, with their digests; a dict so that "pop any" is
-    #: deterministic (the oldest).
-    messages: dict[str, str] = field(default_factory=dict)
+    #: `digest` of the aggregation key; None until `export` needs it.
+    digest: str | None
+    #: Distinct messages, oldest first, with their digests (None until `export` needs them); a
+    #: dict so that "pop any" is deterministic (the oldest).
+    messages: dict[str, str | None] = field(default_factory=dict)
     last_seen: float = 0.0
     #: Digests of distinct messages seen before a restart (older than any in `messages`).
     restored: dict[str, None] = field(default_factory=dict)
@@ -110,15 +111,16 @@ class _Similar:
             del self.messages[next(iter(self.messages))]
 
 
-# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
-# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
 @dataclass(slots=True)
 class _Observation:
+    """The Event one dedup (or aggregation) key has been written as. Mutable: a repeat raises
+    `count` in place, one attribute store instead of a new object per Event."""
+
     count: int
     first_timestamp: float
     name: str
-    #: `digest` of the key it is stored under, for `export`.
-    digest: str
+    #: `digest` of the key it is stored under; None until `export` needs it.
+    digest: str | None
 
 
 class _TokenBucket:
@@ -157,18 +159,36 @@ class Correlator:
 
     def export(self) -> CorrelationState:
         """The dedup and aggregation state (not the spam filter's buckets: a restart that
-        starts them full can only let more through, and counts stay right either way)."""
+        starts them full can only let more through, and counts stay right either way).
+
+        Digests are computed here, not per Event: most keys and messages are never exported
+        (they leave the caches first), and a checkpoint is rare next to Events.
+        """
         limit = self.settings.cache_size
+        for key, observation in self._observed.items():
+            if observation.digest is None:
+                observation.digest = digest(*key)
+        for key, record in self._similar.items():
+            if record.digest is None:
+                record.digest = digest(*key)
+            messages = record.messages
+            for message, message_digest in messages.items():
+                if message_digest is None:
+                    messages[message] = digest(message)
         observed = [*self._restored_observed.values()]
         observed.extend(value for _, value in self._observed.items())
         similar = [*self._restored_similar.values()]
         similar.extend(value for _, value in self._similar.items())
         return CorrelationState(
             observed=tuple(
-                (o.digest, o.name, o.count, o.first_timestamp) for o in observed[-limit:]
+                (o.digest or "", o.name, o.count, o.first_timestamp) for o in observed[-limit:]
             ),
             similar=tuple(
-                (s.digest, s.last_seen, (*s.restored, *s.messages.values()))
+                (
+                    s.digest or "",
+                    s.last_seen,
+                    (*s.restored, *(d or "" for d in s.messages.values())),
+                )
                 for s in similar[-limit:]
             ),
         )
@@ -185,77 +205,101 @@ class Correlator:
             )
 
     def correlate(self, event: Event) -> Decision:
-        """What to do with `event`: create, PATCH an earlier Event, or suppress it."""
+        """What to do with `event`: create, PATCH an earlier Event, or suppress it.
+
+        `event` may come unnamed (`name` empty): it is named here, by the namer, only when it
+        starts a new Event, which is what client-go's name stands for (a repeat keeps the name
+        of the Event it repeats). The three caches are updated first, in client-go's order and
+        with its numbers; only an Event that passes the spam filter is then built (its
+        aggregated or repeated form, and the PATCH body): under a flood most are dropped, and
+        nothing is built for them.
+        """
         now = event.last_timestamp
-        event, key, aggregated = self._aggregate(event, now)
-        event, patch = self._observe(event, key)
-        if not self._admit(event, now):
-            return Suppressed(event)
-        return Write(event, patch, aggregated)
-
-    def _aggregate(self, event: Event, now: float) -> tuple[Event, tuple[str, ...], bool]:
         involved = event.involved
-        similar_key = (*_source_object_type(event), event.reason)
-        record = self._similar.get(similar_key)
-        if record is None and self._restored_similar:
-            record = self._restored_similar.pop(digest(*similar_key), None)
-        if record is None or now - record.last_seen > self.settings.similar_window_seconds:
-            record = _Similar(record.digest if record else digest(*similar_key))
-        message = event.message
-        if message not in record.messages:
-            message_digest = digest(message)
-            if record.restored:
-                record.restored.pop(message_digest, None)
-            record.messages[message] = message_digest
-        record.last_seen = now
-        self._similar.put(similar_key, record)
-        if record.distinct() < self.settings.max_similar_events:
-            exact_key = (*similar_key[:5], involved.field_path, *similar_key[5:], message)
-            return event, exact_key, False
-        record.forget_oldest()
-        combined = replace(
-            event,
-            name=self._namer(involved.name),
-            message=truncate_message(AGGREGATE_PREFIX + event.message),
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-        )
-        return combined, similar_key, True
-
-    def _observe(self, event: Event, key: tuple[str, ...]) -> tuple[Event, dict[str, Any] | None]:
-        previous = self._observed.get(key)
-        patch = None
-        if previous is None:
-            key_digest = digest(*key)
-            if self._restored_observed:
-                previous = self._restored_observed.pop(key_digest, None)
-        else:
-            key_digest = previous.digest
-        if previous is not None:
-            event = event.repeated(
-                count=previous.count + 1,
-                first_timestamp=previous.first_timestamp,
-                name=previous.name,
-            )
-            patch = event.repeat_patch()
-        self._observed.put(
-            key, _Observation(event.count, event.first_timestamp, event.name, key_digest)
-        )
-        return event, patch
-
-    def _admit(self, event: Event, now: float) -> bool:
         spam_key = _source_object_type(event)
+        similar_key = (*spam_key, event.reason)
+        # 1. The aggregator.
+        similar = self._similar.get(similar_key)
+        if similar is None:
+            if self._restored_similar:
+                similar = self._restored_similar.pop(digest(*similar_key), None)
+            if similar is None or now - similar.last_seen > self.settings.similar_window_seconds:
+                similar = _Similar(similar.digest if similar else None)
+            self._similar.put(similar_key, similar)
+        elif now - similar.last_seen > self.settings.similar_window_seconds:
+            similar = _Similar(similar.digest)
+            self._similar.put(similar_key, similar)
+        message = event.message
+        messages = similar.messages
+        if message not in messages:
+            if similar.restored:
+                similar.restored.pop(digest(message), None)
+            messages[message] = None
+        similar.last_seen = now
+        aggregated = similar.distinct() >= self.settings.max_similar_events
+        if aggregated:
+            similar.forget_oldest()
+            key = similar_key
+        else:
+            key = (*similar_key[:5], involved.field_path, *similar_key[5:], message)
+        # 2. The logger (dedup): raise the count, before the filter.
+        # An unnamed Event draws its name (and an aggregated one another, as client-go makes
+        # a new Event for it); the names not used are skipped, so later ones stay the same.
+        draws = (0 if event.name else 1) + aggregated
+        new = False
+        observed = self._observed.get(key)
+        if observed is None:
+            if self._restored_observed:
+                observed = self._restored_observed.pop(digest(*key), None)
+            if observed is not None:
+                observed.count += 1
+            else:
+                new = True
+                if draws:
+                    self._namer.skip(draws - 1)
+                    draws = 0
+                    name = self._namer(involved.name)
+                else:
+                    name = event.name
+                observed = _Observation(1, now, name, None)
+            self._observed.put(key, observed)
+        else:
+            observed.count += 1
+        if draws:
+            self._namer.skip(draws)
+        # 3. The spam filter.
+        if not self._admit(spam_key, event.reason, now):
+            return Suppressed(event)
+        # Only now is the Event written built.
+        if aggregated:
+            message = truncate_message(AGGREGATE_PREFIX + message)
+        elif new:
+            return Write(event if event.name == observed.name else event.named(observed.name))
+        written = Event(
+            observed.name,
+            event.namespace,
+            involved,
+            event.type,
+            event.reason,
+            message,
+            observed.first_timestamp,
+            now,
+            observed.count,
+            event.component,
+            event.host,
+        )
+        return Write(written, None if new else written.repeat_patch(), aggregated)
+
+    def _admit(self, spam_key: tuple[str, ...], reason: str, now: float) -> bool:
         if self.settings.spam_key_by_reason:
-            spam_key = (*spam_key, event.reason)
+            spam_key = (*spam_key, reason)
         bucket = self._buckets.get(spam_key)
         if bucket is None:
             bucket = _TokenBucket(
                 1.0 / self.settings.spam_refill_seconds, self.settings.spam_burst, now
             )
-        admitted = bucket.try_accept(now)
-        self._buckets.put(spam_key, bucket)
-        return admitted
+            self._buckets.put(spam_key, bucket)
+        return bucket.try_accept(now)
 
 
 def _source_object_type(event: Event) -> tuple[str, ...]:

@@ -99,9 +99,8 @@ class Event:
             "message": self.message,
         }
 
-    def repeated(self, *, count: int, first_timestamp: float, name: str) -> Event:
-        """This occurrence as a repeat of an earlier Event (client-go's eventObserve)."""
-        # Spelt out rather than dataclasses.replace, which is several times slower.
+    def named(self, name: str) -> Event:
+        """This Event under `name` (the correlator names an Event made unnamed)."""
         return Event(
             name,
             self.namespace,
@@ -109,9 +108,9 @@ class Event:
             self.type,
             self.reason,
             self.message,
-            first_timestamp,
+            self.first_timestamp,
             self.last_timestamp,
-            count,
+            self.count,
             self.component,
             self.host,
         )
@@ -165,6 +164,16 @@ class EventNamer:
         nanos = max(self._clock_ns(), self._last + 1)
         self._last = nanos
         return self.name_for(object_name, nanos, self._make_uuid)
+
+    def skip(self, names: int = 1) -> None:
+        """Advance as drawing `names` names would, without making them.
+
+        client-go names every Event it makes, and the correlator draws a name for each: it
+        skips the ones it does not use (a repeat keeps its Event's name; a dropped Event needs
+        none), so later names are the same as if each had been made.
+        """
+        for _ in range(names):
+            self._last = max(self._clock_ns(), self._last + 1)
 
     @staticmethod
     def name_for(object_name: str, suffix: int, fallback: Callable[[], uuid.UUID]) -> str:

@@ -80,7 +80,8 @@ class Recorder:
                 component=self.component,
                 host=self.host,
                 now=now,
-                name=self.namer(involved.name),
+                # Unnamed: the correlator names it when it starts a new Event (see `correlate`).
+                name="",
             )
         except InvalidEvent as error:
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
