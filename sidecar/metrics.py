@@ -149,25 +149,38 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        #: Children by metric and label values: `labels(...)` costs several times the
+        #: increment (it validates and joins the values under a lock), and label values are
+        #: few and bounded (see the module), so each is resolved once.
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         # Pre-create the fixed label values so dashboards see zeros, not gaps.
         for cause in DROP_CAUSES:
-            self.events_dropped.labels(cause)
+            self.child(self.events_dropped, cause)
+
+    def child(self, metric: Counter, *values: str) -> Counter:
+        """`metric.labels(*values)`, resolved once per label set."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def count_lines(self, source: str, tally: Tally) -> None:
         """Add one block's tally from the pipeline (fed from `source`)."""
-        self.lines_read.labels(source).inc(tally.lines)
-        self.bytes_read.labels(source).inc(tally.bytes)
-        self.lines_too_long.labels(source).inc(tally.too_long)
-        self.lines_skipped.labels(source).inc(tally.skipped)
+        child = self.child
+        child(self.lines_read, source).inc(tally.lines)
+        child(self.bytes_read, source).inc(tally.bytes)
+        child(self.lines_too_long, source).inc(tally.too_long)
+        child(self.lines_skipped, source).inc(tally.skipped)
         for reason, number in tally.undecodable.items():
-            self.lines_undecodable.labels(source, reason).inc(number)
+            child(self.lines_undecodable, source, reason).inc(number)
         for rule, number in tally.matches.items():
-            self.rule_matches.labels(rule).inc(number)
+            child(self.rule_matches, rule).inc(number)
         for (rule, missing), number in tally.misses.items():
-            self.rule_misses.labels(rule, missing).inc(number)
+            child(self.rule_misses, rule, missing).inc(number)
         for rule, number in tally.unchanged.items():
-            self.transitions_unchanged.labels(rule).inc(number)
+            child(self.transitions_unchanged, rule).inc(number)
         if tally.time_out_of_range:
-            self.lines_time_out_of_range.labels(source).inc(tally.time_out_of_range)
+            child(self.lines_time_out_of_range, source).inc(tally.time_out_of_range)
         if tally.evictions:
             self.transition_evictions.inc(tally.evictions)

@@ -91,7 +91,7 @@ class Recorder:
             return self._drop(decision.cause)
         assert type(decision) is Write
         if decision.aggregated:
-            self.metrics.events_aggregated.labels(spec.reason).inc()
+            self.metrics.child(self.metrics.events_aggregated, spec.reason).inc()
         return self._write(decision)
 
     def _write(self, decision: Write) -> RecordOutcome:
@@ -153,5 +153,5 @@ class Recorder:
         child.inc()
 
     def _drop(self, cause: DropCause) -> DropCause:
-        self.metrics.events_dropped.labels(cause).inc()
+        self.metrics.child(self.metrics.events_dropped, cause).inc()
         return cause
