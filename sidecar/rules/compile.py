@@ -453,14 +453,25 @@ def render(template: Template, record: Record, extra: dict[str, str] | None = No
 
     Raise `MissingField` when the line lacks a name the template reads.
     """
-    if template.constant is not None:
-        return template.constant
+    constant = template.constant
+    if constant is not None:
+        return constant
+    # Runs per matched line, several times (object, state, key, message): `_lookup`'s common
+    # case (a top-level field, a string) is inlined.
+    fields = record.fields
     out = []
     for literal, path in template.parts:
-        out.append(literal)
+        if literal:
+            out.append(literal)
         if path is not None:
-            out.append(text_of(_lookup(record, path, extra)))
-    return "".join(out)
+            if len(path) == 1 and (extra is None or path[0] not in extra):
+                value = fields.get(path[0], _ABSENT)
+                if value is _ABSENT:
+                    value = _lookup(record, path, extra)
+            else:
+                value = _lookup(record, path, extra)
+            out.append(value if type(value) is str else text_of(value))
+    return out[0] if len(out) == 1 else "".join(out)
 
 
 def _lookup(record: Record, path: tuple[str, ...], extra: dict[str, str] | None) -> Any:
