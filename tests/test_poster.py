@@ -15,7 +15,7 @@ from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.events import Event
 from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, FilePosition, ObjectTarget
-from sidecar.poster import LineNamer, Mark, Posting, Poster, QueueItem
+from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem
 from sidecar.recorder import Recorder
 from sidecar.sinks import MemorySink
 
