@@ -13,7 +13,7 @@ from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.kube import connect
 from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget
-from sidecar.poster import LineNamer, Posting, Poster, QueueItem
+from sidecar.poster import LineNamer, Poster, Posting, QueueItem
 from sidecar.recorder import Recorder
 from tests.controlplane import ControlPlane
 
