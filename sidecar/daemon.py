@@ -36,12 +36,14 @@ from sidecar.checkpoint import Checkpoint, read_checkpoint, remove_temporaries
 from sidecar.checkpointer import Checkpointer
 from sidecar.consumer import BlockConsumer
 from sidecar.correlate import Correlator
+from sidecar.events_v1 import SeriesCache
 from sidecar.exits import EXIT_FAILURE, EXIT_OK
 from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Poster, QueueItem
 from sidecar.recorder import Recorder
+from sidecar.recorder_v1 import ModernRecorder
 from sidecar.rules import RuleSet
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
@@ -106,7 +108,15 @@ class Daemon:
             self._add_socket_source(processor, year, mark_interval)
 
         self.namer = LineNamer(component, settings.host)
-        recorder = Recorder(
+        recorder_class: type[Recorder] = Recorder
+        extra: dict[str, Any] = {}
+        #: `auto` is resolved by the caller (it needs the cluster); unresolved, it means core/v1.
+        self.events_api = "events.k8s.io/v1" if settings.events_api == "events.k8s.io/v1" else "v1"
+        if self.events_api == "events.k8s.io/v1":
+            recorder_class = ModernRecorder
+            extra["series"] = SeriesCache(finish_seconds=settings.series_finish_seconds)
+        metrics.events_api.labels(self.events_api).set(1)
+        recorder = recorder_class(
             sink=sink,
             correlator=Correlator(settings.correlation, time.time, self.namer),
             namer=self.namer,
@@ -115,7 +125,9 @@ class Daemon:
             host=settings.host,
             clock=time.time,
             retry=settings.retry,
+            **extra,
         )
+        self.recorder = recorder
         self.poster = Poster(
             self.events,
             recorder,
@@ -262,6 +274,8 @@ class Daemon:
             self._spawn("checkpointer", self.checkpointer.run())
         if self._ping is not None:
             self._spawn("api-ping", self._ping_forever(self._ping))
+        if isinstance(self.recorder, ModernRecorder):
+            self._spawn("series-heartbeat", self._heartbeat_forever(self.recorder))
 
         stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait(
@@ -325,6 +339,9 @@ class Daemon:
             await self._cancel("poster")
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
+        if isinstance(self.recorder, ModernRecorder):
+            await self._cancel("series-heartbeat")
+            await self._flush_series(self.recorder, deadline)
         await self._abort()
         writes = self.checkpointer.writes if self.checkpointer is not None else 0
         log.info("stopped", extra={"outcomes": self.poster.outcomes, "checkpoint_writes": writes})
@@ -346,6 +363,33 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _heartbeat_forever(self, recorder: ModernRecorder) -> None:
+        """client-go's series heartbeat: every finish period, close the quiet series and
+        refresh the long ones, on a thread of its own (the writes block)."""
+        worker = WorkerThread("event-sidecar-series")
+        try:
+            while True:
+                await asyncio.sleep(self.settings.series_finish_seconds)
+                try:
+                    await worker.call(recorder.heartbeat)
+                except Exception:
+                    log.exception("the series heartbeat failed")
+        finally:
+            worker.close()
+
+    async def _flush_series(self, recorder: ModernRecorder, deadline: float) -> None:
+        """At shutdown, write the series counts still only in memory, within the deadline."""
+        worker = WorkerThread("event-sidecar-series-flush")
+        try:
+            flushed = await asyncio.wait_for(
+                worker.call(recorder.flush), max(0.0, deadline - time.monotonic())
+            )
+            log.info("series counts written", extra={"series": flushed})
+        except TimeoutError:
+            log.warning("drain deadline passed before the series counts were written")
+        finally:
+            worker.close()
 
     async def _ping_forever(self, ping: Callable[[], object]) -> None:
         """Keep `api_reachable` current for `/readyz`.

@@ -19,7 +19,8 @@ class Metrics:
         self.registry = registry
         self.events_emitted = Counter(
             "event_sidecar_events_emitted",
-            "Events accepted by the sink, by reason, type and write (create or patch).",
+            "Events accepted by the sink, by reason, type and write (create or patch; series: "
+            "an events.k8s.io/v1 occurrence counted in its series, written by the heartbeat).",
             ["reason", "type", "write"],
             registry=registry,
         )
@@ -126,6 +127,12 @@ class Metrics:
             "event_sidecar_event_latency_seconds",
             "From a line being read to its Event being accepted by the API.",
             buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.events_api = Gauge(
+            "event_sidecar_events_api_info",
+            "The API Events are written to (1 for the one in use): v1 or events.k8s.io/v1.",
+            ["api"],
             registry=registry,
         )
         # Pre-create the fixed label values so dashboards see zeros, not gaps.

@@ -54,13 +54,19 @@ RefusalCause = Literal[
 Written = Literal["create", "patch"]
 WRITTEN: Final[tuple[Written, ...]] = get_args(Written)
 
-#: What the Recorder did with one `EventSpec`: written, or dropped and why.
-RecordOutcome = Written | DropCause
+#: What the Recorder did with one `EventSpec`: written, or dropped and why; or, for
+#: events.k8s.io/v1, `series`: counted in a series in memory, written by the heartbeat.
+RecordOutcome = Written | DropCause | Literal["series"]
 
 #: `object_lookups{result}`: `hit` is any answer from the cache (found, forbidden or not found);
 #: `error` is a look-up that could not be made (the API unreachable or answering 5xx).
 LookupResult = Literal["hit", "found", "forbidden", "not_found", "unknown_kind", "error"]
 LOOKUP_RESULTS: Final[tuple[LookupResult, ...]] = get_args(LookupResult)
+
+#: Which API Events are written to: `v1` is the core group's (client-go's `tools/record`),
+#: `events.k8s.io/v1` the new one (`tools/events`, with series).
+EventsApi = Literal["events.k8s.io/v1", "v1"]
+EVENTS_APIS: Final[tuple[EventsApi, ...]] = get_args(EventsApi)
 
 #: Why a line did not decode (`lines_undecodable{reason}`).
 UndecodableReason = Literal["empty", "continuation", "invalid_json", "unrecognised"]
@@ -91,6 +97,10 @@ class EventSpec:
     message: str
     #: The line's own time (seconds since the epoch), when it had one.
     time: float | None
+    #: events.k8s.io/v1's `action` (the rule's `action:`, else the reason).
+    action: str = ""
+    #: events.k8s.io/v1's optional `related` object (the rule's `related:`).
+    related: ObjectTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)

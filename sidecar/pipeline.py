@@ -129,7 +129,26 @@ class Processor:
             if trace is not None:
                 trace.after = trace.before
             return RuleMiss(rule.name, missing.path)
-        return EventSpec(rule.name, target, event_type, reason, message, record.time)
+        related = rule.resolve_related
+        return EventSpec(
+            rule.name,
+            target,
+            event_type,
+            reason,
+            message,
+            record.time,
+            rule.action or reason,
+            _related(related, record) if related is not None else None,
+        )
+
+
+def _related(resolve: Callable[[Record], ObjectTarget], record: Record) -> ObjectTarget | None:
+    """The related object, or None when the line does not name it: `related` is optional, so
+    its absence never costs the Event."""
+    try:
+        return resolve(record)
+    except MissingField:
+        return None
 
 
 def _trace_match(rules: RuleSet, record: Record, trace: Trace) -> CompiledRule | None:

@@ -17,6 +17,8 @@ from sidecar.scan import DEFAULT_MAX_LINE_BYTES
 from sidecar.transitions import DEFAULT_MAX_KEYS
 
 StartPosition = Literal["checkpoint", "end", "beginning"]
+#: `auto`: events.k8s.io/v1 when the apiserver serves it and RBAC allows it, else core/v1.
+EventsApiChoice = Literal["auto", "events.k8s.io/v1", "v1"]
 WatchMode = Literal["auto", "inotify", "poll"]
 
 
@@ -150,3 +152,10 @@ class DaemonSettings:
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
     transitions: TransitionSettings = field(default_factory=TransitionSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    #: Which API Events are written to. `auto`, because a sidecar that makes a legacy controller
+    #: look modern should write modern Events where the cluster (and its RBAC) allows.
+    events_api: EventsApiChoice = "auto"
+    #: Seconds between series heartbeats in events.k8s.io/v1 mode, and how long a series may
+    #: stay quiet before it is closed: client-go's `finishTime` (6 min), at which it checks too.
+    #: Every live series is also re-written every 30 min (client-go's `refreshTime`).
+    series_finish_seconds: float = 360.0

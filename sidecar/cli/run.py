@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -22,6 +24,8 @@ from sidecar.metrics import Metrics
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import MemorySink, Sink
 from sidecar.sources.sockets import parse_address
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(commands: Any) -> None:
@@ -78,6 +82,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    settings = _choose_events_api(settings, sink, metrics)
     from sidecar.daemon import Daemon  # noqa: PLC0415 - keeps `check` and `replay` light
 
     async def main() -> int:
@@ -89,6 +94,17 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
 
     freeze_startup_objects()
     return asyncio.run(main())
+
+
+def _choose_events_api(settings: DaemonSettings, sink: Sink, metrics: Metrics) -> DaemonSettings:
+    """Resolve `--events-api auto` against the cluster (a dry run writes core/v1), and log the
+    choice; `event_sidecar_events_api_info` shows it."""
+    chosen, why = settings.events_api, "as asked"
+    if chosen == "auto":
+        choose = getattr(sink, "choose_events_api", None)
+        chosen, why = choose() if choose is not None else ("v1", "dry run")
+    log.info("writing Events to %s", chosen, extra={"events_api": chosen, "why": why})
+    return dataclasses.replace(settings, events_api=chosen)
 
 
 def _sink(values: Mapping[str, Any], metrics: Metrics) -> Sink:

@@ -187,5 +187,19 @@ RUN_OPTIONS: Final = (
         kind="switch",
     ),
     Option("--log-level", "the daemon's own log level", choices=LOG_LEVELS, default="info"),
+    Option(
+        "--events-api",
+        "where Events are written: events.k8s.io/v1 (with series), v1 (core), or auto: "
+        "events.k8s.io/v1 when served and allowed by RBAC, else v1",
+        choices=("auto", "events.k8s.io/v1", "v1"),
+        to=("events_api",),
+    ),
+    Option(
+        "--series-finish",
+        "events.k8s.io/v1: seconds a series may stay quiet before its final count is written "
+        "and it is closed (also how often series are checked), as client-go",
+        parse=positive_float,
+        to=("series_finish_seconds",),
+    ),
     *EVENT_OPTIONS,
 )
