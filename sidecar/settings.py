@@ -152,9 +152,10 @@ class DaemonSettings:
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
     transitions: TransitionSettings = field(default_factory=TransitionSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
-    #: Which API Events are written to. `auto`, because a sidecar that makes a legacy controller
-    #: look modern should write modern Events where the cluster (and its RBAC) allows.
-    events_api: EventsApiChoice = "auto"
+    #: Which API Events are written to. `v1` (core) by default: its repeats are exact across a
+    #: `kill -9` (line-derived names, counted 409s), while an events.k8s.io/v1 series keeps its
+    #: later counts in memory until the heartbeat. `auto` picks events.k8s.io/v1 when allowed.
+    events_api: EventsApiChoice = "v1"
     #: Seconds between series heartbeats in events.k8s.io/v1 mode, and how long a series may
     #: stay quiet before it is closed: client-go's `finishTime` (6 min), at which it checks too.
     #: Every live series is also re-written every 30 min (client-go's `refreshTime`).
