@@ -54,10 +54,16 @@ class BlockConsumer:
         self._marked_at = 0.0
 
     async def run(self) -> None:
-        """Until cancelled."""
+        """Until cancelled.
+
+        The wait for a block is bounded with `asyncio.timeout`, not `asyncio.wait_for`: in
+        Python 3.11 `wait_for` returns the block instead of raising when the cancellation arrives
+        together with it, and a decoder that swallows its cancellation wedges the shutdown.
+        """
         while True:
             try:
-                block = await asyncio.wait_for(self.blocks.get(), self.mark_interval)
+                async with asyncio.timeout(self.mark_interval):
+                    block = await self.blocks.get()
             except TimeoutError:
                 await self.mark()
                 continue

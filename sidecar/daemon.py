@@ -12,21 +12,25 @@ decoder never waits for the API: when the Event queue is full the Event is dropp
 (`events_dropped{cause="queue_full"}`), as client-go does. A socket is slowed down only when
 decoding itself falls behind (its block queue is full), through TCP flow control.
 
-Every task is named and supervised: if one ends, the daemon stops and `run` returns 1 after
-logging which task failed and why. SIGTERM stops the sources, lets the decoders and the poster
-finish what is queued within `drain_deadline` (what is left is counted as dropped with cause
-`shutdown`; its lines are re-read at the next start since the checkpoint stays behind them),
-writes the checkpoint and returns 0.
+Every task is named and supervised: if one ends, `/healthz` turns 503 at once (naming the task),
+the daemon stops and `run` returns 1 after logging which task failed and why. SIGTERM stops the
+sources, lets the decoders and the poster finish what is queued within `drain_deadline` (what is
+left is counted as dropped with cause `shutdown`; its lines are re-read at the next start since
+the checkpoint stays behind them), writes the checkpoint and returns 0.
+
+Every wait of the shutdown is bounded, whatever ended it: a task that does not stop when
+cancelled, a checkpoint write stuck on a frozen volume or a probe connection that stays open is
+logged and left behind, so that the process ends within `drain_deadline` plus `_SHUTDOWN_GRACE`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,9 @@ CHECKPOINT_NAME = ".event-sidecar-checkpoint.json"
 #: Seconds between checkpoint marks queued by the file decoder (half the write interval, so that
 #: a write every interval has something new to write).
 _MARK_FRACTION = 0.5
+#: Seconds the shutdown may take past the drain deadline: cancelled tasks stopping, the last
+#: checkpoint write, the HTTP server closing (each bounded by what is left of it).
+_SHUTDOWN_GRACE = 5.0
 
 
 def default_checkpoint_path(paths: tuple[str, ...]) -> Path | None:
@@ -108,6 +115,7 @@ class Daemon:
             self._add_socket_source(processor, year, mark_interval)
 
         self.namer = LineNamer(component, settings.host)
+        self.correlator = Correlator(settings.correlation, self.namer)
         recorder_class: type[Recorder] = Recorder
         extra: dict[str, Any] = {}
         #: `auto` is resolved by the caller (it needs the cluster); unresolved, it means core/v1.
@@ -118,7 +126,7 @@ class Daemon:
         metrics.events_api.labels(self.events_api).set(1)
         recorder = recorder_class(
             sink=sink,
-            correlator=Correlator(settings.correlation, time.time, self.namer),
+            correlator=self.correlator,
             namer=self.namer,
             metrics=metrics,
             component=component,
@@ -140,6 +148,8 @@ class Daemon:
         self.http_port = 0
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: The supervised task that ended on its own, once one did (for `/healthz`).
+        self.failed_task: str | None = None
 
     def _checkpoint_path(self) -> Path:
         """`--checkpoint`, or the default beside the first file."""
@@ -170,18 +180,30 @@ class Daemon:
         )
 
     def _open_files(self) -> None:
-        """At start-up: read the checkpoint to resume from, restore its transition state, and
-        create the file source that resumes from its positions."""
+        """At start-up: read the checkpoint to resume from, restore its transition and
+        correlation state, and create the file source that resumes from its positions.
+
+        `--start` is for a first start only: once a checkpoint exists, a restart (a crash, a
+        new container in the same pod) resumes from it whatever `--start` says, so that neither
+        a restart with `end` loses what was logged while the sidecar was down nor one with
+        `beginning` writes everything again. Remove the checkpoint to start afresh.
+        """
         assert self.checkpointer is not None and self.file_consumer is not None
         files, checkpoint_path = self.settings.files, self.checkpointer.path
-        resume = None if files.start == "beginning" else read_checkpoint(checkpoint_path)
+        resume = read_checkpoint(checkpoint_path)
         remove_temporaries(checkpoint_path)
         if resume is not None:
             self.tracker.restore([list(row) for row in resume.transitions])
+            self.correlator.restore(resume.correlation)
             log.info(
                 "resuming from checkpoint",
-                extra={"path": str(checkpoint_path), "files": len(resume.files)},
+                extra={
+                    "path": str(checkpoint_path),
+                    "files": len(resume.files),
+                    "ignored_start": files.start if files.start != "checkpoint" else None,
+                },
             )
+            files = replace(files, start="checkpoint")
         self.files = FileSource(
             files,
             self.file_consumer.blocks,
@@ -218,6 +240,17 @@ class Daemon:
             "api": self.api_reachable,
         }
 
+    def liveness(self) -> Mapping[str, bool]:
+        """What `/healthz` checks: no supervised task has ended on its own.
+
+        A daemon whose file source died reads nothing more; the kubelet must see it, even if the
+        shutdown that follows were to hang.
+        """
+        ended = [name for name, task in self._tasks.items() if task.done()]
+        if ended and self.failed_task is None and not self._stop.is_set():
+            self.failed_task = ended[0]
+        return {"tasks": self.failed_task is None}
+
     def stop(self) -> None:
         """Begin the graceful shutdown (what SIGTERM does)."""
         self._stop.set()
@@ -245,7 +278,7 @@ class Daemon:
             if self.file_consumer is not None:
                 self._open_files()
             self._runner = await start_server(
-                make_app(self.registry, self.readiness), http.host, http.port
+                make_app(self.registry, self.readiness, self.liveness), http.host, http.port
             )
             if self.sockets is not None:
                 await self.sockets.start()
@@ -285,6 +318,7 @@ class Daemon:
         failed = [task for task in done if task is not stopping]
         if failed:
             task = failed[0]
+            self.failed_task = self.failed_task or task.get_name()
             failure = None if task.cancelled() else task.exception()
             log.error(
                 "task %s stopped unexpectedly: %s",
@@ -292,7 +326,7 @@ class Daemon:
                 failure or "it returned",
                 exc_info=failure,
             )
-            await self._abort()
+            await self._abort(time.monotonic() + self.settings.queues.drain_deadline)
             return EXIT_FAILURE
         log.info(
             "stopping: draining queued Events",
@@ -304,19 +338,25 @@ class Daemon:
         """Start a supervised task; its name is what a failure report says."""
         self._tasks[name] = asyncio.create_task(coroutine, name=name)
 
-    async def _cancel(self, *names: str) -> None:
-        """Cancel the named tasks and wait for them (their errors no longer matter)."""
+    async def _cancel(self, *names: str, deadline: float) -> None:
+        """Cancel the named tasks and wait for them until `deadline` (their errors no longer
+        matter); one still running then is logged and left behind, never waited for."""
         tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=_remaining(deadline, floor=0.1))
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: it no longer matters, and asyncio must not log it
+        for task in pending:
+            log.error("task %s did not stop when cancelled; leaving it", task.get_name())
 
     async def _drain(self) -> int:
         """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
         deadline = time.monotonic() + self.settings.queues.drain_deadline
-        await self._cancel("file-source", "socket-source")
+        await self._cancel("file-source", "socket-source", deadline=deadline + _SHUTDOWN_GRACE)
         for name, decoder in (
             ("file-decoder", self.file_consumer),
             ("socket-decoder", self.socket_consumer),
@@ -324,45 +364,57 @@ class Daemon:
             if decoder is None:
                 continue
             try:
-                await asyncio.wait_for(decoder.blocks.join(), max(0.0, deadline - time.monotonic()))
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    await decoder.blocks.join()
                 decoded_all = True
             except TimeoutError:
                 decoded_all = False
-            await self._cancel(name)
+            await self._cancel(name, deadline=deadline + _SHUTDOWN_GRACE)
             # Only when every block was decoded do the positions and the transition state agree;
             # a half-decoded block must be read again, so its mark is never queued.
             if decoder.lossless and decoded_all:
                 await decoder.mark(wait=False)
         try:
-            await asyncio.wait_for(self.events.join(), max(0.0, deadline - time.monotonic()))
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                await self.events.join()
         except TimeoutError:
-            await self._cancel("poster")
+            await self._cancel("poster", deadline=deadline + _SHUTDOWN_GRACE)
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
         if isinstance(self.recorder, ModernRecorder):
-            await self._cancel("series-heartbeat")
+            await self._cancel("series-heartbeat", deadline=deadline + _SHUTDOWN_GRACE)
             await self._flush_series(self.recorder, deadline)
-        await self._abort()
+        await self._abort(deadline)
         writes = self.checkpointer.writes if self.checkpointer is not None else 0
         log.info("stopped", extra={"outcomes": self.poster.outcomes, "checkpoint_writes": writes})
         return EXIT_OK
 
-    async def _abort(self) -> None:
-        """Cancel every task, save what is committed, stop serving."""
-        await self._cancel(*list(self._tasks))
+    async def _abort(self, deadline: float) -> None:
+        """Cancel every task, save what is committed, stop serving: all within the grace that
+        follows `deadline`."""
+        end = deadline + _SHUTDOWN_GRACE
+        await self._cancel(*list(self._tasks), deadline=end)
         if self.checkpointer is not None:
             try:
-                await self.checkpointer.write()
+                async with asyncio.timeout_at(_loop_time(end)):
+                    await self.checkpointer.write()
             except OSError as error:
                 log.error("cannot write the checkpoint: %s", error)
+            except TimeoutError:
+                log.error("the checkpoint write did not finish in time; the previous one stays")
             self.checkpointer.close()
-        await self._close_http()
+        await self._close_http(end)
 
-    async def _close_http(self) -> None:
+    async def _close_http(self, deadline: float | None = None) -> None:
         """Stop serving /metrics and the probes (last, so they answer during the drain)."""
         if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+            runner, self._runner = self._runner, None
+            end = time.monotonic() + _SHUTDOWN_GRACE if deadline is None else deadline
+            try:
+                async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
+                    await runner.cleanup()
+            except TimeoutError:
+                log.warning("the HTTP server did not close in time")
 
     async def _heartbeat_forever(self, recorder: ModernRecorder) -> None:
         """client-go's series heartbeat: every finish period, close the quiet series and
@@ -411,6 +463,16 @@ class Daemon:
                 await asyncio.sleep(self.settings.http.ping_interval)
         finally:
             worker.close()
+
+
+def _remaining(deadline: float, *, floor: float = 0.0) -> float:
+    """Seconds from now to `deadline` (a `time.monotonic()` value), at least `floor`."""
+    return max(floor, deadline - time.monotonic())
+
+
+def _loop_time(deadline: float) -> float:
+    """`deadline` (a `time.monotonic()` value) on the running loop's clock, for `timeout_at`."""
+    return asyncio.get_running_loop().time() + _remaining(deadline)
 
 
 def _ignore(_: Checkpoint) -> None:

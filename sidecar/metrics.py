@@ -30,6 +30,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.events_already_written = Counter(
+            "event_sidecar_events_already_written",
+            "Creates the API refused as existing (409) under the name derived from their line: "
+            "written before (a line read again after a restart, or a create whose answer was "
+            "lost), so neither a new Event nor a loss.",
+            registry=registry,
+        )
         self.events_dropped = Counter(
             "event_sidecar_events_dropped",
             "Events not written, by cause.",

@@ -54,9 +54,14 @@ RefusalCause = Literal[
 Written = Literal["create", "patch"]
 WRITTEN: Final[tuple[Written, ...]] = get_args(Written)
 
-#: What the Recorder did with one `EventSpec`: written, or dropped and why; or, for
-#: events.k8s.io/v1, `series`: counted in a series in memory, written by the heartbeat.
-RecordOutcome = Written | DropCause | Literal["series"]
+#: A create the API refused with 409 under a name derived from the line: the Event was written
+#: before (a line read again after a restart, or a create stored although its answer was lost).
+#: Counted apart from drops, which always mean loss.
+AlreadyWritten = Literal["already_written"]
+
+#: What the Recorder did with one `EventSpec`: written, written before, or dropped and why; or,
+#: for events.k8s.io/v1, `series`: counted in a series in memory, written by the heartbeat.
+RecordOutcome = Written | AlreadyWritten | DropCause | Literal["series"]
 
 #: `object_lookups{result}`: `hit` is any answer from the cache (found, forbidden or not found);
 #: `error` is a look-up that could not be made (the API unreachable or answering 5xx).

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from sidecar.correlate import Suppressed, Write
 from sidecar.events import InvalidEvent, InvolvedObject, make_event
 from sidecar.events_v1 import ModernEvent, SeriesCache, SeriesWrite, make_modern_event
-from sidecar.model import EventSpec, RecordOutcome, Written
+from sidecar.model import AlreadyWritten, EventSpec, RecordOutcome, Written
 from sidecar.recorder import Recorder
 from sidecar.sinks import NotFound, Refused, Unreachable
 
@@ -50,7 +50,8 @@ class ModernRecorder(Recorder):
         memory (the heartbeat writes it)."""
         regarding = self.sink.resolve(spec.target)
         related = self.sink.resolve(spec.related) if spec.related is not None else None
-        now = self.clock()
+        line_time = spec.time
+        now = self.clock() if line_time is None else min(line_time, self._wall_clock())
         try:
             # The core Event is what our aggregator and spam filter judge, as in core/v1 mode.
             event = make_event(
@@ -96,6 +97,8 @@ class ModernRecorder(Recorder):
             outcome = self._write_series(write)
         if outcome == "create" or outcome == "patch":  # noqa: PLR1714 - narrows for mypy
             self._count_emitted(spec.reason, spec.type, outcome)
+        elif outcome == "already_written":
+            self.metrics.events_already_written.inc()
         return outcome
 
     def heartbeat(self) -> int:
@@ -164,7 +167,7 @@ class ModernRecorder(Recorder):
             return written
         return self._drop("retries_exhausted")
 
-    def _write_once_modern(self, write: SeriesWrite) -> Written:
+    def _write_once_modern(self, write: SeriesWrite) -> Written | AlreadyWritten:
         event = write.event
         if not write.create:
             try:
@@ -174,5 +177,11 @@ class ModernRecorder(Recorder):
                 pass
             else:
                 return "patch"
-        self._modern.create_modern(event)
+        try:
+            self._modern.create_modern(event)
+        except Refused as error:
+            # A line-derived name already taken: written before (a line read again).
+            if error.cause == "conflict" and write.create:
+                return "already_written"
+            raise
         return "create"

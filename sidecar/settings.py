@@ -28,11 +28,11 @@ class FileSettings:
 
     #: Paths or globs (`*`, `?`, `[...]` in the file name part), re-scanned for new files.
     paths: tuple[str, ...] = ()
-    #: Where a file is first read from. `checkpoint`: resume where the checkpoint says, and read
-    #: files it does not know from the beginning (the controller and the sidecar start together,
-    #: so what was logged before the sidecar came up is news). `end`: ignore the checkpointed
-    #: offsets and start at the end (transition state is still restored). `beginning`: ignore the
-    #: checkpoint entirely and read everything again.
+    #: Where files are read from at a first start, when there is no checkpoint yet. `checkpoint`
+    #: (the default) and `beginning`: from their beginning (the controller and the sidecar start
+    #: together, so what was logged before the sidecar came up is news). `end`: from their end.
+    #: Once a checkpoint exists, every restart resumes from it whatever this says (files it does
+    #: not know are read from their beginning): remove the checkpoint to start afresh.
     start: StartPosition = "checkpoint"
     #: How changes are noticed. `auto` uses inotify when the `inotify_simple` package and the
     #: kernel allow it, else polling; both run the same scan, so they give the same results.

@@ -5,6 +5,10 @@ version, and honours the envtest convention ``KUBEBUILDER_ASSETS``). :class:`Con
 them on free loopback ports with freshly generated certificates, RBAC authorization and working
 ServiceAccount tokens, and writes an admin kubeconfig.
 
+For fault tests, :meth:`ControlPlane.stop_server` and :meth:`ControlPlane.start_server` stop and
+restart etcd or kube-apiserver (same ports, same data), and :meth:`ControlPlane.signal_server`
+sends one a signal (``SIGSTOP``/``SIGCONT`` freeze and thaw it).
+
 There is no controller-manager and no scheduler: namespaces never finish deleting, no ``default``
 ServiceAccount appears on its own, nothing is garbage-collected. TokenRequest works.
 
@@ -243,6 +247,10 @@ class ControlPlane:
         self._ca: trustme.CA | None = None
         self._procs: list[_Proc] = []
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
+        #: Each server's command-line arguments and health URL (with its TLS context), to
+        #: start it again after `stop_server`.
+        self._args: dict[str, list[str]] = {}
+        self._health: dict[str, tuple[str, ssl.SSLContext | None]] = {}
         self.startup_seconds: float | None = None
 
     # -- attributes available after start() ------------------------------------------------
@@ -354,6 +362,7 @@ class ControlPlane:
                 "--unsafe-no-fsync",
             ],
         )
+        self._health["etcd"] = (f"{etcd_url}/health", None)
         self._wait_http("etcd", f"{etcd_url}/health", None, deadline)
         self._spawn(
             "kube-apiserver",
@@ -377,6 +386,7 @@ class ControlPlane:
         )
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        self._health["kube-apiserver"] = (f"{self._server}/readyz", ctx)
         self._wait_http("kube-apiserver", f"{self._server}/readyz", ctx, deadline)
         self.startup_seconds = time.monotonic() - began
 
@@ -391,9 +401,10 @@ class ControlPlane:
         )
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        self._args[name] = args
         exe = str(self.bin_dir / name)
         log = self.log_path(name)
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             popen = subprocess.Popen(
                 [exe, *args],
                 cwd=self.work_dir,
@@ -405,6 +416,39 @@ class ControlPlane:
             )
         self._popens[popen.pid] = popen
         self._procs.append(_Proc(name=name, pid=popen.pid, exe=exe, log=str(log)))
+        # etcd first, so that `stop` stops kube-apiserver before it, even after a restart.
+        self._procs.sort(key=lambda p: p.name != "etcd")
+
+    def stop_server(self, name: str) -> None:
+        """Stop ``etcd`` or ``kube-apiserver`` (SIGCONT, SIGTERM, wait, SIGKILL) and keep its
+        arguments and data for :meth:`start_server`."""
+        proc = self._proc(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+        _terminate(proc.pid, self._popens.pop(proc.pid, None))
+        self._procs.remove(proc)
+
+    def start_server(self, name: str) -> float:
+        """Start a server stopped by :meth:`stop_server` again, with the same arguments, and
+        wait until it answers its health check; return the seconds that took."""
+        if name in self.pids:
+            raise ControlPlaneError(f"{name} is running")
+        began = time.monotonic()
+        self._spawn(name, self._args[name])
+        url, ctx = self._health[name]
+        self._wait_http(name, url, ctx, began + self.ready_timeout)
+        return time.monotonic() - began
+
+    def signal_server(self, name: str, signum: signal.Signals) -> None:
+        """Send ``etcd`` or ``kube-apiserver`` a signal (``SIGSTOP`` freezes it, ``SIGCONT``
+        thaws it)."""
+        os.kill(self._proc(name).pid, signum)
+
+    def _proc(self, name: str) -> _Proc:
+        for proc in self._procs:
+            if proc.name == name:
+                return proc
+        raise ControlPlaneError(f"{name} is not running")
 
     def _wait_http(self, name: str, url: str, ctx: ssl.SSLContext | None, deadline: float) -> None:
         """Poll ``url`` until it answers 200, the process exits, or ``deadline`` passes."""
@@ -446,6 +490,8 @@ class ControlPlane:
         Safe to call more than once, and after a failed :meth:`start`.
         """
         for p in reversed(self._procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGCONT)  # a frozen server cannot act on SIGTERM
             _terminate(p.pid, self._popens.get(p.pid))
         self._procs.clear()
         self._popens.clear()

@@ -4,6 +4,7 @@ Also the daemon's own JSON logs."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from pathlib import Path
@@ -118,3 +119,32 @@ def test_own_logs_are_json_lines_with_the_extra_fields() -> None:
     assert first["path"] == "/logs/app.log"
     assert first["ts"].endswith("Z")
     assert "ValueError: boom" in second["error"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("offset", -1),
+        ("offset", 1 << 64),
+        ("offset", "12"),
+        ("offset", 1.5),
+        ("offset", True),
+        ("fingerprint_size", 1 << 40),
+        ("fingerprint_size", -5),
+        ("inode", None),
+        ("path", ["a"]),
+        ("fingerprint", 7),
+    ],
+)
+def test_a_checkpoint_value_no_writer_produces_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, key: str, value: object
+) -> None:
+    # Used, a negative offset or a huge fingerprint size fails the file source at every start.
+    path = tmp_path / "checkpoint.json"
+    document = orjson.loads(CHECKPOINT.to_json())
+    document["files"][0][key] = value
+    path.write_text(json.dumps(document))  # orjson refuses integers past 64 bits
+    with caplog.at_level(logging.WARNING):
+        assert read_checkpoint(path) is None
+    assert "malformed checkpoint" in caplog.text
+    assert key in caplog.text

@@ -128,7 +128,7 @@ def _recorder(sink: MemorySink, clock: list[float]) -> tuple[ModernRecorder, Col
     recorder = ModernRecorder(
         series=SeriesCache(),
         sink=sink,
-        correlator=Correlator(CorrelatorSettings(spam_burst=5), now, EventNamer()),
+        correlator=Correlator(CorrelatorSettings(spam_burst=5), EventNamer()),
         namer=EventNamer(),
         metrics=Metrics(registry),
         component="quota-autoscaler",

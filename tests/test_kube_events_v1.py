@@ -48,7 +48,7 @@ def _recorder(sink: KubeSink, metrics: Metrics, clock: _Clock) -> ModernRecorder
     return ModernRecorder(
         series=SeriesCache(),
         sink=sink,
-        correlator=Correlator(CorrelatorSettings(), clock, namer),
+        correlator=Correlator(CorrelatorSettings(), namer),
         namer=namer,
         metrics=metrics,
         component=COMPONENT,

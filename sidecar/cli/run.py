@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,11 @@ from sidecar.sinks import MemorySink, Sink
 from sidecar.sources.sockets import parse_address
 
 log = logging.getLogger(__name__)
+
+#: Seconds `asyncio.run` may spend after the daemon returned (cancelling what is left, closing the
+#: loop) before the process exits anyway: a task that swallows its cancellation must not keep a
+#: stopped sidecar alive.
+TEARDOWN_SECONDS = 5.0
 
 
 def add_parser(commands: Any) -> None:
@@ -78,7 +84,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         return EXIT_USAGE
     metrics = Metrics(CollectorRegistry())
     try:
-        sink = _sink(values, metrics)
+        sink = _sink(values, metrics, settings.correlation.cache_size)
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -90,7 +96,9 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         # A dry run has nothing to reach; a real sink's ping keeps /readyz current.
         ping = None if values["dry_run"] else sink.ping
         daemon = Daemon(rules, sink, settings, metrics, ping=ping)
-        return await daemon.run(install_signals=True)
+        code = await daemon.run(install_signals=True)
+        _exit_after(TEARDOWN_SECONDS, code)
+        return code
 
     freeze_startup_objects()
     return asyncio.run(main())
@@ -107,14 +115,27 @@ def _choose_events_api(settings: DaemonSettings, sink: Sink, metrics: Metrics) -
     return dataclasses.replace(settings, events_api=chosen)
 
 
-def _sink(values: Mapping[str, Any], metrics: Metrics) -> Sink:
-    """The Kubernetes sink; or memory for `--dry-run`.
+def _exit_after(seconds: float, code: int) -> None:
+    """End the process with `code` in `seconds` unless it has ended by then (a daemon thread)."""
+
+    def exit_now() -> None:
+        print(f"error: the process did not end {seconds:g} s after the daemon", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+
+
+def _sink(values: Mapping[str, Any], metrics: Metrics, keep: int) -> Sink:
+    """The Kubernetes sink; or memory for `--dry-run`, keeping the last `keep` Events only.
 
     Raises:
         RuntimeError: no usable Kubernetes configuration (the message says what was tried).
     """
     if values["dry_run"]:
-        return MemorySink()
+        return MemorySink(keep=keep)
     from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
 
     try:

@@ -81,8 +81,9 @@ RUN_OPTIONS: Final = (
     Option("--file", "log file path or glob (repeatable)", kind="list", to=("files.paths",)),
     Option(
         "--start",
-        "where files are first read from: resume from the checkpoint (files it does not know "
-        "from the beginning), the end, or the beginning",
+        "where files are read from at a first start, when there is no checkpoint yet "
+        "(checkpoint and beginning: their beginning; end: their end); a restart with a "
+        "checkpoint always resumes from it (remove it to start afresh)",
         choices=("checkpoint", "end", "beginning"),
         to=("files.start",),
     ),
@@ -166,6 +167,12 @@ RUN_OPTIONS: Final = (
         "on SIGTERM, seconds to write queued Events",
         parse=non_negative_float,
         to=("queues.drain_deadline",),
+    ),
+    Option(
+        "--retry-seconds",
+        "seconds between tries of an Event write the API did not answer, as client-go",
+        parse=positive_float,
+        to=("retry.interval_seconds",),
     ),
     Option(
         "--listen",

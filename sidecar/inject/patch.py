@@ -220,7 +220,7 @@ def _sidecar(plan: _Plan, settings: InjectSettings) -> dict[str, Any]:
             "failureThreshold": 3,
         },
         "resources": options.resources.to_container() if options.resources else settings.resources,
-        "securityContext": _restricted(settings.run_as_user),
+        "securityContext": restricted_security_context(settings.run_as_user),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }
@@ -229,7 +229,7 @@ def _sidecar(plan: _Plan, settings: InjectSettings) -> dict[str, Any]:
     return container
 
 
-def _restricted(uid: int) -> dict[str, Any]:
+def restricted_security_context(uid: int) -> dict[str, Any]:
     """A securityContext that passes the `restricted` Pod Security Standard on its own, so the
     injected container never gets a restricted namespace's pod rejected."""
     return {

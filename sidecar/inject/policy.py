@@ -36,6 +36,7 @@ from sidecar.inject.patch import (
     SIDECAR_NAME,
     SOCKET_ENV,
     escape,
+    restricted_security_context,
 )
 from sidecar.inject.settings import InjectSettings
 
@@ -260,15 +261,7 @@ def _sidecar(settings: InjectSettings) -> dict[str, Any]:
             "failureThreshold": 3,
         },
         "resources": settings.resources,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "runAsGroup": uid,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_security_context(uid),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": Cel(
             f"(variables.logPath == '' ? [] : {log_mount}) + [{render(rules_mount)}]"

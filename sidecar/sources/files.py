@@ -257,17 +257,7 @@ class FileSource:
         except OSError as error:
             log.warning("cannot open %s: %s", path, error)
             return
-        followed = _Followed(
-            path=path,
-            fd=fd,
-            device=info.st_dev,
-            inode=info.st_ino,
-            fingerprint="",
-            fingerprint_size=0,
-            offset=0,
-            committed=0,
-            framer=LineFramer(self.settings.max_line_bytes),
-        )
+        followed = self._follow(path, fd, info, 0)
         followed.refresh_fingerprint(self.settings.fingerprint_bytes)
         if first:
             followed.offset = followed.committed = self._first_offset(followed, info.st_size)
@@ -275,6 +265,20 @@ class FileSource:
             self._opened_new += 1
         self._files[followed.file_id] = followed
         log.info("following file", extra={"path": path, "offset": followed.offset})
+
+    def _follow(self, path: str, fd: int, info: os.stat_result, offset: int) -> _Followed:
+        """A file open as `fd`, to read from `offset`; its fingerprint is not read yet."""
+        return _Followed(
+            path=path,
+            fd=fd,
+            device=info.st_dev,
+            inode=info.st_ino,
+            fingerprint="",
+            fingerprint_size=0,
+            offset=offset,
+            committed=offset,
+            framer=LineFramer(self.settings.max_line_bytes),
+        )
 
     def _first_offset(self, followed: _Followed, size: int) -> int:
         """Where a file found at start-up is read from."""
@@ -439,19 +443,8 @@ class FileSource:
         except OSError:
             return None
         info = os.fstat(fd)
-        copy = _Followed(
-            path=path,
-            fd=fd,
-            device=info.st_dev,
-            inode=info.st_ino,
-            fingerprint="",
-            fingerprint_size=0,
-            offset=offset,
-            committed=offset,
-            framer=LineFramer(self.settings.max_line_bytes),
-            gone_since=time.monotonic(),
-            seen_size=info.st_size,
-        )
+        copy = self._follow(path, fd, info, offset)
+        copy.gone_since, copy.seen_size = time.monotonic(), info.st_size
         if original is None:
             copy.refresh_fingerprint(self.settings.fingerprint_bytes)
         else:

@@ -159,7 +159,9 @@ class ChangeWatcher:
             self._raise_failure()
             return
         try:
-            await asyncio.wait_for(self._woken.wait(), self.settings.inotify_rescan_interval)
+            # Not `asyncio.wait_for`, which in Python 3.11 can swallow a cancellation.
+            async with asyncio.timeout(self.settings.inotify_rescan_interval):
+                await self._woken.wait()
         except TimeoutError:
             self._add_watches()
         self._woken.clear()
