@@ -1,4 +1,4 @@
-"""Checkpoints: where each log file was read up to, and the transition state that goes with it.
+"""Checkpoints: where each log file or pod log was read up to, and the transition state with it.
 
 Both are saved in one JSON document, written atomically (a temporary file in the same directory,
 fsync, `os.replace`, fsync of the directory), so that after any crash the file holds either the
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.model import FilePosition
+from sidecar.model import FilePosition, PodLogPosition
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ class Checkpoint:
     files: tuple[FilePosition, ...] = ()
     #: `TransitionTracker.export()` at the same point of the stream as the offsets.
     transitions: tuple[tuple[str, ...], ...] = ()
+    #: Where each container log read through the pod log API is processed up to.
+    pod_logs: tuple[PodLogPosition, ...] = ()
 
     def to_json(self) -> bytes:
         """The versioned JSON document."""
@@ -41,6 +43,7 @@ class Checkpoint:
                 "version": VERSION,
                 "files": [asdict(position) for position in self.files],
                 "transitions": [list(row) for row in self.transitions],
+                "pod_logs": [asdict(position) for position in self.pod_logs],
             }
         )
 
@@ -116,4 +119,14 @@ def _parse(document: Any) -> Checkpoint:
         for row in document.get("transitions", [])
         if isinstance(row, list)
     )
-    return Checkpoint(files, transitions)
+    pod_logs = tuple(
+        PodLogPosition(
+            container=str(entry["container"]),
+            container_id=str(entry["container_id"]),
+            restart_count=int(entry["restart_count"]),
+            stamp=int(entry["stamp"]),
+            seen=tuple(str(key) for key in entry["seen"]),
+        )
+        for entry in document.get("pod_logs", [])
+    )
+    return Checkpoint(files, transitions, pod_logs)

@@ -3,6 +3,7 @@
 ```
 FileSource ──blocks (bounded, waits)──▶ Consumer(lossless) ──┐
 SocketSource ─blocks (bounded, waits)─▶ Consumer(lossy) ─────┤ events (bounded) ──▶ Poster ──▶ sink
+PodLogSource ─blocks (bounded, waits)─▶ Consumer(lossless) ──┤
                                                              │  Posting | Mark          │
                                                Checkpointer ◀┴──────── commit(Mark) ◀───┘
 ```
@@ -10,7 +11,8 @@ Backpressure, chosen per source: the file source's decoder *waits* for room in t
 (the file is simply read later; nothing is lost, and its checkpoint stays behind); the socket
 decoder never waits for the API: when the Event queue is full the Event is dropped and counted
 (`events_dropped{cause="queue_full"}`), as client-go does. A socket is slowed down only when
-decoding itself falls behind (its block queue is full), through TCP flow control.
+decoding itself falls behind (its block queue is full), through TCP flow control. The pod log
+source is lossless like files: its stream simply is not read meanwhile.
 
 Every task is named and supervised: if one ends, the daemon stops and `run` returns 1 after
 logging which task failed and why. SIGTERM stops the sources, lets the decoders and the poster
@@ -41,7 +43,7 @@ from sidecar.checkpoint import (
 from sidecar.correlate import Correlator
 from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
-from sidecar.model import FilePosition
+from sidecar.model import FilePosition, PodLogPosition
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem, WorkerThread
 from sidecar.recorder import Recorder
@@ -50,6 +52,7 @@ from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
+from sidecar.sources.podlog import LogAPI, PodLogSource
 from sidecar.sources.sockets import SocketSource
 from sidecar.transitions import TransitionTracker
 
@@ -94,6 +97,7 @@ class BlockConsumer:
         self.lossless = lossless
         self.mark_interval = mark_interval
         self._positions: tuple[FilePosition, ...] | None = None
+        self._pod_log: PodLogPosition | None = None
         self._unmarked = False
         self._outstanding: Mark | None = None
         #: The first block is marked at once: a checkpoint soon after start bounds what a crash
@@ -120,12 +124,15 @@ class BlockConsumer:
 
     async def _decode(self, block: Block) -> None:
         """Feed one block; queue its Events, then note its positions (they follow the Events)."""
-        fed = self.pipeline.feed(block.data, too_long=block.too_long)
+        fed = self.pipeline.feed(block.data, too_long=block.too_long, default_time=block.stamp_time)
         self.metrics.count_lines(self.source, fed.tally)
         for spec in fed.specs:
             await self._queue(Posting(spec, block.read_at))
         if block.positions is not None:
             self._positions = block.positions
+            self._unmarked = True
+        if block.pod_log is not None:
+            self._pod_log = block.pod_log
             self._unmarked = True
 
     async def _queue(self, item: Posting) -> None:
@@ -148,12 +155,13 @@ class BlockConsumer:
         `wait` (the drain) a full queue skips the mark instead of waiting for the poster.
         """
         self._marked_at = time.monotonic()
-        if not self._unmarked or self._positions is None:
+        if not self._unmarked or (self._positions is None and self._pod_log is None):
             return
         if self._outstanding is not None and not self._outstanding.reached:
             return
         transitions = tuple(tuple(row) for row in self.tracker.export())
-        mark = Mark(Checkpoint(self._positions, transitions))
+        pod_logs = () if self._pod_log is None else (self._pod_log,)
+        mark = Mark(Checkpoint(self._positions or (), transitions, pod_logs))
         if wait:
             await self.events.put(mark)
         else:
@@ -233,6 +241,7 @@ class Daemon:
         *,
         ping: Callable[[], object] | None = None,
         year: int | None = None,
+        pod_log_api: LogAPI | None = None,
     ) -> None:
         self.rules = rules
         self.sink = sink
@@ -259,6 +268,10 @@ class Daemon:
         self.socket_consumer: BlockConsumer | None = None
         if settings.sockets.tcp or settings.sockets.unix:
             self._add_socket_source(processor, year, mark_interval)
+        self.pod_log: PodLogSource | None = None
+        self.pod_log_consumer: BlockConsumer | None = None
+        if settings.pod_log.container and pod_log_api is not None:
+            self._add_pod_log_source(processor, year, mark_interval, pod_log_api)
 
         self.namer = LineNamer(component, settings.host)
         recorder = Recorder(
@@ -322,6 +335,36 @@ class Daemon:
             mark_interval=mark_interval,
         )
 
+    def _add_pod_log_source(
+        self, processor: Processor, year: int, mark_interval: float, api: LogAPI
+    ) -> None:
+        """The pod log source and its lossless decoder; it checkpoints only with a path given
+        (there is no shared volume to put it on by default), else it starts at the current
+        instance's first line, and Event names derived from the lines make re-reads harmless."""
+        pod_log, metrics = self.settings.pod_log, self.metrics
+        resume = None
+        if self.settings.checkpoint.path and self.checkpointer is None:
+            checkpoint_path = Path(self.settings.checkpoint.path)
+            self.checkpointer = Checkpointer(checkpoint_path, self.settings.checkpoint.interval)
+            saved = read_checkpoint(checkpoint_path)
+            remove_temporaries(checkpoint_path)
+            if saved is not None:
+                self.tracker.restore([list(row) for row in saved.transitions])
+                resume = next((p for p in saved.pod_logs if p.container == pod_log.container), None)
+        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
+        self.pod_log = PodLogSource(pod_log, api, blocks, metrics, resume=resume)
+        pipeline = LinePipeline(processor, year=year, max_line_bytes=pod_log.max_line_bytes)
+        self.pod_log_consumer = BlockConsumer(
+            pipeline,
+            metrics,
+            blocks,
+            self.events,
+            self.tracker,
+            source="pod-log",
+            lossless=True,
+            mark_interval=mark_interval,
+        )
+
     def _add_socket_source(self, processor: Processor, year: int, mark_interval: float) -> None:
         """The socket source and its decoder, which drops rather than waits for the API."""
         sockets, metrics = self.settings.sockets, self.metrics
@@ -341,7 +384,11 @@ class Daemon:
 
     def readiness(self) -> Mapping[str, bool]:
         """What `/readyz` reports: sources open, rules loaded, API reachable."""
-        sources = [source.ready for source in (self.files, self.sockets) if source is not None]
+        sources = [
+            source.ready
+            for source in (self.files, self.sockets, self.pod_log)
+            if source is not None
+        ]
         return {
             "sources": bool(sources) and all(sources),
             "rules": bool(self.rules.rules),
@@ -354,8 +401,12 @@ class Daemon:
 
     async def run(self, *, install_signals: bool = False) -> int:
         """Run until `stop` (or SIGTERM/SIGINT with `install_signals`) or a task fails."""
-        if self.files is None and self.sockets is None:
-            log.error("no sources: give --file and/or --tcp / --unix")
+        if self.files is None and self.sockets is None and self.pod_log is None:
+            log.error("no sources: give --file, --tcp / --unix, or --pod-log")
+            return EXIT_FAILURE
+        if self.files is not None and self.pod_log is not None:
+            # One checkpoint holds one lossless source's positions with the transition state.
+            log.error("--file and --pod-log cannot be combined: pick one lossless source")
             return EXIT_FAILURE
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -398,6 +449,9 @@ class Daemon:
         if self.sockets is not None and self.socket_consumer is not None:
             self._spawn("socket-decoder", self.socket_consumer.run())
             self._spawn("socket-source", self.sockets.run())
+        if self.pod_log is not None and self.pod_log_consumer is not None:
+            self._spawn("pod-log-decoder", self.pod_log_consumer.run())
+            self._spawn("pod-log-source", self.pod_log.run())
         if self.checkpointer is not None:
             self._spawn("checkpointer", self.checkpointer.run())
         if self._ping is not None:
@@ -442,10 +496,11 @@ class Daemon:
     async def _drain(self) -> int:
         """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
         deadline = time.monotonic() + self.settings.queues.drain_deadline
-        await self._cancel("file-source", "socket-source")
+        await self._cancel("file-source", "socket-source", "pod-log-source")
         for name, decoder in (
             ("file-decoder", self.file_consumer),
             ("socket-decoder", self.socket_consumer),
+            ("pod-log-decoder", self.pod_log_consumer),
         ):
             if decoder is None:
                 continue
