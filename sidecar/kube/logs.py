@@ -112,6 +112,8 @@ class PodLogClient:
             async with self._open().get(
                 path, params=params, headers=self._headers(), timeout=timeout
             ) as response:
+                if response.status == 204:
+                    return  # no log yet: the pod is not on a node (the apiserver's answer)
                 if response.status != 200:
                     raise PodLogError(response.status, (await response.text())[:500])
                 async for chunk in response.content.iter_any():
