@@ -38,7 +38,7 @@ system-deps:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict sidecar
+	$(BIN)/mypy --strict sidecar tests bench
 	$(BIN)/lint-imports
 
 ## The tests that need no cluster.

@@ -246,7 +246,7 @@ def raw_get(api: client.ApiClient, path: str, accept: str = "application/json") 
         auth_settings=["BearerToken"],
     )
     response = api.call_api(*request, _request_timeout=30)
-    body: bytes = response.read()
+    body: bytes = response.read()  # type: ignore[no-untyped-call]
     if response.status != 200:
         raise SystemExit(f"GET {path}: HTTP {response.status}: {body[:300]!r}")
     return body
@@ -422,7 +422,7 @@ def main() -> None:
     models: dict[str, ModelResult] = {}
     problems: list[str] = []
     with cluster(args.kubeconfig) as (kubeconfig, origin):
-        api = config.new_client_from_config(config_file=kubeconfig)
+        api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         try:
             server_version = json.loads(raw_get(api, "/version"))["gitVersion"]
             for run in range(args.runs):

@@ -565,7 +565,10 @@ class Server:
     requests: list[bytes]
 
 
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+#: libc's prctl (ctypes functions are untyped: this says what the call takes and returns).
+_PRCTL: Callable[[int, int], int] | None = (
+    ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -638,8 +641,9 @@ def servers(
             ),
         ):
             port = free_port()
+            command: list[str] = argv(port)  # type: ignore[no-untyped-call]
             proc = subprocess.Popen(
-                argv(port),
+                command,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_us,  # noqa: PLW1509 - no threads here
             )

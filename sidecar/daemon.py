@@ -1,18 +1,18 @@
 """`event-sidecar run`: sources -> decoders -> poster, checkpoints, metrics and health, shutdown.
 
 ```
-FileSource ──blocks (bounded, waits)──▶ Consumer(lossless) ──┐
-SocketSource ─blocks (bounded, waits)─▶ Consumer(lossy) ─────┤ events (bounded) ──▶ Poster ──▶ sink
-PodLogSource ─blocks (bounded, waits)─▶ Consumer(lossless) ──┤
-                                                             │  Posting | Mark          │
-                                               Checkpointer ◀┴──────── commit(Mark) ◀───┘
+FileSource ──blocks (bounded, waits)──▶ BlockConsumer(lossless) ──┐
+SocketSource ─blocks (bounded, waits)─▶ BlockConsumer(lossy) ─────┤ events ──▶ Poster ──▶ sink
+PodLogSource ─blocks (bounded, waits)─▶ BlockConsumer(lossless) ──┤
+                                                                  │  Posting | Mark   │
+                                                    Checkpointer ◀┴──── commit(Mark) ◀┘
 ```
 Backpressure, chosen per source: the file source's decoder *waits* for room in the Event queue
 (the file is simply read later; nothing is lost, and its checkpoint stays behind); the socket
 decoder never waits for the API: when the Event queue is full the Event is dropped and counted
 (`events_dropped{cause="queue_full"}`), as client-go does. A socket is slowed down only when
 decoding itself falls behind (its block queue is full), through TCP flow control. The pod log
-source is lossless like files: its stream simply is not read meanwhile.
+source is lossless like files: meanwhile its stream simply is not read.
 
 Every task is named and supervised: if one ends, the daemon stops and `run` returns 1 after
 logging which task failed and why. SIGTERM stops the sources, lets the decoders and the poster
@@ -34,18 +34,15 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.checkpoint import (
-    Checkpoint,
-    read_checkpoint,
-    remove_temporaries,
-    write_checkpoint,
-)
+from sidecar.checkpoint import Checkpoint, read_checkpoint, remove_temporaries
+from sidecar.checkpointer import Checkpointer
+from sidecar.consumer import BlockConsumer
 from sidecar.correlate import Correlator
+from sidecar.exits import EXIT_FAILURE, EXIT_OK
 from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
-from sidecar.model import FilePosition, PodLogPosition
 from sidecar.pipeline import LinePipeline, Processor
-from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem, WorkerThread
+from sidecar.poster import LineNamer, Poster, QueueItem
 from sidecar.recorder import Recorder
 from sidecar.rules import RuleSet
 from sidecar.settings import DaemonSettings
@@ -54,12 +51,11 @@ from sidecar.sources import Block
 from sidecar.sources.files import FileSource
 from sidecar.sources.podlog import LogAPI, PodLogSource
 from sidecar.sources.sockets import SocketSource
+from sidecar.threads import WorkerThread
 from sidecar.transitions import TransitionTracker
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
 CHECKPOINT_NAME = ".event-sidecar-checkpoint.json"
 #: Seconds between checkpoint marks queued by the file decoder (half the write interval, so that
 #: a write every interval has something new to write).
@@ -71,162 +67,6 @@ def default_checkpoint_path(paths: tuple[str, ...]) -> Path | None:
     if not paths:
         return None
     return Path(paths[0]).absolute().parent / CHECKPOINT_NAME
-
-
-class BlockConsumer:
-    """Feeds a source's blocks through the pipeline and queues the Events they call for."""
-
-    def __init__(
-        self,
-        pipeline: LinePipeline,
-        metrics: Metrics,
-        blocks: asyncio.Queue[Block],
-        events: asyncio.Queue[QueueItem],
-        tracker: TransitionTracker,
-        *,
-        source: str,
-        lossless: bool,
-        mark_interval: float,
-    ) -> None:
-        self.pipeline = pipeline
-        self.metrics = metrics
-        self.source = source
-        self.blocks = blocks
-        self.events = events
-        self.tracker = tracker
-        self.lossless = lossless
-        self.mark_interval = mark_interval
-        self._positions: tuple[FilePosition, ...] | None = None
-        self._pod_log: PodLogPosition | None = None
-        self._unmarked = False
-        self._outstanding: Mark | None = None
-        #: The first block is marked at once: a checkpoint soon after start bounds what a crash
-        #: in the first seconds makes us re-read, and records files that may rotate meanwhile.
-        self._marked_at = 0.0
-
-    async def run(self) -> None:
-        """Until cancelled."""
-        while True:
-            try:
-                block = await asyncio.wait_for(self.blocks.get(), self.mark_interval)
-            except TimeoutError:
-                await self.mark()
-                continue
-            try:
-                await self._decode(block)
-            except Exception:
-                # Decoders are total, so this is a bug; it must cost one block, not the daemon.
-                log.exception("cannot decode a block of %d bytes", len(block.data))
-            finally:
-                self.blocks.task_done()
-            if time.monotonic() - self._marked_at >= self.mark_interval:
-                await self.mark()
-
-    async def _decode(self, block: Block) -> None:
-        """Feed one block; queue its Events, then note its positions (they follow the Events)."""
-        fed = self.pipeline.feed(block.data, too_long=block.too_long, default_time=block.stamp_time)
-        self.metrics.count_lines(self.source, fed.tally)
-        for spec in fed.specs:
-            await self._queue(Posting(spec, block.read_at))
-        if block.positions is not None:
-            self._positions = block.positions
-            self._unmarked = True
-        if block.pod_log is not None:
-            self._pod_log = block.pod_log
-            self._unmarked = True
-
-    async def _queue(self, item: Posting) -> None:
-        """Files wait for room (lossless); sockets drop and count (the API never slows them)."""
-        events = self.events
-        if self.lossless:
-            await events.put(item)
-        else:
-            try:
-                events.put_nowait(item)
-            except asyncio.QueueFull:
-                self.metrics.events_dropped.labels("queue_full").inc()
-        self.metrics.queue_depth.set(events.qsize())
-
-    async def mark(self, *, wait: bool = True) -> None:
-        """Queue a checkpoint of the positions decoded so far, if they changed since the last.
-
-        At most one mark waits in the queue: while the API stalls, the positions simply move on
-        and the next mark, once the poster has reached the previous one, carries them. Without
-        `wait` (the drain) a full queue skips the mark instead of waiting for the poster.
-        """
-        self._marked_at = time.monotonic()
-        if not self._unmarked or (self._positions is None and self._pod_log is None):
-            return
-        if self._outstanding is not None and not self._outstanding.reached:
-            return
-        transitions = tuple(tuple(row) for row in self.tracker.export())
-        pod_logs = () if self._pod_log is None else (self._pod_log,)
-        mark = Mark(Checkpoint(self._positions or (), transitions, pod_logs))
-        if wait:
-            await self.events.put(mark)
-        else:
-            try:
-                self.events.put_nowait(mark)
-            except asyncio.QueueFull:
-                return
-        self._unmarked = False
-        self._outstanding = mark
-
-
-class Checkpointer:
-    """Keeps the latest committed checkpoint and writes it every `interval` and at the end."""
-
-    def __init__(self, path: Path, interval: float) -> None:
-        self.path = path
-        self.interval = interval
-        self._latest: Checkpoint | None = None
-        self._written: Checkpoint | None = None
-        self._committed = asyncio.Event()
-        self._inflight: asyncio.Future[None] | None = None
-        self.writes = 0
-
-    def commit(self, checkpoint: Checkpoint) -> None:
-        """Called once everything queued before `checkpoint` is recorded."""
-        self._latest = checkpoint
-        self._committed.set()
-
-    async def run(self) -> None:
-        """Until cancelled: write a commit at once, then at most once per `interval`.
-
-        A failed write is logged and retried: it only means that a restart would re-read more,
-        so it is no reason to stop writing Events.
-        """
-        failing = False
-        while True:
-            await self._committed.wait()
-            self._committed.clear()
-            try:
-                await self.write()
-            except OSError as error:
-                if not failing:
-                    log.warning("cannot write the checkpoint %s: %s", self.path, error)
-                failing = True
-            else:
-                failing = False
-            await asyncio.sleep(self.interval)
-
-    async def write(self) -> None:
-        """Write the latest commit unless it is written already (off the loop: it fsyncs).
-
-        One write at a time, even across cancellation: cancelling the periodic task does not
-        stop its thread, so the final write first waits for a write still in flight.
-        """
-        if self._inflight is not None and not self._inflight.done():
-            await asyncio.wait([self._inflight])
-        checkpoint = self._latest
-        if checkpoint is None or checkpoint is self._written:
-            return
-        self._inflight = asyncio.ensure_future(
-            asyncio.to_thread(write_checkpoint, self.path, checkpoint)
-        )
-        await asyncio.shield(self._inflight)
-        self._written = checkpoint
-        self.writes += 1
 
 
 class Daemon:
@@ -250,7 +90,6 @@ class Daemon:
         self.metrics = metrics
         self._ping = ping
         self.api_reachable = ping is None
-        year = year or time.gmtime().tm_year
         queues = settings.queues
         component = settings.component or rules.component
 
@@ -260,18 +99,21 @@ class Daemon:
         mark_interval = settings.checkpoint.interval * _MARK_FRACTION
 
         self.checkpointer: Checkpointer | None = None
+        #: Opened at start-up (`_open_files`: it reads the checkpoint), not here.
         self.files: FileSource | None = None
         self.file_consumer: BlockConsumer | None = None
         if settings.files.paths:
-            self._add_file_source(processor, year, mark_interval)
+            self._add_file_consumer(processor, year, mark_interval)
         self.sockets: SocketSource | None = None
         self.socket_consumer: BlockConsumer | None = None
         if settings.sockets.tcp or settings.sockets.unix:
             self._add_socket_source(processor, year, mark_interval)
+        #: Opened at start-up (`_open_pod_log`: it reads the checkpoint), not here.
         self.pod_log: PodLogSource | None = None
         self.pod_log_consumer: BlockConsumer | None = None
-        if settings.pod_log.container and pod_log_api is not None:
-            self._add_pod_log_source(processor, year, mark_interval, pod_log_api)
+        self._pod_log_api = pod_log_api
+        if settings.pod_log.container and pod_log_api is not None and self.checkpointer is None:
+            self._add_pod_log_consumer(processor, year, mark_interval)
 
         self.namer = LineNamer(component, settings.host)
         recorder = Recorder(
@@ -297,36 +139,26 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def _add_file_source(self, processor: Processor, year: int, mark_interval: float) -> None:
-        """The file source, its lossless decoder and the checkpoint it resumes from."""
-        files, metrics = self.settings.files, self.metrics
-        checkpoint_path = (
-            Path(self.settings.checkpoint.path)
-            if self.settings.checkpoint.path
-            else default_checkpoint_path(files.paths)
-        )
-        assert checkpoint_path is not None
-        self.checkpointer = Checkpointer(checkpoint_path, self.settings.checkpoint.interval)
-        resume = None if files.start == "beginning" else read_checkpoint(checkpoint_path)
-        remove_temporaries(checkpoint_path)
-        if resume is not None:
-            self.tracker.restore([list(row) for row in resume.transitions])
-            log.info(
-                "resuming from checkpoint",
-                extra={"path": str(checkpoint_path), "files": len(resume.files)},
-            )
+    def _checkpoint_path(self) -> Path:
+        """`--checkpoint`, or the default beside the first file."""
+        files = self.settings.files
+        if self.settings.checkpoint.path:
+            return Path(self.settings.checkpoint.path)
+        path = default_checkpoint_path(files.paths)
+        assert path is not None
+        return path
+
+    def _add_file_consumer(
+        self, processor: Processor, year: int | None, mark_interval: float
+    ) -> None:
+        """The file source's lossless decoder and its checkpointer (no disk I/O yet)."""
+        files = self.settings.files
+        self.checkpointer = Checkpointer(self._checkpoint_path(), self.settings.checkpoint.interval)
         blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        self.files = FileSource(
-            files,
-            blocks,
-            metrics,
-            resume=resume,
-            exclude=frozenset({str(checkpoint_path.resolve())}),
-        )
         pipeline = LinePipeline(processor, year=year, max_line_bytes=files.max_line_bytes)
         self.file_consumer = BlockConsumer(
             pipeline,
-            metrics,
+            self.metrics,
             blocks,
             self.events,
             self.tracker,
@@ -335,28 +167,43 @@ class Daemon:
             mark_interval=mark_interval,
         )
 
-    def _add_pod_log_source(
-        self, processor: Processor, year: int, mark_interval: float, api: LogAPI
+    def _open_files(self) -> None:
+        """At start-up: read the checkpoint to resume from, restore its transition state, and
+        create the file source that resumes from its positions."""
+        assert self.checkpointer is not None and self.file_consumer is not None
+        files, checkpoint_path = self.settings.files, self.checkpointer.path
+        resume = None if files.start == "beginning" else read_checkpoint(checkpoint_path)
+        remove_temporaries(checkpoint_path)
+        if resume is not None:
+            self.tracker.restore([list(row) for row in resume.transitions])
+            log.info(
+                "resuming from checkpoint",
+                extra={"path": str(checkpoint_path), "files": len(resume.files)},
+            )
+        self.files = FileSource(
+            files,
+            self.file_consumer.blocks,
+            self.metrics,
+            resume=resume,
+            exclude=frozenset({str(checkpoint_path.resolve())}),
+        )
+
+    def _add_pod_log_consumer(
+        self, processor: Processor, year: int | None, mark_interval: float
     ) -> None:
-        """The pod log source and its lossless decoder; it checkpoints only with a path given
-        (there is no shared volume to put it on by default), else it starts at the current
-        instance's first line, and Event names derived from the lines make re-reads harmless."""
-        pod_log, metrics = self.settings.pod_log, self.metrics
-        resume = None
-        if self.settings.checkpoint.path and self.checkpointer is None:
-            checkpoint_path = Path(self.settings.checkpoint.path)
-            self.checkpointer = Checkpointer(checkpoint_path, self.settings.checkpoint.interval)
-            saved = read_checkpoint(checkpoint_path)
-            remove_temporaries(checkpoint_path)
-            if saved is not None:
-                self.tracker.restore([list(row) for row in saved.transitions])
-                resume = next((p for p in saved.pod_logs if p.container == pod_log.container), None)
+        """The pod log source's lossless decoder, and its checkpointer when `--checkpoint` names
+        a file (there is no shared volume to default to; without one a start reads the current
+        instance from its first line)."""
+        pod_log = self.settings.pod_log
+        if self.settings.checkpoint.path:
+            self.checkpointer = Checkpointer(
+                Path(self.settings.checkpoint.path), self.settings.checkpoint.interval
+            )
         blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        self.pod_log = PodLogSource(pod_log, api, blocks, metrics, resume=resume)
         pipeline = LinePipeline(processor, year=year, max_line_bytes=pod_log.max_line_bytes)
         self.pod_log_consumer = BlockConsumer(
             pipeline,
-            metrics,
+            self.metrics,
             blocks,
             self.events,
             self.tracker,
@@ -365,7 +212,24 @@ class Daemon:
             mark_interval=mark_interval,
         )
 
-    def _add_socket_source(self, processor: Processor, year: int, mark_interval: float) -> None:
+    def _open_pod_log(self) -> None:
+        """At start-up: resume from the checkpoint's position for the container, if any."""
+        assert self.pod_log_consumer is not None and self._pod_log_api is not None
+        pod_log, resume = self.settings.pod_log, None
+        if self.checkpointer is not None:
+            saved = read_checkpoint(self.checkpointer.path)
+            remove_temporaries(self.checkpointer.path)
+            if saved is not None:
+                self.tracker.restore([list(row) for row in saved.transitions])
+                resume = next((p for p in saved.pod_logs if p.container == pod_log.container), None)
+                log.info("resuming from checkpoint", extra={"path": str(self.checkpointer.path)})
+        self.pod_log = PodLogSource(
+            pod_log, self._pod_log_api, self.pod_log_consumer.blocks, self.metrics, resume=resume
+        )
+
+    def _add_socket_source(
+        self, processor: Processor, year: int | None, mark_interval: float
+    ) -> None:
         """The socket source and its decoder, which drops rather than waits for the API."""
         sockets, metrics = self.settings.sockets, self.metrics
         blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
@@ -401,12 +265,12 @@ class Daemon:
 
     async def run(self, *, install_signals: bool = False) -> int:
         """Run until `stop` (or SIGTERM/SIGINT with `install_signals`) or a task fails."""
-        if self.files is None and self.sockets is None and self.pod_log is None:
-            log.error("no sources: give --file, --tcp / --unix, or --pod-log")
-            return EXIT_FAILURE
-        if self.files is not None and self.pod_log is not None:
+        if self.settings.pod_log.container and self.file_consumer is not None:
             # One checkpoint holds one lossless source's positions with the transition state.
             log.error("--file and --pod-log cannot be combined: pick one lossless source")
+            return EXIT_FAILURE
+        if self.file_consumer is None and self.sockets is None and self.pod_log_consumer is None:
+            log.error("no sources: give --file, --tcp / --unix, or --pod-log")
             return EXIT_FAILURE
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -423,6 +287,10 @@ class Daemon:
         """Bind, spawn the named tasks, and wait for a stop request or the first task to end."""
         http = self.settings.http
         try:
+            if self.file_consumer is not None:
+                self._open_files()
+            if self.pod_log_consumer is not None:
+                self._open_pod_log()
             self._runner = await start_server(
                 make_app(self.registry, self.readiness), http.host, http.port
             )
@@ -521,7 +389,8 @@ class Daemon:
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
         await self._abort()
-        log.info("stopped", extra={"outcomes": self.poster.outcomes})
+        writes = self.checkpointer.writes if self.checkpointer is not None else 0
+        log.info("stopped", extra={"outcomes": self.poster.outcomes, "checkpoint_writes": writes})
         return EXIT_OK
 
     async def _abort(self) -> None:
@@ -532,6 +401,7 @@ class Daemon:
                 await self.checkpointer.write()
             except OSError as error:
                 log.error("cannot write the checkpoint: %s", error)
+            self.checkpointer.close()
         await self._close_http()
 
     async def _close_http(self) -> None:

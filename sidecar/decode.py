@@ -6,7 +6,9 @@ them (klog text from client-go beside zap JSON from controller-runtime, plain te
 - JSON objects: controller-runtime zap, klog JSON, logrus JSON and Go slog JSON;
 - controller-runtime's console encoder: `<ts>\\t<LEVEL>\\t[<logger>\\t]<msg>\\t{json}`;
 - klog text: `I1025 00:15:15.525108 1 file.go:116] "msg" key="value" ...`;
-- logfmt (logrus text, go-kit): `time=... level=info msg="..." key=value`.
+- logfmt (logrus text, go-kit): `time=... level=info msg="..." key=value`;
+- records of several lines (framed by `sidecar.multiline`): a Go panic becomes one `fatal` record,
+  and klog's `key=<` multi-line values are joined into the value they stand for.
 
 Nothing here raises on bad input: a line that is none of these decodes to an `Undecodable` that
 says why, so the caller can count it. Invalid UTF-8 is replaced, never fatal.
@@ -15,13 +17,16 @@ says why, so the caller can count it. Invalid UTF-8 is replaced, never fatal.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final
 
 import orjson
 
 from sidecar.model import UndecodableReason
+from sidecar.multiline import KLOG_CLOSE, KLOG_OPEN, PANIC_HEADS
 from sidecar.records import Record, text_of
 
 
@@ -89,11 +94,35 @@ _GO_SIMPLE_ESCAPES: Final = {
 }
 
 
-def decode(line: bytes, *, year: int) -> Record | Undecodable:
+#: The year of a klog text line from its month (1-12), since klog's timestamps carry none.
+YearOf = Callable[[int], int]
+
+
+def klog_year(month: int, now: datetime) -> int:
+    """The year of a klog timestamp in `month`, read at `now` (so a pure function of both).
+
+    A line is never from the future, give or take clock skew: one whose month is more than a
+    month ahead of now was written last year (a December line read on January 1st), anything
+    else this year. Taken per line, so a daemon running over New Year dates January's lines in
+    the new year.
+    """
+    return now.year - 1 if month > now.month + 1 else now.year
+
+
+def years_at(now: datetime) -> YearOf:
+    """`klog_year` with `now` fixed: what `decode` takes for a block read at `now`."""
+    return partial(klog_year, now=now)
+
+
+def decode(line: bytes, *, year: int | YearOf) -> Record | Undecodable:
     """Decode one line (without its newline) into a record.
 
-    `year` completes klog's timestamps, which carry no year; callers pass the current one.
+    `year` completes klog's timestamps, which carry no year: a fixed year (`replay --year`), or
+    the year of a month as of the time the line is read (`years_at(now)`). A multi-line record
+    comes as its lines joined by newlines.
     """
+    if b"\n" in line:
+        return _decode_lines(line, year)
     if line[:1] in (b" ", b"\t") and line.strip():
         return CONTINUATION
     line = line.strip()
@@ -114,6 +143,62 @@ def decode(line: bytes, *, year: int) -> Record | Undecodable:
         if record is not None:
             return record
     return UNRECOGNISED
+
+
+def _decode_lines(data: bytes, year: int | YearOf) -> Record | Undecodable:
+    head = data[: data.find(b"\n")]
+    if head.startswith(PANIC_HEADS):
+        return _decode_panic(data.decode("utf-8", "replace").split("\n"))
+    if head.endswith(KLOG_OPEN):
+        return decode(_join_klog_values(data.decode("utf-8", "replace").split("\n")), year=year)
+    return decode(head, year=year)
+
+
+_GO_FRAME_OFFSET = re.compile(r" \+0x[0-9a-f]+$")
+
+
+def _decode_panic(lines: list[str]) -> Record:
+    """`panic: value`, `[signal ...]`, `goroutine N [running]:`, frames (function, `\tfile:line`).
+
+    The message is the panic's value; the fields name the goroutine, the first frame of the code
+    that panicked (`function`, `location`) and the stack as far as the record goes.
+    """
+    head = lines[0]
+    prefix = "panic: " if head.startswith("panic: ") else "fatal error: "
+    fields: dict[str, Any] = {"panic": prefix[:-2]}
+    for number, line in enumerate(lines[1:], start=1):
+        if line.startswith("[signal "):
+            fields["signal"] = line.strip("[]")
+        elif line.startswith("goroutine "):
+            fields["goroutine"] = line.split(" ", 2)[1]
+            stack = lines[number + 1 :]
+            fields["stack"] = "\n".join(stack)
+            if len(stack) >= 2:
+                fields["function"] = stack[-2]
+                fields["location"] = _GO_FRAME_OFFSET.sub("", stack[-1].strip())
+            break
+    message = head[len(prefix) :].removesuffix(" [recovered]")
+    return Record(message=message, level="fatal", fields=fields, format="go-panic")
+
+
+def _join_klog_values(lines: list[str]) -> bytes:
+    """klog's `key=<`, tab-indented lines, ` >` as the one line `key="line\nline"` it stands for."""
+    out = [lines[0][:-1]]  # drop the `<` of `=<`
+    value: list[str] = []
+    for line in lines[1:]:
+        if line.startswith(KLOG_CLOSE.decode()):
+            out.append(orjson.dumps("\n".join(value)).decode())
+            value = []
+            rest = line[len(KLOG_CLOSE) :]
+            if rest.endswith(KLOG_OPEN.decode()):
+                out.append(rest[:-1])
+            else:
+                out.append(rest)
+                return "".join(out).encode()
+        else:
+            value.append(line[1:])
+    out.append(orjson.dumps("\n".join(value)).decode())  # cut short: the value as far as it goes
+    return "".join(out).encode()
 
 
 def _decode_json_line(line: bytes) -> Record | Undecodable:
@@ -221,11 +306,19 @@ def _as_int(raw: Any) -> int:
         return 0
 
 
-def _decode_klog_text(match: re.Match[str], year: int) -> Record:
-    severity, month, day, hour, minute, second, micro, rest = match.groups()
+def _decode_klog_text(match: re.Match[str], year: int | YearOf) -> Record:
+    severity, month_text, day, hour, minute, second, micro, rest = match.groups()
+    month = int(month_text)
     try:
         stamp = datetime(
-            year, int(month), int(day), int(hour), int(minute), int(second), int(micro), tzinfo=UTC
+            year if isinstance(year, int) else year(month),
+            month,
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int(micro),
+            tzinfo=UTC,
         ).timestamp()
     except ValueError:
         stamp = None

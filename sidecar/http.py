@@ -1,8 +1,9 @@
 """The metrics and health server: `/metrics`, `/healthz`, `/readyz` (aiohttp, thin).
 
 The handlers only adapt: the registry is passed in and rendered by prometheus_client, readiness
-is a callable the daemon provides. `/healthz` answers as long as the event loop runs (a wedged
-loop fails the kubelet's liveness probe); `/readyz` says which check fails, for `kubectl describe`.
+is a callable the server provides. `/healthz` answers as long as the event loop runs (a wedged
+loop fails the kubelet's liveness probe) and the liveness checks hold (the webhook's certificate
+reloader is alive); `/readyz` says which check fails, for `kubectl describe`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,22 @@ from collections.abc import Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-Readiness = Callable[[], Mapping[str, bool]]
+Checks = Callable[[], Mapping[str, bool]]
+"""Named checks that all hold when the answer is yes."""
+Readiness = Checks
 
 
-def make_app(registry: CollectorRegistry, readiness: Readiness) -> web.Application:
-    """The aiohttp application serving the three endpoints."""
+def _no_checks() -> Mapping[str, bool]:
+    return {}
+
+
+def add_probe_routes(
+    app: web.Application,
+    registry: CollectorRegistry,
+    readiness: Checks,
+    liveness: Checks = _no_checks,
+) -> None:
+    """Add `/metrics`, `/healthz` and `/readyz` to `app` (the daemon's server and the webhook's)."""
 
     async def metrics(_: web.Request) -> web.Response:
         """The registry in the Prometheus text format."""
@@ -24,8 +36,11 @@ def make_app(registry: CollectorRegistry, readiness: Readiness) -> web.Applicati
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        """Alive: the event loop answers."""
-        return web.Response(text="ok\n")
+        """Alive: the event loop answers and every liveness check holds (else 503 naming it)."""
+        checks = dict(liveness())
+        if all(checks.values()):
+            return web.Response(text="ok\n")
+        return web.json_response({"alive": False, "checks": checks}, status=503)
 
     async def readyz(_: web.Request) -> web.Response:
         """Ready: every check holds; the body names each check."""
@@ -33,10 +48,15 @@ def make_app(registry: CollectorRegistry, readiness: Readiness) -> web.Applicati
         ready = all(checks.values())
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
-    app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+
+
+def make_app(registry: CollectorRegistry, readiness: Readiness) -> web.Application:
+    """The daemon's application: just the three endpoints."""
+    app = web.Application()
+    add_probe_routes(app, registry, readiness)
     return app
 
 

@@ -1,4 +1,4 @@
-"""A small least-recently-used map for the correlator's caches.
+"""The one least-recently-used map: the correlator's caches and the transition state.
 
 Written here rather than taken from cachetools because it sits on the per-Event path: cachetools'
 LRUCache spends several Python calls per access on size accounting this code never needs, and a
@@ -7,6 +7,7 @@ plain dict (insertion-ordered, re-inserted on use) does the job in two C operati
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -14,6 +15,8 @@ V = TypeVar("V")
 
 
 class LRU(Generic[K, V]):
+    """A map of at most `maxsize` items that forgets the least recently used."""
+
     __slots__ = ("_items", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
@@ -27,6 +30,14 @@ class LRU(Generic[K, V]):
 
     def __contains__(self, key: K) -> bool:
         return key in self._items
+
+    def peek(self, key: K) -> V | None:
+        """The value, leaving its recency alone; None when absent."""
+        return self._items.get(key)
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        """Every item, least recently used first."""
+        return iter(self._items.items())
 
     def get(self, key: K) -> V | None:
         """The value, now the most recently used; None when absent."""

@@ -8,9 +8,11 @@ line, which keeps the per-line cost down.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
-from sidecar.decode import Undecodable, decode
+from sidecar.decode import Undecodable, decode, years_at
 from sidecar.model import EventSpec
 from sidecar.records import Record
 from sidecar.rules import MissingField, RuleSet, render
@@ -28,7 +30,8 @@ class RuleMiss:
 
 @dataclass(frozen=True, slots=True)
 class Unchanged:
-    """A transition rule matched but the object's state was the same as before."""
+    """A transition rule matched but emits nothing: the object's state was the same as before,
+    or the rule's case for this transition says `emit: false`."""
 
     rule: str
 
@@ -47,6 +50,7 @@ class Processor:
         rule = self.rules.first_match(record)
         if rule is None:
             return None
+        event_type, reason = rule.type, rule.reason
         try:
             target = rule.resolve_object(record)
             transition = rule.transition
@@ -55,7 +59,7 @@ class Processor:
             else:
                 state = render(transition.state, record)
                 key = (
-                    rule.name,
+                    transition.tracker,
                     target.kind,
                     target.namespace,
                     target.name,
@@ -68,11 +72,18 @@ class Processor:
                 if change is None:
                     tracker.remember(key, state)
                     return Unchanged(rule.name)
-                message = render(rule.message, record, {"from": change.before, "to": change.after})
+                chosen = rule.choose(change.before, change.after)
+                if not chosen.emit:
+                    tracker.remember(key, state)
+                    return Unchanged(rule.name)
+                event_type, reason = chosen.type, chosen.reason
+                message = render(
+                    chosen.message, record, {"from": change.before, "to": change.after}
+                )
                 tracker.remember(key, state)
         except MissingField as missing:
             return RuleMiss(rule.name, missing.path)
-        return EventSpec(rule.name, target, rule.type, rule.reason, message, record.time)
+        return EventSpec(rule.name, target, event_type, reason, message, record.time)
 
 
 @dataclass(slots=True)
@@ -129,9 +140,18 @@ class LineCounts:
 class LinePipeline:
     """Feeds blocks of complete lines through the pre-filter, the decoders and the processor."""
 
-    def __init__(self, processor: Processor, *, year: int, max_line_bytes: int) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        *,
+        year: int | None,
+        max_line_bytes: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.processor = processor
+        #: klog's year: fixed, or None to derive it from `clock` and each line's month.
         self.year = year
+        self.clock = clock
         self.max_line_bytes = max_line_bytes
         self.counts = LineCounts()
         #: The time of the last line that had one: `replay`'s clock.
@@ -146,7 +166,8 @@ class LinePipeline:
         tally = Tally()
         undecodable, matches = tally.undecodable, tally.matches
         misses, unchanged = tally.misses, tally.unchanged
-        process, year = self.processor.process, self.year
+        process = self.processor.process
+        year = self.year if self.year is not None else years_at(self.clock())
         for line in selection.candidates:
             record = decode(line, year=year)
             if type(record) is Undecodable:

@@ -17,24 +17,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.events import EventNamer
 from sidecar.metrics import Metrics
 from sidecar.model import DropCause, EventSpec, RecordOutcome
 from sidecar.recorder import Recorder
+from sidecar.threads import WorkerThread
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,38 +94,6 @@ class LineNamer(EventNamer):
         # Positive and 16 hex digits, like today's nanoseconds.
         suffix = int.from_bytes(digest[:8], "big") | (1 << 60)
         return self.name_for(object_name, suffix, lambda: uuid.UUID(bytes=digest, version=4))
-
-
-class WorkerThread:
-    """Runs blocking calls one after another on a daemon thread; `call` awaits the result."""
-
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
-
-    async def call(self, function: Callable[[], _T]) -> _T:
-        """Run `function` on the thread after the jobs before it; return or raise its outcome."""
-        future: Future[_T] = Future()
-        self._jobs.put((function, future))
-        return await asyncio.wrap_future(future)
-
-    def close(self) -> None:
-        """Let the thread end after the job it is running (never waited for)."""
-        self._jobs.put(None)
-
-    def _work(self) -> None:
-        """The thread: run jobs in order until `close`."""
-        while (job := self._jobs.get()) is not None:
-            function, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(function())
-            except BaseException as error:  # handed to the awaiting coroutine
-                future.set_exception(error)
 
 
 class Poster:

@@ -62,15 +62,6 @@ class Record:
             return ObjectRef(name, namespace)
         return None
 
-    @property
-    def refs(self) -> dict[str, ObjectRef]:
-        """Every object reference in the line, keyed as `ref` takes them."""
-        found = {key: ref for key in self.fields if (ref := self.ref(key)) is not None}
-        top = self.ref("")
-        if top is not None:
-            found[""] = top
-        return found
-
 
 _NAMESPACED_NAME = re.compile(
     r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9.:_]*[a-zA-Z0-9])?"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import BinaryIO
 
 from sidecar.correlate import Correlator, CorrelatorSettings
@@ -33,8 +32,9 @@ class ReplaySettings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
-    #: The year klog's timestamps are placed in (they carry none).
-    year: int = datetime.now(UTC).year
+    #: The year klog's timestamps are placed in (they carry none); None derives it from the
+    #: clock and each line's month (`sidecar.decode.klog_year`).
+    year: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +95,10 @@ def replay(
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     for chunk in chunks:
-        dropped = framer.too_long
         block = framer.feed(chunk)
-        if block or framer.too_long > dropped:
-            run(block, framer.too_long - dropped)
+        too_long = framer.take_too_long()
+        if block or too_long:
+            run(block, too_long)
     run(framer.flush())
     end = pipeline.last_time if pipeline.last_time is not None else log_clock.current
     return ReplayResult(pipeline.counts, outcomes, max(end, log_clock.current))

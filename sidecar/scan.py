@@ -9,7 +9,10 @@ one of the positions `k * limit`, so only those positions are checked.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+
+from sidecar.multiline import incomplete_tail, spans
 
 DEFAULT_MAX_LINE_BYTES = 100 * 1024
 
@@ -25,21 +28,40 @@ class Selection:
 
 
 def select_lines(block: bytes, literals: frozenset[bytes] | None, limit: int) -> Selection:
-    """Scan `block`, which holds complete lines each ending in a newline."""
+    """Scan `block`, which holds complete lines each ending in a newline.
+
+    A multi-line record (see `sidecar.multiline`) is one candidate, its lines joined by newlines.
+    """
     lines = block.count(b"\n")
     long_spans = _long_lines(block, limit)
+    records = spans(block, limit)
     if literals is None:
-        candidates = [line for line in block.split(b"\n")[:-1] if len(line) <= limit]
+        if not records:
+            candidates = [line for line in block.split(b"\n")[:-1] if len(line) <= limit]
+            return Selection(candidates, lines, len(long_spans))
+        candidates = []
+        position = 0
+        for start, end in records:
+            candidates.extend(block[position:start].split(b"\n")[:-1])
+            candidates.append(block[start:end])
+            position = end + 1
+        candidates.extend(block[position:].split(b"\n")[:-1])
+        candidates = [line for line in candidates if len(line) <= limit]
         return Selection(candidates, lines, len(long_spans))
+    record_starts = [start for start, _ in records]
     starts: dict[int, int] = {}
     find, rfind = block.find, block.rfind
     for literal in literals:
         position = find(literal)
         while position != -1:
-            start = rfind(b"\n", 0, position) + 1
-            end = find(b"\n", position)
-            if end == -1:  # a last line without its newline (callers should not pass one)
-                end = len(block)
+            index = bisect_right(record_starts, position) - 1
+            if index >= 0 and position <= records[index][1]:
+                start, end = records[index]
+            else:
+                start = rfind(b"\n", 0, position) + 1
+                end = find(b"\n", position)
+                if end == -1:  # a last line without its newline (callers should not pass one)
+                    end = len(block)
             starts[start] = end
             position = find(literal, end)
     candidates = [
@@ -65,22 +87,29 @@ def _long_lines(block: bytes, limit: int) -> set[int]:
 
 
 class LineFramer:
-    """Cuts an arbitrary byte stream into blocks of complete lines, memory bounded.
+    """Cuts an arbitrary byte stream into blocks of complete records, memory bounded.
 
-    A partial last line is held until its newline. A line that grows past `limit` without one is
-    dropped as it streams in (counted in `too_long`), so one runaway line cannot exhaust memory.
+    A partial last line is held until its newline, and the complete lines of an unfinished
+    multi-line record (a Go panic, a klog `key=<` value; at most `limit` bytes) until it ends, so
+    a block never ends inside a record and an offset after a block is after a complete record. A
+    line that grows past `limit` without a newline is dropped as it streams in (counted in
+    `too_long`), so one runaway line cannot exhaust memory.
     """
 
     def __init__(self, limit: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self.limit = limit
         self._partial = b""
+        #: Complete lines of a multi-line record that has not ended yet.
+        self._held = b""
         self._discarding = False
+        #: Lines dropped so far for being too long.
         self.too_long = 0
+        self._reported = 0
 
     @property
     def pending(self) -> int:
-        """Bytes held back as a partial line."""
-        return len(self._partial)
+        """Bytes held back: a partial line and an unfinished multi-line record."""
+        return len(self._held) + len(self._partial)
 
     def feed(self, data: bytes) -> bytes:
         """Return the complete lines of `partial + data` (ending in a newline), or b""."""
@@ -95,16 +124,25 @@ class LineFramer:
             self._partial += data
             self._check_partial()
             return b""
-        block = self._partial + data[: cut + 1] if self._partial else data[: cut + 1]
+        block = self._held + self._partial + data[: cut + 1]
         self._partial = data[cut + 1 :]
         self._check_partial()
-        return block
+        held = incomplete_tail(block, self.limit)
+        if held == -1:
+            self._held = b""
+            return block
+        self._held = block[held:]
+        return block[:held]
+
+    def take_too_long(self) -> int:
+        """Lines dropped since the last call: what the caller has not counted yet."""
+        new, self._reported = self.too_long - self._reported, self.too_long
+        return new
 
     def flush(self) -> bytes:
-        """At end of input, the held partial line as a complete line (replay's last line)."""
-        if not self._partial:
-            return b""
-        block, self._partial = self._partial + b"\n", b""
+        """At end of input, what is held, the partial line as a complete line (replay's last)."""
+        block = self._held + (self._partial + b"\n" if self._partial else b"")
+        self._held = self._partial = b""
         return block
 
     def _check_partial(self) -> None:

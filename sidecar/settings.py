@@ -1,7 +1,9 @@
 """The daemon's settings: grouped, frozen, each field saying its unit and why it has its default.
 
-`event-sidecar run` fills these from flags and environment variables (`sidecar.cli`); tests build
-them directly. Nothing here reads the environment or touches the disk.
+`event-sidecar run` fills these from flags and environment variables: each row of
+`sidecar.cli.table` names the fields it sets and takes its default from them, so a default and its
+reason are written only here. Tests build them directly. Nothing here reads the environment or
+touches the disk.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-#: (rule name, kind, namespace, name, extra key from the rule's `transition.key`)
+from sidecar.lru import LRU
+
+#: (tracker, kind, namespace, name, extra key from the rule's `transition.key`); the tracker is
+#: the rule's name unless rules share one through `transition.tracker`.
 StateKey = tuple[str, str, str, str, str]
 
 
@@ -22,14 +25,12 @@ class Change:
 class TransitionTracker:
     """Remembers the last state of each tracked object; the oldest is forgotten past `max_keys`.
 
-    Forgetting is counted in `evicted`: an evicted object's next line counts as a first
-    observation, which the rule's `first:` setting decides about.
+    An evicted object's next line counts as a first observation, which the rule's `first:`
+    setting decides about.
     """
 
     def __init__(self, max_keys: int = 65536) -> None:
-        self._states: dict[StateKey, str] = {}
-        self._max_keys = max_keys
-        self.evicted = 0
+        self._states: LRU[StateKey, str] = LRU(max_keys)
 
     def __len__(self) -> int:
         return len(self._states)
@@ -41,7 +42,7 @@ class TransitionTracker:
         (its rule misses a field) leaves the state alone and a later complete line still reports
         the change.
         """
-        previous = self._states.get(key)
+        previous = self._states.peek(key)
         if previous is None:
             return Change(initial, state) if first == "emit" else None
         if previous == state:
@@ -49,18 +50,8 @@ class TransitionTracker:
         return Change(previous, state)
 
     def remember(self, key: StateKey, state: str) -> None:
-        states = self._states
-        known = states.pop(key, None) is not None
-        states[key] = state  # re-inserted last: dict order is the recency order
-        if not known and len(states) > self._max_keys:
-            del states[next(iter(states))]
-            self.evicted += 1
-
-    def observe(self, key: StateKey, state: str, *, first: str, initial: str) -> Change | None:
-        """`compare` and `remember` in one step."""
-        change = self.compare(key, state, first=first, initial=initial)
-        self.remember(key, state)
-        return change
+        """Make `state` the last known state of `key` (and `key` the most recently used)."""
+        self._states.put(key, state)
 
     def export(self) -> list[list[str]]:
         """JSON-ready state, oldest first, for checkpoints."""
@@ -71,4 +62,4 @@ class TransitionTracker:
         for row in rows:
             if isinstance(row, list) and len(row) == 6 and all(isinstance(x, str) for x in row):
                 rule, kind, namespace, name, extra, state = row
-                self._states[(rule, kind, namespace, name, extra)] = state
+                self._states.put((rule, kind, namespace, name, extra), state)

@@ -38,7 +38,9 @@ def control_plane() -> Iterator[ControlPlane]:
 @pytest.fixture(scope="session")
 def kube_api_client(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
     """A ``kubernetes.client.ApiClient`` authenticated as cluster admin (group system:masters)."""
-    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(control_plane.kubeconfig)
+    )
     try:
         yield api
     finally:

@@ -50,6 +50,26 @@ def write_rules(directory: Path) -> Path:
     return path
 
 
+def run_args(control_plane: ControlPlane, tmp_path: Path, *extra: str) -> list[str]:
+    """`run`'s arguments for the tests: the rules, the cluster, quick file scans, then `extra`."""
+    return [
+        "--rules",
+        str(write_rules(tmp_path)),
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+        "--poll-interval",
+        "0.1",
+        "--rotate-wait",
+        "1",
+        # Every test Event must be written as itself: no spam filter or aggregation in the way.
+        "--spam-burst",
+        "100000",
+        "--aggregate-max",
+        "100000",
+        *extra,
+    ]
+
+
 def phase_line(namespace: str, name: str, phase: str, ts: float | None = None) -> bytes:
     """A controller-runtime JSON line the `phase` rule matches."""
     document = {

@@ -115,6 +115,7 @@ def test_spam_options_reach_the_correlator(capsys: pytest.CaptureFixture[str]) -
     assert sorted((e["involvedObject"]["name"], e["type"]) for e in events) == [  # type: ignore[index]
         ("quota-autoscaler-lock", "Normal"),
         ("team-a", "Normal"),
+        ("team-a", "Warning"),  # QuotaAtLimit, chosen by the phase-changed rule's cases
         ("team-b", "Warning"),
         ("team-c", "Normal"),
     ]

@@ -97,6 +97,7 @@ def test_replay_writes_events_to_the_cluster(
     assert failed["count"] == 3
     assert failed["source"] == {"component": "legacy-controller", "host": "legacy-0"}
     uid = client.CoreV1Api(kube_api_client).read_namespaced_config_map("settings", namespace)
+    assert uid.metadata is not None
     assert failed["involvedObject"]["uid"] == uid.metadata.uid
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.controlplane import ControlPlane, kubernetes_version
 
@@ -32,6 +32,7 @@ def test_configmap_round_trip(kube_api_client: client.ApiClient, namespace: str)
     )
     got = core.read_namespaced_config_map("greeting", namespace)
     assert got.data == {"hello": "world"}
+    assert got.metadata is not None
     assert got.metadata.uid  # assigned by the server
     assert got.metadata.namespace == namespace
 
@@ -40,11 +41,12 @@ def test_namespace_fixture_gives_fresh_namespace(
     kube_api_client: client.ApiClient, namespace: str
 ) -> None:
     core = client.CoreV1Api(kube_api_client)
-    assert core.read_namespace(namespace).status.phase == "Active"
+    status = core.read_namespace(namespace).status
+    assert status is not None and status.phase == "Active"
     assert core.list_namespaced_config_map(namespace).items == []
     # Created by the fixture, standing in for the absent ServiceAccount controller.
     sas = core.list_namespaced_service_account(namespace).items
-    assert [sa.metadata.name for sa in sas] == ["default"]
+    assert [sa.metadata.name for sa in sas if sa.metadata is not None] == ["default"]
 
 
 def test_serviceaccount_token_is_subject_to_rbac(
@@ -64,17 +66,19 @@ def test_serviceaccount_token_is_subject_to_rbac(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
         ),
     )
+    assert token_request.status is not None
     token = token_request.status.token
     assert token
     kubeconfig = control_plane.token_kubeconfig(token, tmp_path / "reader.kubeconfig")
     sa_user = f"system:serviceaccount:{namespace}:reader"
 
-    sa_api = config.new_client_from_config(config_file=str(kubeconfig))
+    sa_api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     try:
         # The token authenticates: the server knows who we are ...
         review = client.AuthenticationV1Api(sa_api).create_self_subject_review(
             client.V1SelfSubjectReview()
         )
+        assert review.status is not None and review.status.user_info is not None
         assert review.status.user_info.username == sa_user
         # ... and RBAC says no.
         with pytest.raises(ApiException) as excinfo:

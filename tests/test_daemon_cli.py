@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sidecar.cli import main
-from sidecar.run import add_run_parser, settings_from
+from sidecar.cli import build_parser, main
+from sidecar.cli.run import daemon_settings
+from sidecar.settings import DaemonSettings
 from tests.daemon_support import write_rules
 
 
@@ -24,32 +24,74 @@ def keep_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_run_parser(parser.add_subparsers())
-    return parser.parse_args(["run", *argv])
+def settings(argv: list[str], **environ: str) -> DaemonSettings:
+    """`run`'s settings from its flags and `environ` (which must be free of problems)."""
+    _, settings, problems = daemon_settings(build_parser().parse_args(["run", *argv]), environ)
+    assert problems == []
+    return settings
 
 
-def test_every_option_can_come_from_the_environment_and_a_flag_wins(
-    monkeypatch: pytest.MonkeyPatch,
+def test_every_option_can_come_from_the_environment_and_a_flag_wins() -> None:
+    found = settings(
+        ["--drain-seconds", "3"],
+        POD_NAME="quota-0",
+        SIDECAR_FILE="/logs/*.log,/other/app.log",
+        SIDECAR_TCP="127.0.0.1:5170",
+        SIDECAR_SOCKET_ALLOW_REMOTE="true",
+        SIDECAR_DRAIN_SECONDS="7",
+        SIDECAR_LISTEN="127.0.0.1:9999",
+        SIDECAR_START="end",
+        SIDECAR_SPAM_BURST="50",
+        SIDECAR_MAX_LINE_BYTES="2048",
+    )
+    assert found.host == "quota-0"
+    assert found.files.paths == ("/logs/*.log", "/other/app.log")
+    assert found.files.start == "end"
+    assert found.sockets.tcp == ("127.0.0.1:5170",)
+    assert found.sockets.allow_remote is True
+    assert found.queues.drain_deadline == 3.0
+    assert (found.http.host, found.http.port) == ("127.0.0.1", 9999)
+    assert found.correlation.spam_burst == 50
+    assert found.files.max_line_bytes == found.sockets.max_line_bytes == 2048
+
+
+def test_without_flags_or_variables_the_settings_are_the_defaults() -> None:
+    assert settings([], POD_NAME="quota-0") == DaemonSettings(host="quota-0")
+
+
+def test_a_repeated_flag_replaces_its_variable_rather_than_adding_to_it() -> None:
+    found = settings(
+        ["--file", "/a.log", "--tcp", "127.0.0.1:1", "--unix", "/s", "--unix", "/t"],
+        SIDECAR_FILE="/logs/*.log,/other/app.log",
+        SIDECAR_TCP="127.0.0.1:5170",
+        SIDECAR_UNIX="/run/x.sock",
+    )
+    assert found.files.paths == ("/a.log",)
+    assert found.sockets.tcp == ("127.0.0.1:1",)
+    assert found.sockets.unix == ("/s", "/t")
+
+
+def test_listen_addresses_are_strict_and_ipv6_is_bracketed() -> None:
+    found = settings(["--listen", "[::1]:9000"])
+    assert (found.http.host, found.http.port) == ("::1", 9000)
+    for bad in ("::1:9000", "127.0.0.1:65536", "127.0.0.1", "[127.0.0.1]:80"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", "--listen", bad])
+
+
+def test_a_bad_variable_does_not_outlive_its_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("POD_NAME", "quota-0")
-    monkeypatch.setenv("SIDECAR_FILE", "/logs/*.log,/other/app.log")
-    monkeypatch.setenv("SIDECAR_TCP", "127.0.0.1:5170")
-    monkeypatch.setenv("SIDECAR_SOCKET_ALLOW_REMOTE", "true")
-    monkeypatch.setenv("SIDECAR_DRAIN_SECONDS", "7")
-    monkeypatch.setenv("SIDECAR_LISTEN", "127.0.0.1:9999")
-    monkeypatch.setenv("SIDECAR_START", "end")
-    monkeypatch.setenv("SIDECAR_SPAM_BURST", "50")
-    settings = settings_from(parse(["--drain-seconds", "3"]))
-    assert settings.host == "quota-0"
-    assert settings.files.paths == ("/logs/*.log", "/other/app.log")
-    assert settings.files.start == "end"
-    assert settings.sockets.tcp == ("127.0.0.1:5170",)
-    assert settings.sockets.allow_remote is True
-    assert settings.queues.drain_deadline == 3.0
-    assert (settings.http.host, settings.http.port) == ("127.0.0.1", 9999)
-    assert settings.correlation.spam_burst == 50
+    rules = str(write_rules(tmp_path))
+    monkeypatch.setenv("SIDECAR_START", "sometimes")
+    assert main(["check", rules]) == 0
+    assert main(["run", "--rules", rules, "--dry-run", "--file", "x.log"]) == 2
+    assert "SIDECAR_START='sometimes' is not one of" in capsys.readouterr().err
+    monkeypatch.delenv("SIDECAR_START")
+    # Fails at the cluster (1), not on the variable that is gone (2).
+    missing = str(tmp_path / "missing-kubeconfig")
+    assert main(["run", "--rules", rules, "--file", "x.log", "--kubeconfig", missing]) == 1
+    assert "SIDECAR_START" not in capsys.readouterr().err
 
 
 def test_a_non_loopback_socket_needs_to_be_asked_for(
@@ -68,5 +110,5 @@ def test_usage_errors_and_a_run_without_sources(
     (tmp_path / "bad.yaml").write_text("rules: 3\n")
     assert main(["run", "--rules", str(tmp_path / "bad.yaml"), "--dry-run"]) == 2
     rules = str(write_rules(tmp_path))
-    assert main(["run", "--rules", rules, "--dry-run", "--listen", "127.0.0.1:0"]) == 1
+    assert main(["run", "--rules", rules, "--dry-run", "--listen", "127.0.0.1:0"]) == 2
     assert "no sources" in capsys.readouterr().err

@@ -18,29 +18,11 @@ from tests.daemon_support import (
     expected_messages,
     http_get,
     phase_lines,
+    run_args,
     sidecar,
     wait_for,
     write_rules,
 )
-
-
-def run_args(control_plane: ControlPlane, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "--rules",
-        str(write_rules(tmp_path)),
-        "--kubeconfig",
-        str(control_plane.kubeconfig),
-        "--poll-interval",
-        "0.1",
-        "--rotate-wait",
-        "1",
-        # Every test Event must be written as itself: no spam filter or aggregation in the way.
-        "--spam-burst",
-        "100000",
-        "--aggregate-max",
-        "100000",
-        *extra,
-    ]
 
 
 @pytest.mark.parametrize("watch", ["inotify", "poll"])

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,15 +97,18 @@ class Prometheus:
 
 
 @pytest.fixture
-def start_prometheus(prometheus_binary: Path, tmp_path: Path) -> Iterator[type[Prometheus]]:
+def start_prometheus(
+    prometheus_binary: Path, tmp_path: Path
+) -> Iterator[Callable[[str], Prometheus]]:
+    """Start a Prometheus scraping a target; every one started is stopped at the end."""
     started: list[Prometheus] = []
 
-    class Started(Prometheus):
-        def __init__(self, target: str) -> None:
-            super().__init__(prometheus_binary, tmp_path, target)
-            started.append(self)
+    def start(target: str) -> Prometheus:
+        server = Prometheus(prometheus_binary, tmp_path, target)
+        started.append(server)
+        return server
 
-    yield Started  # type: ignore[misc]
+    yield start
     for server in started:
         server.stop()
 
@@ -123,7 +126,10 @@ def failure_line(namespace: str, name: str, error: str) -> bytes:
 
 
 def test_prometheus_counts_the_events_the_test_caused(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path, start_prometheus: type[Prometheus]
+    control_plane: ControlPlane,
+    namespace: str,
+    tmp_path: Path,
+    start_prometheus: Callable[[str], Prometheus],
 ) -> None:
     log = tmp_path / "controller.log"
     args = [

@@ -13,31 +13,19 @@ from tests.daemon_support import (
     http_get,
     phase_line,
     phase_lines,
+    run_args,
     sidecar,
     wait_for,
-    write_rules,
 )
-
-
-def run_args(control_plane: ControlPlane, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "--rules",
-        str(write_rules(tmp_path)),
-        "--kubeconfig",
-        str(control_plane.kubeconfig),
-        "--aggregate-max",
-        "100000",
-        "--tcp",
-        "127.0.0.1:0",
-        *extra,
-    ]
 
 
 def test_lines_over_tcp_and_a_unix_socket_become_events(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "log.sock"
-    with sidecar(run_args(control_plane, tmp_path, "--unix", str(path)), tmp_path) as process:
+    with sidecar(
+        run_args(control_plane, tmp_path, "--tcp", "127.0.0.1:0", "--unix", str(path)), tmp_path
+    ) as process:
         lines = phase_lines(namespace, 6, objects=2)
         with socket.create_connection(process.tcp_address()) as tcp:
             tcp.sendall(b"".join(lines[:3]))
@@ -55,7 +43,7 @@ def test_lines_over_tcp_and_a_unix_socket_become_events(
 def test_long_lines_garbage_and_clients_that_never_read_do_not_stop_it(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    args = run_args(control_plane, tmp_path, "--max-line-bytes", "1000")
+    args = run_args(control_plane, tmp_path, "--tcp", "127.0.0.1:0", "--max-line-bytes", "1000")
     with sidecar(args, tmp_path) as process:
         address = process.tcp_address()
         # A client that only sends (we never answer, it never reads) a line far over the limit.

@@ -7,7 +7,7 @@ leader election, logrus and slog applications); see tests/golden/ for the same l
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -22,9 +22,11 @@ from sidecar.decode import (
     UNRECOGNISED,
     Undecodable,
     decode,
+    klog_year,
     parse_level,
     parse_time,
     unquote_go,
+    years_at,
 )
 from sidecar.records import LEVELS, ObjectRef, Record
 from sidecar.scan import LineFramer, select_lines
@@ -75,11 +77,11 @@ def test_zap_json_lifts_the_well_known_keys() -> None:
 
 def test_zap_json_object_refs() -> None:
     rec = record(KUEUE)
-    assert rec.refs["Workload"] == ObjectRef("job-1", "dev")
+    assert rec.ref("Workload") == ObjectRef("job-1", "dev")
     # controller-runtime's top-level namespace and name, under the key "".
-    assert rec.refs[""] == ObjectRef("job-1", "dev")
+    assert rec.ref("") == ObjectRef("job-1", "dev")
     # `controllerKind` is a plain string without a slash: not a reference.
-    assert "controllerKind" not in rec.refs
+    assert rec.ref("controllerKind") is None
 
 
 def test_zap_json_cluster_scoped_ref_has_no_namespace() -> None:
@@ -87,8 +89,8 @@ def test_zap_json_cluster_scoped_ref_has_no_namespace() -> None:
         '{"level":"Level(-3)","ts":1704982865.0,"msg":"ClusterQueue is active",'
         '"clusterQueue":{"name":"cluster-queue"}}'
     )
-    assert rec.refs["clusterQueue"] == ObjectRef("cluster-queue", "")
-    assert "" not in rec.refs
+    assert rec.ref("clusterQueue") == ObjectRef("cluster-queue", "")
+    assert rec.ref("") is None
 
 
 @pytest.mark.parametrize(
@@ -156,8 +158,8 @@ def test_zap_console_with_logger_and_json() -> None:
     assert rec.level == "error"
     assert rec.time == at("2024-01-11T14:21:07+00:00")
     assert rec.fields["error"] == "boom"
-    assert rec.refs["Guestbook"] == ObjectRef("guestbook-sample", "default")
-    assert rec.refs[""] == ObjectRef("guestbook-sample", "default")
+    assert rec.ref("Guestbook") == ObjectRef("guestbook-sample", "default")
+    assert rec.ref("") == ObjectRef("guestbook-sample", "default")
 
 
 def test_zap_console_without_logger() -> None:
@@ -236,8 +238,8 @@ def test_klog_structured_line() -> None:
     assert rec.level == "info"
     assert rec.time == at("2024-10-25T00:15:15.525108+00:00")
     assert rec.fields == {"pod": "kube-system/kubedns", "status": "ready"}
-    assert rec.refs["pod"] == ObjectRef("kubedns", "kube-system")
-    assert "status" not in rec.refs
+    assert rec.ref("pod") == ObjectRef("kubedns", "kube-system")
+    assert rec.ref("status") is None
 
 
 @pytest.mark.parametrize(
@@ -255,6 +257,32 @@ def test_klog_uses_the_given_year() -> None:
     rec = decode(line, year=2023)
     assert type(rec) is Record
     assert rec.time is None
+
+
+@pytest.mark.parametrize(
+    ("month", "now", "year"),
+    [
+        (12, "2025-01-01T00:00:05", 2024),  # December's last lines, read just after New Year
+        (11, "2025-01-20T00:00:00", 2024),
+        (1, "2025-01-01T00:00:05", 2025),  # January's first lines: the new year
+        (2, "2025-01-31T00:00:00", 2025),  # a month ahead: clock skew, still this year
+        (3, "2025-01-31T00:00:00", 2024),  # further ahead: last year
+        (12, "2025-12-31T23:00:00", 2025),
+        (6, "2025-06-15T00:00:00", 2025),
+    ],
+)
+def test_klog_year_comes_from_the_clock_and_the_lines_month(
+    month: int, now: str, year: int
+) -> None:
+    assert klog_year(month, datetime.fromisoformat(now).replace(tzinfo=UTC)) == year
+
+
+def test_klog_lines_read_after_new_year_keep_their_year() -> None:
+    new_year = datetime(2025, 1, 1, 0, 0, 5, tzinfo=UTC)
+    december = decode(b'I1231 23:59:58.000000       1 x.go:1] "m"', year=years_at(new_year))
+    january = decode(b'I0101 00:00:04.000000       1 x.go:1] "m"', year=years_at(new_year))
+    assert december.time == at("2024-12-31T23:59:58+00:00")  # type: ignore[union-attr]
+    assert january.time == at("2025-01-01T00:00:04+00:00")  # type: ignore[union-attr]
 
 
 def test_klog_printf_style_line() -> None:
@@ -283,7 +311,7 @@ def test_klog_quoted_message_with_escapes_and_values() -> None:
         "the object has been modified"
     )
     assert rec.fields["count"] == "3"
-    assert rec.refs["key"] == ObjectRef("example-com", "default")
+    assert rec.ref("key") == ObjectRef("example-com", "default")
 
 
 def test_klog_multi_line_value() -> None:
@@ -297,11 +325,60 @@ def test_klog_multi_line_value() -> None:
     assert first.message == "Config loaded"
     assert first.fields["node"] == "worker-1"
     assert [decode(line, year=YEAR) for line in lines[1:]] == [CONTINUATION] * 3
+    # Framed as one record (see sidecar.multiline), the value is joined.
+    joined = decode(b"\n".join(lines), year=YEAR)
+    assert type(joined) is Record
+    assert joined.message == "Config loaded"
+    assert joined.fields == {
+        "node": "worker-1",
+        "config": "kind: KubeletConfiguration\nmaxPods: 110",
+    }
+
+
+def test_klog_multi_line_values_one_after_another_and_cut_short() -> None:
+    lines = b'I1025 00:15:18.000000 1 x.go:5] "two" a=<\n\tx\n > b=<\n\ty "q"\n\tz\n > c=1'
+    joined = decode(lines, year=YEAR)
+    assert type(joined) is Record
+    assert joined.fields == {"a": "x", "b": 'y "q"\nz', "c": "1"}
+    cut = decode(b'I1025 00:15:18.000000 1 x.go:5] "cut" a=<\n\tx', year=YEAR)
+    assert type(cut) is Record
+    assert cut.fields == {"a": "x"}
+
+
+GO_PANIC = b"""\
+panic: assignment to entry in nil map [recovered]
+\tpanic: assignment to entry in nil map
+[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x12f4a3]
+
+goroutine 187 [running]:
+panic({0x1a2b3c, 0x2d4e5f})
+\t/usr/local/go/src/runtime/panic.go:770 +0x132
+example.com/ctl/internal/reconcile.(*Reconciler).Reconcile(0xc0001, {0x1f2e3d, 0xc0002})
+\t/src/internal/reconcile/reconcile.go:88 +0x1d"""
+
+
+def test_go_panic_is_one_fatal_record() -> None:
+    rec = decode(GO_PANIC, year=YEAR)
+    assert type(rec) is Record
+    assert rec.level == "fatal"
+    assert rec.format == "go-panic"
+    assert rec.message == "assignment to entry in nil map"
+    assert rec.time is None
+    assert rec.fields["panic"] == "panic"
+    assert rec.fields["goroutine"] == "187"
+    assert rec.fields["signal"].startswith("signal SIGSEGV")
+    assert rec.fields["function"].startswith("example.com/ctl/internal/reconcile.(*Reconciler)")
+    assert rec.fields["location"] == "/src/internal/reconcile/reconcile.go:88"
+    assert rec.fields["stack"].startswith("panic({0x1a2b3c")
+    runtime = decode(b"fatal error: concurrent map writes\n\ngoroutine 7 [running]:", year=YEAR)
+    assert type(runtime) is Record
+    assert (runtime.message, runtime.fields["panic"]) == ("concurrent map writes", "fatal error")
+    assert "function" not in runtime.fields
 
 
 def test_klog_bare_name_is_not_a_namespaced_ref() -> None:
     rec = record('I0111 14:21:04.000000       1 drain.go:77] "Drained node" node="worker-1"')
-    assert "node" not in rec.refs
+    assert rec.ref("node") is None
 
 
 def test_lines_that_only_look_like_klog() -> None:
@@ -320,7 +397,7 @@ def test_klog_json_seconds_and_v() -> None:
     assert rec.time == pytest.approx(1580306777.04728)
     assert (rec.level, rec.verbosity) == ("debug", 4)
     assert "v" not in rec.fields
-    assert rec.refs["pod"] == ObjectRef("nginx-1", "default")
+    assert rec.ref("pod") == ObjectRef("nginx-1", "default")
 
 
 def test_klog_json_milliseconds() -> None:
@@ -359,7 +436,7 @@ def test_logfmt_logrus_text() -> None:
     assert rec.level == "info"
     assert rec.time == at("2015-03-26T05:27:38+00:00")
     assert rec.fields == {"animal": "walrus", "size": "10", "cm": "zoo/walrus-config"}
-    assert rec.refs["cm"] == ObjectRef("walrus-config", "zoo")
+    assert rec.ref("cm") == ObjectRef("walrus-config", "zoo")
 
 
 def test_logfmt_go_kit() -> None:
@@ -405,8 +482,8 @@ def test_slog_groups_are_refs() -> None:
         '"source":{"function":"main.main","file":"/app/main.go","line":42},'
         '"req":{"namespace":"dev","name":"job-1"},"count":3}'
     )
-    assert rec.refs["req"] == ObjectRef("job-1", "dev")
-    assert "source" not in rec.refs  # a group without a name
+    assert rec.ref("req") == ObjectRef("job-1", "dev")
+    assert rec.ref("source") is None  # a group without a name
     assert rec.fields["count"] == 3
 
 
@@ -545,9 +622,9 @@ def check_decoded(result: object) -> None:
         assert isinstance(result.verbosity, int)
         assert result.time is None or isinstance(result.time, float)
         assert isinstance(result.fields, dict)
-        for key, ref in result.refs.items():
-            assert isinstance(key, str)
-            assert isinstance(ref, ObjectRef)
+        for key in ["", *result.fields]:
+            ref = result.ref(key)
+            assert ref is None or (isinstance(ref, ObjectRef) and ref.name)
     else:
         assert isinstance(result, Undecodable)
         assert result.reason in {"empty", "continuation", "invalid_json", "unrecognised"}
@@ -751,7 +828,8 @@ def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
 
 @PROPERTY
 @given(
-    st.lists(st.binary(max_size=25).map(lambda b: b.replace(b"\n", b"")), max_size=15),
+    # Lines that start no multi-line record (tests/test_multiline.py covers those).
+    st.lists(st.binary(max_size=25).map(lambda b: b.replace(b"\n", b"").rstrip(b"<")), max_size=15),
     st.binary(max_size=25).map(lambda b: b.replace(b"\n", b"")),
     st.lists(st.integers(min_value=0, max_value=400), max_size=20),
     st.integers(min_value=1, max_value=20),
@@ -806,3 +884,13 @@ def test_line_framer_drops_a_runaway_line_and_resumes() -> None:
     assert framer.feed(b"x" * 100) == b""
     assert framer.feed(b"xx\nnext\n") == b"next\n"
     assert framer.too_long == 1
+
+
+def test_line_framer_reports_each_dropped_line_once() -> None:
+    framer = LineFramer(4)
+    assert framer.feed(b"ok\n" + b"x" * 5) == b"ok\n"  # a runaway partial line is dropped
+    assert framer.take_too_long() == 1
+    assert framer.take_too_long() == 0
+    assert framer.feed(b"x\nnext\n" + b"z" * 5) == b"next\n"
+    assert framer.take_too_long() == 1
+    assert framer.too_long == 2

@@ -7,6 +7,7 @@ the same log with and without it must give the same Events.
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -350,6 +351,32 @@ rules:
 # --- the pre-filter never changes the outcome ---------------------------------------------------
 
 
+def test_a_running_pipeline_dates_klog_lines_by_the_clock_of_each_block() -> None:
+    """`run` over New Year: the year is not fixed when the daemon starts."""
+    rules = compile_rules(
+        parse_rules(
+            "rules:\n  - name: m\n    match: {message: m}\n    object: {kind: Node, name: n}\n"
+            "    reason: Seen\n    message: seen\n",
+            "rules.yaml",
+        )
+    )
+    now = [datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)]
+    pipeline = LinePipeline(
+        Processor(rules, TransitionTracker()),
+        year=None,
+        max_line_bytes=4096,
+        clock=lambda: now[0],
+    )
+    [december] = pipeline.feed(b'I1231 23:59:58.000000       1 x.go:1] "m"\n').specs
+    now[0] = datetime(2025, 1, 1, 0, 0, 5, tzinfo=UTC)
+    [late_december, january] = pipeline.feed(
+        b'I1231 23:59:59.000000       1 x.go:1] "m"\nI0101 00:00:04.000000       1 x.go:1] "m"\n'
+    ).specs
+    assert december.time == datetime(2024, 12, 31, 23, 59, 58, tzinfo=UTC).timestamp()
+    assert late_december.time == datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+    assert january.time == datetime(2025, 1, 1, 0, 0, 4, tzinfo=UTC).timestamp()
+
+
 def test_the_example_rules_have_a_prefilter() -> None:
     """Otherwise the equivalence tests below would compare the same thing twice."""
     assert EXAMPLE_RULES.literals
@@ -454,3 +481,177 @@ rules:
     without = outcomes_of(without_prefilter(rules), line + b"\n")
     assert without[0], "the rule matches the line when every line is decoded"
     assert outcomes_of(rules, line + b"\n") == without
+
+
+# --- comparisons, cases, env and bare names ------------------------------------------------------
+
+
+def _compile(text: str, env: dict[str, str] | None = None) -> RuleSet:
+    return compile_rules(parse_rules(text, "r.yaml"), env)
+
+
+@pytest.mark.parametrize(
+    ("condition", "matching", "not_matching"),
+    [
+        ("true", [True, "true", "True", "TRUE"], [False, "yes", "1", 1, None]),
+        ("false", [False, "false", "False"], [True, "0", None]),
+        ("1.0", [1, 1.0, "1", "1.0", "1e0"], ["1.5", "one", True, None]),
+        ("3", [3, "3", "3.0"], [30, "3a"]),
+        ('"True"', ["True"], [True, "true"]),
+        ('"true"', [True, "true"], ["True"]),
+        ("null", [None, "null"], ["", "None"]),
+        ("{any: [Ready, true, 2]}", ["Ready", True, "True", 2, "2.0"], ["ready", False, 3]),
+    ],
+)
+def test_booleans_and_numbers_compare_by_value(
+    condition: str, matching: list[Any], not_matching: list[Any]
+) -> None:
+    rules = _compile(
+        f"rules:\n  - name: r\n    match: {{fields: {{v: {condition}}}}}\n"
+        "    object: {kind: Node, name: n}\n    reason: R\n"
+    )
+    for value in matching:
+        assert rules.first_match(Record("m", fields={"v": value})) is not None, value
+    for value in not_matching:
+        assert rules.first_match(Record("m", fields={"v": value})) is None, value
+
+
+CASES = """\
+rules:
+  - name: phase
+    match: {message: phase}
+    object: {kind: Node, name: "{node}"}
+    transition: {state: "{phase}", first: emit}
+    cases:
+      - {when: {from: unknown}, emit: false}
+      - {when: {to: Failed}, type: Warning, reason: Failed, message: "{node} failed"}
+      - {when: {to: {regex: "^Run"}, from: Pending}, reason: Started}
+    reason: Changed
+    message: "{from} -> {to}"
+"""
+
+
+def test_cases_choose_the_event_and_may_say_none() -> None:
+    processor = Processor(_compile(CASES), TransitionTracker())
+    seen: list[tuple[str, str, str] | None] = []
+    for phase in ["Pending", "Running", "Pending", "Running", "Failed", "Failed"]:
+        outcome = processor.process(Record("phase", fields={"node": "n1", "phase": phase}))
+        if type(outcome) is EventSpec:
+            seen.append((outcome.type, outcome.reason, outcome.message))
+        else:
+            assert type(outcome) is Unchanged
+            seen.append(None)
+    assert seen == [
+        None,  # unknown -> Pending: emit false, but remembered
+        ("Normal", "Started", "Pending -> Running"),
+        ("Normal", "Changed", "Running -> Pending"),
+        ("Normal", "Started", "Pending -> Running"),
+        ("Warning", "Failed", "n1 failed"),
+        None,
+    ]
+
+
+def test_rules_sharing_a_tracker_see_each_others_state() -> None:
+    text = """\
+rules:
+  - name: failed
+    match: {message: phase, fields: {phase: Failed}}
+    object: {kind: Node, name: n}
+    transition: {state: "{phase}"%s}
+    type: Warning
+    reason: Failed
+    message: "{from} -> {to}"
+  - name: other
+    match: {message: phase}
+    object: {kind: Node, name: n}
+    transition: {state: "{phase}"%s}
+    reason: Changed
+    message: "{from} -> {to}"
+"""
+    phases = ["Ready", "Failed", "Ready"]
+    for tracker, expected in [
+        (", tracker: node", [None, "Ready -> Failed", "Failed -> Ready"]),
+        ("", [None, None, None]),  # apart, each rule sees its first line only (first: skip)
+    ]:
+        processor = Processor(_compile(text % (tracker, tracker)), TransitionTracker())
+        got = []
+        for phase in phases:
+            outcome = processor.process(Record("phase", fields={"phase": phase}))
+            got.append(outcome.message if type(outcome) is EventSpec else None)
+        assert got == expected
+
+
+def test_env_is_resolved_at_load_and_a_missing_variable_is_a_miss() -> None:
+    text = """\
+rules:
+  - name: crash
+    match: {level: fatal}
+    object: {kind: Pod, name: "{env.POD_NAME}", namespace: "{env.POD_NAMESPACE}"}
+    type: Warning
+    reason: Crashed
+    message: "{env.POD_NAME} crashed: {message}"
+"""
+    record = Record("boom", level="fatal", fields={"env": {"POD_NAME": "from-the-log"}})
+    env = {"POD_NAME": "ctl-0", "POD_NAMESPACE": "system"}
+    outcome = Processor(_compile(text, env), TransitionTracker()).process(record)
+    assert type(outcome) is EventSpec
+    assert (outcome.target.name, outcome.target.namespace) == ("ctl-0", "system")
+    assert outcome.message == "ctl-0 crashed: boom"
+    outcome = Processor(_compile(text, {"POD_NAME": "ctl-0"}), TransitionTracker()).process(record)
+    assert outcome == RuleMiss("crash", "env.POD_NAMESPACE")
+
+
+def test_a_bare_name_in_a_ref_field_takes_the_rules_namespace() -> None:
+    text = """\
+rules:
+  - name: r
+    match: {message: m}
+    object: {kind: Lease, ref: lease%s}
+    reason: R
+"""
+    for namespace, bare, qualified in [
+        ("", ("l1", ""), ("l2", "ns")),
+        (", namespace: fallback", ("l1", "fallback"), ("l2", "ns")),
+    ]:
+        processor = Processor(_compile(text % namespace), TransitionTracker())
+        for value, expected in [("l1", bare), ("ns/l2", qualified)]:
+            outcome = processor.process(Record("m", fields={"lease": value}))
+            assert type(outcome) is EventSpec
+            assert (outcome.target.name, outcome.target.namespace) == expected
+
+
+def test_a_non_ascii_literal_keeps_the_prefilter() -> None:
+    rules = _compile(
+        "rules:\n  - name: r\n    match: {message: 配额已更新}\n"
+        "    object: {kind: Node, name: n}\n    reason: R\n"
+    )
+    assert rules.literals is not None
+    assert "配额已更新".encode() in rules.literals
+    assert b"\\u914d\\u989d\\u5df2\\u66f4\\u65b0" in rules.literals
+    assert b"\\u914D\\u989D\\u5DF2\\u66F4\\u65B0" in rules.literals
+    log = (
+        '{"msg":"配额已更新"}\n{"msg":"\\u914d\\u989d\\u5df2\\u66f4\\u65b0"}\n'
+        '{"msg":"\\u914D\\u989D\\u5DF2\\u66F4\\u65B0"}\n{"msg":"other"}\n'
+    ).encode()
+    pipeline = new_pipeline(rules)
+    assert len(pipeline.feed(log).specs) == 3
+    assert pipeline.counts.skipped == 1
+
+
+def test_the_crash_example_reports_a_panic_on_the_controllers_own_pod() -> None:
+    env = {"POD_NAME": "quota-autoscaler-7d9f8-x2x9k", "POD_NAMESPACE": "quota-system"}
+    rules = load_rules(ROOT / "examples" / "controller-crash.rules.yaml", env)
+    log = (ROOT / "examples" / "controller-crash.log").read_bytes()
+    specs = new_pipeline(rules).feed(log).specs
+    assert [(spec.type, spec.reason) for spec in specs] == [
+        ("Normal", "ConfigLoaded"),
+        ("Warning", "ControllerPanicked"),
+    ]
+    crash = specs[1]
+    assert (crash.target.kind, crash.target.name, crash.target.namespace) == (
+        "Pod",
+        "quota-autoscaler-7d9f8-x2x9k",
+        "quota-system",
+    )
+    assert crash.message.startswith("panic: assignment to entry in nil map in ")
+    assert crash.message.endswith("(/src/internal/controller/expand.go:142)")

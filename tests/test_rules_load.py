@@ -93,7 +93,58 @@ def test_unknown_key_is_an_error_not_ignored(tmp_path: Path) -> None:
             mesage: "{x}"
         """,
     )
-    assert found == ["rules.yaml:5: rule r1: mesage: Extra inputs are not permitted"]
+    assert found == [
+        "rules.yaml:5: rule r1: mesage: `mesage` is not a key of a rule (allowed: name, match, "
+        "object, transition, cases, type, reason, message); did you mean `message`?"
+    ]
+
+
+def test_a_field_written_directly_under_match_gets_a_hint(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        rules:
+          - name: r1
+            match: {message: a, ready: "True"}
+            reason: Fine
+            object: {kind: Pod, nmae: x}
+        """,
+    )
+    assert found == [
+        "rules.yaml:3: rule r1: match.ready: `ready` is not a key of `match` (allowed: message, "
+        "msg, level, logger, fields); did you mean `fields: {ready: ...}`?",
+        "rules.yaml:5: rule r1: object.nmae: `nmae` is not a key of `object` (allowed: "
+        "apiVersion, kind, ref, name, namespace, fieldPath); did you mean `name`?",
+    ]
+    assert not any("Extra inputs" in problem for problem in found)
+
+
+def test_cases_need_a_transition_and_valid_keys(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        rules:
+          - name: r1
+            match: {message: a}
+            reason: Fine
+            cases: [{when: {too: Failed}, reason: not-camel}]
+        """,
+    )
+    assert len(found) == 2, found
+    assert "cases.0.when.too: `too` is not a key of `when` (allowed: to, from)" in found[0]
+    assert "cases.0.reason: 'not-camel' is not a reason" in found[1]
+    found = problems(
+        tmp_path,
+        """\
+        rules:
+          - name: r1
+            match: {message: a}
+            reason: Fine
+            cases: [{when: {to: Failed}, type: Warning}]
+        """,
+    )
+    assert len(found) == 1, found
+    assert "cases choose the Event by the state a transition goes from and to" in found[0]
 
 
 def test_unsafe_template_is_refused(tmp_path: Path) -> None:
@@ -189,7 +240,7 @@ def test_unnamed_rule_is_named_by_position(tmp_path: Path) -> None:
             reason: Fine
         """,
     )
-    assert found == ["rules.yaml:2: rule #1: name: Field required"]
+    assert found == ["rules.yaml:2: rule #1: `name` is required here"]
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:

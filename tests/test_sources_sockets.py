@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sidecar.addresses import AddressError
 from sidecar.metrics import Metrics
 from sidecar.settings import SocketSettings
 from sidecar.sources import Block
-from sidecar.sources.sockets import AddressError, SocketSource, parse_address
+from sidecar.sources.sockets import SocketSource, parse_address
 
 WAIT = 10.0
 

@@ -1,16 +1,19 @@
-"""Templates substitute values and can do nothing else."""
+"""Templates substitute values and can do nothing else, through the renderer rules use."""
 
 from __future__ import annotations
 
 import pytest
 
-from sidecar.rules.templates import MissingField, TemplateError, compile_template, lookup_path
+from sidecar.records import Record
+from sidecar.rules import render as render_template
+from sidecar.rules.templates import MissingField, TemplateError, compile_template
 
 FIELDS = {"resource": "cpu", "count": 3, "ok": True, "obj": {"name": "a"}, "a.b": "dotted"}
+RECORD = Record("Quota evaluated", level="warning", logger="quota", fields=FIELDS)
 
 
-def render(source: str) -> str:
-    return compile_template(source).render(lambda path: lookup_path(FIELDS, path))
+def render(source: str, extra: dict[str, str] | None = None) -> str:
+    return render_template(compile_template(source), RECORD, extra)
 
 
 def test_substitution_and_json_spelling_of_non_strings() -> None:
@@ -19,6 +22,18 @@ def test_substitution_and_json_spelling_of_non_strings() -> None:
 
 def test_nested_and_dotted_keys() -> None:
     assert render("{obj.name} {a.b}") == "a dotted"
+
+
+def test_record_attributes_and_transition_names() -> None:
+    assert (
+        render("{message}|{msg}|{level}|{logger}")
+        == "Quota evaluated|Quota evaluated|warning|quota"
+    )
+    assert render("{from} -> {to}", {"from": "1", "to": "2"}) == "1 -> 2"
+
+
+def test_a_constant_template_renders_its_text() -> None:
+    assert render("no fields {{here}}") == "no fields {here}"
 
 
 def test_braces_escape() -> None:

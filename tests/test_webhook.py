@@ -8,6 +8,8 @@ import base64
 import copy
 import json
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from sidecar.inject.webhook import (
     create_app,
     serve,
 )
+from tests.controlplane import REPO_ROOT
 from tests.webhook_helpers import (
     admission_review,
     free_port,
@@ -289,3 +292,42 @@ def test_the_app_has_the_documented_routes() -> None:
     app = create_app(InjectSettings(), WebhookMetrics(CollectorRegistry()))
     paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     assert paths == {"/mutate", "/metrics", "/healthz", "/readyz"}
+
+
+def test_the_webhook_command_logs_json_lines_on_stderr(tmp_path: Path, ca: trustme.CA) -> None:
+    """The same logging as `run`: one JSON object per line, collected beside the controller's."""
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    write_serving_cert(ca, cert_file, key_file)
+    command = [sys.executable, "-m", "sidecar", "webhook", f"--listen=127.0.0.1:{free_port()}"]
+    command += [f"--tls-cert-file={cert_file}", f"--tls-private-key-file={key_file}"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, cwd=REPO_ROOT) as process:
+        try:
+            assert process.stderr is not None
+            first = json.loads(process.stderr.readline())
+        finally:
+            process.terminate()
+    assert first["level"] == "info"
+    assert first["msg"].startswith("webhook listening on https://127.0.0.1:")
+
+
+async def test_a_reloader_that_stops_is_logged_counted_and_fails_healthz(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception (here injected into the load) must not stop reloads in silence."""
+
+    def broken(cert_file: str, key_file: str) -> ssl.SSLContext:
+        raise RuntimeError("a bug in the reload")
+
+    monkeypatch.setattr("sidecar.inject.webhook.load_server_context", broken)
+    replace_file(server.cert_file, issue_serving_cert(server.ca).cert_pem)
+    name = "event_sidecar_webhook_task_failures_total"
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if server.sample(name, task="certificate-reloader"):
+            break
+    assert server.sample(name, task="certificate-reloader") == 1
+    assert "task certificate-reloader stopped unexpectedly: a bug in the reload" in caplog.text
+    async with server.session.get(f"{server.url}/healthz") as resp:
+        assert resp.status == 503
+        assert await resp.json() == {"alive": False, "checks": {"certificate-reloader": False}}
+    await server.review(admission_review(opted_in_pod()))  # admissions are still answered

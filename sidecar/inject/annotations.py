@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from sidecar.validation import error_message, error_path
+
 PREFIX: Final = "event-sidecar.kube-event-sidecar.io/"
 INJECT_LABEL: Final = PREFIX + "inject"
 """Pod label that opts a pod in (`"true"`); the webhook's objectSelector matches on it."""
@@ -151,8 +153,8 @@ def parse_annotations(annotations: Mapping[str, str] | None) -> PodOptions:
 
 def _describe(error: ErrorDetails) -> str:
     """One pydantic error as `<annotation key>: <message>` (the whole-model rule has no key)."""
-    loc = error["loc"]
-    message = error["msg"].removeprefix("Value error, ")
+    loc = error_path(error["loc"])
+    message = error_message(error)
     if not loc:
         return message
     suffix = {v: k for k, v in _FIELDS.items()}.get(str(loc[0]), str(loc[0]))

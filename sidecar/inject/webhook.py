@@ -12,7 +12,6 @@ next tick while the previous certificate goes on serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import ssl
@@ -23,14 +22,9 @@ from typing import Final
 
 import orjson
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from sidecar.http import Checks, add_probe_routes
 from sidecar.inject.admission import (
     SKIP_REASONS,
     MalformedReview,
@@ -48,6 +42,7 @@ log = logging.getLogger(__name__)
 MUTATE_PATH: Final = "/mutate"
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """An AdmissionReview carries the whole pod (etcd allows ~1.5 MiB objects) twice at most."""
+RELOADER_TASK: Final = "certificate-reloader"
 _BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -104,6 +99,14 @@ class WebhookMetrics:
             ["result"],
             registry=registry,
         )
+        self.task_failures = Counter(
+            "event_sidecar_webhook_task_failures",
+            "Background tasks (the certificate reloader) that stopped unexpectedly; /healthz "
+            "then fails, so the kubelet restarts the webhook.",
+            ["task"],
+            registry=registry,
+        )
+        self.task_failures.labels(RELOADER_TASK)
         for reason in SKIP_REASONS:  # dashboards see zeros, not gaps
             self.skipped.labels(reason)
         for kind in ("malformed", "internal"):
@@ -185,10 +188,20 @@ class CertificateReloader:
             self.reload_if_changed()
 
 
+def _alive() -> dict[str, bool]:
+    return {}
+
+
 def create_app(
-    settings: InjectSettings, metrics: WebhookMetrics, patcher: Patcher = build_patch
+    settings: InjectSettings,
+    metrics: WebhookMetrics,
+    patcher: Patcher = build_patch,
+    liveness: Checks = _alive,
 ) -> web.Application:
-    """The aiohttp application: `POST /mutate`, `/metrics`, `/healthz` and `/readyz`."""
+    """The aiohttp application: `POST /mutate`, `/metrics`, `/healthz` and `/readyz`.
+
+    `/healthz` fails when a `liveness` check does (a background task stopped).
+    """
 
     async def mutate(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -206,19 +219,30 @@ def create_app(
         metrics.duration.observe(time.perf_counter() - started)
         return web.json_response(build_response(verdict))
 
-    async def serve_metrics(_request: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def ok(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post(MUTATE_PATH, mutate)
-    app.router.add_get("/metrics", serve_metrics)
-    app.router.add_get("/healthz", ok)
-    app.router.add_get("/readyz", ok)
+    add_probe_routes(app, metrics.registry, readiness=_alive, liveness=liveness)
     return app
+
+
+def _supervise(task: asyncio.Task[None], metrics: WebhookMetrics) -> None:
+    """Done callback of a background task: an end other than cancellation is a failure to show.
+
+    As in the daemon, a task that ends is logged with its reason and counted; the webhook keeps
+    answering admissions with the certificate it has, and its `/healthz` fails (the liveness
+    check reads `task.done()`), so the kubelet restarts it rather than letting it serve an
+    expiring certificate in silence.
+    """
+    if task.cancelled():
+        return
+    failure = task.exception()
+    log.error(
+        "task %s stopped unexpectedly: %s",
+        task.get_name(),
+        failure or "it returned",
+        exc_info=failure,
+    )
+    metrics.task_failures.labels(task.get_name()).inc()
 
 
 async def serve(
@@ -234,7 +258,13 @@ async def serve(
     """
     metrics = WebhookMetrics(registry)
     reloader = CertificateReloader(settings.cert_file, settings.key_file, metrics)
-    runner = web.AppRunner(create_app(settings.inject, metrics, patcher), access_log=None)
+    tasks: list[asyncio.Task[None]] = []
+
+    def liveness() -> dict[str, bool]:
+        return {task.get_name(): not task.done() for task in tasks}
+
+    app = create_app(settings.inject, metrics, patcher, liveness)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=reloader.context)
     await site.start()
@@ -244,11 +274,12 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(reloader.watch(settings.reload_interval), name="cert-reloader")
+    watcher = asyncio.create_task(reloader.watch(settings.reload_interval), name=RELOADER_TASK)
+    watcher.add_done_callback(lambda task: _supervise(task, metrics))
+    tasks.append(watcher)
     try:
         await stop.wait()
     finally:
         watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await asyncio.gather(watcher, return_exceptions=True)  # a failure is reported already
         await runner.cleanup()

@@ -7,15 +7,26 @@ contain for any rule to match derived for the pre-filter (see `sidecar.scan`).
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sidecar.model import ObjectTarget
 from sidecar.records import ObjectRef, Record, text_of
-from sidecar.rules.schema import Condition, Match, ObjectSpec, Rule, RulesFile, Transition
-from sidecar.rules.templates import MissingField, Template, compile_template, lookup_path
+from sidecar.rules.schema import (
+    Case,
+    Condition,
+    Match,
+    ObjectSpec,
+    Rule,
+    RulesFile,
+    Scalar,
+    Transition,
+)
+from sidecar.rules.templates import ENV, MissingField, Template, bind_env, lookup_path
+from sidecar.rules.templates import compile_template as _parse_template
 
 Test = Callable[[Any], bool]
 _ABSENT = object()
@@ -23,6 +34,29 @@ _ABSENT = object()
 #: verbatim in the raw line, so searching the bytes for it is exact. `<`, `>` and `&` are left
 #: out because Go's encoding/json escapes them by default.
 _VERBATIM = re.compile(r"[A-Za-z0-9 _.,:;!?/()\[\]{}=+*#%@$^|~`'-]+")
+_UPPER_ESCAPES = re.compile(r"\\u[0-9a-f]{4}")
+#: Non-ASCII characters that JSON, Go's %q and logfmt still escape; every other printable one is
+#: written as its UTF-8 bytes (or as a \u escape by ASCII-only encoders).
+_ESCAPED_ANYWAY = frozenset("\u2028\u2029")
+
+
+def _verbatim_runs(value: str) -> list[str]:
+    """The longest stretches of `value` a log line holds as they are (see `_VERBATIM`)."""
+    runs: list[str] = []
+    current: list[str] = []
+    for char in value:
+        if (
+            _VERBATIM.fullmatch(char)
+            if char.isascii()
+            else char.isprintable() and char not in _ESCAPED_ANYWAY
+        ):
+            current.append(char)
+        elif current:
+            runs.append("".join(current))
+            current = []
+    if current:
+        runs.append("".join(current))
+    return runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +65,28 @@ class CompiledTransition:
     key: Template
     first: str
     initial: str
+    #: The name the state is kept under: the rule's own name unless `transition.tracker` is set.
+    tracker: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a transition becomes: an Event of this type, reason and message, or none."""
+
+    emit: bool
+    type: str
+    reason: str
+    message: Template
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCase:
+    to: Test | None
+    from_: Test | None
+    outcome: Outcome
+
+    def holds(self, before: str, after: str) -> bool:
+        return (self.to is None or self.to(after)) and (self.from_ is None or self.from_(before))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +96,19 @@ class CompiledRule:
     reason: str
     message: Template
     transition: CompiledTransition | None
+    #: The rule's cases in order; the rule's own type, reason and message when none holds.
+    cases: tuple[CompiledCase, ...]
     matches: Callable[[Record], bool]
     resolve_object: Callable[[Record], ObjectTarget]
     #: Byte strings of which a matching line must contain at least one; None if underivable.
     literals: frozenset[bytes] | None
+
+    def choose(self, before: str, after: str) -> Outcome:
+        """The first case that holds for the transition `before -> after`, else the default."""
+        for case in self.cases:
+            if case.holds(before, after):
+                return case.outcome
+        return Outcome(True, self.type, self.reason, self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +126,14 @@ class RuleSet:
         return None
 
 
-def compile_rules(parsed: RulesFile) -> RuleSet:
-    rules = tuple(_compile_rule(rule) for rule in parsed.rules)
+def compile_rules(parsed: RulesFile, env: Mapping[str, str] | None = None) -> RuleSet:
+    """Compile every rule; `{env.NAME}` in templates takes its value from `env` now."""
+    environment: Mapping[str, str] = env if env is not None else {}
+
+    def compile_template(source: str) -> Template:
+        return bind_env(_parse_template(source), environment)
+
+    rules = tuple(_compile_rule(rule, compile_template) for rule in parsed.rules)
     literals: frozenset[bytes] | None = frozenset()
     for rule in rules:
         if rule.literals is None or literals is None:
@@ -72,26 +143,55 @@ def compile_rules(parsed: RulesFile) -> RuleSet:
     return RuleSet(parsed.component, rules, literals)
 
 
-def _compile_rule(rule: Rule) -> CompiledRule:
+TemplateCompiler = Callable[[str], Template]
+
+
+def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRule:
+    message = compile_template(rule.message)
     return CompiledRule(
         name=rule.name,
         type=rule.type,
         reason=rule.reason,
-        message=compile_template(rule.message),
-        transition=_compile_transition(rule.transition) if rule.transition else None,
+        message=message,
+        transition=(
+            _compile_transition(rule.transition, rule.name, compile_template)
+            if rule.transition
+            else None
+        ),
+        cases=tuple(_compile_case(case, rule, message, compile_template) for case in rule.cases),
         matches=_compile_match(rule.match),
-        resolve_object=_compile_object(rule.object),
+        resolve_object=_compile_object(rule.object, compile_template),
         literals=_literals(rule.match),
     )
 
 
-def _compile_transition(transition: Transition) -> CompiledTransition:
+def _compile_transition(
+    transition: Transition, rule: str, compile_template: TemplateCompiler
+) -> CompiledTransition:
     return CompiledTransition(
         state=compile_template(transition.state),
         key=compile_template(transition.key),
         first=transition.first,
         initial=transition.initial,
+        tracker=transition.tracker or rule,
     )
+
+
+def _compile_case(
+    case: Case, rule: Rule, message: Template, compile_template: TemplateCompiler
+) -> CompiledCase:
+    when = case.when
+    outcome = Outcome(
+        case.emit,
+        case.type or rule.type,
+        case.reason or rule.reason,
+        compile_template(case.message) if case.message is not None else message,
+    )
+    if when is None:
+        return CompiledCase(None, None, outcome)
+    to = _compile_test(when.to) if when.to is not None else None
+    from_ = _compile_test(when.from_) if when.from_ is not None else None
+    return CompiledCase(to, from_, outcome)
 
 
 def _compile_test(condition: Condition) -> Test:
@@ -99,13 +199,59 @@ def _compile_test(condition: Condition) -> Test:
         search = re.compile(condition.regex).search
         return lambda value: value is not _ABSENT and search(text_of(value)) is not None
     if condition.any is not None:
-        choices = frozenset(text_of(choice) for choice in condition.any)
-        return lambda value: value is not _ABSENT and text_of(value) in choices
+        texts = frozenset(choice for choice in condition.any if type(choice) is str)
+        others = tuple(_equals(choice) for choice in condition.any if type(choice) is not str)
+        if not others:
+            return lambda value: value is not _ABSENT and text_of(value) in texts
+        return lambda value: (
+            value is not _ABSENT
+            and (text_of(value) in texts or any(test(value) for test in others))
+        )
     if condition.exists is not None:
         wanted = condition.exists
         return lambda value: (value is not _ABSENT) is wanted
-    expected = text_of(condition.equals)
-    return lambda value: value is not _ABSENT and text_of(value) == expected
+    if type(condition.equals) is str:
+        expected = condition.equals  # the common case, inlined: this runs on every candidate
+        return lambda value: value is not _ABSENT and text_of(value) == expected
+    equals = _equals(condition.equals)
+    return lambda value: value is not _ABSENT and equals(value)
+
+
+#: How a boolean is written by the encoders controllers use: JSON and Go's strconv.FormatBool
+#: (`true`), Python and .NET (`True`), and the occasional shout.
+_BOOLEAN_SPELLINGS = {
+    True: frozenset(("true", "True", "TRUE")),
+    False: frozenset(("false", "False", "FALSE")),
+}
+
+
+def _equals(expected: Scalar) -> Test:
+    """Equality the way the rule's author means it, whatever the line's format.
+
+    - a string compares with the value's text (JSON spelling for non-strings): exact;
+    - a boolean (YAML `true`, `True`) matches JSON `true` and the text `true`/`True`/`TRUE`;
+    - a number (YAML `1`, `1.0`) matches any number or numeric text of equal value;
+    - null (YAML `null`, `~`, nothing) matches JSON null and the text `null`.
+    """
+    if type(expected) is bool:
+        spellings = _BOOLEAN_SPELLINGS[expected]
+        return lambda value: value is expected or (type(value) is str and value in spellings)
+    if type(expected) in (int, float):
+        number = float(expected)  # type: ignore[arg-type]
+        return lambda value: _number_of(value) == number
+    text = text_of(expected)
+    return lambda value: text_of(value) == text
+
+
+def _number_of(value: Any) -> float | None:
+    if type(value) in (int, float):
+        return float(value)
+    if type(value) is str:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _compile_match(match: Match) -> Callable[[Record], bool]:
@@ -143,7 +289,9 @@ def _field_check(path: tuple[str, ...], test: Test) -> Callable[[Record], bool]:
     return check
 
 
-def _compile_object(spec: ObjectSpec | None) -> Callable[[Record], ObjectTarget]:
+def _compile_object(
+    spec: ObjectSpec | None, compile_template: TemplateCompiler
+) -> Callable[[Record], ObjectTarget]:
     """Return a resolver that raises `MissingField` when the line lacks what the rule names."""
     if spec is None:
         return _resolve_auto
@@ -168,18 +316,26 @@ def _compile_object(spec: ObjectSpec | None) -> Callable[[Record], ObjectTarget]
             ObjectRef(render(name, record), render(namespace, record) if namespace else ""),
         )
     keys = (spec.ref,) if spec.ref is not None else (kind, "")
+    if spec.ref is not None and spec.namespace is not None:
+        bare_namespace = compile_template(spec.namespace)
+        return lambda record: finish(
+            record, _find_ref(record, keys, lambda: render(bare_namespace, record))
+        )
     return lambda record: finish(record, _find_ref(record, keys))
 
 
-def _find_ref(record: Record, keys: tuple[str, ...]) -> ObjectRef:
+def _find_ref(
+    record: Record, keys: tuple[str, ...], bare_namespace: Callable[[], str] | None = None
+) -> ObjectRef:
     for key in keys:
         ref = record.ref(key)
         if ref is not None:
             return ref
-    # A bare string is a cluster-scoped name (klog's KObj of a cluster-scoped object).
+    # A bare string is a name in the rule's `namespace`, else a cluster-scoped name (klog's KObj
+    # of a cluster-scoped object).
     value = record.fields.get(keys[0])
     if type(value) is str and value:
-        return ObjectRef(value)
+        return ObjectRef(value, bare_namespace() if bare_namespace is not None else "")
     raise MissingField(keys[0] or "name")
 
 
@@ -225,6 +381,9 @@ def _lookup(record: Record, path: tuple[str, ...], extra: dict[str, str] | None)
         if attribute is None:
             raise MissingField(key)
         return getattr(record, attribute)
+    if path[0] == ENV and len(path) == 2:
+        # Left by `bind_env` only when the variable was unset at load time.
+        raise MissingField(".".join(path))
     return lookup_path(record.fields, path)
 
 
@@ -259,8 +418,16 @@ def _condition_literals(condition: Condition) -> frozenset[bytes] | None:
         # text inside a value may have spaces the compact spelling lacks.
         if type(value) is not str or value.startswith(("{", "[")):
             return None
-        runs = _VERBATIM.findall(value)
+        runs = _verbatim_runs(value)
         if not runs:
             return None
-        found.add(max(runs, key=len).encode())
+        run = max(runs, key=len)
+        found.add(run.encode())
+        if not run.isascii():
+            # Encoders that write ASCII only (Python's json, Jackson) escape the rest as \uXXXX,
+            # in lower or upper case hexadecimal; a line may hold any of these spellings.
+            escaped = json.dumps(run)[1:-1]
+            found.add(escaped.encode())
+            upper = _UPPER_ESCAPES.sub(lambda match: "\\u" + match.group()[2:].upper(), escaped)
+            found.add(upper.encode())
     return frozenset(found)

@@ -6,6 +6,8 @@ about to fix a file by hand, often from a crash-looping pod's log.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from pydantic import ValidationError
 
 from sidecar.rules.compile import RuleSet, compile_rules
 from sidecar.rules.schema import RulesFile
+from sidecar.rules.wording import describe, describe_file_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +44,17 @@ class RulesError(Exception):
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
-def load_rules(path: str | Path) -> RuleSet:
-    """Read, validate and compile a rules file; raise `RulesError` naming every problem."""
+def load_rules(path: str | Path, env: Mapping[str, str] | None = None) -> RuleSet:
+    """Read, validate and compile a rules file; raise `RulesError` naming every problem.
+
+    `{env.NAME}` in templates is resolved from `env` (the process environment by default).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise RulesError([RulesProblem(str(path), 1, None, f"cannot read: {error}")]) from error
-    return compile_rules(parse_rules(text, str(path)))
+    return compile_rules(parse_rules(text, str(path)), os.environ if env is None else env)
 
 
 def parse_rules(text: str, filename: str) -> RulesFile:
@@ -80,7 +86,7 @@ def parse_rules(text: str, filename: str) -> RulesFile:
                     filename,
                     _line_of(node, location),
                     _rule_of(location, rule_names),
-                    _describe(location, detail["msg"]),
+                    _describe(location, detail["type"], detail["msg"]),
                 )
             )
         raise RulesError(problems) from None
@@ -183,9 +189,7 @@ def _rule_of(location: tuple[Any, ...], names: list[str]) -> str | None:
     return None
 
 
-def _describe(location: tuple[Any, ...], message: str) -> str:
-    message = message.removeprefix("Value error, ")
-    path = [str(step) for step in location[2:]] if _in_rule(location) else list(location)
-    # Pydantic names union members and internal steps; the user only knows the keys they wrote.
-    path = [str(step) for step in path if not str(step).startswith(("function-", "literal["))]
-    return f"{'.'.join(path)}: {message}" if path else message
+def _describe(location: tuple[Any, ...], error_type: str, message: str) -> str:
+    if _in_rule(location):
+        return describe(location[2:], error_type, message)
+    return describe_file_level(location, error_type, message)

@@ -12,7 +12,9 @@ rules:
       logger: quota                  # optional, same forms as message
       fields: {resource: {any: [cpu, memory]}, hard: {exists: true}}
     object: auto                     # or {apiVersion, kind, ref} or {kind, namespace, name}
-    transition: {key: "{resource}", state: "{hard}", first: skip}
+    transition: {key: "{resource}", state: "{hard}", first: skip}   # tracker: shares state
+    cases:                           # optional, in order: type/reason/message by {to}/{from}
+      - {when: {to: "0"}, type: Warning, reason: QuotaRemoved}
     type: Normal
     reason: QuotaExpanded
     message: "quota expanded: {resource} {from} -> {to}"
@@ -122,7 +124,8 @@ class Match(_Strict):
 class ObjectSpec(_Strict):
     """The involved object. `ref` names the field holding `{name, namespace}` or `ns/name`;
     otherwise `name` and `namespace` are templates. With neither, the field named after the kind
-    is used, then controller-runtime's top-level `namespace` and `name`."""
+    is used, then controller-runtime's top-level `namespace` and `name`. A bare name in the ref
+    field (no `ns/`) is in `namespace` when given, else a cluster-scoped object's name."""
 
     api_version: str | None = Field(default=None, alias="apiVersion")
     kind: str
@@ -154,8 +157,11 @@ class ObjectSpec(_Strict):
 
     @model_validator(mode="after")
     def _ref_or_name(self) -> ObjectSpec:
-        if self.ref is not None and (self.name is not None or self.namespace is not None):
-            raise ValueError("give either ref or name/namespace, not both")
+        if self.ref is not None and self.name is not None:
+            raise ValueError(
+                "give either ref or name, not both (with ref, namespace is the namespace of "
+                "the bare names the ref field may hold)"
+            )
         return self
 
 
@@ -169,12 +175,66 @@ class Transition(_Strict):
     #: emit with `{from}` set to `initial`.
     first: Literal["skip", "emit"] = "skip"
     initial: str = "unknown"
+    #: Rules naming the same tracker share one state per object and key (by default each rule
+    #: keeps its own, under its name): one rule per outcome can then follow the same field.
+    tracker: str | None = None
 
     @field_validator("state", "key")
     @classmethod
     def _template(cls, value: str) -> str:
         _valid_template(value)
         return value
+
+    @field_validator("tracker")
+    @classmethod
+    def _tracker(cls, value: str | None) -> str | None:
+        if value is not None and (not _RULE_NAME.fullmatch(value) or len(value) > 63):
+            raise ValueError(
+                f"{value!r} is not a tracker name (lowercase letters, digits, '-', '_', '.')"
+            )
+        return value
+
+
+class When(_Strict):
+    """Which transitions a case is for: conditions on the new state (`to`) and the old (`from`).
+
+    Both take the forms of a `match` condition: a value, `{any: [...]}`, `{regex: ...}`.
+    """
+
+    to: Condition | None = None
+    from_: Condition | None = Field(default=None, alias="from")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> When:
+        if self.to is None and self.from_ is None:
+            raise ValueError("when needs to:, from: or both (leave when out for a catch-all case)")
+        return self
+
+
+class Case(_Strict):
+    """One outcome of a transition: what to emit when `when` holds, or `emit: false` for nothing.
+
+    A case leaves out what it does not change: `type`, `reason` and `message` default to the
+    rule's own, which are also the outcome when no case holds.
+    """
+
+    when: When | None = None
+    emit: bool = True
+    type: Literal["Normal", "Warning"] | None = None
+    reason: str | None = Field(default=None, max_length=128)
+    message: str | None = None
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_reason(value)
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str | None) -> str | None:
+        return _valid_template(value)
 
 
 class Rule(_Strict):
@@ -183,6 +243,9 @@ class Rule(_Strict):
     #: None means `auto`: controller-runtime's controllerGroup/controllerKind and namespace/name.
     object: ObjectSpec | None = None
     transition: Transition | None = None
+    #: Ordered; the first whose `when` holds decides; the rule's type/reason/message are the
+    #: default. Only for transition rules, since cases choose by `{from}` and `{to}`.
+    cases: tuple[Case, ...] = ()
     type: Literal["Normal", "Warning"] = "Normal"
     reason: str = Field(max_length=128)
     message: str = "{message}"
@@ -209,12 +272,16 @@ class Rule(_Strict):
     @field_validator("reason")
     @classmethod
     def _reason(cls, value: str) -> str:
-        if not _REASON.fullmatch(value):
+        return _valid_reason(value)
+
+    @model_validator(mode="after")
+    def _cases_need_transition(self) -> Rule:
+        if self.cases and self.transition is None:
             raise ValueError(
-                f"{value!r} is not a reason: Kubernetes reasons are UpperCamelCase "
-                "(letters and digits, starting with a capital), like QuotaExpanded"
+                "cases choose the Event by the state a transition goes from and to; "
+                "add transition: {state: ...} or move the case's type/reason/message to the rule"
             )
-        return value
+        return self
 
     @field_validator("message")
     @classmethod
@@ -235,6 +302,15 @@ class RulesFile(_Strict):
         if not value:
             raise ValueError("the file has no rules; a sidecar without rules emits nothing")
         return value
+
+
+def _valid_reason(value: str) -> str:
+    if not _REASON.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a reason: Kubernetes reasons are UpperCamelCase "
+            "(letters and digits, starting with a capital), like QuotaExpanded"
+        )
+    return value
 
 
 def _valid_template(value: str | None) -> str | None:

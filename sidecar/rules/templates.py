@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from sidecar.records import text_of
 
 _PATH = re.compile(r"[A-Za-z_@][\w\-@]*(\.[\w\-@]+)*")
 _PARSER = string.Formatter()
@@ -47,15 +45,6 @@ class Template:
         """The dotted names of every field the template reads."""
         return tuple(".".join(path) for _, path in self.parts if path is not None)
 
-    def render(self, lookup: Callable[[tuple[str, ...]], Any]) -> str:
-        """Concatenate the parts; `lookup` raises `MissingField` for an absent path."""
-        out = []
-        for literal, path in self.parts:
-            out.append(literal)
-            if path is not None:
-                out.append(text_of(lookup(path)))
-        return "".join(out)
-
 
 def compile_template(source: str) -> Template:
     """Parse `source` once; raise `TemplateError` on anything but plain field references."""
@@ -83,6 +72,37 @@ def compile_template(source: str) -> Template:
         "".join(literal for literal, _ in parts) if all(p is None for _, p in parts) else None
     )
     return Template(source, tuple(parts), constant)
+
+
+#: The first name of `{env.NAME}`, a variable of the sidecar's environment (not a log field).
+ENV = "env"
+
+
+def bind_env(template: Template, env: Mapping[str, str]) -> Template:
+    """Replace `{env.NAME}` by the variable's value, once, when the rules are loaded.
+
+    An unset variable stays a reference, which fails to render (`MissingField("env.NAME")`) so
+    that the rule's misses say what is missing rather than an Event naming the wrong object.
+    """
+    if template.constant is not None or not any(
+        path is not None and len(path) == 2 and path[0] == ENV for _, path in template.parts
+    ):
+        return template
+    parts: list[tuple[str, tuple[str, ...] | None]] = []
+    pending = ""
+    for literal, path in template.parts:
+        pending += literal
+        if path is not None and len(path) == 2 and path[0] == ENV and path[1] in env:
+            pending += env[path[1]]
+            continue
+        parts.append((pending, path))
+        pending = ""
+    if pending or not parts:
+        parts.append((pending, None))
+    constant = (
+        "".join(literal for literal, _ in parts) if all(p is None for _, p in parts) else None
+    )
+    return Template(template.source, tuple(parts), constant)
 
 
 def lookup_path(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:

@@ -13,8 +13,9 @@ so backpressure loses nothing.
 - **copytruncate.** A file shorter than our offset, or whose first bytes changed, was truncated:
   it is read again from the start and counted (`rotations{kind="truncate"}`). Lines written between
   the copy and the truncation are lost, as with every log shipper; rename rotation is better.
-- **Change detection.** inotify on the directories when available, else polling. Both only decide
-  *when* to look; the same scan and read code runs either way, so the results are the same.
+- **Change detection.** inotify on the directories when available, else polling
+  (`sidecar.sources.watch`). Both only decide *when* to look; the same scan and read code runs
+  either way, so the results are the same.
 - **Positions.** Each block carries every file's offset just past the last complete line handed
   over. The daemon checkpoints those offsets only once the Events from the block are recorded.
 
@@ -33,7 +34,6 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.metrics import Metrics
@@ -41,21 +41,11 @@ from sidecar.model import FilePosition
 from sidecar.scan import LineFramer
 from sidecar.settings import FileSettings
 from sidecar.sources import Block
+from sidecar.sources.watch import ChangeWatcher
 
 log = logging.getLogger(__name__)
 
 FileId = tuple[int, int]
-
-#: Directory events that can mean "look again" (writes, new files, renames, deletions).
-_INOTIFY_EVENTS = (
-    "MODIFY",
-    "CREATE",
-    "MOVED_TO",
-    "MOVED_FROM",
-    "DELETE",
-    "CLOSE_WRITE",
-    "ATTRIB",
-)
 
 
 def fingerprint(data: bytes) -> str:
@@ -86,6 +76,17 @@ class _Followed:
     def file_id(self) -> FileId:
         """(device, inode): the key while the file is open (an open inode cannot be reused)."""
         return (self.device, self.inode)
+
+    def refresh_fingerprint(self, limit: int) -> None:
+        """Fingerprint the file's first `limit` bytes (fewer while it is shorter): when opened,
+        after a truncation, and as a short file grows towards `limit`."""
+        head = os.pread(self.fd, limit, 0)
+        self.fingerprint, self.fingerprint_size = fingerprint(head), len(head)
+
+    def starts_with(self, digest: str, size: int) -> bool:
+        """Whether the file's first `size` bytes still have the fingerprint `digest`."""
+        head = os.pread(self.fd, size, 0)
+        return len(head) == size and fingerprint(head) == digest
 
     def position(self) -> FilePosition:
         """What a checkpoint records about this file."""
@@ -120,16 +121,18 @@ class FileSource:
         #: Real paths never read: the checkpoint, the file our stderr goes to.
         self._exclude = exclude | _stderr_file()
         self._files: dict[FileId, _Followed] = {}
-        self._inotify: Any = None
-        self._woken = asyncio.Event()
+        self._watcher = ChangeWatcher(settings)
         # Dashboards should see zeros, not gaps.
         for kind in ("rename", "truncate"):
             metrics.rotations.labels(name, kind)
         metrics.source_lag.labels(name).set(0)
         #: True once the first scan has opened what exists: `/readyz`'s "sources open".
         self.ready = False
-        #: "inotify" or "poll", once running.
-        self.mode = ""
+
+    @property
+    def mode(self) -> str:
+        """How changes are noticed: "inotify" or "poll", once running."""
+        return self._watcher.mode
 
     @property
     def followed(self) -> list[FilePosition]:
@@ -138,7 +141,7 @@ class FileSource:
 
     async def run(self) -> None:
         """Follow the files until cancelled."""
-        self._start_watching()
+        self._watcher.start()
         try:
             self._scan(first=True)
             self.ready = True
@@ -150,73 +153,14 @@ class FileSource:
                 if await self._close_finished():
                     await self._emit_positions()
                 if not busy:
-                    await self._wait()
+                    await self._watcher.wait()
                 if self._scan(first=False):
                     await self._emit_positions()
         finally:
-            self._stop_watching()
+            self._watcher.stop()
             for followed in self._files.values():
                 os.close(followed.fd)
             self._files.clear()
-
-    # -- waiting ---------------------------------------------------------------------------------
-
-    def _start_watching(self) -> None:
-        """Choose inotify or polling; fail only when inotify was demanded and is missing."""
-        mode = self.settings.watch
-        if mode != "poll":
-            try:
-                import inotify_simple  # noqa: PLC0415 - optional
-
-                self._inotify = inotify_simple.INotify()
-            except (ImportError, OSError) as error:
-                if mode == "inotify":
-                    raise RuntimeError(f"inotify is not available: {error}") from error
-                log.info("inotify is not available (%s); polling", error)
-        if self._inotify is None:
-            self.mode = "poll"
-            return
-        self.mode = "inotify"
-        self._watched_dirs: set[str] = set()
-        self._add_watches()
-        asyncio.get_running_loop().add_reader(self._inotify.fileno(), self._woken.set)
-
-    def _add_watches(self) -> None:
-        """Watch the directory of every pattern (directories that appear later, at a rescan)."""
-        import inotify_simple  # noqa: PLC0415
-
-        flags = 0
-        for event in _INOTIFY_EVENTS:
-            flags |= getattr(inotify_simple.flags, event)
-        for pattern in self.settings.paths:
-            directory = os.path.dirname(os.path.abspath(pattern))  # noqa: PTH100, PTH120
-            if directory in self._watched_dirs or glob.has_magic(directory):
-                continue
-            try:
-                self._inotify.add_watch(directory, flags)
-            except OSError:
-                continue  # not there yet; the safety rescan retries
-            self._watched_dirs.add(directory)
-
-    def _stop_watching(self) -> None:
-        """Release the inotify descriptor."""
-        if self._inotify is not None:
-            asyncio.get_running_loop().remove_reader(self._inotify.fileno())
-            self._inotify.close()
-            self._inotify = None
-
-    async def _wait(self) -> None:
-        """Until something may have changed: an inotify event, or the polling interval."""
-        if self._inotify is None:
-            await asyncio.sleep(self.settings.poll_interval)
-            return
-        try:
-            await asyncio.wait_for(self._woken.wait(), self.settings.inotify_rescan_interval)
-        except TimeoutError:
-            self._add_watches()
-        self._woken.clear()
-        # Drain what is pending; the events only say "look", the scan finds out what changed.
-        self._inotify.read(timeout=0)
 
     # -- scanning --------------------------------------------------------------------------------
 
@@ -273,18 +217,18 @@ class FileSource:
         except OSError as error:
             log.warning("cannot open %s: %s", path, error)
             return
-        head = os.pread(fd, self.settings.fingerprint_bytes, 0)
         followed = _Followed(
             path=path,
             fd=fd,
             device=info.st_dev,
             inode=info.st_ino,
-            fingerprint=fingerprint(head),
-            fingerprint_size=len(head),
+            fingerprint="",
+            fingerprint_size=0,
             offset=0,
             committed=0,
             framer=LineFramer(self.settings.max_line_bytes),
         )
+        followed.refresh_fingerprint(self.settings.fingerprint_bytes)
         if first:
             followed.offset = followed.committed = self._first_offset(followed, info.st_size)
         self._files[followed.file_id] = followed
@@ -309,8 +253,7 @@ class FileSource:
         for position in self._resume.files:
             if (position.device, position.inode) != followed.file_id:
                 continue
-            head = os.pread(followed.fd, position.fingerprint_size, 0)
-            if len(head) == position.fingerprint_size and fingerprint(head) == position.fingerprint:
+            if followed.starts_with(position.fingerprint, position.fingerprint_size):
                 return position
             log.info(
                 "inode reused by another file; reading it from the start",
@@ -351,13 +294,13 @@ class FileSource:
 
     def _check_truncation(self, followed: _Followed, size: int) -> bool:
         """copytruncate: the file is shorter than our offset, or its first bytes changed."""
-        head = os.pread(followed.fd, followed.fingerprint_size, 0)
-        if size >= followed.offset and fingerprint(head) == followed.fingerprint:
+        if size >= followed.offset and followed.starts_with(
+            followed.fingerprint, followed.fingerprint_size
+        ):
             return False
         self.metrics.rotations.labels(self.name, "truncate").inc()
         log.info("file truncated; reading it from the start", extra={"path": followed.path})
-        head = os.pread(followed.fd, self.settings.fingerprint_bytes, 0)
-        followed.fingerprint, followed.fingerprint_size = fingerprint(head), len(head)
+        followed.refresh_fingerprint(self.settings.fingerprint_bytes)
         followed.offset = followed.committed = 0
         followed.framer = LineFramer(self.settings.max_line_bytes)
         return True
@@ -409,18 +352,15 @@ class FileSource:
             return False
         read_at = time.monotonic()
         followed.last_growth = read_at
-        start = followed.offset
         followed.offset += len(data)
-        newline = data.rfind(b"\n")
-        if newline != -1:
-            followed.committed = start + newline + 1
         if followed.fingerprint_size < self.settings.fingerprint_bytes:
-            head = os.pread(followed.fd, self.settings.fingerprint_bytes, 0)
-            followed.fingerprint, followed.fingerprint_size = fingerprint(head), len(head)
+            followed.refresh_fingerprint(self.settings.fingerprint_bytes)
         framer = followed.framer
-        dropped = framer.too_long
         block = framer.feed(data)
-        await self._put(block, framer.too_long - dropped, read_at)
+        if block:
+            # After the last complete record: never inside a line or a multi-line record.
+            followed.committed = followed.offset - framer.pending
+        await self._put(block, framer.take_too_long(), read_at)
         return len(data) == size
 
     async def _emit_positions(self) -> None:

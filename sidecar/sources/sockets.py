@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ import stat
 import time
 from pathlib import Path
 
+from sidecar.addresses import AddressError, is_loopback, parse_host_port
 from sidecar.metrics import Metrics
 from sidecar.scan import LineFramer
 from sidecar.settings import SocketSettings
@@ -33,27 +33,15 @@ log = logging.getLogger(__name__)
 UNIX_SOCKET_MODE = 0o660
 
 
-class AddressError(ValueError):
-    """A listen address is malformed, or not loopback without `allow_remote`."""
-
-
 def parse_address(address: str, *, allow_remote: bool) -> tuple[str, int]:
     """`host:port` (IPv6 as `[::1]:port`) -> (host, port), enforcing the loopback rule."""
-    host, separator, port_text = address.rpartition(":")
-    if not separator or not port_text.isdigit():
-        raise AddressError(f"{address!r} is not host:port")
-    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
-    if not allow_remote:
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise AddressError(
-                f"refusing to listen on {address!r}: not a loopback address; anyone who can "
-                "connect can forge Events (allow it explicitly with --socket-allow-remote)"
-            )
-    return host, int(port_text)
+    host, port = parse_host_port(address)
+    if not allow_remote and not is_loopback(host):
+        raise AddressError(
+            f"refusing to listen on {address!r}: not a loopback address; anyone who can "
+            "connect can forge Events (allow it explicitly with --socket-allow-remote)"
+        )
+    return host, port
 
 
 class SocketSource:
@@ -169,9 +157,8 @@ class SocketSource:
                 if block:
                     await self.blocks.put(Block(block, 0, read_at))
                 return
-            dropped = framer.too_long
             block = framer.feed(data)
-            too_long = framer.too_long - dropped
+            too_long = framer.take_too_long()
             if block or too_long:
                 # Waiting here is the backpressure: this connection is not read meanwhile.
                 await self.blocks.put(Block(block, too_long, read_at))

@@ -1,4 +1,4 @@
-"""The `webhook` and `inject` subcommands: their flags, and turning them into settings.
+"""`event-sidecar webhook` and `inject`: their flags, and turning them into settings.
 
 Both share one set of injection flags, so the offline `inject` produces exactly what the webhook
 would in a cluster started with the same flags.
@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from typing import Any
 
 import yaml
 from prometheus_client import CollectorRegistry
 
+from sidecar.cli.options import host_port
+from sidecar.cli.table import LOG_LEVELS
+from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.heap import freeze_startup_objects
 from sidecar.inject.settings import InjectSettings
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from sidecar.logs import configure_logging
 
 
-def add_commands(commands: Any) -> None:
+def add_parsers(commands: Any) -> None:
     """Register `webhook` and `inject` on the CLI's subparsers (`argparse._SubParsersAction`)."""
     hook = commands.add_parser(
         "webhook", help="serve the mutating admission webhook that injects the sidecar (TLS)"
@@ -30,7 +30,7 @@ def add_commands(commands: Any) -> None:
     hook.add_argument(
         "--listen",
         default="127.0.0.1:8443",
-        type=_host_port,
+        type=host_port,
         help="HOST:PORT to serve HTTPS on (default: loopback only; 0.0.0.0:8443 in a cluster)",
     )
     hook.add_argument("--tls-cert-file", required=True, help="PEM certificate chain")
@@ -41,7 +41,12 @@ def add_commands(commands: Any) -> None:
         default=1.0,
         help="seconds between checks of the certificate files for rotation",
     )
-    hook.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    hook.add_argument(
+        "--log-level",
+        default="info",
+        choices=LOG_LEVELS,
+        help="JSON lines on stderr, from this level",
+    )
     _add_injection_options(hook)
     hook.set_defaults(handler=_webhook)
 
@@ -82,7 +87,7 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--sidecar-log-level",
         default=defaults.log_level,
-        choices=("debug", "info", "warning", "error"),
+        choices=LOG_LEVELS,
     )
     group.add_argument(
         "--metrics-port",
@@ -103,21 +108,10 @@ def _settings(args: argparse.Namespace) -> InjectSettings:
     )
 
 
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    # An empty host means loopback, as everywhere in this project: all interfaces must be asked
-    # for by name (0.0.0.0), as the manifests do.
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def _webhook(args: argparse.Namespace) -> int:
     from sidecar.inject.webhook import WebhookSettings, serve  # noqa: PLC0415 - aiohttp on demand
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     host, port = args.listen
     settings = WebhookSettings(
         cert_file=args.tls_cert_file,
@@ -134,7 +128,7 @@ def _webhook(args: argparse.Namespace) -> int:
     except OSError as error:  # unreadable certificate, port in use
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    return 0
+    return EXIT_OK
 
 
 def _inject(args: argparse.Namespace) -> int:
@@ -158,4 +152,4 @@ def _inject(args: argparse.Namespace) -> int:
     sys.stdout.write(output)
     for problem in report.problems:
         print(f"warning: {problem}", file=sys.stderr)
-    return EXIT_USAGE if report.problems else 0
+    return EXIT_USAGE if report.problems else EXIT_OK

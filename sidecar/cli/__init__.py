@@ -1,0 +1,40 @@
+"""The `event-sidecar` command line: arguments in, an exit code out (`sidecar.exits`).
+
+One module per group of commands (`replay`: check and replay; `run`; `inject`: webhook and
+inject), the options of `run` in one table (`table`) from which its parser and its settings are
+derived (`options`). Commands import their engines; nothing below imports from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sidecar import __version__
+from sidecar.cli import inject, replay, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `event-sidecar` command; argparse exits 2 itself on a malformed command line."""
+    args = build_parser().parse_args(argv)
+    result: int = args.handler(args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; building it reads nothing from the environment."""
+    parser = argparse.ArgumentParser(
+        prog="event-sidecar",
+        description="Turn a controller's log lines into Kubernetes Events and Prometheus metrics.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    replay.add_parsers(commands)
+    inject.add_parsers(commands)
+    run.add_parser(commands)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""`event-sidecar check` and `replay`: a rules file validated, a log read once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+
+from sidecar.cli.common import load_rules_or_report
+from sidecar.cli.options import add_options, resolve, settings_from
+from sidecar.cli.table import EVENT_OPTIONS
+from sidecar.events import EventNamer
+from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from sidecar.metrics import Metrics
+from sidecar.output import format_json_lines, format_table
+from sidecar.replay import ReplayResult, ReplaySettings, read_chunks, replay
+from sidecar.rules.lint import lint_rules
+from sidecar.sinks import MemorySink, Sink
+
+
+def add_parsers(commands: Any) -> None:
+    """Add `check` and `replay` to the sub-commands (`argparse._SubParsersAction`)."""
+    check = commands.add_parser("check", help="validate a rules file")
+    check.add_argument("rules", metavar="RULES", help="the rules file (YAML)")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 1) on warnings too, not only on errors",
+    )
+    check.set_defaults(handler=check_command)
+
+    play = commands.add_parser(
+        "replay", help="read a log once and print (or write) the Events it stands for"
+    )
+    play.add_argument("file", metavar="FILE", nargs="?", default="-", help="log file, - for stdin")
+    play.add_argument("--rules", required=True, help="the rules file (YAML)")
+    play.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json", "none"),
+        default="table",
+        help="how to print the Events: a kubectl-like table, JSON lines, or not at all",
+    )
+    play.add_argument(
+        "--summary",
+        choices=("text", "json"),
+        default="text",
+        help="the summary on stderr: text for people, one JSON object for scripts",
+    )
+    play.add_argument("--metrics", action="store_true", help="print the Prometheus metrics too")
+    play.add_argument(
+        "--kubeconfig",
+        help="write the Events to this cluster instead of printing them ('' for in-cluster "
+        "or $KUBECONFIG)",
+    )
+    play.add_argument("--context", help="kubeconfig context to use")
+    play.add_argument(
+        "--year",
+        type=int,
+        help="the year of klog's timestamps, which carry none (default: this year, or last "
+        "year for a line whose month is more than a month ahead of the clock)",
+    )
+    add_options(play, EVENT_OPTIONS, environ=False)
+    play.set_defaults(handler=replay_command)
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """`event-sidecar check`: 0 when the rules are valid, 2 with every problem when not."""
+    rules = load_rules_or_report(args.rules)
+    if rules is None:
+        return EXIT_USAGE
+    warnings = lint_rules(Path(args.rules).read_text(encoding="utf-8"), args.rules, os.environ)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if warnings and args.strict:
+        print(f"{args.rules}: {len(warnings)} warnings (--strict)", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"{args.rules}: {len(rules.rules)} rules OK (component {rules.component})"
+        + (f", {len(warnings)} warnings" if warnings else "")
+    )
+    return EXIT_OK
+
+
+def replay_settings(args: argparse.Namespace) -> ReplaySettings:
+    """The Event options of `replay` (flags only: the environment is `run`'s)."""
+    values, _ = resolve(EVENT_OPTIONS, args, os.environ, variables=False)
+    events = settings_from(EVENT_OPTIONS, values)
+    return ReplaySettings(
+        component=events.component,
+        host=events.host,
+        max_line_bytes=events.files.max_line_bytes,
+        correlation=events.correlation,
+        year=args.year,
+    )
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """`event-sidecar replay`: 0, 1 when the log or the cluster cannot be read, 2 on bad rules."""
+    rules = load_rules_or_report(args.rules)
+    if rules is None:
+        return EXIT_USAGE
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    memory = MemorySink()
+    sink: Sink = memory
+    namer = None
+    if args.kubeconfig is not None:
+        from sidecar import kube  # noqa: PLC0415 - only replay to a cluster pays for the client
+
+        try:
+            sink = kube.connect(
+                kubeconfig=args.kubeconfig or None, context=args.context, metrics=metrics
+            )
+        except kube.KubeConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        namer = EventNamer()  # wall clock: replaying a log twice must not collide
+    try:
+        with _open_input(args.file) as stream:
+            result = replay(
+                read_chunks(stream),
+                rules,
+                sink,
+                metrics,
+                settings=replay_settings(args),
+                namer=namer,
+            )
+    except OSError as error:
+        print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if sink is memory and args.output != "none":
+        if args.output == "json":
+            sys.stdout.write(format_json_lines(memory.events.values()))
+        elif memory.events:
+            print(format_table(memory.events.values(), result.end_time))
+        else:
+            print("No events.")
+    if args.metrics:
+        sys.stdout.write(generate_latest(registry).decode())
+    summary = _summary_fields(result)
+    if args.summary == "json":
+        print(orjson.dumps(summary).decode(), file=sys.stderr)
+    else:
+        print(_format_summary(summary), file=sys.stderr)
+    return EXIT_OK
+
+
+def _open_input(path: str) -> BinaryIO:
+    """The log to read: a file, or standard input for `-` (left open when the block ends)."""
+    if path == "-":
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+    return open(path, "rb")  # noqa: PTH123 - closed by the caller's with-block
+
+
+def _summary_fields(result: ReplayResult) -> dict[str, Any]:
+    counts = result.counts
+    written = {k: v for k, v in result.outcomes.items() if k in ("create", "patch")}
+    return {
+        "lines_read": counts.read,
+        "bytes_read": counts.bytes,
+        "skipped": counts.skipped,
+        "decoded": counts.decoded,
+        "undecodable": dict(sorted(counts.undecodable.items())),
+        "too_long": counts.too_long,
+        "matched": counts.matched,
+        "unchanged": counts.unchanged,
+        "rule_misses": counts.missed,
+        "events": counts.specs,
+        "created": written.get("create", 0),
+        "patched": written.get("patch", 0),
+        "dropped": {k: v for k, v in sorted(result.outcomes.items()) if k not in written},
+    }
+
+
+def _format_summary(summary: dict[str, Any]) -> str:
+    undecodable = summary["undecodable"]
+    detail = ", ".join(f"{n} {why}" for why, n in undecodable.items())
+    dropped = summary["dropped"]
+    return "\n".join(
+        [
+            f"lines read: {summary['lines_read']}",
+            f"skipped by pre-filter: {summary['skipped']}",
+            f"decoded: {summary['decoded']}",
+            f"undecodable: {sum(undecodable.values())}" + (f" ({detail})" if detail else ""),
+            f"too long: {summary['too_long']}",
+            f"matched: {summary['matched']}",
+            f"unchanged: {summary['unchanged']}",
+            f"rule misses: {summary['rule_misses']}",
+            f"events: {summary['created'] + summary['patched']} "
+            f"({summary['created']} created, {summary['patched']} patched)",
+            "dropped: "
+            + (", ".join(f"{n} {cause}" for cause, n in dropped.items()) if dropped else "0"),
+        ]
+    )

@@ -1,0 +1,200 @@
+"""The options of `run` (and the Event options `replay` shares), one row each.
+
+Defaults come from the settings fields named in `to` (see `sidecar.settings` for why each is what
+it is); a row states a default only when it sets no field. A new option is one row here (plus its
+field in `sidecar.settings` when it is a new setting).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import Final
+
+from sidecar.cli.options import (
+    Option,
+    host_port,
+    host_port_text,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    show_host_port,
+)
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+def _pod_name(environ: Mapping[str, str]) -> str:
+    return environ.get("POD_NAME") or socket.gethostname()
+
+
+def _pod_namespace(environ: Mapping[str, str]) -> str:
+    return environ.get("POD_NAMESPACE", "")
+
+
+#: How Events are named, correlated and limited: `run` and `replay`.
+EVENT_OPTIONS: Final = (
+    Option("--component", "source.component (default: the rules file's)", to=("component",)),
+    Option(
+        "--host",
+        "source.host and reportingInstance (default: $POD_NAME, else the host name)",
+        to=("host",),
+        default_from=_pod_name,
+    ),
+    Option(
+        "--max-line-bytes",
+        "longer lines are skipped and counted",
+        parse=positive_int,
+        to=("files.max_line_bytes", "sockets.max_line_bytes", "pod_log.max_line_bytes"),
+    ),
+    Option(
+        "--aggregate-max",
+        "distinct messages per object and reason before aggregating, as client-go",
+        parse=positive_int,
+        to=("correlation.max_similar_events",),
+    ),
+    Option(
+        "--aggregate-window",
+        "seconds of the aggregation window, as client-go",
+        parse=positive_float,
+        to=("correlation.similar_window_seconds",),
+    ),
+    Option(
+        "--spam-burst",
+        "Events per object at once before the spam filter drops, as client-go",
+        parse=positive_int,
+        to=("correlation.spam_burst",),
+    ),
+    Option(
+        "--spam-refill-seconds",
+        "seconds to earn one more Event after the burst, as client-go",
+        parse=positive_float,
+        to=("correlation.spam_refill_seconds",),
+    ),
+    Option(
+        "--spam-key-by-reason",
+        "give each reason its own spam bucket (client-go shares one per object and type)",
+        kind="switch",
+        to=("correlation.spam_key_by_reason",),
+    ),
+)
+
+#: `event-sidecar run`, every row also settable as SIDECAR_<OPTION>.
+RUN_OPTIONS: Final = (
+    Option("--rules", "the rules file (YAML); required", default=None),
+    Option("--file", "log file path or glob (repeatable)", kind="list", to=("files.paths",)),
+    Option(
+        "--start",
+        "where files are first read from: resume from the checkpoint (files it does not know "
+        "from the beginning), the end, or the beginning",
+        choices=("checkpoint", "end", "beginning"),
+        to=("files.start",),
+    ),
+    Option(
+        "--watch",
+        "how file changes are noticed",
+        choices=("auto", "inotify", "poll"),
+        to=("files.watch",),
+    ),
+    Option(
+        "--poll-interval",
+        "seconds between scans when polling",
+        parse=positive_float,
+        to=("files.poll_interval",),
+    ),
+    Option(
+        "--rotate-wait",
+        "seconds a rotated file is still read after its last growth",
+        parse=non_negative_float,
+        to=("files.rotate_wait",),
+    ),
+    Option(
+        "--checkpoint",
+        "checkpoint file (default: next to the first --file, on its volume; none for "
+        "--pod-log, which then starts at the current instance's first line)",
+        to=("checkpoint.path",),
+    ),
+    Option(
+        "--checkpoint-interval",
+        "seconds between checkpoint writes",
+        parse=positive_float,
+        to=("checkpoint.interval",),
+    ),
+    Option(
+        "--pod-log",
+        "follow this container of the pod through the pod log API (`kubectl logs -f`): no "
+        "change to the controller; needs get on pods and pods/log",
+        to=("pod_log.container",),
+    ),
+    Option(
+        "--pod",
+        "the pod whose container --pod-log follows (default: $POD_NAME)",
+        to=("pod_log.pod",),
+        default_from=lambda environ: environ.get("POD_NAME", ""),
+    ),
+    Option(
+        "--namespace",
+        "its namespace (default: $POD_NAMESPACE)",
+        to=("pod_log.namespace",),
+        default_from=_pod_namespace,
+    ),
+    Option(
+        "--tcp",
+        "listen for log lines on host:port, TCP (repeatable)",
+        parse=host_port_text,
+        kind="list",
+        to=("sockets.tcp",),
+    ),
+    Option(
+        "--unix",
+        "listen for log lines on this Unix socket (repeatable)",
+        kind="list",
+        to=("sockets.unix",),
+    ),
+    Option(
+        "--socket-allow-remote",
+        "allow --tcp on addresses other than loopback",
+        kind="switch",
+        to=("sockets.allow_remote",),
+    ),
+    Option(
+        "--max-connections",
+        "socket connections at once",
+        parse=positive_int,
+        to=("sockets.max_connections",),
+    ),
+    Option(
+        "--idle-timeout",
+        "seconds a silent connection is kept",
+        parse=positive_float,
+        to=("sockets.idle_timeout",),
+    ),
+    Option("--queue-size", "queued Events", parse=positive_int, to=("queues.events",)),
+    Option(
+        "--drain-seconds",
+        "on SIGTERM, seconds to write queued Events",
+        parse=non_negative_float,
+        to=("queues.drain_deadline",),
+    ),
+    Option(
+        "--listen",
+        "host:port of /metrics, /healthz and /readyz",
+        parse=host_port,
+        to=("http.host", "http.port"),
+        spread=True,
+        show=show_host_port,
+    ),
+    Option(
+        "--kubeconfig",
+        "kubeconfig to use ('' or unset: in-cluster, else $KUBECONFIG)",
+        default=None,
+    ),
+    Option("--context", "kubeconfig context to use", default=None),
+    Option(
+        "--dry-run",
+        "keep Events in memory instead of writing them (for trying rules)",
+        kind="switch",
+    ),
+    Option("--log-level", "the daemon's own log level", choices=LOG_LEVELS, default="info"),
+    *EVENT_OPTIONS,
+)

@@ -1,0 +1,81 @@
+"""The checkpointer: writes each commit once, on its own thread, and the last commit at exit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sidecar.checkpoint import Checkpoint, read_checkpoint
+from sidecar.checkpointer import Checkpointer
+from sidecar.model import FilePosition
+
+
+def checkpoint(offset: int) -> Checkpoint:
+    return Checkpoint(files=(FilePosition("/logs/app.log", 1, 2, "ab" * 16, 8, offset),))
+
+
+async def test_a_commit_is_written_once_and_an_unchanged_one_not_again(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path / "checkpoint.json", interval=60)
+    try:
+        await checkpointer.write()  # nothing committed: nothing written
+        assert not checkpointer.path.exists()
+        checkpointer.commit(checkpoint(10))
+        await checkpointer.write()
+        await checkpointer.write()
+        assert checkpointer.writes == 1
+        assert read_checkpoint(checkpointer.path) == checkpoint(10)
+    finally:
+        checkpointer.close()
+
+
+async def test_the_periodic_task_writes_the_latest_commit(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path / "checkpoint.json", interval=0.01)
+    running = asyncio.create_task(checkpointer.run())
+    try:
+        checkpointer.commit(checkpoint(10))
+        checkpointer.commit(checkpoint(20))
+        for _ in range(200):
+            if read_checkpoint(checkpointer.path) == checkpoint(20):
+                break
+            await asyncio.sleep(0.01)
+        assert read_checkpoint(checkpointer.path) == checkpoint(20)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        checkpointer.close()
+
+
+async def test_the_final_write_after_cancelling_the_task_leaves_the_last_commit(
+    tmp_path: Path,
+) -> None:
+    checkpointer = Checkpointer(tmp_path / "checkpoint.json", interval=60)
+    running = asyncio.create_task(checkpointer.run())
+    checkpointer.commit(checkpoint(10))
+    await asyncio.sleep(0)  # the task starts its write
+    checkpointer.commit(checkpoint(30))
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    await checkpointer.write()
+    checkpointer.close()
+    assert read_checkpoint(checkpointer.path) == checkpoint(30)
+
+
+async def test_a_failed_write_is_retried_at_the_next_commit(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet"
+    checkpointer = Checkpointer(missing / "checkpoint.json", interval=0.01)
+    running = asyncio.create_task(checkpointer.run())
+    try:
+        checkpointer.commit(checkpoint(10))
+        await asyncio.sleep(0.05)
+        assert checkpointer.writes == 0
+        missing.mkdir()
+        checkpointer.commit(checkpoint(20))
+        for _ in range(200):
+            if checkpointer.writes:
+                break
+            await asyncio.sleep(0.01)
+        assert read_checkpoint(checkpointer.path) == checkpoint(20)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        checkpointer.close()
