@@ -190,6 +190,23 @@ def wait_for_total(cp: ControlPlane, total: int, timeout: float = 60) -> list[in
     return counts
 
 
+def restart(cluster: Cluster, pod: dict[str, Any], restart_count: int) -> None:
+    """What the kubelet reports after restarting the controller container (kwok never does):
+    a new instance, started now, with its restart count."""
+    statuses = pod["status"]["containerStatuses"]
+    status = next(s for s in statuses if s["name"] == CONTAINER)
+    time.sleep(1.1)  # a new start time, to the second
+    restarted = {
+        **status,
+        "restartCount": restart_count,
+        "state": {"running": {"startedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}},
+    }
+    others = [s for s in statuses if s["name"] != CONTAINER]
+    client.CoreV1Api(cluster.api).patch_namespaced_pod_status(
+        pod["metadata"]["name"], NAMESPACE, {"status": {"containerStatuses": [*others, restarted]}}
+    )
+
+
 def metric(port: int, name: str, **labels: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -272,22 +289,34 @@ def test_the_injected_example_reads_its_controllers_stdout_through_the_api(
         append_cri(cluster.log_file, reconcile_error(6))
         cluster.log_file.replace(cluster.previous_log_file)
         append_cri(cluster.log_file, reconcile_error(7))
-        status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == CONTAINER)
-        restarted = {
-            **status,
-            "restartCount": 1,
-            "state": {"running": {"startedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}},
-        }
-        others = [s for s in pod["status"]["containerStatuses"] if s["name"] != CONTAINER]
-        client.CoreV1Api(api).patch_namespaced_pod_status(
-            pod["metadata"]["name"],
-            NAMESPACE,
-            {"status": {"containerStatuses": [*others, restarted]}},
-        )
+        restart(cluster, pod, 1)
         proc = container.start(log)
         wait_ready(port, proc, log)
         wait_for_total(cp, 7)
         assert metric(port, "event_sidecar_pod_log_gaps_total") == 0
+
+        # Two restarts while the sidecar is down: the instance between them was never read
+        # (its line 8 is lost), which is counted, and the newest is read from its start.
+        proc.kill()
+        proc.wait()
+        append_cri(cluster.log_file, reconcile_error(8))
+        cluster.log_file.replace(cluster.previous_log_file)
+        append_cri(cluster.log_file, reconcile_error(9))
+        restart(cluster, pod, 3)
+        proc = container.start(log)
+        wait_ready(port, proc, log)
+        wait_for_total(cp, 8)
+        assert metric(port, "event_sidecar_pod_log_gaps_total", reason="instance_missed") == 1
+
+        # The log rotated away while the sidecar was down: what it held is gone, counted.
+        proc.kill()
+        proc.wait()
+        cluster.log_file.unlink()
+        append_cri(cluster.log_file, reconcile_error(10))
+        proc = container.start(log)
+        wait_ready(port, proc, log)
+        wait_for_total(cp, 9)
+        assert metric(port, "event_sidecar_pod_log_gaps_total", reason="rotated") == 1
     finally:
         proc.terminate()
         proc.wait(30)
