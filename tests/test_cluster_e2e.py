@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,13 +53,9 @@ class Cluster:
         return self.logs / "controller-previous.log"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Its own control plane: the controller-manager must not act on the shared one's objects."""
-    logs = tmp_path_factory.mktemp("kwok-logs")
-    (logs / "controller.log").touch()
-    (logs / "controller-previous.log").touch()
-    cluster_logs = {
+def cluster_logs(logs: Path) -> dict[str, Any]:
+    """kwok's configuration: the controller container's log (and previous log) in `logs`."""
+    return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
         "kind": "ClusterLogs",
         "metadata": {"name": "controller"},
@@ -75,8 +71,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             ],
         },
     }
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Its own control plane: the controller-manager must not act on the shared one's objects."""
+    logs = tmp_path_factory.mktemp("kwok-logs")
+    (logs / "controller.log").touch()
+    (logs / "controller-previous.log").touch()
     with ControlPlane() as cp:
-        cp.start_cluster([cluster_logs])
+        cp.start_cluster([cluster_logs(logs)])
         api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
         try:
             yield Cluster(cp, api, logs)
@@ -112,7 +116,10 @@ def reconcile_error(n: int, *, with_time: bool = True) -> str:
     return json.dumps(line)
 
 
-def install_rqa(cp: ControlPlane) -> None:
+def install_rqa(
+    cp: ControlPlane, objects: Sequence[tuple[str, str]] = (("team-a", NAMESPACE),)
+) -> None:
+    """The example's CRD and ResourceQuotaAutoscalers (name, namespace)."""
     crd: dict[str, Any] = {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -142,12 +149,13 @@ def install_rqa(cp: ControlPlane) -> None:
     }
     cp.kubectl("apply", "-f", "-", input=json.dumps(crd))
     cp.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}")
-    rqa = {
-        "apiVersion": f"{RQA_GROUP}/v1",
-        "kind": "ResourceQuotaAutoscaler",
-        "metadata": {"name": "team-a", "namespace": NAMESPACE},
-    }
-    cp.kubectl("apply", "-f", "-", input=json.dumps(rqa))
+    for name, namespace in objects:
+        rqa = {
+            "apiVersion": f"{RQA_GROUP}/v1",
+            "kind": "ResourceQuotaAutoscaler",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        cp.kubectl("apply", "-f", "-", input=json.dumps(rqa))
 
 
 def running_pod(cp: ControlPlane, timeout: float = 120) -> dict[str, Any]:
