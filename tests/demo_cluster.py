@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("controller.log", "controller-previous.log"):
         (logs / name).touch()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C even when started in the background of a script (which ignores SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with ControlPlane() as cp:
         cp.start_cluster([cluster_logs(logs)])
         api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
