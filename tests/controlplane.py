@@ -11,6 +11,14 @@ ServiceAccount appears on its own, nothing is garbage-collected. TokenRequest wo
 kube-scheduler and kwok (one simulated node, ``KWOK_NODE``, whose pods go Running at once and
 whose container logs kwok serves from files named in a ``ClusterLogs`` configuration).
 
+kwok v0.8.0 serves ``pods/log`` with the kubelet's own reader (``k8s.io/cri-client/pkg/logs``)
+over CRI-format files, so ``timestamps`` (RFC 3339 nanoseconds), ``sinceTime`` (lines before the
+whole second are skipped), ``tailLines``, ``limitBytes`` and ``follow`` (a re-created file is
+followed) behave as on a kubelet. What it lacks: its container status stub always answers
+"running", so a followed stream never ends by itself; it reports no ``containerID`` and never
+restarts a container (``restartCount`` stays 0 unless a test patches the status); ``previous``
+reads the one fixed ``previousLogsFile`` (without one, kwok answers 400); no log rotation.
+
 Usage from Python::
 
     with ControlPlane() as cp:
@@ -249,6 +257,7 @@ class ControlPlane:
         self._kubeconfig: Path | None = None
         self._ca: trustme.CA | None = None
         self._procs: list[_Proc] = []
+        self._apiserver_args: list[str] = []
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
         self.startup_seconds: float | None = None
 
@@ -362,26 +371,24 @@ class ControlPlane:
             ],
         )
         self._wait_http("etcd", f"{etcd_url}/health", None, deadline)
-        self._spawn(
-            "kube-apiserver",
-            [
-                f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={api_port}",
-                f"--cert-dir={pki}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-account-key-file={pki / 'sa.key'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                "--authorization-mode=RBAC",
-                "--allow-privileged=true",
-                *self.extra_apiserver_args,
-            ],
-        )
+        self._apiserver_args = [
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={pki / 'sa.key'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            *self.extra_apiserver_args,
+        ]
+        self._spawn("kube-apiserver", self._apiserver_args)
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
         self._wait_http("kube-apiserver", f"{self._server}/readyz", ctx, deadline)
@@ -471,6 +478,20 @@ class ControlPlane:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver (SIGTERM, as an upgrade would) and start it again with the same
+        flags on the same port; return once it answers ``/readyz``. Clients' connections and
+        streams (watches, followed logs) break meanwhile."""
+        [old] = [p for p in self._procs if p.name == "kube-apiserver"]
+        _terminate(old.pid, self._popens.pop(old.pid, None))
+        self._procs.remove(old)
+        self._spawn("kube-apiserver", self._apiserver_args)
+        pki = self.work_dir / "pki"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        deadline = time.monotonic() + self.ready_timeout
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", ctx, deadline)
 
     def start_cluster(self, kwok_config: Sequence[dict[str, Any]] = ()) -> None:
         """Start kube-controller-manager, kube-scheduler and kwok, register ``KWOK_NODE`` and
