@@ -99,6 +99,10 @@ class Tally:
     #: By (rule, missing field).
     misses: Counter[tuple[str, str]] = field(default_factory=Counter)
     unchanged: Counter[str] = field(default_factory=Counter)
+    #: Decoded lines whose time was out of range and dropped (the read time stands in).
+    time_out_of_range: int = 0
+    #: Objects whose transition state was forgotten to stay within the tracker's bound.
+    evictions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,8 @@ class LineCounts:
     missed: int = 0
     unchanged: int = 0
     specs: int = 0
+    #: Decoded lines whose time was out of range and dropped (the read time stands in).
+    time_out_of_range: int = 0
 
     def add(self, tally: Tally, specs: int) -> None:
         self.read += tally.lines
@@ -135,6 +141,7 @@ class LineCounts:
         self.missed += tally.misses.total()
         self.unchanged += tally.unchanged.total()
         self.specs += specs
+        self.time_out_of_range += tally.time_out_of_range
 
 
 class LinePipeline:
@@ -166,6 +173,7 @@ class LinePipeline:
         tally = Tally()
         undecodable, matches = tally.undecodable, tally.matches
         misses, unchanged = tally.misses, tally.unchanged
+        times_dropped = 0
         process = self.processor.process
         year = self.year if self.year is not None else years_at(self.clock())
         for line in selection.candidates:
@@ -178,6 +186,8 @@ class LinePipeline:
                 record = replace(record, time=default_time)
             if record.time is not None:
                 self.last_time = record.time
+            elif record.time_out_of_range:
+                times_dropped += 1
             outcome = process(record)
             if outcome is None:
                 continue
@@ -193,5 +203,7 @@ class LinePipeline:
         tally.bytes = len(block)
         tally.too_long = selection.too_long + too_long
         tally.skipped = selection.lines - selection.too_long - len(selection.candidates)
+        tally.time_out_of_range = times_dropped
+        tally.evictions = self.processor.tracker.take_evictions()
         self.counts.add(tally, len(specs))
         return Fed(specs, tally)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sidecar.model import ObjectTarget
 from sidecar.records import ObjectRef, Record, text_of
+from sidecar.rules.regex import compile_search
 from sidecar.rules.schema import (
     Case,
     Condition,
@@ -196,8 +197,8 @@ def _compile_case(
 
 def _compile_test(condition: Condition) -> Test:
     if condition.regex is not None:
-        search = re.compile(condition.regex).search
-        return lambda value: value is not _ABSENT and search(text_of(value)) is not None
+        search = compile_search(condition.regex)
+        return lambda value: value is not _ABSENT and search(text_of(value))
     if condition.any is not None:
         texts = frozenset(choice for choice in condition.any if type(choice) is str)
         others = tuple(_equals(choice) for choice in condition.any if type(choice) is not str)
