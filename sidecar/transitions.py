@@ -57,6 +57,10 @@ class TransitionTracker:
             return None
         return Change(previous, state)
 
+    def state_of(self, key: StateKey) -> str | None:
+        """The state last remembered for `key`, if any (for `explain`)."""
+        return self._states.peek(key)
+
     def remember(self, key: StateKey, state: str) -> None:
         """Make `state` the last known state of `key` (and `key` the most recently used)."""
         if self._states.put(key, state):
