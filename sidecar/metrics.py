@@ -99,6 +99,20 @@ class Metrics:
             ["source", "kind"],
             registry=registry,
         )
+        self.files_lost = Counter(
+            "event_sidecar_files_lost",
+            "Log files created and gone (rotated away and replaced, or deleted) before the file "
+            "source could open them: their bytes are unknown and lost, by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.bytes_lost = Counter(
+            "event_sidecar_bytes_lost",
+            "Bytes of log files never read, by source and cause (truncated: unread when a "
+            "copytruncate rotation emptied the file and no copy was found).",
+            ["source", "cause"],
+            registry=registry,
+        )
         self.connections = Counter(
             "event_sidecar_connections",
             "Socket source connections, by source and result (accepted, refused, idle_timeout, "
