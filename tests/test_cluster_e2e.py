@@ -303,13 +303,6 @@ def test_the_injected_example_reads_its_controllers_stdout_through_the_api(
         wait_for_total(cp, 7)
         assert metric(port, "event_sidecar_pod_log_gaps_total") == 0
 
-        # An apiserver restart breaks the stream; lines logged meanwhile are read after it.
-        cp.restart_apiserver()
-        append_cri(cluster.log_file, reconcile_error(71), reconcile_error(72))
-        wait_for_total(cp, 9, timeout=90)
-        assert metric(port, "event_sidecar_pod_log_reconnects_total") >= 1
-        assert metric(port, "event_sidecar_pod_log_gaps_total") == 0
-
         # Two restarts while the sidecar is down: the instance between them was never read
         # (its line 8 is lost), which is counted, and the newest is read from its start.
         proc.kill()
@@ -320,7 +313,7 @@ def test_the_injected_example_reads_its_controllers_stdout_through_the_api(
         restart(cluster, pod, 3)
         proc = container.start(log)
         wait_ready(port, proc, log)
-        wait_for_total(cp, 10)
+        wait_for_total(cp, 8)
         assert metric(port, "event_sidecar_pod_log_gaps_total", reason="instance_missed") == 1
 
         # The log rotated away while the sidecar was down: what it held is gone, counted.
@@ -330,7 +323,16 @@ def test_the_injected_example_reads_its_controllers_stdout_through_the_api(
         append_cri(cluster.log_file, reconcile_error(10))
         proc = container.start(log)
         wait_ready(port, proc, log)
-        wait_for_total(cp, 11)
+        wait_for_total(cp, 9)
+        assert metric(port, "event_sidecar_pod_log_gaps_total", reason="rotated") == 1
+
+        # Last, because kwok's node loses its addresses for a while after an apiserver restart
+        # (the log is unreachable until kwok sets them again): the restart breaks the stream, and
+        # lines logged meanwhile are read once after it.
+        cp.restart_apiserver()
+        append_cri(cluster.log_file, reconcile_error(11), reconcile_error(12))
+        wait_for_total(cp, 11, timeout=180)
+        assert metric(port, "event_sidecar_pod_log_reconnects_total") >= 1
         assert metric(port, "event_sidecar_pod_log_gaps_total", reason="rotated") == 1
     finally:
         proc.terminate()
