@@ -3,6 +3,7 @@
 ```
 FileSource ──blocks (bounded, waits)──▶ BlockConsumer(lossless) ──┐
 SocketSource ─blocks (bounded, waits)─▶ BlockConsumer(lossy) ─────┤ events ──▶ Poster ──▶ sink
+PodLogSource ─blocks (bounded, waits)─▶ BlockConsumer(lossless) ──┤
                                                                   │  Posting | Mark   │
                                                     Checkpointer ◀┴──── commit(Mark) ◀┘
 ```
@@ -10,7 +11,8 @@ Backpressure, chosen per source: the file source's decoder *waits* for room in t
 (the file is simply read later; nothing is lost, and its checkpoint stays behind); the socket
 decoder never waits for the API: when the Event queue is full the Event is dropped and counted
 (`events_dropped{cause="queue_full"}`), as client-go does. A socket is slowed down only when
-decoding itself falls behind (its block queue is full), through TCP flow control.
+decoding itself falls behind (its block queue is full), through TCP flow control. The pod log
+source is lossless like files: meanwhile its stream simply is not read.
 
 Every task is named and supervised: if one ends, `/healthz` turns 503 at once (naming the task),
 the daemon stops and `run` returns 1 after logging which task failed and why. SIGTERM stops the
@@ -53,6 +55,7 @@ from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
+from sidecar.sources.podlog import LogAPI, PodLogSource
 from sidecar.sources.sockets import SocketSource
 from sidecar.threads import WorkerThread
 from sidecar.transitions import TransitionTracker
@@ -87,6 +90,7 @@ class Daemon:
         *,
         ping: Callable[[], object] | None = None,
         year: int | None = None,
+        pod_log_api: LogAPI | None = None,
     ) -> None:
         self.rules = rules
         self.sink = sink
@@ -113,6 +117,12 @@ class Daemon:
         self.socket_consumer: BlockConsumer | None = None
         if settings.sockets.tcp or settings.sockets.unix:
             self._add_socket_source(processor, year, mark_interval)
+        #: Opened at start-up (`_open_pod_log`: it reads the checkpoint), not here.
+        self.pod_log: PodLogSource | None = None
+        self.pod_log_consumer: BlockConsumer | None = None
+        self._pod_log_api = pod_log_api
+        if settings.pod_log.container and pod_log_api is not None and self.checkpointer is None:
+            self._add_pod_log_consumer(processor, year, mark_interval)
 
         self.namer = LineNamer(component, settings.host)
         self.correlator = Correlator(settings.correlation, self.namer)
@@ -212,6 +222,45 @@ class Daemon:
             exclude=frozenset({str(checkpoint_path.resolve())}),
         )
 
+    def _add_pod_log_consumer(
+        self, processor: Processor, year: int | None, mark_interval: float
+    ) -> None:
+        """The pod log source's lossless decoder, and its checkpointer when `--checkpoint` names
+        a file (there is no shared volume to default to; without one a start reads the current
+        instance from its first line)."""
+        pod_log = self.settings.pod_log
+        if self.settings.checkpoint.path:
+            self.checkpointer = Checkpointer(
+                Path(self.settings.checkpoint.path), self.settings.checkpoint.interval
+            )
+        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
+        pipeline = LinePipeline(processor, year=year, max_line_bytes=pod_log.max_line_bytes)
+        self.pod_log_consumer = BlockConsumer(
+            pipeline,
+            self.metrics,
+            blocks,
+            self.events,
+            self.tracker,
+            source="pod-log",
+            lossless=True,
+            mark_interval=mark_interval,
+        )
+
+    def _open_pod_log(self) -> None:
+        """At start-up: resume from the checkpoint's position for the container, if any."""
+        assert self.pod_log_consumer is not None and self._pod_log_api is not None
+        pod_log, resume = self.settings.pod_log, None
+        if self.checkpointer is not None:
+            saved = read_checkpoint(self.checkpointer.path)
+            remove_temporaries(self.checkpointer.path)
+            if saved is not None:
+                self.tracker.restore([list(row) for row in saved.transitions])
+                resume = next((p for p in saved.pod_logs if p.container == pod_log.container), None)
+                log.info("resuming from checkpoint", extra={"path": str(self.checkpointer.path)})
+        self.pod_log = PodLogSource(
+            pod_log, self._pod_log_api, self.pod_log_consumer.blocks, self.metrics, resume=resume
+        )
+
     def _add_socket_source(
         self, processor: Processor, year: int | None, mark_interval: float
     ) -> None:
@@ -233,7 +282,11 @@ class Daemon:
 
     def readiness(self) -> Mapping[str, bool]:
         """What `/readyz` reports: sources open, rules loaded, API reachable."""
-        sources = [source.ready for source in (self.files, self.sockets) if source is not None]
+        sources = [
+            source.ready
+            for source in (self.files, self.sockets, self.pod_log)
+            if source is not None
+        ]
         return {
             "sources": bool(sources) and all(sources),
             "rules": bool(self.rules.rules),
@@ -257,8 +310,12 @@ class Daemon:
 
     async def run(self, *, install_signals: bool = False) -> int:
         """Run until `stop` (or SIGTERM/SIGINT with `install_signals`) or a task fails."""
-        if self.file_consumer is None and self.sockets is None:
-            log.error("no sources: give --file and/or --tcp / --unix")
+        if self.settings.pod_log.container and self.file_consumer is not None:
+            # One checkpoint holds one lossless source's positions with the transition state.
+            log.error("--file and --pod-log cannot be combined: pick one lossless source")
+            return EXIT_FAILURE
+        if self.file_consumer is None and self.sockets is None and self.pod_log_consumer is None:
+            log.error("no sources: give --file, --tcp / --unix, or --pod-log")
             return EXIT_FAILURE
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -277,6 +334,8 @@ class Daemon:
         try:
             if self.file_consumer is not None:
                 self._open_files()
+            if self.pod_log_consumer is not None:
+                self._open_pod_log()
             self._runner = await start_server(
                 make_app(self.registry, self.readiness, self.liveness), http.host, http.port
             )
@@ -303,6 +362,9 @@ class Daemon:
         if self.sockets is not None and self.socket_consumer is not None:
             self._spawn("socket-decoder", self.socket_consumer.run())
             self._spawn("socket-source", self.sockets.run())
+        if self.pod_log is not None and self.pod_log_consumer is not None:
+            self._spawn("pod-log-decoder", self.pod_log_consumer.run())
+            self._spawn("pod-log-source", self.pod_log.run())
         if self.checkpointer is not None:
             self._spawn("checkpointer", self.checkpointer.run())
         if self._ping is not None:
@@ -356,10 +418,13 @@ class Daemon:
     async def _drain(self) -> int:
         """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
         deadline = time.monotonic() + self.settings.queues.drain_deadline
-        await self._cancel("file-source", "socket-source", deadline=deadline + _SHUTDOWN_GRACE)
+        await self._cancel(
+            "file-source", "socket-source", "pod-log-source", deadline=deadline + _SHUTDOWN_GRACE
+        )
         for name, decoder in (
             ("file-decoder", self.file_consumer),
             ("socket-decoder", self.socket_consumer),
+            ("pod-log-decoder", self.pod_log_consumer),
         ):
             if decoder is None:
                 continue

@@ -128,6 +128,18 @@ class Metrics:
             ["source", "result"],
             registry=registry,
         )
+        self.pod_log_gaps = Counter(
+            "event_sidecar_pod_log_gaps",
+            "Gaps in a pod log that could not be closed, by reason (instance_missed, "
+            "previous_unavailable, rotated).",
+            ["reason"],
+            registry=registry,
+        )
+        self.pod_log_reconnects = Counter(
+            "event_sidecar_pod_log_reconnects",
+            "Pod log streams that ended or failed and were opened again.",
+            registry=registry,
+        )
         self.source_lag = Gauge(
             "event_sidecar_source_lag_bytes",
             "Bytes written to a source but not read yet.",

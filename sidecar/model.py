@@ -132,3 +132,39 @@ class FilePosition:
     fingerprint_size: int
     #: Byte offset just past the last line whose Events are recorded.
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PodLogPosition:
+    """How far one container's log, read through the pod log API, is turned into recorded Events.
+
+    The kubelet's timestamps (nanoseconds) identify a line; `sinceTime` takes whole seconds, so a
+    resumed stream starts at `stamp`'s second and every line up to `stamp`, and the lines stamped
+    exactly `stamp` whose digests are in `seen`, are skipped as already processed.
+    """
+
+    container: str
+    #: The instance the position is in (`containerStatuses[].containerID`); "" when unknown.
+    container_id: str = ""
+    #: That instance's `restartCount`: a jump of more than one is a whole instance never read.
+    restart_count: int = 0
+    #: Nanoseconds since the epoch of the last processed line; 0 before any.
+    stamp: int = 0
+    #: Digests (hex) of the processed lines stamped exactly `stamp`.
+    seen: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInstance:
+    """Which instance of a container runs now, from the pod's `containerStatuses`."""
+
+    container_id: str
+    restart_count: int
+
+
+class PodLogError(Exception):
+    """The pod log API answered, but not with a stream (`status` 0: it did not answer at all)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status

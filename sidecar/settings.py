@@ -98,6 +98,23 @@ class SocketSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PodLogSettings:
+    """The pod log source: a sibling container's log, read through the pod log API."""
+
+    #: The container whose log is followed; "" turns the source off.
+    container: str = ""
+    #: The pod and its namespace (`$POD_NAME`, `$POD_NAMESPACE` from the downward API).
+    pod: str = ""
+    namespace: str = ""
+    #: Seconds before the first reconnect after a stream ended or failed, doubled up to
+    #: `backoff_max` while nothing is read (the kubelet ends a stream when the container exits).
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    #: Bytes; as for files.
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSettings:
     """The bounded queues between readers, decoders and the poster."""
 
@@ -147,6 +164,7 @@ class DaemonSettings:
     files: FileSettings = field(default_factory=FileSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     sockets: SocketSettings = field(default_factory=SocketSettings)
+    pod_log: PodLogSettings = field(default_factory=PodLogSettings)
     queues: QueueSettings = field(default_factory=QueueSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
