@@ -170,21 +170,42 @@ class Daemon:
         assert path is not None
         return path
 
+    def _consumer(
+        self,
+        processor: Processor,
+        year: int | None,
+        max_line_bytes: int,
+        source: str,
+        *,
+        lossless: bool,
+        mark_interval: float,
+    ) -> BlockConsumer:
+        """A source's decoder: its own bounded block queue and pipeline, the shared Event queue
+        and transition state."""
+        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
+        pipeline = LinePipeline(processor, year=year, max_line_bytes=max_line_bytes)
+        return BlockConsumer(
+            pipeline,
+            self.metrics,
+            blocks,
+            self.events,
+            self.tracker,
+            source=source,
+            lossless=lossless,
+            mark_interval=mark_interval,
+        )
+
     def _add_file_consumer(
         self, processor: Processor, year: int | None, mark_interval: float
     ) -> None:
         """The file source's lossless decoder and its checkpointer (no disk I/O yet)."""
         files = self.settings.files
         self.checkpointer = Checkpointer(self._checkpoint_path(), self.settings.checkpoint.interval)
-        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        pipeline = LinePipeline(processor, year=year, max_line_bytes=files.max_line_bytes)
-        self.file_consumer = BlockConsumer(
-            pipeline,
-            self.metrics,
-            blocks,
-            self.events,
-            self.tracker,
-            source="file",
+        self.file_consumer = self._consumer(
+            processor,
+            year,
+            files.max_line_bytes,
+            "file",
             lossless=True,
             mark_interval=mark_interval,
         )
@@ -233,15 +254,11 @@ class Daemon:
             self.checkpointer = Checkpointer(
                 Path(self.settings.checkpoint.path), self.settings.checkpoint.interval
             )
-        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        pipeline = LinePipeline(processor, year=year, max_line_bytes=pod_log.max_line_bytes)
-        self.pod_log_consumer = BlockConsumer(
-            pipeline,
-            self.metrics,
-            blocks,
-            self.events,
-            self.tracker,
-            source="pod-log",
+        self.pod_log_consumer = self._consumer(
+            processor,
+            year,
+            pod_log.max_line_bytes,
+            "pod-log",
             lossless=True,
             mark_interval=mark_interval,
         )
@@ -265,20 +282,17 @@ class Daemon:
         self, processor: Processor, year: int | None, mark_interval: float
     ) -> None:
         """The socket source and its decoder, which drops rather than waits for the API."""
-        sockets, metrics = self.settings.sockets, self.metrics
-        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        self.sockets = SocketSource(sockets, blocks, metrics)
-        pipeline = LinePipeline(processor, year=year, max_line_bytes=sockets.max_line_bytes)
-        self.socket_consumer = BlockConsumer(
-            pipeline,
-            metrics,
-            blocks,
-            self.events,
-            self.tracker,
-            source="socket",
+        sockets = self.settings.sockets
+        consumer = self._consumer(
+            processor,
+            year,
+            sockets.max_line_bytes,
+            "socket",
             lossless=False,
             mark_interval=mark_interval,
         )
+        self.sockets = SocketSource(sockets, consumer.blocks, self.metrics)
+        self.socket_consumer = consumer
 
     def readiness(self) -> Mapping[str, bool]:
         """What `/readyz` reports: sources open, rules loaded, API reachable."""
