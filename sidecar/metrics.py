@@ -19,7 +19,8 @@ class Metrics:
         self.registry = registry
         self.events_emitted = Counter(
             "event_sidecar_events_emitted",
-            "Events accepted by the sink, by reason, type and write (create or patch).",
+            "Events accepted by the sink, by reason, type and write (create or patch; series: "
+            "an events.k8s.io/v1 occurrence counted in its series, written by the heartbeat).",
             ["reason", "type", "write"],
             registry=registry,
         )
@@ -136,6 +137,18 @@ class Metrics:
             ["source", "result"],
             registry=registry,
         )
+        self.pod_log_gaps = Counter(
+            "event_sidecar_pod_log_gaps",
+            "Gaps in a pod log that could not be closed, by reason (instance_missed, "
+            "previous_unavailable, rotated).",
+            ["reason"],
+            registry=registry,
+        )
+        self.pod_log_reconnects = Counter(
+            "event_sidecar_pod_log_reconnects",
+            "Pod log streams that ended or failed and were opened again.",
+            registry=registry,
+        )
         self.source_lag = Gauge(
             "event_sidecar_source_lag_bytes",
             "Bytes written to a source but not read yet.",
@@ -156,6 +169,12 @@ class Metrics:
             "event_sidecar_event_latency_seconds",
             "From a line being read to its Event being accepted by the API.",
             buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.events_api = Gauge(
+            "event_sidecar_events_api_info",
+            "The API Events are written to (1 for the one in use): v1 or events.k8s.io/v1.",
+            ["api"],
             registry=registry,
         )
         # Pre-create the fixed label values so dashboards see zeros, not gaps.

@@ -190,6 +190,9 @@ class Poster:
             self._last_mark = mark
             return True
         assert type(item) is Posting
+        if not self.recorder.concurrent_writes:
+            await self._record_serially(item)
+            return False
         try:
             decision = await self._correlating.call(lambda: self._prepare(item.spec))
         except Exception:
@@ -245,6 +248,29 @@ class Poster:
             log.exception("cannot commit a checkpoint")
         finally:
             self._done()
+
+    async def _record_serially(self, item: Posting) -> None:
+        """For a recorder that cannot split `prepare` from `write`: the whole `record` on the
+        correlating thread, after every write started before it ended."""
+        if self._pending:
+            await asyncio.wait(list(self._pending))
+        try:
+            outcome = await self._correlating.call(lambda: self._record(item.spec))
+        except Exception:
+            log.exception("cannot record an Event from rule %s", item.spec.rule)
+            self.metrics.events_dropped.labels("invalid").inc()
+            return
+        self._count(outcome)
+        if outcome in ("create", "patch", "already_written"):
+            self.metrics.event_latency.observe(time.monotonic() - item.read_at)
+
+    def _record(self, spec: EventSpec) -> RecordOutcome:
+        """On the correlating thread: record one Event under its line-derived name."""
+        self.namer.current = spec
+        try:
+            return self.recorder.record(spec)
+        finally:
+            self.namer.current = None
 
     def _count(self, outcome: RecordOutcome) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1

@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from prometheus_client import Counter
 
@@ -67,6 +68,11 @@ class _Backoff:
 
 
 class Recorder:
+    #: Whether `prepare` and `write` may be called apart (`write`s about different objects on
+    #: other threads). A subclass that only overrides `record` sets it False: the poster then
+    #: calls `record`, one at a time.
+    concurrent_writes: ClassVar[bool] = True
+
     def __init__(
         self,
         *,
