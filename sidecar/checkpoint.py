@@ -1,5 +1,5 @@
-"""Checkpoints: where each log file was read up to, and the transition and correlation state that
-goes with it.
+"""Checkpoints: where each log file or pod log was read up to, and the transition and correlation
+state that goes with it.
 
 All are saved in one JSON document, written atomically (a temporary file in the same directory,
 fsync, `os.replace`, fsync of the directory), so that after any crash the file holds either the
@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from sidecar.correlate import CorrelationState
-from sidecar.model import FilePosition
+from sidecar.model import FilePosition, PodLogPosition
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class Checkpoint:
     transitions: tuple[tuple[str, ...], ...] = ()
     #: `Correlator.export()` once every Event before the offsets is recorded.
     correlation: CorrelationState = field(default_factory=CorrelationState)
+    #: Where each container log read through the pod log API is processed up to.
+    pod_logs: tuple[PodLogPosition, ...] = ()
 
     def to_json(self) -> bytes:
         """The versioned JSON document."""
@@ -56,6 +58,7 @@ class Checkpoint:
                     "observed": self.correlation.observed,
                     "similar": self.correlation.similar,
                 },
+                "pod_logs": [asdict(position) for position in self.pod_logs],
             }
         )
 
@@ -131,7 +134,22 @@ def _parse(document: Any) -> Checkpoint:
         for row in document.get("transitions", [])
         if isinstance(row, list)
     )
-    return Checkpoint(files, transitions, _parse_correlation(document.get("correlation")))
+    pod_logs = tuple(
+        PodLogPosition(
+            container=_text(entry, "container"),
+            container_id=_text(entry, "container_id"),
+            restart_count=_number(entry, "restart_count", _MAX_OFFSET),
+            stamp=_number(entry, "stamp", _MAX_OFFSET),
+            seen=tuple(str(key) for key in entry["seen"]),
+        )
+        for entry in document.get("pod_logs", [])
+    )
+    return Checkpoint(
+        files,
+        transitions,
+        correlation=_parse_correlation(document.get("correlation")),
+        pod_logs=pod_logs,
+    )
 
 
 def _text(entry: Any, key: str) -> str:

@@ -3,6 +3,7 @@
 ```
 FileSource ──blocks (bounded, waits)──▶ BlockConsumer(lossless) ──┐
 SocketSource ─blocks (bounded, waits)─▶ BlockConsumer(lossy) ─────┤ events ──▶ Poster ──▶ sink
+PodLogSource ─blocks (bounded, waits)─▶ BlockConsumer(lossless) ──┤
                                                                   │  Posting | Mark   │
                                                     Checkpointer ◀┴──── commit(Mark) ◀┘
 ```
@@ -10,7 +11,8 @@ Backpressure, chosen per source: the file source's decoder *waits* for room in t
 (the file is simply read later; nothing is lost, and its checkpoint stays behind); the socket
 decoder never waits for the API: when the Event queue is full the Event is dropped and counted
 (`events_dropped{cause="queue_full"}`), as client-go does. A socket is slowed down only when
-decoding itself falls behind (its block queue is full), through TCP flow control.
+decoding itself falls behind (its block queue is full), through TCP flow control. The pod log
+source is lossless like files: meanwhile its stream simply is not read.
 
 Every task is named and supervised: if one ends, `/healthz` turns 503 at once (naming the task),
 the daemon stops and `run` returns 1 after logging which task failed and why. SIGTERM stops the
@@ -40,17 +42,20 @@ from sidecar.checkpoint import Checkpoint, read_checkpoint, remove_temporaries
 from sidecar.checkpointer import Checkpointer
 from sidecar.consumer import BlockConsumer
 from sidecar.correlate import Correlator
+from sidecar.events_v1 import SeriesCache
 from sidecar.exits import EXIT_FAILURE, EXIT_OK
 from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Poster, QueueItem
 from sidecar.recorder import Recorder
+from sidecar.recorder_v1 import ModernRecorder
 from sidecar.rules import RuleSet
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
+from sidecar.sources.podlog import LogAPI, PodLogSource
 from sidecar.sources.sockets import SocketSource
 from sidecar.threads import WorkerThread
 from sidecar.transitions import TransitionTracker
@@ -85,6 +90,7 @@ class Daemon:
         *,
         ping: Callable[[], object] | None = None,
         year: int | None = None,
+        pod_log_api: LogAPI | None = None,
     ) -> None:
         self.rules = rules
         self.sink = sink
@@ -111,10 +117,24 @@ class Daemon:
         self.socket_consumer: BlockConsumer | None = None
         if settings.sockets.tcp or settings.sockets.unix:
             self._add_socket_source(processor, year, mark_interval)
+        #: Opened at start-up (`_open_pod_log`: it reads the checkpoint), not here.
+        self.pod_log: PodLogSource | None = None
+        self.pod_log_consumer: BlockConsumer | None = None
+        self._pod_log_api = pod_log_api
+        if settings.pod_log.container and pod_log_api is not None and self.checkpointer is None:
+            self._add_pod_log_consumer(processor, year, mark_interval)
 
         self.namer = LineNamer(component, settings.host)
         self.correlator = Correlator(settings.correlation, self.namer)
-        recorder = Recorder(
+        recorder_class: type[Recorder] = Recorder
+        extra: dict[str, Any] = {}
+        #: `auto` is resolved by the caller (it needs the cluster); unresolved, it means core/v1.
+        self.events_api = "events.k8s.io/v1" if settings.events_api == "events.k8s.io/v1" else "v1"
+        if self.events_api == "events.k8s.io/v1":
+            recorder_class = ModernRecorder
+            extra["series"] = SeriesCache(finish_seconds=settings.series_finish_seconds)
+        metrics.events_api.labels(self.events_api).set(1)
+        recorder = recorder_class(
             sink=sink,
             correlator=self.correlator,
             namer=self.namer,
@@ -123,13 +143,16 @@ class Daemon:
             host=settings.host,
             clock=time.time,
             retry=settings.retry,
+            **extra,
         )
+        self.recorder = recorder
         self.poster = Poster(
             self.events,
             recorder,
             self.namer,
             metrics,
             self.checkpointer.commit if self.checkpointer else _ignore,
+            writes=settings.queues.writes,
         )
         self._runner: web.AppRunner | None = None
         #: The port `/metrics` is served on, once started.
@@ -148,21 +171,42 @@ class Daemon:
         assert path is not None
         return path
 
+    def _consumer(
+        self,
+        processor: Processor,
+        year: int | None,
+        max_line_bytes: int,
+        source: str,
+        *,
+        lossless: bool,
+        mark_interval: float,
+    ) -> BlockConsumer:
+        """A source's decoder: its own bounded block queue and pipeline, the shared Event queue
+        and transition state."""
+        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
+        pipeline = LinePipeline(processor, year=year, max_line_bytes=max_line_bytes)
+        return BlockConsumer(
+            pipeline,
+            self.metrics,
+            blocks,
+            self.events,
+            self.tracker,
+            source=source,
+            lossless=lossless,
+            mark_interval=mark_interval,
+        )
+
     def _add_file_consumer(
         self, processor: Processor, year: int | None, mark_interval: float
     ) -> None:
         """The file source's lossless decoder and its checkpointer (no disk I/O yet)."""
         files = self.settings.files
         self.checkpointer = Checkpointer(self._checkpoint_path(), self.settings.checkpoint.interval)
-        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        pipeline = LinePipeline(processor, year=year, max_line_bytes=files.max_line_bytes)
-        self.file_consumer = BlockConsumer(
-            pipeline,
-            self.metrics,
-            blocks,
-            self.events,
-            self.tracker,
-            source="file",
+        self.file_consumer = self._consumer(
+            processor,
+            year,
+            files.max_line_bytes,
+            "file",
             lossless=True,
             mark_interval=mark_interval,
         )
@@ -200,28 +244,64 @@ class Daemon:
             exclude=frozenset({str(checkpoint_path.resolve())}),
         )
 
+    def _add_pod_log_consumer(
+        self, processor: Processor, year: int | None, mark_interval: float
+    ) -> None:
+        """The pod log source's lossless decoder, and its checkpointer when `--checkpoint` names
+        a file (there is no shared volume to default to; without one a start reads the current
+        instance from its first line)."""
+        pod_log = self.settings.pod_log
+        if self.settings.checkpoint.path:
+            self.checkpointer = Checkpointer(
+                Path(self.settings.checkpoint.path), self.settings.checkpoint.interval
+            )
+        self.pod_log_consumer = self._consumer(
+            processor,
+            year,
+            pod_log.max_line_bytes,
+            "pod-log",
+            lossless=True,
+            mark_interval=mark_interval,
+        )
+
+    def _open_pod_log(self) -> None:
+        """At start-up: resume from the checkpoint's position for the container, if any."""
+        assert self.pod_log_consumer is not None and self._pod_log_api is not None
+        pod_log, resume = self.settings.pod_log, None
+        if self.checkpointer is not None:
+            saved = read_checkpoint(self.checkpointer.path)
+            remove_temporaries(self.checkpointer.path)
+            if saved is not None:
+                self.tracker.restore([list(row) for row in saved.transitions])
+                resume = next((p for p in saved.pod_logs if p.container == pod_log.container), None)
+                log.info("resuming from checkpoint", extra={"path": str(self.checkpointer.path)})
+        self.pod_log = PodLogSource(
+            pod_log, self._pod_log_api, self.pod_log_consumer.blocks, self.metrics, resume=resume
+        )
+
     def _add_socket_source(
         self, processor: Processor, year: int | None, mark_interval: float
     ) -> None:
         """The socket source and its decoder, which drops rather than waits for the API."""
-        sockets, metrics = self.settings.sockets, self.metrics
-        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        self.sockets = SocketSource(sockets, blocks, metrics)
-        pipeline = LinePipeline(processor, year=year, max_line_bytes=sockets.max_line_bytes)
-        self.socket_consumer = BlockConsumer(
-            pipeline,
-            metrics,
-            blocks,
-            self.events,
-            self.tracker,
-            source="socket",
+        sockets = self.settings.sockets
+        consumer = self._consumer(
+            processor,
+            year,
+            sockets.max_line_bytes,
+            "socket",
             lossless=False,
             mark_interval=mark_interval,
         )
+        self.sockets = SocketSource(sockets, consumer.blocks, self.metrics)
+        self.socket_consumer = consumer
 
     def readiness(self) -> Mapping[str, bool]:
         """What `/readyz` reports: sources open, rules loaded, API reachable."""
-        sources = [source.ready for source in (self.files, self.sockets) if source is not None]
+        sources = [
+            source.ready
+            for source in (self.files, self.sockets, self.pod_log)
+            if source is not None
+        ]
         return {
             "sources": bool(sources) and all(sources),
             "rules": bool(self.rules.rules),
@@ -245,8 +325,12 @@ class Daemon:
 
     async def run(self, *, install_signals: bool = False) -> int:
         """Run until `stop` (or SIGTERM/SIGINT with `install_signals`) or a task fails."""
-        if self.file_consumer is None and self.sockets is None:
-            log.error("no sources: give --file and/or --tcp / --unix")
+        if self.settings.pod_log.container and self.file_consumer is not None:
+            # One checkpoint holds one lossless source's positions with the transition state.
+            log.error("--file and --pod-log cannot be combined: pick one lossless source")
+            return EXIT_FAILURE
+        if self.file_consumer is None and self.sockets is None and self.pod_log_consumer is None:
+            log.error("no sources: give --file, --tcp / --unix, or --pod-log")
             return EXIT_FAILURE
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -265,6 +349,8 @@ class Daemon:
         try:
             if self.file_consumer is not None:
                 self._open_files()
+            if self.pod_log_consumer is not None:
+                self._open_pod_log()
             self._runner = await start_server(
                 make_app(self.registry, self.readiness, self.liveness), http.host, http.port
             )
@@ -291,10 +377,15 @@ class Daemon:
         if self.sockets is not None and self.socket_consumer is not None:
             self._spawn("socket-decoder", self.socket_consumer.run())
             self._spawn("socket-source", self.sockets.run())
+        if self.pod_log is not None and self.pod_log_consumer is not None:
+            self._spawn("pod-log-decoder", self.pod_log_consumer.run())
+            self._spawn("pod-log-source", self.pod_log.run())
         if self.checkpointer is not None:
             self._spawn("checkpointer", self.checkpointer.run())
         if self._ping is not None:
             self._spawn("api-ping", self._ping_forever(self._ping))
+        if isinstance(self.recorder, ModernRecorder):
+            self._spawn("series-heartbeat", self._heartbeat_forever(self.recorder))
 
         stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait(
@@ -342,10 +433,13 @@ class Daemon:
     async def _drain(self) -> int:
         """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
         deadline = time.monotonic() + self.settings.queues.drain_deadline
-        await self._cancel("file-source", "socket-source", deadline=deadline + _SHUTDOWN_GRACE)
+        await self._cancel(
+            "file-source", "socket-source", "pod-log-source", deadline=deadline + _SHUTDOWN_GRACE
+        )
         for name, decoder in (
             ("file-decoder", self.file_consumer),
             ("socket-decoder", self.socket_consumer),
+            ("pod-log-decoder", self.pod_log_consumer),
         ):
             if decoder is None:
                 continue
@@ -367,6 +461,9 @@ class Daemon:
             await self._cancel("poster", deadline=deadline + _SHUTDOWN_GRACE)
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
+        if isinstance(self.recorder, ModernRecorder):
+            await self._cancel("series-heartbeat", deadline=deadline + _SHUTDOWN_GRACE)
+            await self._flush_series(self.recorder, deadline)
         await self._abort(deadline)
         writes = self.checkpointer.writes if self.checkpointer is not None else 0
         log.info("stopped", extra={"outcomes": self.poster.outcomes, "checkpoint_writes": writes})
@@ -398,6 +495,33 @@ class Daemon:
                     await runner.cleanup()
             except TimeoutError:
                 log.warning("the HTTP server did not close in time")
+
+    async def _heartbeat_forever(self, recorder: ModernRecorder) -> None:
+        """client-go's series heartbeat: every finish period, close the quiet series and
+        refresh the long ones, on a thread of its own (the writes block)."""
+        worker = WorkerThread("event-sidecar-series")
+        try:
+            while True:
+                await asyncio.sleep(self.settings.series_finish_seconds)
+                try:
+                    await worker.call(recorder.heartbeat)
+                except Exception:
+                    log.exception("the series heartbeat failed")
+        finally:
+            worker.close()
+
+    async def _flush_series(self, recorder: ModernRecorder, deadline: float) -> None:
+        """At shutdown, write the series counts still only in memory, within the deadline."""
+        worker = WorkerThread("event-sidecar-series-flush")
+        try:
+            flushed = await asyncio.wait_for(
+                worker.call(recorder.flush), max(0.0, deadline - time.monotonic())
+            )
+            log.info("series counts written", extra={"series": flushed})
+        except TimeoutError:
+            log.warning("drain deadline passed before the series counts were written")
+        finally:
+            worker.close()
 
     async def _ping_forever(self, ping: Callable[[], object]) -> None:
         """Keep `api_reachable` current for `/readyz`.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from sidecar.model import DROP_CAUSES
+from sidecar.model import DELAY_CAUSES, DROP_CAUSES
 from sidecar.pipeline import Tally
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -19,7 +19,8 @@ class Metrics:
         self.registry = registry
         self.events_emitted = Counter(
             "event_sidecar_events_emitted",
-            "Events accepted by the sink, by reason, type and write (create or patch).",
+            "Events accepted by the sink, by reason, type and write (create or patch; series: "
+            "an events.k8s.io/v1 occurrence counted in its series, written by the heartbeat).",
             ["reason", "type", "write"],
             registry=registry,
         )
@@ -39,6 +40,15 @@ class Metrics:
         self.events_dropped = Counter(
             "event_sidecar_events_dropped",
             "Events not written, by cause.",
+            ["cause"],
+            registry=registry,
+        )
+        self.events_delayed = Counter(
+            "event_sidecar_events_delayed",
+            "Waits before an Event write was tried again because the API throttled it (429), by "
+            "cause: retry_after (the answer said how long: API Priority and Fairness) or "
+            "rate_limited (it did not: the EventRateLimit admission plugin; the object backs "
+            "off).",
             ["cause"],
             registry=registry,
         )
@@ -127,6 +137,18 @@ class Metrics:
             ["source", "result"],
             registry=registry,
         )
+        self.pod_log_gaps = Counter(
+            "event_sidecar_pod_log_gaps",
+            "Gaps in a pod log that could not be closed, by reason (instance_missed, "
+            "previous_unavailable, rotated).",
+            ["reason"],
+            registry=registry,
+        )
+        self.pod_log_reconnects = Counter(
+            "event_sidecar_pod_log_reconnects",
+            "Pod log streams that ended or failed and were opened again.",
+            registry=registry,
+        )
         self.source_lag = Gauge(
             "event_sidecar_source_lag_bytes",
             "Bytes written to a source but not read yet.",
@@ -149,6 +171,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.events_api = Gauge(
+            "event_sidecar_events_api_info",
+            "The API Events are written to (1 for the one in use): v1 or events.k8s.io/v1.",
+            ["api"],
+            registry=registry,
+        )
         #: Children by metric and label values: `labels(...)` costs several times the
         #: increment (it validates and joins the values under a lock), and label values are
         #: few and bounded (see the module), so each is resolved once.
@@ -156,9 +184,12 @@ class Metrics:
         # Pre-create the fixed label values so dashboards see zeros, not gaps.
         for cause in DROP_CAUSES:
             self.child(self.events_dropped, cause)
+        for delay in DELAY_CAUSES:
+            self.child(self.events_delayed, delay)
 
     def child(self, metric: Counter, *values: str) -> Counter:
-        """`metric.labels(*values)`, resolved once per label set."""
+        """`metric.labels(*values)`, resolved once per label set. Safe from any thread: two
+        threads resolving the same new set at once get the same child (`labels` is locked)."""
         key = (metric, values)
         found = self._children.get(key)
         if found is None:

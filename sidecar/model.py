@@ -34,6 +34,7 @@ DropCause = Literal[
     "invalid",
     "rejected",
     "retries_exhausted",
+    "rate_limited",
     "shutdown",
 ]
 DROP_CAUSES: Final[tuple[DropCause, ...]] = get_args(DropCause)
@@ -59,13 +60,25 @@ WRITTEN: Final[tuple[Written, ...]] = get_args(Written)
 #: Counted apart from drops, which always mean loss.
 AlreadyWritten = Literal["already_written"]
 
-#: What the Recorder did with one `EventSpec`: written, written before, or dropped and why.
-RecordOutcome = Written | AlreadyWritten | DropCause
+#: What the Recorder did with one `EventSpec`: written, written before, or dropped and why; or,
+#: for events.k8s.io/v1, `series`: counted in a series in memory, written by the heartbeat.
+RecordOutcome = Written | AlreadyWritten | DropCause | Literal["series"]
+
+#: Why a write waited before it was tried again (`events_delayed{cause}`): `retry_after` is a 429
+#: with a Retry-After header (API Priority and Fairness), `rate_limited` one without it (the
+#: `EventRateLimit` admission plugin).
+DelayCause = Literal["retry_after", "rate_limited"]
+DELAY_CAUSES: Final[tuple[DelayCause, ...]] = get_args(DelayCause)
 
 #: `object_lookups{result}`: `hit` is any answer from the cache (found, forbidden or not found);
 #: `error` is a look-up that could not be made (the API unreachable or answering 5xx).
 LookupResult = Literal["hit", "found", "forbidden", "not_found", "unknown_kind", "error"]
 LOOKUP_RESULTS: Final[tuple[LookupResult, ...]] = get_args(LookupResult)
+
+#: Which API Events are written to: `v1` is the core group's (client-go's `tools/record`),
+#: `events.k8s.io/v1` the new one (`tools/events`, with series).
+EventsApi = Literal["events.k8s.io/v1", "v1"]
+EVENTS_APIS: Final[tuple[EventsApi, ...]] = get_args(EventsApi)
 
 #: Why a line did not decode (`lines_undecodable{reason}`).
 UndecodableReason = Literal["empty", "continuation", "invalid_json", "unrecognised"]
@@ -100,6 +113,10 @@ class EventSpec:
     message: str
     #: The line's own time (seconds since the epoch), when it had one.
     time: float | None
+    #: events.k8s.io/v1's `action` (the rule's `action:`, else the reason).
+    action: str = ""
+    #: events.k8s.io/v1's optional `related` object (the rule's `related:`).
+    related: ObjectTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +128,13 @@ class RetrySettings:
     #: client-go's `sleepDuration`; the first wait is a random part of it so that many clients
     #: do not retry in step after an apiserver outage.
     interval_seconds: float = 10.0
+    #: The longest Retry-After honoured (API Priority and Fairness asks for a few seconds).
+    retry_after_max_seconds: float = 30.0
+    #: The first back-off of an object whose Event the `EventRateLimit` plugin refused (429
+    #: without Retry-After); it doubles per refusal in a row, up to `backoff_max_seconds`, and
+    #: each wait is a random 50-100 % of it so that objects do not retry in step.
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +150,39 @@ class FilePosition:
     fingerprint_size: int
     #: Byte offset just past the last line whose Events are recorded.
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PodLogPosition:
+    """How far one container's log, read through the pod log API, is turned into recorded Events.
+
+    The kubelet's timestamps (nanoseconds) identify a line; `sinceTime` takes whole seconds, so a
+    resumed stream starts at `stamp`'s second and every line up to `stamp`, and the lines stamped
+    exactly `stamp` whose digests are in `seen`, are skipped as already processed.
+    """
+
+    container: str
+    #: The instance the position is in (`containerStatuses[].containerID`); "" when unknown.
+    container_id: str = ""
+    #: That instance's `restartCount`: a jump of more than one is a whole instance never read.
+    restart_count: int = 0
+    #: Nanoseconds since the epoch of the last processed line; 0 before any.
+    stamp: int = 0
+    #: Digests (hex) of the processed lines stamped exactly `stamp`.
+    seen: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInstance:
+    """Which instance of a container runs now, from the pod's `containerStatuses`."""
+
+    container_id: str
+    restart_count: int
+
+
+class PodLogError(Exception):
+    """The pod log API answered, but not with a stream (`status` 0: it did not answer at all)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status

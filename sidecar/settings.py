@@ -17,6 +17,8 @@ from sidecar.scan import DEFAULT_MAX_LINE_BYTES
 from sidecar.transitions import DEFAULT_MAX_KEYS
 
 StartPosition = Literal["checkpoint", "end", "beginning"]
+#: `auto`: events.k8s.io/v1 when the apiserver serves it and RBAC allows it, else core/v1.
+EventsApiChoice = Literal["auto", "events.k8s.io/v1", "v1"]
 WatchMode = Literal["auto", "inotify", "poll"]
 
 
@@ -96,6 +98,23 @@ class SocketSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PodLogSettings:
+    """The pod log source: a sibling container's log, read through the pod log API."""
+
+    #: The container whose log is followed; "" turns the source off.
+    container: str = ""
+    #: The pod and its namespace (`$POD_NAME`, `$POD_NAMESPACE` from the downward API).
+    pod: str = ""
+    namespace: str = ""
+    #: Seconds before the first reconnect after a stream ended or failed, doubled up to
+    #: `backoff_max` while nothing is read (the kubelet ends a stream when the container exits).
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    #: Bytes; as for files.
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSettings:
     """The bounded queues between readers, decoders and the poster."""
 
@@ -108,6 +127,9 @@ class QueueSettings:
     #: Seconds SIGTERM leaves to write what is queued. Kubernetes kills the container 30 s after
     #: SIGTERM by default; 20 s leaves time for the final checkpoint and the exit.
     drain_deadline: float = 20.0
+    #: Event writes in flight at once (each object's still one after another). client-go writes
+    #: one at a time; 8 keeps up with a busy controller without crowding the apiserver.
+    writes: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +167,17 @@ class DaemonSettings:
     files: FileSettings = field(default_factory=FileSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     sockets: SocketSettings = field(default_factory=SocketSettings)
+    pod_log: PodLogSettings = field(default_factory=PodLogSettings)
     queues: QueueSettings = field(default_factory=QueueSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
     transitions: TransitionSettings = field(default_factory=TransitionSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    #: Which API Events are written to. `v1` (core) by default: its repeats are exact across a
+    #: `kill -9` (line-derived names, counted 409s), while an events.k8s.io/v1 series keeps its
+    #: later counts in memory until the heartbeat. `auto` picks events.k8s.io/v1 when allowed.
+    events_api: EventsApiChoice = "v1"
+    #: Seconds between series heartbeats in events.k8s.io/v1 mode, and how long a series may
+    #: stay quiet before it is closed: client-go's `finishTime` (6 min), at which it checks too.
+    #: Every live series is also re-written every 30 min (client-go's `refreshTime`).
+    series_finish_seconds: float = 360.0

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from sidecar.events import Event, InvolvedObject
+from sidecar.events_v1 import ModernEvent
 from sidecar.model import ObjectTarget, RefusalCause
 
 
@@ -26,6 +27,14 @@ class SinkError(Exception):
 
 class Unreachable(SinkError):
     """The request may not have reached the API; retrying can help."""
+
+
+class Throttled(Unreachable):
+    """429: the API is shedding load. `retry_after` is the seconds it asked for, if any."""
+
+    def __init__(self, detail: str, retry_after: float | None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class Refused(SinkError):
@@ -90,6 +99,8 @@ class MemorySink:
         self.writes: list[tuple[str, str]] = []
         #: The Event as stored after the last create or PATCH.
         self.last: Event | None = None
+        #: events.k8s.io/v1 Events, as stored.
+        self.modern: dict[tuple[str, str], ModernEvent] = {}
 
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
         involved = unresolved(target)
@@ -141,3 +152,21 @@ class MemorySink:
     def _note(self, write: str, name: str) -> None:
         if self.keep is None:
             self.writes.append((write, name))
+
+    def create_modern(self, event: ModernEvent) -> None:
+        key = (event.namespace, event.name)
+        if key in self.modern:
+            raise Refused("conflict", f"events {event.name!r} already exists")
+        self.modern[key] = event
+        self._note("create", event.name)
+
+    def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None:
+        key = (event.namespace, event.name)
+        stored = self.modern.get(key)
+        if stored is None:
+            raise NotFound("event_missing", f'events "{event.name}" not found')
+        series = patch["series"]
+        self.modern[key] = replace(
+            stored, series_count=series["count"], last_observed=event.last_observed
+        )
+        self._note("patch", event.name)

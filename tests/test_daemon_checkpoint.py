@@ -19,7 +19,7 @@ from sidecar.checkpoint import (
     write_checkpoint,
 )
 from sidecar.logs import JsonFormatter
-from sidecar.model import EventSpec, FilePosition, ObjectTarget
+from sidecar.model import EventSpec, FilePosition, ObjectTarget, PodLogPosition
 from sidecar.poster import LineNamer
 
 CHECKPOINT = Checkpoint(
@@ -33,6 +33,14 @@ def test_a_checkpoint_round_trips(tmp_path: Path) -> None:
     write_checkpoint(path, CHECKPOINT)
     assert read_checkpoint(path) == CHECKPOINT
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+
+
+def test_a_pod_log_position_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.json"
+    position = PodLogPosition("manager", "containerd://abc", 2, 1_764_350_000_123_456_789, ("a1",))
+    checkpoint = Checkpoint(transitions=(("rule", "key", "state"),), pod_logs=(position,))
+    write_checkpoint(path, checkpoint)
+    assert read_checkpoint(path) == checkpoint
 
 
 def test_temporaries_left_by_a_killed_process_are_removed(tmp_path: Path) -> None:

@@ -87,7 +87,10 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         help="inject as a native sidecar (Kubernetes >= 1.29); 'false' for a classic container",
     )
     group.add_argument(
-        "--log-path", default=defaults.log_path, help="glob of the app's log files, by default"
+        "--log-path",
+        default=defaults.log_path,
+        help="glob of the app's log files, for pods naming neither log-path nor socket "
+        "(default: none, the sidecar follows the target container's log through the API)",
     )
     group.add_argument(
         "--sidecar-log-level",

@@ -28,6 +28,10 @@ def _pod_name(environ: Mapping[str, str]) -> str:
     return environ.get("POD_NAME") or socket.gethostname()
 
 
+def _pod_namespace(environ: Mapping[str, str]) -> str:
+    return environ.get("POD_NAMESPACE", "")
+
+
 #: How Events are named, correlated and limited: `run` and `replay`.
 EVENT_OPTIONS: Final = (
     Option("--component", "source.component (default: the rules file's)", to=("component",)),
@@ -41,7 +45,7 @@ EVENT_OPTIONS: Final = (
         "--max-line-bytes",
         "longer lines are skipped and counted",
         parse=positive_int,
-        to=("files.max_line_bytes", "sockets.max_line_bytes"),
+        to=("files.max_line_bytes", "sockets.max_line_bytes", "pod_log.max_line_bytes"),
     ),
     Option(
         "--aggregate-max",
@@ -107,7 +111,8 @@ RUN_OPTIONS: Final = (
     ),
     Option(
         "--checkpoint",
-        "checkpoint file (default: next to the first --file, on its volume)",
+        "checkpoint file (default: next to the first --file, on its volume; none for "
+        "--pod-log, which then starts at the current instance's first line)",
         to=("checkpoint.path",),
     ),
     Option(
@@ -115,6 +120,24 @@ RUN_OPTIONS: Final = (
         "seconds between checkpoint writes",
         parse=positive_float,
         to=("checkpoint.interval",),
+    ),
+    Option(
+        "--pod-log",
+        "follow this container of the pod through the pod log API (`kubectl logs -f`): no "
+        "change to the controller; needs get on pods and pods/log",
+        to=("pod_log.container",),
+    ),
+    Option(
+        "--pod",
+        "the pod whose container --pod-log follows (default: $POD_NAME)",
+        to=("pod_log.pod",),
+        default_from=lambda environ: environ.get("POD_NAME", ""),
+    ),
+    Option(
+        "--namespace",
+        "its namespace (default: $POD_NAMESPACE)",
+        to=("pod_log.namespace",),
+        default_from=_pod_namespace,
     ),
     Option(
         "--tcp",
@@ -163,6 +186,12 @@ RUN_OPTIONS: Final = (
     ),
     Option("--queue-size", "queued Events", parse=positive_int, to=("queues.events",)),
     Option(
+        "--writes",
+        "Event writes in flight at once; each object's Events are still written in order",
+        parse=positive_int,
+        to=("queues.writes",),
+    ),
+    Option(
         "--drain-seconds",
         "on SIGTERM, seconds to write queued Events",
         parse=non_negative_float,
@@ -194,5 +223,19 @@ RUN_OPTIONS: Final = (
         kind="switch",
     ),
     Option("--log-level", "the daemon's own log level", choices=LOG_LEVELS, default="info"),
+    Option(
+        "--events-api",
+        "where Events are written: events.k8s.io/v1 (with series), v1 (core), or auto: "
+        "events.k8s.io/v1 when served and allowed by RBAC, else v1",
+        choices=("auto", "events.k8s.io/v1", "v1"),
+        to=("events_api",),
+    ),
+    Option(
+        "--series-finish",
+        "events.k8s.io/v1: seconds a series may stay quiet before its final count is written "
+        "and it is closed (also how often series are checked), as client-go",
+        parse=positive_float,
+        to=("series_finish_seconds",),
+    ),
     *EVENT_OPTIONS,
 )
