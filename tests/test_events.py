@@ -111,6 +111,16 @@ def test_names_never_repeat_within_one_clock_tick() -> None:
     assert [namer("a"), namer("a"), namer("b")] == ["a.3e8", "a.3e9", "b.3ea"]
 
 
+def test_skipped_names_advance_as_drawn_ones() -> None:
+    """The correlator skips the names it does not use; the next one must be as if drawn."""
+    drawn, skipped = EventNamer(lambda: 1000), EventNamer(lambda: 1000)
+    for _ in range(3):
+        drawn("web-0")
+    skipped("web-0")
+    skipped.skip(2)
+    assert skipped("web-0") == drawn("web-0") == "web-0.3eb"
+
+
 def test_name_falls_back_to_uuid_when_not_a_dns_subdomain() -> None:
     fixed = uuid.UUID("12345678-1234-4234-8234-123456789abc")
     namer = EventNamer(lambda: 1, lambda: fixed)
