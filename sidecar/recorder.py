@@ -147,14 +147,38 @@ class Recorder:
         correlator keeps the Event as written, so later repeats PATCH it. Writes about one
         object must not overlap (its back-off state is theirs); others may, on other threads."""
         event = decision.event
-        key = object_key(event)
-        warning = event.type == "Warning"
+        written = self.write_with_retries(
+            (event.namespace, event.name),
+            object_key(event),
+            warning=event.type == "Warning",
+            attempt=lambda: self._write_once(decision),
+        )
+        if written == "already_written":
+            self.metrics.events_already_written.inc()
+        elif written in ("create", "patch"):
+            self._count_emitted(event.reason, event.type, written)
+        return written
+
+    def write_with_retries(
+        self,
+        event: tuple[str, str],
+        key: ObjectKey,
+        *,
+        warning: bool,
+        attempt: Callable[[], Written | AlreadyWritten],
+    ) -> Written | AlreadyWritten | DropCause:
+        """Make one write (`attempt`) for the Event named `event` (namespace, name) about the
+        object `key`, as client-go retries it plus the rate-limit handling: transport errors are
+        retried `retry.max_tries` times; a 429 with Retry-After waits that long; one without it
+        (EventRateLimit) backs the object off, dropping a Normal Event and delaying a Warning;
+        every other refusal is a counted drop."""
+        namespace, name = event
         if (waited := self._wait_backoff(key, warning)) is not None:
             return waited
         throttled = False
-        for attempt in range(1, self.retry.max_tries + 1):
+        for tries in range(1, self.retry.max_tries + 1):
             try:
-                written = self._write_once(decision)
+                written = attempt()
             except Throttled as error:
                 throttled = True
                 if error.retry_after is not None:
@@ -177,26 +201,22 @@ class Recorder:
                 throttled = False
                 log.warning(
                     "cannot reach the API for Event %s/%s (try %d of %d): %s",
-                    event.namespace,
-                    event.name,
-                    attempt,
+                    namespace,
+                    name,
+                    tries,
                     self.retry.max_tries,
                     error,
                 )
-                if attempt < self.retry.max_tries:
-                    factor = self._jitter() if attempt == 1 else 1.0
+                if tries < self.retry.max_tries:
+                    factor = self._jitter() if tries == 1 else 1.0
                     self._sleep(self.retry.interval_seconds * factor)
                 continue
             except Refused as error:
-                log.warning("the API refused Event %s/%s: %s", event.namespace, event.name, error)
-                # A create never answers `event_missing`; a PATCH's is handled in `_write_once`.
+                log.warning("the API refused Event %s/%s: %s", namespace, name, error)
+                # A create never answers `event_missing`; a PATCH's is handled by `attempt`.
                 cause = error.cause
                 return self._drop("rejected" if cause == "event_missing" else cause)
             self._backoff.pop(key, None)
-            if written == "already_written":
-                self.metrics.events_already_written.inc()
-            else:
-                self._count_emitted(event.reason, event.type, written)
             return written
         return self._drop("rate_limited" if throttled else "retries_exhausted")
 
