@@ -31,7 +31,7 @@ from typing import ClassVar
 from prometheus_client import Counter
 
 from sidecar.correlate import Correlator, Suppressed, Write
-from sidecar.events import Event, EventNamer, InvalidEvent, make_event
+from sidecar.events import Event, EventNamer, InvalidEvent, InvolvedObject, make_event
 from sidecar.metrics import Metrics
 from sidecar.model import (
     AlreadyWritten,
@@ -118,19 +118,8 @@ class Recorder:
         """Resolve, build and correlate the Event `spec` calls for: the `Write` to make, or the
         (counted) drop cause. Calls must come in the order of the lines: correlation counts."""
         involved = self.sink.resolve(spec.target)
-        line_time = spec.time
-        now = self.clock() if line_time is None else min(line_time, self._wall_clock())
         try:
-            event = make_event(
-                involved=involved,
-                type=spec.type,
-                reason=spec.reason,
-                message=spec.message,
-                component=self.component,
-                host=self.host,
-                now=now,
-                name=self.namer(involved.name),
-            )
+            event = self.build_event(spec, involved, self.event_time(spec))
         except InvalidEvent as error:
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
             return self._drop("invalid")
@@ -141,6 +130,26 @@ class Recorder:
         if decision.aggregated:
             self.metrics.events_aggregated.labels(spec.reason).inc()
         return decision
+
+    def event_time(self, spec: EventSpec) -> float:
+        """When the Event happened: its line's time, never ahead of the wall clock; the clock's
+        for a line without one."""
+        line_time = spec.time
+        return self.clock() if line_time is None else min(line_time, self._wall_clock())
+
+    def build_event(self, spec: EventSpec, involved: InvolvedObject, now: float) -> Event:
+        """The core/v1 Event `spec` calls for (also what the aggregator and the spam filter
+        judge in events.k8s.io/v1 mode). Raises `InvalidEvent`."""
+        return make_event(
+            involved=involved,
+            type=spec.type,
+            reason=spec.reason,
+            message=spec.message,
+            component=self.component,
+            host=self.host,
+            now=now,
+            name=self.namer(involved.name),
+        )
 
     def write(self, decision: Write) -> RecordOutcome:
         """Write with retries; a create answered 409 is `already_written` (see `model`): the

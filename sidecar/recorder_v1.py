@@ -18,7 +18,7 @@ import threading
 from typing import Any, ClassVar, Protocol
 
 from sidecar.correlate import Suppressed, Write
-from sidecar.events import InvalidEvent, InvolvedObject, make_event
+from sidecar.events import InvalidEvent, InvolvedObject
 from sidecar.events_v1 import ModernEvent, SeriesCache, SeriesWrite, make_modern_event
 from sidecar.model import AlreadyWritten, EventSpec, RecordOutcome, Written
 from sidecar.recorder import Recorder
@@ -53,20 +53,10 @@ class ModernRecorder(Recorder):
         memory (the heartbeat writes it)."""
         regarding = self.sink.resolve(spec.target)
         related = self.sink.resolve(spec.related) if spec.related is not None else None
-        line_time = spec.time
-        now = self.clock() if line_time is None else min(line_time, self._wall_clock())
+        now = self.event_time(spec)
         try:
             # The core Event is what our aggregator and spam filter judge, as in core/v1 mode.
-            event = make_event(
-                involved=regarding,
-                type=spec.type,
-                reason=spec.reason,
-                message=spec.message,
-                component=self.component,
-                host=self.host,
-                now=now,
-                name=self.namer(regarding.name),
-            )
+            event = self.build_event(spec, regarding, now)
             modern = self._modern_event(
                 spec,
                 regarding=regarding,
