@@ -30,14 +30,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from sidecar.checkpoint import Checkpoint, read_checkpoint, remove_temporaries
 from sidecar.checkpointer import Checkpointer
 from sidecar.consumer import BlockConsumer
 from sidecar.correlate import Correlator
 from sidecar.exits import EXIT_FAILURE, EXIT_OK
-from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Poster, QueueItem
@@ -48,6 +45,7 @@ from sidecar.sinks import Sink
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
 from sidecar.sources.sockets import SocketSource
+from sidecar.status import StatusServer
 from sidecar.threads import WorkerThread
 from sidecar.transitions import TransitionTracker
 
@@ -123,7 +121,7 @@ class Daemon:
             metrics,
             self.checkpointer.commit if self.checkpointer else _ignore,
         )
-        self._runner: web.AppRunner | None = None
+        self._status: StatusServer | None = None
         #: The port `/metrics` is served on, once started.
         self.http_port = 0
         self._stop = asyncio.Event()
@@ -232,16 +230,14 @@ class Daemon:
         try:
             if self.file_consumer is not None:
                 self._open_files()
-            self._runner = await start_server(
-                make_app(self.registry, self.readiness), http.host, http.port
-            )
+            self._status = StatusServer(self.registry, self.readiness, asyncio.get_running_loop())
+            self.http_port = self._status.start(http.host, http.port)
             if self.sockets is not None:
                 await self.sockets.start()
         except OSError as error:
             log.error("cannot start: %s", error)
             await self._close_http()
             return EXIT_FAILURE
-        self.http_port = bound_port(self._runner)
         log.info(
             "started",
             extra={
@@ -343,9 +339,10 @@ class Daemon:
 
     async def _close_http(self) -> None:
         """Stop serving /metrics and the probes (last, so they answer during the drain)."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._status is not None:
+            # On a thread: stopping waits for the server's poll, which must not stall the loop.
+            await asyncio.to_thread(self._status.close)
+            self._status = None
 
     async def _ping_forever(self, ping: Callable[[], object]) -> None:
         """Keep `api_reachable` current for `/readyz`.
