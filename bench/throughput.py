@@ -123,6 +123,10 @@ def run_mtail(mtail: str, log: Path, progs: Path) -> tuple[float, float, int, di
             mtail,
             "--one_shot",
             "--one_shot_format=prometheus",
+            # Even --one_shot listens (on 3903 by default): any free port, so that runs beside
+            # another mtail do not fail.
+            "--port",
+            "0",
             "--progs",
             str(progs),
             "--logs",
