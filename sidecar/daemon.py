@@ -87,7 +87,7 @@ class Daemon:
         queues = settings.queues
         component = settings.component or rules.component
 
-        self.tracker = TransitionTracker()
+        self.tracker = TransitionTracker(settings.transitions.max_keys)
         processor = Processor(rules, self.tracker)
         self.events: asyncio.Queue[QueueItem] = asyncio.Queue(queues.events)
         mark_interval = settings.checkpoint.interval * _MARK_FRACTION

@@ -47,10 +47,13 @@ class LRU(Generic[K, V]):
             items[key] = value
         return value
 
-    def put(self, key: K, value: V) -> None:
-        """Store as the most recently used, forgetting the least recently used when full."""
+    def put(self, key: K, value: V) -> bool:
+        """Store as the most recently used, forgetting the least recently used when full;
+        True when an item was forgotten (for callers that count evictions)."""
         items = self._items
         items.pop(key, None)
         items[key] = value
         if len(items) > self.maxsize:
             del items[next(iter(items))]
+            return True
+        return False

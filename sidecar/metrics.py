@@ -59,6 +59,13 @@ class Metrics:
             ["source"],
             registry=registry,
         )
+        self.lines_time_out_of_range = Counter(
+            "event_sidecar_lines_time_out_of_range",
+            "Lines whose time was outside the years 1-9999 (or infinite, NaN), by source: the "
+            "time was dropped and the line's read time stands in.",
+            ["source"],
+            registry=registry,
+        )
         self.rule_matches = Counter(
             "event_sidecar_rule_matches", "Lines matched, by rule.", ["rule"], registry=registry
         )
@@ -72,6 +79,12 @@ class Metrics:
             "event_sidecar_transitions_unchanged",
             "Matched lines whose transition state did not change (no Event), by rule.",
             ["rule"],
+            registry=registry,
+        )
+        self.transition_evictions = Counter(
+            "event_sidecar_transition_evictions",
+            "Objects whose transition state was forgotten to stay within the bound (the least "
+            "recently seen first); the next line of such an object counts as a first observation.",
             registry=registry,
         )
         self.object_lookups = Counter(
@@ -88,7 +101,8 @@ class Metrics:
         )
         self.connections = Counter(
             "event_sidecar_connections",
-            "Socket source connections, by source and result (accepted, refused, idle_timeout).",
+            "Socket source connections, by source and result (accepted, refused, idle_timeout, "
+            "line_timeout, evicted).",
             ["source", "result"],
             registry=registry,
         )
@@ -132,3 +146,7 @@ class Metrics:
             self.rule_misses.labels(rule, missing).inc(number)
         for rule, number in tally.unchanged.items():
             self.transitions_unchanged.labels(rule).inc(number)
+        if tally.time_out_of_range:
+            self.lines_time_out_of_range.labels(source).inc(tally.time_out_of_range)
+        if tally.evictions:
+            self.transition_evictions.inc(tally.evictions)

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sidecar.decode import Undecodable, decode, years_at
-from sidecar.model import EventSpec
-from sidecar.records import Record
-from sidecar.rules import MissingField, RuleSet, render
+from sidecar.model import EventSpec, ObjectTarget
+from sidecar.records import Record, text_of
+from sidecar.rules import CompiledRule, MissingField, RuleSet, render
+from sidecar.rules.compile import is_absent
 from sidecar.scan import select_lines
-from sidecar.transitions import TransitionTracker
+from sidecar.transitions import StateKey, TransitionTracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,36 @@ class Unchanged:
 Outcome = EventSpec | RuleMiss | Unchanged | None
 
 
+@dataclass(frozen=True, slots=True)
+class RuleTried:
+    """One rule `explain` tried on a record, and the first of its conditions that failed."""
+
+    rule: str
+    #: The condition's name (`message`, `level`, `logger`, `fields.x`); None: the rule matched.
+    failed: str | None = None
+    #: What the condition wants, as the rules file says it.
+    wants: str = ""
+    #: The value the record held there; None when it held none.
+    seen: str | None = None
+
+
+@dataclass(slots=True)
+class Trace:
+    """What `Processor.process` did with one record, filled in as it goes (for `explain`)."""
+
+    tried: list[RuleTried] = field(default_factory=list)
+    target: ObjectTarget | None = None
+    #: The transition's state key (tracker, kind, namespace, name, key) and the state kept
+    #: under it before and after the record; None before means nothing was known yet.
+    key: StateKey | None = None
+    before: str | None = None
+    after: str | None = None
+    #: Which of the rule's `cases` (0-based) chose the outcome; None: the rule's own.
+    case: int | None = None
+    #: False when the chosen case says `emit: false`.
+    emit: bool = True
+
+
 class Processor:
     """Applies the rules and the transition state to one decoded record."""
 
@@ -46,13 +77,20 @@ class Processor:
         self.rules = rules
         self.tracker = tracker
 
-    def process(self, record: Record) -> Outcome:
-        rule = self.rules.first_match(record)
+    def process(self, record: Record, trace: Trace | None = None) -> Outcome:
+        """The record's outcome; `trace`, when given, is filled with how it was reached (the
+        same steps: `explain` must say what `run` does)."""
+        if trace is None:
+            rule = self.rules.first_match(record)
+        else:
+            rule = _trace_match(self.rules, record, trace)
         if rule is None:
             return None
         event_type, reason = rule.type, rule.reason
         try:
             target = rule.resolve_object(record)
+            if trace is not None:
+                trace.target = target
             transition = rule.transition
             if transition is None:
                 message = render(rule.message, record)
@@ -66,13 +104,19 @@ class Processor:
                     render(transition.key, record),
                 )
                 tracker = self.tracker
+                if trace is not None:
+                    trace.key, trace.before = key, tracker.state_of(key)
                 change = tracker.compare(
                     key, state, first=transition.first, initial=transition.initial
                 )
+                if trace is not None:
+                    trace.after = state
                 if change is None:
                     tracker.remember(key, state)
                     return Unchanged(rule.name)
-                chosen = rule.choose(change.before, change.after)
+                case, chosen = rule.choose(change.before, change.after)
+                if trace is not None:
+                    trace.case, trace.emit = case, chosen.emit
                 if not chosen.emit:
                     tracker.remember(key, state)
                     return Unchanged(rule.name)
@@ -82,8 +126,26 @@ class Processor:
                 )
                 tracker.remember(key, state)
         except MissingField as missing:
+            if trace is not None:
+                trace.after = trace.before
             return RuleMiss(rule.name, missing.path)
         return EventSpec(rule.name, target, event_type, reason, message, record.time)
+
+
+def _trace_match(rules: RuleSet, record: Record, trace: Trace) -> CompiledRule | None:
+    """`RuleSet.first_match`, noting each rule tried and the condition that failed."""
+    for rule in rules.rules:
+        check = rule.first_failure(record)
+        if check is None:
+            trace.tried.append(RuleTried(rule.name))
+            return rule
+        seen = check.seen(record)
+        trace.tried.append(
+            RuleTried(
+                rule.name, check.name, check.wants, None if is_absent(seen) else text_of(seen)
+            )
+        )
+    return None
 
 
 @dataclass(slots=True)
@@ -99,6 +161,10 @@ class Tally:
     #: By (rule, missing field).
     misses: Counter[tuple[str, str]] = field(default_factory=Counter)
     unchanged: Counter[str] = field(default_factory=Counter)
+    #: Decoded lines whose time was out of range and dropped (the read time stands in).
+    time_out_of_range: int = 0
+    #: Objects whose transition state was forgotten to stay within the tracker's bound.
+    evictions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +189,8 @@ class LineCounts:
     missed: int = 0
     unchanged: int = 0
     specs: int = 0
+    #: Decoded lines whose time was out of range and dropped (the read time stands in).
+    time_out_of_range: int = 0
 
     def add(self, tally: Tally, specs: int) -> None:
         self.read += tally.lines
@@ -135,6 +203,7 @@ class LineCounts:
         self.missed += tally.misses.total()
         self.unchanged += tally.unchanged.total()
         self.specs += specs
+        self.time_out_of_range += tally.time_out_of_range
 
 
 class LinePipeline:
@@ -165,6 +234,7 @@ class LinePipeline:
         tally = Tally()
         undecodable, matches = tally.undecodable, tally.matches
         misses, unchanged = tally.misses, tally.unchanged
+        times_dropped = 0
         process = self.processor.process
         year = self.year if self.year is not None else years_at(self.clock())
         for line in selection.candidates:
@@ -175,6 +245,8 @@ class LinePipeline:
             assert type(record) is Record
             if record.time is not None:
                 self.last_time = record.time
+            elif record.time_out_of_range:
+                times_dropped += 1
             outcome = process(record)
             if outcome is None:
                 continue
@@ -190,5 +262,7 @@ class LinePipeline:
         tally.bytes = len(block)
         tally.too_long = selection.too_long + too_long
         tally.skipped = selection.lines - selection.too_long - len(selection.candidates)
+        tally.time_out_of_range = times_dropped
+        tally.evictions = self.processor.tracker.take_evictions()
         self.counts.add(tally, len(specs))
         return Fed(specs, tally)

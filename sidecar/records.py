@@ -39,6 +39,9 @@ class Record:
     verbosity: int = 0
     #: Seconds since the epoch, or None when the line had no readable time.
     time: float | None = None
+    #: The line had a time outside what an Event can carry (years 1-9999): `time` is None and
+    #: the read time stands in; counted in `event_sidecar_lines_time_out_of_range_total`.
+    time_out_of_range: bool = False
     logger: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
     #: Which decoder produced the record (`json`, `zap-console`, `klog`, `logfmt`).

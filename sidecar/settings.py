@@ -14,6 +14,7 @@ from typing import Literal
 from sidecar.correlate import CorrelatorSettings
 from sidecar.model import RetrySettings
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES
+from sidecar.transitions import DEFAULT_MAX_KEYS
 
 StartPosition = Literal["checkpoint", "end", "beginning"]
 WatchMode = Literal["auto", "inotify", "poll"]
@@ -83,6 +84,11 @@ class SocketSettings:
     #: Seconds a connection may stay silent before it is closed: frees slots held by writers that
     #: died without closing. Long, because a quiet controller may log nothing for minutes.
     idle_timeout: float = 600.0
+    #: Seconds a started line may take to complete (its newline to arrive), counting only the
+    #: time spent waiting for the writer, never the time a full queue holds the reader: a writer
+    #: that trickles bytes (slowloris) is closed after it, not kept alive by every byte. A
+    #: controller writes a line in one call, so a line in progress this long is no log line.
+    line_timeout: float = 10.0
     #: Bytes; as for files.
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     #: Bytes read from a connection at once.
@@ -119,6 +125,16 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TransitionSettings:
+    """The state kept for `transition:` rules."""
+
+    #: Objects whose last state is remembered; past it the least recently seen is forgotten and
+    #: counted (`event_sidecar_transition_evictions_total`). About 200 bytes each, so the default
+    #: costs about 12 MiB; raise it when a controller tracks more objects than that.
+    max_keys: int = DEFAULT_MAX_KEYS
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonSettings:
     """Everything `event-sidecar run` needs besides the rules and the sink."""
 
@@ -132,4 +148,5 @@ class DaemonSettings:
     queues: QueueSettings = field(default_factory=QueueSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
+    transitions: TransitionSettings = field(default_factory=TransitionSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)

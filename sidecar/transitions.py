@@ -22,15 +22,23 @@ class Change:
     after: str
 
 
-class TransitionTracker:
-    """Remembers the last state of each tracked object; the oldest is forgotten past `max_keys`.
+#: Objects remembered at once (about 200 bytes each): the default of `max_keys`.
+DEFAULT_MAX_KEYS = 65536
 
-    An evicted object's next line counts as a first observation, which the rule's `first:`
-    setting decides about.
+
+class TransitionTracker:
+    """Remembers the last state of each tracked object; the least recent is forgotten past
+    `max_keys`, so memory stays bounded whatever the controller logs.
+
+    Forgetting is counted in `evicted` (exported as `event_sidecar_transition_evictions_total`
+    through `take_evictions`): an evicted object's next line counts as a first observation,
+    which the rule's `first:` setting decides about, so a real change can go unreported.
     """
 
-    def __init__(self, max_keys: int = 65536) -> None:
+    def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self._states: LRU[StateKey, str] = LRU(max_keys)
+        self.evicted = 0
+        self._evictions_taken = 0
 
     def __len__(self) -> int:
         return len(self._states)
@@ -49,9 +57,20 @@ class TransitionTracker:
             return None
         return Change(previous, state)
 
+    def state_of(self, key: StateKey) -> str | None:
+        """The state last remembered for `key`, if any (for `explain`)."""
+        return self._states.peek(key)
+
     def remember(self, key: StateKey, state: str) -> None:
         """Make `state` the last known state of `key` (and `key` the most recently used)."""
-        self._states.put(key, state)
+        if self._states.put(key, state):
+            self.evicted += 1
+
+    def take_evictions(self) -> int:
+        """Evictions since the last call: one tracker may feed several pipelines' metrics."""
+        new = self.evicted - self._evictions_taken
+        self._evictions_taken = self.evicted
+        return new
 
     def export(self) -> list[list[str]]:
         """JSON-ready state, oldest first, for checkpoints."""

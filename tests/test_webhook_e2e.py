@@ -437,6 +437,7 @@ MANIFESTS = REPO_ROOT / "manifests"
 #: real schemas live with cert-manager and the Prometheus Operator, so fields are not validated.
 MINIMAL_CRDS = [
     ("monitoring.coreos.com", "PodMonitor", "podmonitors"),
+    ("monitoring.coreos.com", "PrometheusRule", "prometheusrules"),
     ("cert-manager.io", "Certificate", "certificates"),
     ("cert-manager.io", "Issuer", "issuers"),
 ]

@@ -51,11 +51,17 @@ def add_parsers(commands: Any) -> None:
     inject = commands.add_parser(
         "inject", help="add the sidecar to the workloads in manifests (YAML or JSON) for GitOps"
     )
-    inject.add_argument(
+    source = inject.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "-f",
         "--filename",
-        required=True,
         help="manifest file (multi-document YAML or JSON), - for stdin",
+    )
+    source.add_argument(
+        "--emit-policy",
+        action="store_true",
+        help="instead, print a MutatingAdmissionPolicy and its binding that inject the same "
+        "sidecar in the apiserver, without a webhook (Kubernetes >= 1.36)",
     )
     _add_injection_options(inject)
     inject.set_defaults(handler=_inject)
@@ -131,6 +137,11 @@ def _webhook(args: argparse.Namespace) -> int:
 
 
 def _inject(args: argparse.Namespace) -> int:
+    if args.emit_policy:
+        from sidecar.inject.policy import dump_policy  # noqa: PLC0415 - per command
+
+        sys.stdout.write(dump_policy(_settings(args)))
+        return EXIT_OK
     import yaml  # noqa: PLC0415 - per command, see the module's docstring
 
     from sidecar.inject.manifests import InjectReport, inject_text  # noqa: PLC0415

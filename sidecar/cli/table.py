@@ -146,6 +146,20 @@ RUN_OPTIONS: Final = (
         parse=positive_float,
         to=("sockets.idle_timeout",),
     ),
+    Option(
+        "--line-timeout",
+        "seconds a started line may take to complete (its newline to arrive); a connection that "
+        "trickles bytes without one is closed and counted (connections_total{result=line_timeout})",
+        parse=positive_float,
+        to=("sockets.line_timeout",),
+    ),
+    Option(
+        "--transition-keys",
+        "objects whose transition state is remembered; past it the least recently seen is "
+        "forgotten and counted (transition_evictions_total)",
+        parse=positive_int,
+        to=("transitions.max_keys",),
+    ),
     Option("--queue-size", "queued Events", parse=positive_int, to=("queues.events",)),
     Option(
         "--drain-seconds",

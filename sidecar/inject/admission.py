@@ -21,8 +21,15 @@ from typing import Any, Final
 import jsonpatch
 import orjson
 
-from sidecar.inject.annotations import INJECT_LABEL, InvalidAnnotations
-from sidecar.inject.patch import InjectionError, Operation, build_patch, is_injected
+from sidecar.inject.annotations import INJECT_LABEL, STATUS_ANNOTATION, InvalidAnnotations
+from sidecar.inject.patch import (
+    HostNetworkError,
+    InjectionError,
+    Operation,
+    annotate,
+    build_patch,
+    is_injected,
+)
 from sidecar.inject.settings import InjectSettings
 
 API_VERSION: Final = "admission.k8s.io/v1"
@@ -37,7 +44,10 @@ SKIP_REASONS: Final = (
     "already_injected",
     "not_pending",
     "invalid_annotations",
+    "host_network",
 )
+#: The status annotation a refused hostNetwork pod gets, so `kubectl get -o yaml` says why.
+HOST_NETWORK_STATUS: Final = "skipped: hostNetwork (the sidecar's ports would be the node's)"
 _WARNING_MAX: Final = 250
 """The apiserver truncates longer warnings; keep ours readable."""
 
@@ -121,6 +131,11 @@ def decide(
         pod = request["object"]
         try:
             patch = patcher(pod, settings)
+        except HostNetworkError as error:
+            patch = annotate(pod, {STATUS_ANNOTATION: HOST_NETWORK_STATUS})
+            jsonpatch.apply_patch(orjson.loads(orjson.dumps(pod)), patch, in_place=True)
+            warning = _warning(f"not injected: {error}")
+            return Verdict(uid, "skipped", "host_network", tuple(patch), (warning,))
         except (InvalidAnnotations, InjectionError) as error:
             problems = error.problems if isinstance(error, InvalidAnnotations) else (str(error),)
             warnings = tuple(_warning(f"not injected: {p}") for p in problems)

@@ -41,6 +41,19 @@ class InjectionError(ValueError):
     """The pod cannot get the sidecar (e.g. the target container does not exist)."""
 
 
+class HostNetworkError(InjectionError):
+    """The pod uses the node's network namespace, where the sidecar's ports would be the node's."""
+
+
+#: Why a hostNetwork pod is refused: said in the admission warning, `inject`'s warning and the
+#: pod's status annotation.
+HOST_NETWORK_REFUSAL: Final = (
+    "hostNetwork pods are not injected: the sidecar's metrics port would listen on the node's "
+    "addresses, and in socket mode its log socket would open on the node's loopback, where any "
+    "process on the node could forge Events"
+)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Everything decided about one pod before any operation is written."""
@@ -74,10 +87,13 @@ def build_patch(pod: Pod, settings: InjectSettings) -> list[Operation]:
 
     Raises:
         InvalidAnnotations: the pod's injection annotations are invalid.
+        HostNetworkError: the pod has `hostNetwork: true`.
         InjectionError: the pod has no containers, or names a target container it lacks.
     """
     if is_injected(pod):
         return []
+    if (pod.get("spec") or {}).get("hostNetwork") is True:
+        raise HostNetworkError(HOST_NETWORK_REFUSAL)
     plan = _plan(pod, settings)
     spec = pod["spec"]
     return [
@@ -239,10 +255,16 @@ def _annotate(pod: Pod, plan: _Plan) -> list[Operation]:
         wanted["prometheus.io/scrape"] = "true"
         wanted["prometheus.io/port"] = str(plan.metrics_port)
         wanted["prometheus.io/path"] = "/metrics"
+    return annotate(pod, wanted)
+
+
+def annotate(pod: Pod, wanted: Mapping[str, str]) -> list[Operation]:
+    """The operations that set the annotations `wanted` on `pod`, whatever its metadata holds."""
+    metadata = pod.get("metadata")
     if metadata is None:
-        return [{"op": "add", "path": "/metadata", "value": {"annotations": wanted}}]
+        return [{"op": "add", "path": "/metadata", "value": {"annotations": dict(wanted)}}]
     if not metadata.get("annotations"):
-        return [{"op": "add", "path": "/metadata/annotations", "value": wanted}]
+        return [{"op": "add", "path": "/metadata/annotations", "value": dict(wanted)}]
     return [
         {"op": "add", "path": f"/metadata/annotations/{escape(key)}", "value": value}
         for key, value in wanted.items()

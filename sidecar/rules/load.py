@@ -57,9 +57,15 @@ def load_rules(path: str | Path, env: Mapping[str, str] | None = None) -> RuleSe
     return compile_rules(parse_rules(text, str(path)), os.environ if env is None else env)
 
 
+#: Nesting of mappings and sequences a rules file may use; a real one needs about 6. PyYAML builds
+#: nodes recursively, and 2,000 nested `[` overflowed the stack with a traceback.
+MAX_DEPTH = 32
+
+
 def parse_rules(text: str, filename: str) -> RulesFile:
     loader = yaml.SafeLoader(text)
     try:
+        _refuse_hostile_structure(text, filename)
         node = loader.get_single_node()
         if node is None:
             raise RulesError([RulesProblem(filename, 1, None, "the file is empty")])
@@ -93,6 +99,45 @@ def parse_rules(text: str, filename: str) -> RulesFile:
     if problems:
         raise RulesError(problems)
     return parsed
+
+
+def _refuse_hostile_structure(text: str, filename: str) -> None:
+    """Refuse aliases and deep nesting from the event stream, before any node is built.
+
+    Aliases are refused outright rather than bounded: a rules file is short and read by people,
+    and nine anchors of nine aliases each expand to 9^9 nodes (the duplicate-key walk took 80 s of
+    CPU at every start). The parser itself is an iterative state machine, so this pass is linear.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise RulesError(
+                [
+                    RulesProblem(
+                        filename,
+                        line,
+                        None,
+                        "YAML anchors and aliases (&name, *name, <<) are not allowed in a rules "
+                        "file; write the value out",
+                    )
+                ]
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise RulesError(
+                    [
+                        RulesProblem(
+                            filename,
+                            line,
+                            None,
+                            f"mappings and lists are nested more than {MAX_DEPTH} deep",
+                        )
+                    ]
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _duplicate_keys(node: yaml.Node, filename: str) -> list[RulesProblem]:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sidecar.decode import LIFTED_KEYS
 from sidecar.records import LEVELS
+from sidecar.rules.regex import RegexError, compile_search
 from sidecar.rules.templates import TemplateError, compile_template
 
 Level = Literal["debug", "info", "warning", "error", "fatal"]
@@ -82,8 +83,8 @@ class Condition(_Strict):
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as error:
+                compile_search(value)
+            except RegexError as error:
                 raise ValueError(f"invalid regular expression {value!r}: {error}") from error
         return value
 

@@ -2,8 +2,12 @@
 
 Lines are newline-framed, in any format the decoders know. Safe defaults, because whoever can
 connect can make Events: TCP listens on loopback unless another address is explicitly allowed, the
-number of connections is capped (extra ones are closed at once and counted), a silent connection
-is closed after `idle_timeout`, and a line longer than the limit is skipped and counted.
+number of connections is capped, a silent connection is closed after `idle_timeout`, a line that
+does not complete within `line_timeout` closes its connection (a writer trickling one byte at a
+time cannot hold a slot), and a line longer than the limit is skipped and counted. When every slot
+is taken, a new connection closes the connection that has gone longest without a complete line,
+if one is stalled (in a line, or silent for `line_timeout`); otherwise it is refused. Each outcome
+is counted in `event_sidecar_connections_total{result}`.
 
 Backpressure: a connection hands blocks to a bounded queue and awaits room there; while it waits
 it does not read, the kernel's buffers fill and TCP flow control slows the writer. asyncio's
@@ -20,6 +24,7 @@ import os
 import socket
 import stat
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sidecar.addresses import AddressError, is_loopback, parse_host_port
@@ -44,6 +49,25 @@ def parse_address(address: str, *, allow_remote: bool) -> tuple[str, int]:
     return host, port
 
 
+@dataclass(slots=True)
+class _Connection:
+    """What the slot keeper needs to know about one served connection."""
+
+    writer: asyncio.StreamWriter
+    #: When the connection last delivered a complete line (or was accepted).
+    last_line_at: float = field(default_factory=time.monotonic)
+    #: Waiting for the writer (not for queue room): closing it now loses no complete line.
+    reading: bool = False
+    #: A line has started and its newline has not arrived.
+    in_line: bool = False
+    #: Closed by us to make room: its partial line is not a line.
+    evicted: bool = False
+
+
+#: Every value of `event_sidecar_connections_total{result}`.
+CONNECTION_RESULTS = ("accepted", "refused", "idle_timeout", "line_timeout", "evicted")
+
+
 class SocketSource:
     """Listens on the configured sockets and puts the lines it receives on `blocks`."""
 
@@ -60,13 +84,13 @@ class SocketSource:
         self.metrics = metrics
         self.name = name
         self._servers: list[asyncio.Server] = []
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
         #: Every address listened on, as bound (`host:port` with the real port; socket paths).
         self.addresses: list[str] = []
         self._addresses = [
             parse_address(address, allow_remote=settings.allow_remote) for address in settings.tcp
         ]
-        for result in ("accepted", "refused", "idle_timeout"):
+        for result in CONNECTION_RESULTS:
             metrics.connections.labels(name, result)
 
     @property
@@ -121,8 +145,9 @@ class SocketSource:
                     Path(path).unlink()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One connection: refused over the limit, else served until EOF, idle or cancelled."""
-        if len(self._connections) >= self.settings.max_connections:
+        """One connection: served until EOF, a timeout, eviction or cancellation."""
+        live = sum(not connection.evicted for connection in self._connections.values())
+        if live >= self.settings.max_connections and not self._evict_stalled():
             self.metrics.connections.labels(self.name, "refused").inc()
             log.warning("too many connections; refusing one", extra={"source": self.name})
             writer.close()
@@ -130,33 +155,77 @@ class SocketSource:
         self.metrics.connections.labels(self.name, "accepted").inc()
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        connection = _Connection(writer)
+        self._connections[task] = connection
         try:
-            await self._serve(reader)
+            await self._serve(reader, connection)
         except (ConnectionError, OSError) as error:
             log.info("connection lost: %s", error, extra={"source": self.name})
         finally:
-            self._connections.discard(task)
+            del self._connections[task]
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader) -> None:
+    def _evict_stalled(self) -> bool:
+        """Close the stalled connection that has gone longest without a complete line, if any.
+
+        Only a connection waiting for its writer is a candidate, so no complete line is lost;
+        it is stalled when a line is in progress or it has been silent for `line_timeout`, so a
+        controller that just wrote keeps its slot while a trickling writer does not.
+        """
+        now = time.monotonic()
+        stalled = [
+            connection
+            for connection in self._connections.values()
+            if connection.reading
+            and not connection.evicted
+            and (connection.in_line or now - connection.last_line_at >= self.settings.line_timeout)
+        ]
+        if not stalled:
+            return False
+        victim = min(stalled, key=lambda connection: connection.last_line_at)
+        victim.evicted = True
+        # Aborting the transport ends the victim's pending read with EOF (see `_serve`).
+        victim.writer.transport.abort()
+        self.metrics.connections.labels(self.name, "evicted").inc()
+        log.warning(
+            "all connections taken; closed the one stalled longest", extra={"source": self.name}
+        )
+        return True
+
+    async def _serve(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
         """Frame the stream into lines and hand blocks over, waiting while the queue is full."""
-        framer = LineFramer(self.settings.max_line_bytes)
+        settings = self.settings
+        framer = LineFramer(settings.max_line_bytes)
+        #: Seconds spent waiting for the writer since the current line started.
+        line_wait = 0.0
         while True:
+            in_line = connection.in_line
+            timeout = settings.line_timeout - line_wait if in_line else settings.idle_timeout
+            started = time.monotonic()
+            connection.reading = True
             try:
-                data = await asyncio.wait_for(
-                    reader.read(self.settings.read_size), self.settings.idle_timeout
-                )
+                data = await asyncio.wait_for(reader.read(settings.read_size), timeout)
             except TimeoutError:
-                self.metrics.connections.labels(self.name, "idle_timeout").inc()
+                result = "line_timeout" if in_line else "idle_timeout"
+                self.metrics.connections.labels(self.name, result).inc()
                 return
+            finally:
+                connection.reading = False
             read_at = time.monotonic()
             if not data:
+                if connection.evicted:
+                    return  # its partial line was never finished: no line
                 # The writer closed: its last line is complete even without a newline.
                 block = framer.flush()
                 if block:
                     await self.blocks.put(Block(block, 0, read_at))
                 return
+            if b"\n" in data:
+                connection.last_line_at = read_at
+                line_wait = 0.0
+            elif in_line:
+                line_wait += read_at - started
+            connection.in_line = not data.endswith(b"\n")
             block = framer.feed(data)
             too_long = framer.take_too_long()
             if block or too_long:
