@@ -509,10 +509,11 @@ def report(
     matched = truth["matched"]
     assert isinstance(matched, dict)
     api_note = f" The API sink used {origin}." if "api" in sinks else ""
+    kubeconfig_flag = " --kubeconfig K" if args.kubeconfig else ""
     return f"""
 ## Memory: `event-sidecar run` following {args.files} files at {args.rate:,} lines/s
 
-`.venv/bin/python bench/memory.py --runs {args.runs}` on {today()}; {machine()};
+`.venv/bin/python bench/memory.py --runs {args.runs}{kubeconfig_flag}` on {today()}; {machine()};
 {mtail_version}; event-sidecar 0.1.0. Load average {load_before} before, {load_after} after
 (shared machine); {time.monotonic() - began:.0f} s in all.
 
