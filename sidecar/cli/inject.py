@@ -82,9 +82,14 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         "classic container",
     )
     group.add_argument(
-        "--log-path", help="glob of the app's log files, by default (default: /var/log/app/*.log)"
+        "--log-path",
+        help="glob of the app's log files when the pod names none (default: /var/log/app/*.log)",
     )
-    group.add_argument("--sidecar-log-level", choices=LOG_LEVELS, help="(default: info)")
+    group.add_argument(
+        "--sidecar-log-level",
+        choices=LOG_LEVELS,
+        help="the sidecar's own log level (default: info)",
+    )
     group.add_argument(
         "--metrics-port",
         type=int,
