@@ -33,11 +33,18 @@ RULES = BENCH / "rules.yaml"
 #: What `run` with the API sink loads, in order; each step's extra resident set is reported.
 RUN_STEPS = (
     ("the interpreter", ""),
-    ("command line (argparse, settings, correlation)", "sidecar.cli"),
-    ("rules (yaml, pydantic and the rules' models)", "sidecar.rules"),
-    ("metrics (prometheus_client)", "sidecar.metrics"),
-    ("daemon (asyncio, sources, status server)", "sidecar.daemon"),
-    ("Kubernetes sink (kubernetes, requests, urllib3)", "sidecar.kube"),
+    ("command line (argparse, settings, correlation, Events)", "sidecar.cli"),
+    ("PyYAML", "yaml"),
+    ("pydantic (BaseModel, pydantic-core)", "pydantic.main"),
+    ("google-re2", "re2"),
+    ("the rules' models and compiler (sidecar.rules)", "sidecar.rules"),
+    ("prometheus_client", "prometheus_client"),
+    ("the metrics (sidecar.metrics)", "sidecar.metrics"),
+    ("asyncio", "asyncio"),
+    ("the daemon (sources, consumer, poster, status server)", "sidecar.daemon"),
+    ("the Kubernetes client (with requests, urllib3)", "kubernetes"),
+    ("the Kubernetes sink (sidecar.kube)", "sidecar.kube"),
+    ("(not loaded by `run` any more: aiohttp.web, which the webhook uses)", "aiohttp.web"),
 )
 _RSS_PROBE = """
 import gc, importlib, sys
@@ -175,8 +182,9 @@ def main() -> None:
         for (label, _), before, after in zip(RUN_STEPS[1:], steps[:-1], steps[1:], strict=True)
     ]
     baseline = (
-        " `--baseline` was the previous commit's `sidecar/` (from `git archive`), timed in the "
-        "same run, alternating."
+        " DIR held the package as it was before the commands imported their engines lazily and "
+        "the daemon dropped aiohttp (`git archive` of the base commit), timed in the same run, "
+        "alternating with this checkout."
         if args.baseline
         else ""
     )
