@@ -94,14 +94,16 @@ def test_a_port_in_use_is_an_oserror(loop: asyncio.AbstractEventLoop) -> None:
         server.close()
 
 
-def test_the_daemon_loads_no_aiohttp() -> None:
-    """aiohttp is about 11 MiB of resident memory that the daemon has no use for."""
+def test_the_daemon_loads_no_aiohttp_and_no_injection_code() -> None:
+    """aiohttp is about 11 MiB of resident memory that the daemon has no use for; the injection
+    code (its pydantic models, jsonpatch) is the webhook's."""
     done = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import sys, sidecar.daemon, sidecar.cli.run; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))",
+            "import sys, sidecar.cli, sidecar.daemon, sidecar.kube; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'jsonpatch') "
+            "or m.startswith('sidecar.inject')))",
         ],
         capture_output=True,
         text=True,
