@@ -540,6 +540,10 @@ of {args.runs} runs (min-max):
 
 Targets for the daemon, peak <= {PEAK_TARGET_MIB} MiB and idle <= {IDLE_TARGET_MIB} MiB: \
 {"; ".join(verdicts)}.
+
+Nearly all of the idle figure is imports; the section "Start-up and imports" (bench/startup.py)
+breaks it down by package. The daemon serves `/metrics` and its probes without aiohttp
+(`sidecar/status.py`).
 """
 
 
