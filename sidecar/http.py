@@ -6,7 +6,8 @@ down; the webhook already runs an aiohttp server for admission, so its probes ar
 The handlers only adapt: the registry is passed in and rendered by prometheus_client, readiness
 is a callable the server provides. `/healthz` answers as long as the event loop runs (a wedged
 loop fails the kubelet's liveness probe) and the liveness checks hold (the webhook's certificate
-reloader is alive); `/readyz` says which check fails, for `kubectl describe`.
+reloader is alive); `/readyz` says which check fails, for
+`kubectl describe`.
 """
 
 from __future__ import annotations

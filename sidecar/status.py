@@ -8,7 +8,8 @@ which serves TLS admission requests at volume, keeps aiohttp (`sidecar.http`).
 Requests are answered on the server's threads, but the checks run on the daemon's event loop
 (`call_soon_threadsafe`), so they see the daemon's state as its tasks do, and a loop that does
 not answer within `loop_timeout` fails `/healthz`: a wedged loop still fails the kubelet's
-liveness probe, as with a server on the loop itself. `/readyz` names each check, for
+liveness probe, as with a server on the loop itself. `/healthz` also fails (503, naming it) when
+a liveness check does not hold (a supervised task ended); `/readyz` names each check, for
 `kubectl describe`.
 """
 
@@ -63,10 +64,12 @@ class StatusServer:
         readiness: Checks,
         loop: asyncio.AbstractEventLoop,
         *,
+        liveness: Checks = dict,
         loop_timeout: float = 5.0,
     ) -> None:
         self._metrics = make_wsgi_app(registry)
         self._readiness = readiness
+        self._liveness = liveness
         self._loop = loop
         self._loop_timeout = loop_timeout
         self._server: _Server | None = None
@@ -121,10 +124,11 @@ class StatusServer:
             body: Iterable[bytes] = self._metrics(environ, start_response)
             return body
         if path == "/healthz":
-            alive = self._on_loop(dict)
-            if alive is not None:
+            alive = self._on_loop(self._liveness)
+            if alive is not None and all(alive.values()):
                 return _answer(start_response, 200, b"ok\n", "text/plain; charset=utf-8")
-            report = {"alive": False, "checks": {"event_loop": False}}
+            failing = alive if alive is not None else {"event_loop": False}
+            report = {"alive": False, "checks": failing}
             return _answer(start_response, 503, orjson.dumps(report), "application/json")
         if path == "/readyz":
             checks = self._on_loop(self._readiness)

@@ -12,7 +12,7 @@ from sidecar.sources.watch import ChangeWatcher
 
 async def test_polling_waits_the_interval(tmp_path: Path) -> None:
     settings = FileSettings(paths=(str(tmp_path / "*.log"),), watch="poll", poll_interval=0.2)
-    watcher = ChangeWatcher(settings)
+    watcher = ChangeWatcher(settings, lambda _changes: None)
     watcher.start()
     try:
         assert watcher.mode == "poll"
@@ -27,7 +27,7 @@ async def test_inotify_wakes_on_a_new_file_before_the_rescan(tmp_path: Path) -> 
     settings = FileSettings(
         paths=(str(tmp_path / "*.log"),), watch="inotify", inotify_rescan_interval=30.0
     )
-    watcher = ChangeWatcher(settings)
+    watcher = ChangeWatcher(settings, lambda _changes: None)
     watcher.start()
     try:
         assert watcher.mode == "inotify"

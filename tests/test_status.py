@@ -85,6 +85,19 @@ def test_a_wedged_loop_fails_liveness_and_readiness(loop: asyncio.AbstractEventL
         server.close()
 
 
+def test_a_failing_liveness_check_fails_healthz(loop: asyncio.AbstractEventLoop) -> None:
+    liveness = {"tasks": True}
+    server = StatusServer(CollectorRegistry(), dict, loop, liveness=lambda: liveness)
+    port = server.start("127.0.0.1", 0)
+    try:
+        assert get(port, "/healthz") == (200, b"ok\n")
+        liveness["tasks"] = False
+        status, body = get(port, "/healthz")
+        assert status == 503 and orjson.loads(body) == {"alive": False, "checks": liveness}
+    finally:
+        server.close()
+
+
 def test_a_port_in_use_is_an_oserror(loop: asyncio.AbstractEventLoop) -> None:
     server, port, registry = serve(loop, {})
     try:

@@ -83,7 +83,8 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--log-path",
-        help="glob of the app's log files when the pod names none (default: /var/log/app/*.log)",
+        help="glob of the app's log files, for pods naming neither log-path nor socket "
+        "(default: none, the sidecar follows the target container's log through the API)",
     )
     group.add_argument(
         "--sidecar-log-level",
@@ -95,6 +96,29 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="the sidecar's metrics port (the next free one if the pod uses it; default: 9090)",
     )
+    group.add_argument(
+        "--sidecar-resources",
+        type=resources_json,
+        metavar="JSON",
+        help='the sidecar\'s resources, e.g. \'{"requests": {"cpu": "10m"}, "limits": '
+        '{"memory": "192Mi"}}\' (default: requests cpu 10m, memory 96Mi; limit memory 192Mi)',
+    )
+
+
+def resources_json(text: str) -> dict[str, dict[str, str]]:
+    """`--sidecar-resources`: the JSON a Helm chart renders with `toJson`, checked like the pod's
+    `resources` annotation, so that a typo fails at start-up rather than in every injected pod."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only when the flag is given
+
+    from sidecar.inject.annotations import Resources  # noqa: PLC0415
+
+    try:
+        return Resources.model_validate_json(text).to_container()
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(
+            'expected {"requests": {NAME: QUANTITY}, "limits": {NAME: QUANTITY}}: '
+            + "; ".join(e["msg"] for e in error.errors())
+        ) from None
 
 
 def _settings(args: argparse.Namespace) -> InjectSettings:
@@ -108,6 +132,7 @@ def _settings(args: argparse.Namespace) -> InjectSettings:
         "log_path": args.log_path,
         "log_level": args.sidecar_log_level,
         "metrics_port": args.metrics_port,
+        "resources": args.sidecar_resources,
     }
     return InjectSettings(**{name: value for name, value in given.items() if value is not None})
 

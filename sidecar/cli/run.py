@@ -7,8 +7,11 @@ and the sink are imported by `run_command`, so the other commands do not load th
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +20,17 @@ from sidecar.cli.table import RUN_OPTIONS
 from sidecar.exits import EXIT_FAILURE, EXIT_USAGE
 
 if TYPE_CHECKING:
+    from sidecar.kube.logs import PodLogClient
     from sidecar.metrics import Metrics
     from sidecar.settings import DaemonSettings
     from sidecar.sinks import Sink
+
+log = logging.getLogger(__name__)
+
+#: Seconds `asyncio.run` may spend after the daemon returned (cancelling what is left, closing the
+#: loop) before the process exits anyway: a task that swallows its cancellation must not keep a
+#: stopped sidecar alive.
+TEARDOWN_SECONDS = 5.0
 
 
 def add_parser(commands: Any) -> None:
@@ -69,9 +80,23 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     rules = load_rules_or_report(values["rules"])
     if rules is None:
         return EXIT_USAGE
-    if not (settings.files.paths or settings.sockets.tcp or settings.sockets.unix):
+    pod_log = settings.pod_log
+    if not (
+        settings.files.paths or settings.sockets.tcp or settings.sockets.unix or pod_log.container
+    ):
         print(
-            "error: no sources: give --file, --tcp or --unix (or their SIDECAR_ variables)",
+            "error: no sources: give --file, --tcp, --unix or --pod-log "
+            "(or their SIDECAR_ variables)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if pod_log.container and settings.files.paths:
+        print("error: --file and --pod-log cannot be combined", file=sys.stderr)
+        return EXIT_USAGE
+    if pod_log.container and not (pod_log.pod and pod_log.namespace):
+        print(
+            "error: --pod-log needs the pod and its namespace: --pod and --namespace, or "
+            "$POD_NAME and $POD_NAMESPACE from the downward API",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -83,7 +108,13 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         return EXIT_USAGE
     metrics = Metrics(CollectorRegistry())
     try:
-        sink = _sink(values, metrics)
+        sink = _sink(values, metrics, settings.correlation.cache_size)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    settings = _choose_events_api(settings, sink, metrics)
+    try:
+        logs = _pod_logs(values) if pod_log.container else None
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -93,15 +124,62 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         """The daemon needs a running loop (its queues and tasks belong to it)."""
         # A dry run has nothing to reach; a real sink's ping keeps /readyz current.
         ping = None if values["dry_run"] else sink.ping
-        daemon = Daemon(rules, sink, settings, metrics, ping=ping)
-        return await daemon.run(install_signals=True)
+        daemon = Daemon(rules, sink, settings, metrics, ping=ping, pod_log_api=logs)
+        try:
+            code = await daemon.run(install_signals=True)
+        finally:
+            if logs is not None:
+                await logs.close()
+        _exit_after(TEARDOWN_SECONDS, code)
+        return code
 
     freeze_startup_objects()
     return asyncio.run(main())
 
 
-def _sink(values: Mapping[str, Any], metrics: Metrics) -> Sink:
-    """The Kubernetes sink; or memory for `--dry-run`.
+def _choose_events_api(settings: DaemonSettings, sink: Sink, metrics: Metrics) -> DaemonSettings:
+    """Resolve `--events-api auto` against the cluster (a dry run writes core/v1), and log the
+    choice; `event_sidecar_events_api_info` shows it."""
+    chosen, why = settings.events_api, "as asked"
+    if chosen == "auto":
+        choose = getattr(sink, "choose_events_api", None)
+        chosen, why = choose() if choose is not None else ("v1", "dry run")
+    log.info("writing Events to %s", chosen, extra={"events_api": chosen, "why": why})
+    return dataclasses.replace(settings, events_api=chosen)
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """End the process with `code` in `seconds` unless it has ended by then (a daemon thread)."""
+
+    def exit_now() -> None:
+        print(f"error: the process did not end {seconds:g} s after the daemon", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+
+
+def _pod_logs(values: Mapping[str, Any]) -> PodLogClient:
+    """The pod log API client, with the sink's configuration; even with `--dry-run` the log has
+    to be read from the API.
+
+    Raises:
+        RuntimeError: no usable Kubernetes configuration.
+    """
+    from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
+
+    try:
+        return kube.connect_pod_logs(
+            kubeconfig=values["kubeconfig"] or None, context=values["context"]
+        )
+    except kube.KubeConfigError as error:
+        raise RuntimeError(str(error)) from error
+
+
+def _sink(values: Mapping[str, Any], metrics: Metrics, keep: int) -> Sink:
+    """The Kubernetes sink; or memory for `--dry-run`, keeping the last `keep` Events only.
 
     Raises:
         RuntimeError: no usable Kubernetes configuration (the message says what was tried).
@@ -109,7 +187,7 @@ def _sink(values: Mapping[str, Any], metrics: Metrics) -> Sink:
     if values["dry_run"]:
         from sidecar.sinks import MemorySink  # noqa: PLC0415
 
-        return MemorySink()
+        return MemorySink(keep=keep)
     from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
 
     try:

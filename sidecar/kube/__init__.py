@@ -15,12 +15,13 @@ One concern per module:
 - `discovery`: which group/version serves a kind, hand-written and cached (the client's dynamic
   discovery writes a cache file to the temporary folder; the root filesystem is read-only);
 - `lookup`: an involved object's uid and resourceVersion, cached;
-- `sink`: `KubeSink`, the `Sink`: create, PATCH, ping, resolve.
+- `sink`: `KubeSink`, the `Sink`: create, PATCH, ping, resolve;
+- `logs`: `PodLogClient`, the pod log API streamed (the pod log source's edge).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from kubernetes import client as k8s_client
 
@@ -29,6 +30,10 @@ from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.sink import STRATEGIC_MERGE_PATCH, KubeSink
 from sidecar.kube.transport import ClientTransport
 from sidecar.metrics import Metrics
+
+if TYPE_CHECKING:
+    # Imported when used: it needs aiohttp's client, which only `--pod-log` pays for.
+    from sidecar.kube.logs import PodLogClient
 
 USER_AGENT: Final = "kube-event-sidecar/0.1.0"
 
@@ -39,6 +44,7 @@ __all__ = [
     "KubeSettings",
     "KubeSink",
     "connect",
+    "connect_pod_logs",
     "load_configuration",
 ]
 
@@ -63,3 +69,14 @@ def connect(
     api = k8s_client.ApiClient(configuration)
     api.user_agent = USER_AGENT
     return KubeSink(ClientTransport(api, metrics, settings.request_timeout), metrics, settings)
+
+
+def connect_pod_logs(*, kubeconfig: str | None, context: str | None = None) -> PodLogClient:
+    """A `PodLogClient` with the same configuration `connect` would load.
+
+    Raises:
+        KubeConfigError: as `connect`.
+    """
+    from sidecar.kube.logs import PodLogClient  # noqa: PLC0415 - see the import above
+
+    return PodLogClient(load_configuration(kubeconfig=kubeconfig, context=context), USER_AGENT)
