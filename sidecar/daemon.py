@@ -150,6 +150,7 @@ class Daemon:
             self.namer,
             metrics,
             self.checkpointer.commit if self.checkpointer else _ignore,
+            writes=settings.queues.writes,
         )
         self._status: StatusServer | None = None
         #: The port `/metrics` is served on, once started.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from sidecar.model import DROP_CAUSES
+from sidecar.model import DELAY_CAUSES, DROP_CAUSES
 from sidecar.pipeline import Tally
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -40,6 +40,15 @@ class Metrics:
         self.events_dropped = Counter(
             "event_sidecar_events_dropped",
             "Events not written, by cause.",
+            ["cause"],
+            registry=registry,
+        )
+        self.events_delayed = Counter(
+            "event_sidecar_events_delayed",
+            "Waits before an Event write was tried again because the API throttled it (429), by "
+            "cause: retry_after (the answer said how long: API Priority and Fairness) or "
+            "rate_limited (it did not: the EventRateLimit admission plugin; the object backs "
+            "off).",
             ["cause"],
             registry=registry,
         )
@@ -171,6 +180,8 @@ class Metrics:
         # Pre-create the fixed label values so dashboards see zeros, not gaps.
         for cause in DROP_CAUSES:
             self.events_dropped.labels(cause)
+        for delay in DELAY_CAUSES:
+            self.events_delayed.labels(delay)
 
     def count_lines(self, source: str, tally: Tally) -> None:
         """Add one block's tally from the pipeline (fed from `source`)."""

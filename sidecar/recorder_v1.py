@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from sidecar.correlate import Suppressed, Write
 from sidecar.events import InvalidEvent, InvolvedObject, make_event
@@ -37,6 +37,9 @@ class ModernSink(Protocol):
 
 class ModernRecorder(Recorder):
     """A `Recorder` (same constructor, plus the `series` cache) writing events.k8s.io/v1."""
+
+    #: Series writes are not split into `prepare` and `write` yet: written one at a time.
+    concurrent_writes: ClassVar[bool] = False
 
     def __init__(self, *, series: SeriesCache, **kwargs: Any) -> None:
         super().__init__(**kwargs)
