@@ -36,15 +36,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from sidecar.checkpoint import Checkpoint, read_checkpoint, remove_temporaries
 from sidecar.checkpointer import Checkpointer
 from sidecar.consumer import BlockConsumer
 from sidecar.correlate import Correlator
 from sidecar.events_v1 import SeriesCache
 from sidecar.exits import EXIT_FAILURE, EXIT_OK
-from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Poster, QueueItem
@@ -57,6 +54,7 @@ from sidecar.sources import Block
 from sidecar.sources.files import FileSource
 from sidecar.sources.podlog import LogAPI, PodLogSource
 from sidecar.sources.sockets import SocketSource
+from sidecar.status import StatusServer
 from sidecar.threads import WorkerThread
 from sidecar.transitions import TransitionTracker
 
@@ -154,7 +152,7 @@ class Daemon:
             self.checkpointer.commit if self.checkpointer else _ignore,
             writes=settings.queues.writes,
         )
-        self._runner: web.AppRunner | None = None
+        self._status: StatusServer | None = None
         #: The port `/metrics` is served on, once started.
         self.http_port = 0
         self._stop = asyncio.Event()
@@ -351,16 +349,16 @@ class Daemon:
                 self._open_files()
             if self.pod_log_consumer is not None:
                 self._open_pod_log()
-            self._runner = await start_server(
-                make_app(self.registry, self.readiness, self.liveness), http.host, http.port
+            self._status = StatusServer(
+                self.registry, self.readiness, asyncio.get_running_loop(), liveness=self.liveness
             )
+            self.http_port = self._status.start(http.host, http.port)
             if self.sockets is not None:
                 await self.sockets.start()
         except OSError as error:
             log.error("cannot start: %s", error)
             await self._close_http()
             return EXIT_FAILURE
-        self.http_port = bound_port(self._runner)
         log.info(
             "started",
             extra={
@@ -487,12 +485,13 @@ class Daemon:
 
     async def _close_http(self, deadline: float | None = None) -> None:
         """Stop serving /metrics and the probes (last, so they answer during the drain)."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
+        if self._status is not None:
+            status, self._status = self._status, None
             end = time.monotonic() + _SHUTDOWN_GRACE if deadline is None else deadline
             try:
+                # On a thread: stopping waits for the server's poll, which must not stall the loop.
                 async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
-                    await runner.cleanup()
+                    await asyncio.to_thread(status.close)
             except TimeoutError:
                 log.warning("the HTTP server did not close in time")
 

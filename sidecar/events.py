@@ -30,8 +30,9 @@ class InvalidEvent(ValueError):
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
-# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
-@dataclass(slots=True)
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it,
+# which is what makes `unsafe_hash` safe (it is a key in maps, as the frozen one was).
+@dataclass(slots=True, unsafe_hash=True)
 class InvolvedObject:
     kind: str
     name: str
@@ -56,8 +57,9 @@ class InvolvedObject:
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
-# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
-@dataclass(slots=True)
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it,
+# which is what makes `unsafe_hash` safe (it is a key in maps, as the frozen one was).
+@dataclass(slots=True, unsafe_hash=True)
 class Event:
     """One core/v1 Event as it is (or will be) stored."""
 

@@ -85,8 +85,9 @@ UndecodableReason = Literal["empty", "continuation", "invalid_json", "unrecognis
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
-# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
-@dataclass(slots=True)
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it,
+# which is what makes `unsafe_hash` safe (it is a key in maps, as the frozen one was).
+@dataclass(slots=True, unsafe_hash=True)
 class ObjectTarget:
     """The involved object a rule names for one line, before the sink looks up its uid."""
 
@@ -101,8 +102,9 @@ class ObjectTarget:
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
-# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
-@dataclass(slots=True)
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it,
+# which is what makes `unsafe_hash` safe (it is a key in maps, as the frozen one was).
+@dataclass(slots=True, unsafe_hash=True)
 class EventSpec:
     """What a rule says should be reported about one line, before the object's uid is known."""
 

@@ -18,8 +18,9 @@ LEVELS = ("debug", "info", "warning", "error", "fatal")
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
-# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
-@dataclass(slots=True)
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it,
+# which is what makes `unsafe_hash` safe (it is a key in maps, as the frozen one was).
+@dataclass(slots=True, unsafe_hash=True)
 class ObjectRef:
     """A Kubernetes object named in a log line: `Kind: {name, namespace}`, `ns/name`, ..."""
 
