@@ -42,6 +42,7 @@ from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Poster, QueueItem
 from sidecar.recorder import Recorder
+from sidecar.reload import RulesReloader
 from sidecar.rules import RuleSet
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
@@ -78,6 +79,7 @@ class Daemon:
         *,
         ping: Callable[[], object] | None = None,
         year: int | None = None,
+        rules_path: str | None = None,
     ) -> None:
         self.rules = rules
         self.sink = sink
@@ -91,6 +93,16 @@ class Daemon:
 
         self.tracker = TransitionTracker(settings.transitions.max_keys)
         processor = Processor(rules, self.tracker)
+        metrics.follow_states(self.tracker, time.time, settings.transitions.state_ttl)
+        #: Reloads the rules when their file changes (SIGHUP, `POST /-/reload`); None without a
+        #: file to reload from.
+        self.reloader = (
+            RulesReloader(
+                rules_path, processor, metrics, settings.reload, watch=settings.files.watch
+            )
+            if rules_path
+            else None
+        )
         self.events: asyncio.Queue[QueueItem] = asyncio.Queue(queues.events)
         mark_interval = settings.checkpoint.interval * _MARK_FRACTION
 
@@ -219,11 +231,13 @@ class Daemon:
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.stop)
+            if self.reloader is not None:
+                loop.add_signal_handler(signal.SIGHUP, self.reloader.reload, True)
         try:
             return await self._run()
         finally:
             if install_signals:
-                for signum in (signal.SIGTERM, signal.SIGINT):
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(signum)
 
     async def _run(self) -> int:
@@ -232,9 +246,12 @@ class Daemon:
         try:
             if self.file_consumer is not None:
                 self._open_files()
-            self._runner = await start_server(
-                make_app(self.registry, self.readiness), http.host, http.port
-            )
+            app = make_app(self.registry, self.readiness)
+            if self.reloader is not None:
+                self.reloader.start()
+                if self.settings.reload.endpoint:
+                    self.reloader.add_route(app)
+            self._runner = await start_server(app, http.host, http.port)
             if self.sockets is not None:
                 await self.sockets.start()
         except OSError as error:
@@ -262,6 +279,8 @@ class Daemon:
             self._spawn("checkpointer", self.checkpointer.run())
         if self._ping is not None:
             self._spawn("api-ping", self._ping_forever(self._ping))
+        if self.reloader is not None:
+            self._spawn("rules-reload", self.reloader.run())
 
         stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait(

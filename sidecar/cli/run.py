@@ -18,7 +18,7 @@ from sidecar.cli.table import RUN_OPTIONS
 from sidecar.exits import EXIT_FAILURE, EXIT_USAGE
 from sidecar.heap import freeze_startup_objects
 from sidecar.logs import configure_logging
-from sidecar.metrics import Metrics
+from sidecar.metrics import Metrics, show_created_series
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import MemorySink, Sink
 from sidecar.sources.sockets import parse_address
@@ -72,7 +72,8 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     except AddressError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    metrics = Metrics(CollectorRegistry())
+    show_created_series(settings.http.created_series)
+    metrics = Metrics(CollectorRegistry(), max_state_values=settings.transitions.max_state_values)
     try:
         sink = _sink(values, metrics)
     except RuntimeError as error:
@@ -84,7 +85,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         """The daemon needs a running loop (its queues and tasks belong to it)."""
         # A dry run has nothing to reach; a real sink's ping keeps /readyz current.
         ping = None if values["dry_run"] else sink.ping
-        daemon = Daemon(rules, sink, settings, metrics, ping=ping)
+        daemon = Daemon(rules, sink, settings, metrics, ping=ping, rules_path=values["rules"])
         return await daemon.run(install_signals=True)
 
     freeze_startup_objects()
