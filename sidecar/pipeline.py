@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sidecar.decode import Undecodable, decode, years_at
-from sidecar.model import EventSpec
-from sidecar.records import Record
-from sidecar.rules import MissingField, RuleSet, render
+from sidecar.model import EventSpec, ObjectTarget
+from sidecar.records import Record, text_of
+from sidecar.rules import CompiledRule, MissingField, RuleSet, render
+from sidecar.rules.compile import is_absent
 from sidecar.scan import select_lines
-from sidecar.transitions import TransitionTracker
+from sidecar.transitions import StateKey, TransitionTracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,36 @@ Outcome = EventSpec | RuleMiss | Unchanged | None
 Duration = tuple[str, str, str, float]
 
 
+@dataclass(frozen=True, slots=True)
+class RuleTried:
+    """One rule `explain` tried on a record, and the first of its conditions that failed."""
+
+    rule: str
+    #: The condition's name (`message`, `level`, `logger`, `fields.x`); None: the rule matched.
+    failed: str | None = None
+    #: What the condition wants, as the rules file says it.
+    wants: str = ""
+    #: The value the record held there; None when it held none.
+    seen: str | None = None
+
+
+@dataclass(slots=True)
+class Trace:
+    """What `Processor.process` did with one record, filled in as it goes (for `explain`)."""
+
+    tried: list[RuleTried] = field(default_factory=list)
+    target: ObjectTarget | None = None
+    #: The transition's state key (tracker, kind, namespace, name, key) and the state kept
+    #: under it before and after the record; None before means nothing was known yet.
+    key: StateKey | None = None
+    before: str | None = None
+    after: str | None = None
+    #: Which of the rule's `cases` (0-based) chose the outcome; None: the rule's own.
+    case: int | None = None
+    #: False when the chosen case says `emit: false`.
+    emit: bool = True
+
+
 class Processor:
     """Applies the rules and the transition state to one decoded record.
 
@@ -63,13 +94,20 @@ class Processor:
         durations, self.durations = self.durations, []
         return durations
 
-    def process(self, record: Record) -> Outcome:
-        rule = self.rules.first_match(record)
+    def process(self, record: Record, trace: Trace | None = None) -> Outcome:
+        """The record's outcome; `trace`, when given, is filled with how it was reached (the
+        same steps: `explain` must say what `run` does)."""
+        if trace is None:
+            rule = self.rules.first_match(record)
+        else:
+            rule = _trace_match(self.rules, record, trace)
         if rule is None:
             return None
         event_type, reason = rule.type, rule.reason
         try:
             target = rule.resolve_object(record)
+            if trace is not None:
+                trace.target = target
             transition = rule.transition
             if transition is None:
                 message = render(rule.message, record)
@@ -84,13 +122,19 @@ class Processor:
                     render(transition.key, record),
                 )
                 tracker = self.tracker
+                if trace is not None:
+                    trace.key, trace.before = key, tracker.state_of(key)
                 change = tracker.compare(
                     key, state, first=transition.first, initial=transition.initial, at=at
                 )
+                if trace is not None:
+                    trace.after = state
                 if change is None:
                     tracker.remember(key, state, at)
                     return Unchanged(rule.name)
-                chosen = rule.choose(change.before, change.after)
+                case, chosen = rule.choose(change.before, change.after)
+                if trace is not None:
+                    trace.case, trace.emit = case, chosen.emit
                 if chosen.emit:
                     event_type, reason = chosen.type, chosen.reason
                     message = render(
@@ -104,8 +148,26 @@ class Processor:
                 if not chosen.emit:
                     return Unchanged(rule.name)
         except MissingField as missing:
+            if trace is not None:
+                trace.after = trace.before
             return RuleMiss(rule.name, missing.path)
         return EventSpec(rule.name, target, event_type, reason, message, record.time)
+
+
+def _trace_match(rules: RuleSet, record: Record, trace: Trace) -> CompiledRule | None:
+    """`RuleSet.first_match`, noting each rule tried and the condition that failed."""
+    for rule in rules.rules:
+        check = rule.first_failure(record)
+        if check is None:
+            trace.tried.append(RuleTried(rule.name))
+            return rule
+        seen = check.seen(record)
+        trace.tried.append(
+            RuleTried(
+                rule.name, check.name, check.wants, None if is_absent(seen) else text_of(seen)
+            )
+        )
+    return None
 
 
 @dataclass(slots=True)

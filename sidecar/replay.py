@@ -7,19 +7,22 @@ Events' timestamps are what they would have been had the sidecar run beside the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 from sidecar.correlate import Correlator, CorrelatorSettings
-from sidecar.events import EventNamer
+from sidecar.decode import years_at
+from sidecar.events import Event, EventNamer
+from sidecar.explain import LineTrace, Recorded, explain_line, split_records
 from sidecar.metrics import Metrics
-from sidecar.model import RetrySettings
+from sidecar.model import WRITTEN, EventSpec, RetrySettings
 from sidecar.pipeline import LineCounts, LinePipeline, Processor
 from sidecar.recorder import Recorder
 from sidecar.rules import RuleSet
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES, LineFramer
-from sidecar.sinks import Sink
+from sidecar.sinks import MemorySink, Sink
 from sidecar.transitions import TransitionTracker
 
 READ_SIZE = 1 << 20
@@ -35,6 +38,22 @@ class ReplaySettings:
     #: The year klog's timestamps are placed in (they carry none); None derives it from the
     #: clock and each line's month (`sidecar.decode.klog_year`).
     year: int | None = None
+    #: Only lines whose time is in [since, until) become Events (seconds since the epoch; None:
+    #: unbounded). Lines outside still go through the rules, so a transition's `{from}` inside
+    #: the window is the state the log left before it. A line without a time has the time of
+    #: the last line that had one.
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    """One write `replay` made (`-o writes`): the line whose Event it was, and the Event as
+    stored after it."""
+
+    line: int
+    write: str
+    event: Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +63,32 @@ class ReplayResult:
     outcomes: dict[str, int]
     #: The log's clock when the replay ended.
     end_time: float
+    #: Events whose line fell outside `since`/`until`, not recorded.
+    outside_window: int = 0
+    #: Every create and PATCH, in order, when `replay` was asked to keep them (memory sink).
+    writes: list[WriteRecord] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What `replay --summary json` prints, and what `test`'s counters may name."""
+        result = self
+        counts = result.counts
+        written = {k: v for k, v in result.outcomes.items() if k in ("create", "patch")}
+        return {
+            "lines_read": counts.read,
+            "bytes_read": counts.bytes,
+            "skipped": counts.skipped,
+            "decoded": counts.decoded,
+            "undecodable": dict(sorted(counts.undecodable.items())),
+            "too_long": counts.too_long,
+            "matched": counts.matched,
+            "unchanged": counts.unchanged,
+            "rule_misses": counts.missed,
+            "events": counts.specs,
+            "outside_window": result.outside_window,
+            "created": written.get("create", 0),
+            "patched": written.get("patch", 0),
+            "dropped": {k: v for k, v in sorted(result.outcomes.items()) if k not in written},
+        }
 
 
 def replay(
@@ -55,11 +100,14 @@ def replay(
     settings: ReplaySettings | None = None,
     source: str = "replay",
     namer: EventNamer | None = None,
+    keep_writes: bool = False,
 ) -> ReplayResult:
     """Replay `chunks` (the log's bytes in any pieces) into `sink`.
 
     Event names default to the log's clock, so printing the same log twice gives the same names;
     a replay into a cluster passes a wall-clock `EventNamer` so that a second run cannot collide.
+    `keep_writes` (with a `MemorySink`) keeps every write with its line number; the lines are
+    then fed one by one, which is slower but tells each Event's line.
     """
     settings = settings or ReplaySettings()
     pipeline = LinePipeline(
@@ -68,11 +116,64 @@ def replay(
         max_line_bytes=settings.max_line_bytes,
     )
     log_clock = _LogClock(time.time())
+    recorder = _recorder(rules, sink, metrics, settings=settings, log_clock=log_clock, namer=namer)
+    framer = LineFramer(settings.max_line_bytes)
+    outcomes: dict[str, int] = {}
+    writes: list[WriteRecord] = []
+    outside = 0
+    since, until = settings.since, settings.until
+    windowed = since is not None or until is not None
+    memory = sink if keep_writes and isinstance(sink, MemorySink) else None
+
+    def run(block: bytes, too_long: int = 0) -> None:
+        nonlocal outside
+        fed = pipeline.feed(block, too_long=too_long)
+        metrics.count_lines(source, fed.tally)
+        for spec in fed.specs:
+            if spec.time is not None:
+                log_clock.current = spec.time
+            if windowed and not _within(log_clock.current, since, until):
+                outside += 1
+                continue
+            outcome = recorder.record(spec)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if memory is not None and outcome in WRITTEN and memory.last is not None:
+                writes.append(WriteRecord(pipeline.counts.read, outcome, memory.last))
+
+    for chunk in chunks:
+        block = framer.feed(chunk)
+        too_long = framer.take_too_long()
+        if block or too_long:
+            if memory is None:
+                run(block, too_long)
+            else:
+                lines = block.splitlines(keepends=True)
+                run(lines[0] if lines else b"", too_long)
+                for line in lines[1:]:
+                    run(line)
+    run(framer.flush())
+    end = pipeline.last_time if pipeline.last_time is not None else log_clock.current
+    return ReplayResult(pipeline.counts, outcomes, max(end, log_clock.current), outside, writes)
+
+
+def _within(moment: float, since: float | None, until: float | None) -> bool:
+    return (since is None or moment >= since) and (until is None or moment < until)
+
+
+def _recorder(
+    rules: RuleSet,
+    sink: Sink,
+    metrics: Metrics,
+    *,
+    settings: ReplaySettings,
+    log_clock: _LogClock,
+    namer: EventNamer | None,
+) -> Recorder:
+    """The Recorder `replay` and `explain` write through, on the log's clock."""
     clock = log_clock.now
     if namer is None:
         namer = EventNamer(lambda: int(log_clock.current * 1e9))
-
-    recorder = Recorder(
+    return Recorder(
         sink=sink,
         correlator=Correlator(settings.correlation, clock, namer),
         namer=namer,
@@ -82,26 +183,47 @@ def replay(
         clock=clock,
         retry=settings.retry,
     )
-    framer = LineFramer(settings.max_line_bytes)
-    outcomes: dict[str, int] = {}
 
-    def run(block: bytes, too_long: int = 0) -> None:
-        fed = pipeline.feed(block, too_long=too_long)
-        metrics.count_lines(source, fed.tally)
-        for spec in fed.specs:
-            if spec.time is not None:
-                log_clock.current = spec.time
+
+def explain(
+    chunks: Iterable[bytes],
+    rules: RuleSet,
+    sink: MemorySink,
+    metrics: Metrics,
+    *,
+    settings: ReplaySettings | None = None,
+) -> Iterator[tuple[LineTrace, Recorded | None]]:
+    """Each line's trace (`sidecar.explain.explain_line`) and, when it called for an Event, what
+    the Recorder wrote: the same steps as `replay`, one record at a time. The input is framed
+    as `replay` frames it, so a multi-line record is explained as one."""
+    settings = settings or ReplaySettings()
+    limit = settings.max_line_bytes
+    processor = Processor(rules, TransitionTracker())
+    log_clock = _LogClock(time.time())
+    recorder = _recorder(rules, sink, metrics, settings=settings, log_clock=log_clock, namer=None)
+    year = settings.year if settings.year is not None else years_at(datetime.now(UTC))
+    framer = LineFramer(limit)
+    number = 1
+
+    def blocks() -> Iterator[bytes]:
+        for chunk in chunks:
+            yield framer.feed(chunk)
+        yield framer.flush()
+
+    for block in blocks():
+        for line in split_records(block, limit):
+            traced = explain_line(processor, line, number, year=year, max_line_bytes=limit)
+            number += line.count(b"\n") + 1
+            record = traced.record
+            if record is not None and record.time is not None:
+                log_clock.current = record.time
+            spec = traced.outcome
+            if type(spec) is not EventSpec:
+                yield traced, None
+                continue
+            sink.last = None
             outcome = recorder.record(spec)
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-
-    for chunk in chunks:
-        block = framer.feed(chunk)
-        too_long = framer.take_too_long()
-        if block or too_long:
-            run(block, too_long)
-    run(framer.flush())
-    end = pipeline.last_time if pipeline.last_time is not None else log_clock.current
-    return ReplayResult(pipeline.counts, outcomes, max(end, log_clock.current))
+            yield traced, Recorded(outcome, sink.last if outcome in WRITTEN else None)
 
 
 class _LogClock:

@@ -12,6 +12,7 @@ Errors, in one hierarchy so callers catch the sink's meaning and never a library
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Literal, Protocol
 
@@ -68,12 +69,21 @@ def unresolved(target: ObjectTarget) -> InvolvedObject:
 class MemorySink:
     """Keeps Events as an apiserver would store them: `replay` prints these, tests inspect them."""
 
-    def __init__(self) -> None:
+    def __init__(self, api_versions: Mapping[str, str] | None = None) -> None:
+        #: The version to print for a group the rules name without one (`object: auto` knows
+        #: only controllerGroup), as discovery would answer: `replay --api-version`.
+        self.api_versions: Mapping[str, str] = api_versions or {}
         self.events: dict[tuple[str, str], Event] = {}
         self.writes: list[tuple[str, str]] = []
+        #: The Event as stored after the last create or PATCH.
+        self.last: Event | None = None
 
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
-        return unresolved(target)
+        involved = unresolved(target)
+        group = target.api_group
+        if not involved.api_version and group and group in self.api_versions:
+            return replace(involved, api_version=f"{group}/{self.api_versions[group]}")
+        return involved
 
     def ping(self) -> str:
         return "memory"
@@ -84,6 +94,7 @@ class MemorySink:
             raise Refused("conflict", f"events {event.name!r} already exists")
         self.events[key] = event
         self.writes.append(("create", event.name))
+        self.last = event
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None:
         key = (event.namespace, event.name)
@@ -98,3 +109,4 @@ class MemorySink:
             last_timestamp=event.last_timestamp,
         )
         self.writes.append(("patch", event.name))
+        self.last = self.events[key]

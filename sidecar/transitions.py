@@ -80,6 +80,11 @@ class TransitionTracker:
         stayed = None if since is None or at is None or at < since else at - since
         return Change(previous, state, stayed)
 
+    def state_of(self, key: StateKey) -> str | None:
+        """The state last remembered for `key`, if any (for `explain`)."""
+        entry = self._states.peek(key)
+        return None if entry is None else entry[0]
+
     def remember(self, key: StateKey, state: str, at: float | None = None) -> None:
         """Make `state` the last known state of `key` (and `key` the most recently used), seen
         at `at`; the time it entered the state stays unless the state changed."""

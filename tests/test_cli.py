@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -191,3 +192,62 @@ def test_bad_environment_is_a_usage_error_of_run_only(
         check=False,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_since_and_until_bound_the_events_by_the_lines_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    window = ("--since", "2026-11-20T09:10:00Z", "--until", "2026-11-20T09:20:00Z")
+    events = replay_json(capsys, *window)
+    assert events
+    for event in events:
+        assert "2026-11-20T09:10:00Z" <= str(event["firstTimestamp"]) < "2026-11-20T09:20:00Z"
+    everything = replay_json(capsys)
+    assert len(events) < len(everything)
+
+
+def test_a_relative_since_is_before_now() -> None:
+    from sidecar.cli.replay import parse_moment  # noqa: PLC0415
+
+    assert parse_moment("-1h", now=10_000.0) == 6400.0
+    assert parse_moment("30m", now=10_000.0) == 8200.0
+    assert parse_moment("2026-11-20T09:00:00Z") == parse_moment("2026-11-20T09:00:00")
+
+
+def test_a_bad_since_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", str(LOG), "--rules", str(RULES), "--since", "yesterday"])
+    assert exited.value.code == 2
+    assert "neither RFC 3339" in capsys.readouterr().err
+
+
+def api_versions(events: list[dict[str, object]]) -> dict[str, Any]:
+    involved: list[dict[str, Any]] = [e["involvedObject"] for e in events]  # type: ignore[misc]
+    return {o["kind"]: o.get("apiVersion") for o in involved}
+
+
+def test_api_version_completes_the_group_object_auto_knows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kinds = api_versions(replay_json(capsys, "--api-version", "autoscaling.example.com/v1"))
+    assert kinds["ResourceQuotaAutoscaler"] == "autoscaling.example.com/v1"
+    assert kinds["Lease"] == "coordination.k8s.io/v1"
+    without = api_versions(replay_json(capsys))
+    assert without["ResourceQuotaAutoscaler"] is None
+
+
+def test_writes_lists_every_create_and_patch_with_its_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["replay", str(LOG), "--rules", str(RULES), "-o", "writes"]) == 0
+    captured = capsys.readouterr()
+    writes = [orjson.loads(line) for line in captured.out.splitlines()]
+    assert "13 created, 15 patched" in captured.err
+    assert [w["write"] for w in writes].count("create") == 13
+    assert len(writes) == 28
+    lines = LOG.read_text().splitlines()
+    for write in writes:
+        if write["reason"] == "UpdateFailed":
+            assert "Failed to update ResourceQuota" in lines[int(write["line"]) - 1]
+    counts = [w["count"] for w in writes if w["reason"] == "UpdateFailed"]
+    assert counts == list(range(1, 8))

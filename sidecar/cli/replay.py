@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,7 +22,7 @@ from sidecar.events import EventNamer
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.metrics import Metrics
 from sidecar.output import format_json_lines, format_table
-from sidecar.replay import ReplayResult, ReplaySettings, read_chunks, replay
+from sidecar.replay import ReplaySettings, WriteRecord, read_chunks, replay
 from sidecar.rules.lint import lint_rules
 from sidecar.sinks import MemorySink, Sink
 
@@ -42,9 +46,34 @@ def add_parsers(commands: Any) -> None:
     play.add_argument(
         "-o",
         "--output",
-        choices=("table", "json", "none"),
+        choices=("table", "json", "writes", "none"),
         default="table",
-        help="how to print the Events: a kubectl-like table, JSON lines, or not at all",
+        help="how to print the Events: a kubectl-like table, JSON lines, every create and "
+        "PATCH in order with its line number (JSON lines, for comparing sequences), or not "
+        "at all",
+    )
+    play.add_argument(
+        "--since",
+        type=parse_moment,
+        metavar="TIME",
+        help="only lines at or after TIME become Events: RFC 3339 (2026-11-20T09:00:00Z) or a "
+        "duration before now (1h, -30m, 2d); earlier lines still set transition state",
+    )
+    play.add_argument(
+        "--until",
+        type=parse_moment,
+        metavar="TIME",
+        help="only lines before TIME become Events (same forms as --since)",
+    )
+    play.add_argument(
+        "--api-version",
+        action="append",
+        default=[],
+        type=_group_version,
+        metavar="GROUP/VERSION",
+        help="the version to print in involvedObject.apiVersion for a group the rules name "
+        "without one (object: auto knows only controllerGroup); repeatable. A cluster's "
+        "discovery answers this itself with --kubeconfig",
     )
     play.add_argument(
         "--summary",
@@ -96,7 +125,9 @@ def replay_settings(args: argparse.Namespace) -> ReplaySettings:
         host=events.host,
         max_line_bytes=events.files.max_line_bytes,
         correlation=events.correlation,
-        year=args.year,
+        year=getattr(args, "year", None),
+        since=getattr(args, "since", None),
+        until=getattr(args, "until", None),
     )
 
 
@@ -107,7 +138,7 @@ def replay_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    memory = MemorySink()
+    memory = MemorySink(dict(args.api_version))
     sink: Sink = memory
     namer = None
     if args.kubeconfig is not None:
@@ -122,7 +153,7 @@ def replay_command(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         namer = EventNamer()  # wall clock: replaying a log twice must not collide
     try:
-        with _open_input(args.file) as stream:
+        with open_input(args.file) as stream:
             result = replay(
                 read_chunks(stream),
                 rules,
@@ -130,6 +161,7 @@ def replay_command(args: argparse.Namespace) -> int:
                 metrics,
                 settings=replay_settings(args),
                 namer=namer,
+                keep_writes=args.output == "writes",
             )
     except OSError as error:
         print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
@@ -137,13 +169,15 @@ def replay_command(args: argparse.Namespace) -> int:
     if sink is memory and args.output != "none":
         if args.output == "json":
             sys.stdout.write(format_json_lines(memory.events.values()))
+        elif args.output == "writes":
+            sys.stdout.write(format_writes(result.writes))
         elif memory.events:
             print(format_table(memory.events.values(), result.end_time))
         else:
             print("No events.")
     if args.metrics:
         sys.stdout.write(generate_latest(registry).decode())
-    summary = _summary_fields(result)
+    summary = result.summary()
     if args.summary == "json":
         print(orjson.dumps(summary).decode(), file=sys.stderr)
     else:
@@ -151,31 +185,64 @@ def replay_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_input(path: str) -> BinaryIO:
+def parse_moment(text: str, now: float | None = None) -> float:
+    """`--since`/`--until`: RFC 3339 (a date alone is its midnight UTC), or a duration before
+    `now` such as `1h`, `-30m`, `90s`, `2d` (the sign is optional: it always means before)."""
+    duration = _DURATION.fullmatch(text.strip())
+    if duration is not None:
+        seconds = int(duration[1]) * _UNITS[duration[2]]
+        return (time.time() if now is None else now) - seconds
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither RFC 3339 (2026-11-20T09:00:00Z) nor a duration (1h, 30m)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+_DURATION = re.compile(r"-?(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _group_version(text: str) -> tuple[str, str]:
+    group, slash, version = text.rpartition("/")
+    if not slash or not group or not version:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not GROUP/VERSION (autoscaling.example.com/v1)"
+        )
+    return group, version
+
+
+def format_writes(writes: Iterable[WriteRecord]) -> str:
+    """`replay -o writes`: one JSON object per create or PATCH, in order, keys sorted."""
+    return "".join(
+        orjson.dumps(
+            {
+                "line": write.line,
+                "write": write.write,
+                "namespace": write.event.namespace,
+                "name": write.event.name,
+                "object": f"{write.event.involved.kind}/{write.event.involved.name}",
+                "type": write.event.type,
+                "reason": write.event.reason,
+                "count": write.event.count,
+                "message": write.event.message,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        ).decode()
+        + "\n"
+        for write in writes
+    )
+
+
+def open_input(path: str) -> BinaryIO:
     """The log to read: a file, or standard input for `-` (left open when the block ends)."""
     if path == "-":
         return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     return open(path, "rb")  # noqa: PTH123 - closed by the caller's with-block
-
-
-def _summary_fields(result: ReplayResult) -> dict[str, Any]:
-    counts = result.counts
-    written = {k: v for k, v in result.outcomes.items() if k in ("create", "patch")}
-    return {
-        "lines_read": counts.read,
-        "bytes_read": counts.bytes,
-        "skipped": counts.skipped,
-        "decoded": counts.decoded,
-        "undecodable": dict(sorted(counts.undecodable.items())),
-        "too_long": counts.too_long,
-        "matched": counts.matched,
-        "unchanged": counts.unchanged,
-        "rule_misses": counts.missed,
-        "events": counts.specs,
-        "created": written.get("create", 0),
-        "patched": written.get("patch", 0),
-        "dropped": {k: v for k, v in sorted(result.outcomes.items()) if k not in written},
-    }
 
 
 def _format_summary(summary: dict[str, Any]) -> str:
@@ -192,6 +259,11 @@ def _format_summary(summary: dict[str, Any]) -> str:
             f"matched: {summary['matched']}",
             f"unchanged: {summary['unchanged']}",
             f"rule misses: {summary['rule_misses']}",
+            *(
+                [f"outside --since/--until: {summary['outside_window']}"]
+                if summary["outside_window"]
+                else []
+            ),
             f"events: {summary['created'] + summary['patched']} "
             f"({summary['created']} created, {summary['patched']} patched)",
             "dropped: "

@@ -30,6 +30,19 @@ from sidecar.rules.templates import ENV, MissingField, Template, bind_env, looku
 from sidecar.rules.templates import compile_template as _parse_template
 
 Test = Callable[[Any], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One condition of a rule's `match`: the closure `matches` runs, and for `explain` what the
+    user wrote (`name`, `wants`) and the value the line held there (`seen`)."""
+
+    name: str
+    wants: str
+    test: Callable[[Record], bool]
+    seen: Callable[[Record], Any]
+
+
 _ABSENT = object()
 #: Characters no log encoder escapes (JSON, Go's %q, logfmt): a literal made of these appears
 #: verbatim in the raw line, so searching the bytes for it is exact. `<`, `>` and `&` are left
@@ -103,13 +116,27 @@ class CompiledRule:
     resolve_object: Callable[[Record], ObjectTarget]
     #: Byte strings of which a matching line must contain at least one; None if underivable.
     literals: frozenset[bytes] | None
+    #: The checks `matches` runs, in its order, named for `explain`.
+    checks: tuple[Check, ...] = ()
 
-    def choose(self, before: str, after: str) -> Outcome:
-        """The first case that holds for the transition `before -> after`, else the default."""
-        for case in self.cases:
+    def first_failure(self, record: Record) -> Check | None:
+        """The first condition `record` fails (None: the rule matches).
+
+        It runs the very checks `matches` runs, in the same order, so what `explain` says about
+        a line is what `run` did with it.
+        """
+        for check in self.checks:
+            if not check.test(record):
+                return check
+        return None
+
+    def choose(self, before: str, after: str) -> tuple[int | None, Outcome]:
+        """The first case that holds for the transition `before -> after` (its index, 0-based,
+        for `explain`), else the rule's own outcome (index None)."""
+        for index, case in enumerate(self.cases):
             if case.holds(before, after):
-                return case.outcome
-        return Outcome(True, self.type, self.reason, self.message)
+                return index, case.outcome
+        return None, Outcome(True, self.type, self.reason, self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +176,7 @@ TemplateCompiler = Callable[[str], Template]
 
 def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRule:
     message = compile_template(rule.message)
+    checks = _compile_checks(rule.match)
     return CompiledRule(
         name=rule.name,
         type=rule.type,
@@ -160,9 +188,10 @@ def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRul
             else None
         ),
         cases=tuple(_compile_case(case, rule, message, compile_template) for case in rule.cases),
-        matches=_compile_match(rule.match),
+        matches=_combine(checks),
         resolve_object=_compile_object(rule.object, compile_template),
         literals=_literals(rule.match),
+        checks=checks,
     )
 
 
@@ -255,28 +284,92 @@ def _number_of(value: Any) -> float | None:
     return None
 
 
-def _compile_match(match: Match) -> Callable[[Record], bool]:
-    """One closure per rule; cheapest and most selective checks first (message, then level)."""
-    checks: list[Callable[[Record], bool]] = []
+def _compile_checks(match: Match) -> tuple[Check, ...]:
+    """One closure per condition; cheapest and most selective first (message, then level)."""
+    checks: list[Check] = []
     if match.message is not None:
+        wants, seen_message = describe(match.message), _attribute("message")
         if match.message.equals is not None and isinstance(match.message.equals, str):
             expected = match.message.equals
-            checks.append(lambda record: record.message == expected)
+            checks.append(
+                Check("message", wants, lambda record: record.message == expected, seen_message)
+            )
         else:
             test = _compile_test(match.message)
-            checks.append(lambda record: test(record.message))
+            checks.append(
+                Check("message", wants, lambda record: test(record.message), seen_message)
+            )
     if match.level is not None:
         levels = frozenset(match.level)
-        checks.append(lambda record: record.level in levels)
+        checks.append(
+            Check(
+                "level",
+                "one of " + ", ".join(match.level),
+                lambda record: record.level in levels,
+                _attribute("level"),
+            )
+        )
     if match.logger is not None:
         logger_test = _compile_test(match.logger)
-        checks.append(lambda record: logger_test(record.logger))
+        checks.append(
+            Check(
+                "logger",
+                describe(match.logger),
+                lambda record: logger_test(record.logger),
+                _attribute("logger"),
+            )
+        )
     for name, condition in match.fields.items():
-        checks.append(_field_check(tuple(name.split(".")), _compile_test(condition)))
+        path = tuple(name.split("."))
+        checks.append(
+            Check(
+                f"fields.{name}",
+                describe(condition),
+                _field_check(path, _compile_test(condition)),
+                _field_value(path),
+            )
+        )
+    return tuple(checks)
+
+
+def describe(condition: Condition) -> str:
+    """A condition as the rules file says it, for people: `= "Ready"`, `regex "^x"`, ..."""
+    if condition.regex is not None:
+        return f"regex {text_of(condition.regex)}"
+    if condition.any is not None:
+        return "any of " + ", ".join(text_of(choice) for choice in condition.any)
+    if condition.exists is not None:
+        return "present" if condition.exists else "absent"
+    return f"= {text_of(condition.equals)}"
+
+
+def _attribute(name: str) -> Callable[[Record], Any]:
+    return lambda record: getattr(record, name)
+
+
+def _field_value(path: tuple[str, ...]) -> Callable[[Record], Any]:
+    """The value at `path`, or `_ABSENT`; for `explain` only (matching uses `_field_check`)."""
+
+    def value(record: Record) -> Any:
+        try:
+            return lookup_path(record.fields, path)
+        except MissingField:
+            return _ABSENT
+
+    return value
+
+
+def is_absent(value: Any) -> bool:
+    """Whether a `Check.seen` found nothing (the field is not in the line)."""
+    return value is _ABSENT
+
+
+def _combine(named: tuple[Check, ...]) -> Callable[[Record], bool]:
+    """The rule's match: every check holds (one closure call for the common single check)."""
+    checks = tuple(check.test for check in named)
     if len(checks) == 1:
         return checks[0]
-    all_checks = tuple(checks)
-    return lambda record: all(check(record) for check in all_checks)
+    return lambda record: all(check(record) for check in checks)
 
 
 def _field_check(path: tuple[str, ...], test: Test) -> Callable[[Record], bool]:

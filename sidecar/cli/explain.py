@@ -1,0 +1,66 @@
+"""`event-sidecar explain`: each line's way through the pipeline, for a user asking why."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from sidecar.cli.common import load_rules_or_report
+from sidecar.cli.options import add_options
+from sidecar.cli.replay import open_input, replay_settings
+from sidecar.cli.table import EVENT_OPTIONS
+from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from sidecar.explain import format_text, to_json
+from sidecar.metrics import Metrics
+from sidecar.replay import explain, read_chunks
+from sidecar.sinks import MemorySink
+
+
+def add_parser(commands: Any) -> None:
+    """Add `explain` to the sub-commands (`argparse._SubParsersAction`)."""
+    parser = commands.add_parser(
+        "explain",
+        help="show, line by line, the record, each rule tried, the transition and the Event",
+    )
+    parser.add_argument(
+        "file", metavar="FILE", nargs="?", default="-", help="log lines, - for stdin"
+    )
+    parser.add_argument("--rules", required=True, help="the rules file (YAML)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, or one JSON object per line for tools",
+    )
+    parser.add_argument("--year", type=int, help="the year of klog's timestamps, which carry none")
+    add_options(parser, EVENT_OPTIONS, environ=False)
+    parser.set_defaults(handler=explain_command)
+
+
+def explain_command(args: argparse.Namespace) -> int:
+    """0 once every line is explained, 1 when the input cannot be read, 2 on bad rules."""
+    rules = load_rules_or_report(args.rules)
+    if rules is None:
+        return EXIT_USAGE
+    settings = replay_settings(args)
+    metrics = Metrics(CollectorRegistry())
+    try:
+        with open_input(args.file) as stream:
+            for traced, written in explain(
+                read_chunks(stream), rules, MemorySink(), metrics, settings=settings
+            ):
+                if args.output == "json":
+                    sys.stdout.write(
+                        orjson.dumps(to_json(traced, written), default=str).decode() + "\n"
+                    )
+                else:
+                    print(format_text(traced, written))
+    except OSError as error:
+        print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
