@@ -5,26 +5,18 @@ line, `cause` and `result` from the fixed vocabularies of `sidecar.model`; `stat
 come from the log, so they pass the `LabelGuard` (at most `max_state_values` per rule, the rest are
 `other`, counted in `event_sidecar_state_labels_dropped_total`).
 
-The `_created` series prometheus_client adds beside every counter and histogram (one more series
-per label set, with the time it was created) are off unless `show_created_series(True)`: nothing
-we ship queries them, and they double what a scrape carries.
+Importing this module imports `sidecar.exposition`, which turns off the `_created` series.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-    enable_created_metrics,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+import sidecar.exposition  # noqa: F401 - lean /metrics: no `_created` series unless asked
 from sidecar.labels import DEFAULT_MAX_VALUES, LabelGuard
 from sidecar.model import DROP_CAUSES, RELOAD_RESULTS
 from sidecar.pipeline import Tally
@@ -47,16 +39,6 @@ _STATE_BUCKETS = (
     21600.0,
     86400.0,
 )
-
-disable_created_metrics()  # type: ignore[no-untyped-call]
-
-
-def show_created_series(enabled: bool) -> None:
-    """Whether counters and histograms also expose `_created` (process-wide, at scrape time)."""
-    if enabled:
-        enable_created_metrics()  # type: ignore[no-untyped-call]
-    else:
-        disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class _StateCollector(Collector):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sidecar.metrics import Metrics, show_created_series
+from sidecar.exposition import show_created_series
+from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.rules import compile_rules, parse_rules
 from sidecar.transitions import TransitionTracker

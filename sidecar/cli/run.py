@@ -16,9 +16,10 @@ from sidecar.cli.common import load_rules_or_report
 from sidecar.cli.options import add_options, resolve, settings_from
 from sidecar.cli.table import RUN_OPTIONS
 from sidecar.exits import EXIT_FAILURE, EXIT_USAGE
+from sidecar.exposition import show_created_series
 from sidecar.heap import freeze_startup_objects
 from sidecar.logs import configure_logging
-from sidecar.metrics import Metrics, show_created_series
+from sidecar.metrics import Metrics
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import MemorySink, Sink
 from sidecar.sources.sockets import parse_address
