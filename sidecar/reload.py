@@ -110,6 +110,7 @@ class RulesReloader:
             self._refused = failed
             return self._refuse(error)
         if digest == self.digest:
+            self._refused = ""  # back to what runs: a later refusal is news again
             if asked:
                 self.metrics.rules_reloads.labels("unchanged").inc()
             return ReloadOutcome("unchanged", digest)
@@ -176,7 +177,12 @@ class RulesReloader:
         try:
             while True:
                 await watcher.wait()
-                self.reload(False)
+                try:
+                    self.reload(False)
+                except Exception:
+                    # A bug in loading must cost this reload, not the daemon and its rules.
+                    log.exception("cannot reload the rules from %s", self.path)
+                    self.metrics.rules_reloads.labels("failure").inc()
         finally:
             watcher.stop()
 

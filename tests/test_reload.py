@@ -224,3 +224,18 @@ async def test_the_reload_endpoint_is_off_unless_enabled(tmp_path: Path) -> None
         url = f"http://127.0.0.1:{running.daemon.http_port}/-/reload"
         async with aiohttp.ClientSession() as http, http.post(url) as answer:
             assert answer.status == 404
+
+
+async def test_an_invalid_file_is_reported_again_after_the_good_one_came_back(
+    tmp_path: Path,
+) -> None:
+    volume = tmp_path / "config"
+    project(volume, {"rules.yaml": RULES})
+    async with start(tmp_path, volume / "rules.yaml", watch="poll", interval=0.05) as running:
+        for expected in (1, 2):
+            project(volume, {"rules.yaml": INVALID})
+            await running.reloads("failure", expected)
+            project(volume, {"rules.yaml": RULES})
+            await asyncio.sleep(0.3)
+        assert running.reloads_now("success") == 0
+        assert running.rules_hash() == digest(RULES)
