@@ -75,8 +75,12 @@ class ChangeWatcher:
         if self._inotify is None:
             await asyncio.sleep(self.settings.poll_interval)
             return
+        # `asyncio.timeout`, not `wait_for`: Python 3.11's `wait_for` swallows a cancellation
+        # that arrives as the event is set, and the task then waits again instead of ending
+        # (a shutdown hung on it when the watched folder was busy).
         try:
-            await asyncio.wait_for(self._woken.wait(), self.settings.inotify_rescan_interval)
+            async with asyncio.timeout(self.settings.inotify_rescan_interval):
+                await self._woken.wait()
         except TimeoutError:
             self._add_watches()
         self._woken.clear()
