@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint unit system-deps control-plane clean
+.PHONY: demo demo-cluster test lint unit system-deps control-plane clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(STAMP)
 	$(BIN)/event-sidecar check examples/quota-autoscaler.rules.yaml
 	$(BIN)/event-sidecar replay examples/quota-autoscaler.log \
 		--rules examples/quota-autoscaler.rules.yaml --host quota-autoscaler-7d9f8-x2x9k --metrics
+
+## The same example in a small working cluster (built with Go, cached): the injected sidecar reads
+## the controller's stderr through the pod log API. Needs root (unshare -m). Ctrl-C stops it all.
+demo-cluster: $(STAMP)
+	$(BIN)/python -m tests.demo_cluster
 
 ## Lint, type-check, check the import layers and run every test (including those against a real kube-apiserver).
 test: lint system-deps

@@ -1,11 +1,16 @@
-"""Checkpoints: where each log file was read up to, and the transition state that goes with it.
+"""Checkpoints: where each log file or pod log was read up to, and the transition and correlation
+state that goes with it.
 
-Both are saved in one JSON document, written atomically (a temporary file in the same directory,
+All are saved in one JSON document, written atomically (a temporary file in the same directory,
 fsync, `os.replace`, fsync of the directory), so that after any crash the file holds either the
-previous checkpoint or the new one, never a mix: the offsets and the transition state always agree.
+previous checkpoint or the new one, never a mix: the offsets and the states always agree. The
+correlation state (which Event each repeat PATCHes, and at which count) is what makes a line read
+again after a crash PATCH the same Event to the same count rather than start a second one.
 
 A checkpoint is a cache. A missing, unreadable or malformed one is logged and ignored; the daemon
-then starts as configured for a first start.
+then starts as configured for a first start. Malformed includes values of the wrong type and values
+no writer produces (a negative offset, a fingerprint of more than `MAX_FINGERPRINT_BYTES`): used,
+they would fail the file source at every start, a crash loop.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from sidecar.model import FilePosition
+from sidecar.correlate import CorrelationState
+from sidecar.model import FilePosition, PodLogPosition
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+#: More first bytes than any fingerprint setting reads; a larger size is not ours.
+MAX_FINGERPRINT_BYTES = 1 << 20
+_MAX_OFFSET = (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +42,10 @@ class Checkpoint:
     files: tuple[FilePosition, ...] = ()
     #: `TransitionTracker.export()` at the same point of the stream as the offsets.
     transitions: tuple[tuple[str, ...], ...] = ()
+    #: `Correlator.export()` once every Event before the offsets is recorded.
+    correlation: CorrelationState = field(default_factory=CorrelationState)
+    #: Where each container log read through the pod log API is processed up to.
+    pod_logs: tuple[PodLogPosition, ...] = ()
 
     def to_json(self) -> bytes:
         """The versioned JSON document."""
@@ -41,6 +54,11 @@ class Checkpoint:
                 "version": VERSION,
                 "files": [asdict(position) for position in self.files],
                 "transitions": [list(row) for row in self.transitions],
+                "correlation": {
+                    "observed": self.correlation.observed,
+                    "similar": self.correlation.similar,
+                },
+                "pod_logs": [asdict(position) for position in self.pod_logs],
             }
         )
 
@@ -102,12 +120,12 @@ def _parse(document: Any) -> Checkpoint:
         raise ValueError(f"not a version {VERSION} checkpoint")
     files = tuple(
         FilePosition(
-            path=str(entry["path"]),
-            device=int(entry["device"]),
-            inode=int(entry["inode"]),
-            fingerprint=str(entry["fingerprint"]),
-            fingerprint_size=int(entry["fingerprint_size"]),
-            offset=int(entry["offset"]),
+            path=_text(entry, "path"),
+            device=_number(entry, "device", _MAX_OFFSET),
+            inode=_number(entry, "inode", _MAX_OFFSET),
+            fingerprint=_text(entry, "fingerprint"),
+            fingerprint_size=_number(entry, "fingerprint_size", MAX_FINGERPRINT_BYTES),
+            offset=_number(entry, "offset", _MAX_OFFSET),
         )
         for entry in document.get("files", [])
     )
@@ -116,4 +134,56 @@ def _parse(document: Any) -> Checkpoint:
         for row in document.get("transitions", [])
         if isinstance(row, list)
     )
-    return Checkpoint(files, transitions)
+    pod_logs = tuple(
+        PodLogPosition(
+            container=_text(entry, "container"),
+            container_id=_text(entry, "container_id"),
+            restart_count=_number(entry, "restart_count", _MAX_OFFSET),
+            stamp=_number(entry, "stamp", _MAX_OFFSET),
+            seen=tuple(str(key) for key in entry["seen"]),
+        )
+        for entry in document.get("pod_logs", [])
+    )
+    return Checkpoint(
+        files,
+        transitions,
+        correlation=_parse_correlation(document.get("correlation")),
+        pod_logs=pod_logs,
+    )
+
+
+def _text(entry: Any, key: str) -> str:
+    """`entry[key]`, which must be a string."""
+    value = entry[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is not a string: {value!r}")
+    return value
+
+
+def _number(entry: Any, key: str, largest: int) -> int:
+    """`entry[key]`, which must be an integer from 0 to `largest` (JSON true is no number)."""
+    value = entry[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{key} is not an integer: {value!r}")
+    if not 0 <= value <= largest:
+        raise ValueError(f"{key} out of range: {value}")
+    return value
+
+
+def _parse_correlation(section: Any) -> CorrelationState:
+    """The correlation state; malformed rows are skipped (at worst a repeat starts a new Event)."""
+    if not isinstance(section, dict):
+        return CorrelationState()
+    observed = []
+    for row in section.get("observed") or ():
+        match row:
+            case [str(key), str(name), int(count), int() | float() as first] if count > 0:
+                observed.append((key, name, count, float(first)))
+    similar = []
+    for row in section.get("similar") or ():
+        match row:
+            case [str(key), int() | float() as last_seen, list(messages)] if all(
+                isinstance(message, str) for message in messages
+            ):
+                similar.append((key, float(last_seen), tuple(messages)))
+    return CorrelationState(tuple(observed), tuple(similar))

@@ -1,9 +1,9 @@
 """The block consumer: feeds a source's blocks through the pipeline and queues their Events.
 
-It also queues the checkpoint marks that follow those Events (the file source's positions and the
-transition state that goes with them), so that a position is saved only once the Events of the
-lines before it are written. Backpressure is chosen per source: lossless (files) waits for room
-in the Event queue; lossy (sockets) drops and counts.
+It also queues the checkpoint marks that follow those Events (the file or pod log source's
+positions and the transition state that goes with them), so that a position is saved only once
+the Events of the lines before it are written. Backpressure is chosen per source: lossless (files,
+pod logs) waits for room in the Event queue; lossy (sockets) drops and counts.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.metrics import Metrics
-from sidecar.model import FilePosition
+from sidecar.model import FilePosition, PodLogPosition
 from sidecar.pipeline import LinePipeline
 from sidecar.poster import Mark, Posting, QueueItem
 from sidecar.sources import Block
@@ -47,6 +47,7 @@ class BlockConsumer:
         self.lossless = lossless
         self.mark_interval = mark_interval
         self._positions: tuple[FilePosition, ...] | None = None
+        self._pod_log: PodLogPosition | None = None
         self._unmarked = False
         self._outstanding: Mark | None = None
         #: The first block is marked at once: a checkpoint soon after start bounds what a crash
@@ -54,10 +55,16 @@ class BlockConsumer:
         self._marked_at = 0.0
 
     async def run(self) -> None:
-        """Until cancelled."""
+        """Until cancelled.
+
+        The wait for a block is bounded with `asyncio.timeout`, not `asyncio.wait_for`: in
+        Python 3.11 `wait_for` returns the block instead of raising when the cancellation arrives
+        together with it, and a decoder that swallows its cancellation wedges the shutdown.
+        """
         while True:
             try:
-                block = await asyncio.wait_for(self.blocks.get(), self.mark_interval)
+                async with asyncio.timeout(self.mark_interval):
+                    block = await self.blocks.get()
             except TimeoutError:
                 await self.mark()
                 continue
@@ -73,12 +80,15 @@ class BlockConsumer:
 
     async def _decode(self, block: Block) -> None:
         """Feed one block; queue its Events, then note its positions (they follow the Events)."""
-        fed = self.pipeline.feed(block.data, too_long=block.too_long)
+        fed = self.pipeline.feed(block.data, too_long=block.too_long, default_time=block.stamp_time)
         self.metrics.count_lines(self.source, fed.tally)
         for spec in fed.specs:
             await self._queue(Posting(spec, block.read_at))
         if block.positions is not None:
             self._positions = block.positions
+            self._unmarked = True
+        if block.pod_log is not None:
+            self._pod_log = block.pod_log
             self._unmarked = True
 
     async def _queue(self, item: Posting) -> None:
@@ -101,12 +111,13 @@ class BlockConsumer:
         `wait` (the drain) a full queue skips the mark instead of waiting for the poster.
         """
         self._marked_at = time.monotonic()
-        if not self._unmarked or self._positions is None:
+        if not self._unmarked or (self._positions is None and self._pod_log is None):
             return
         if self._outstanding is not None and not self._outstanding.reached:
             return
         transitions = tuple(tuple(row) for row in self.tracker.export())
-        mark = Mark(Checkpoint(self._positions, transitions))
+        pod_logs = () if self._pod_log is None else (self._pod_log,)
+        mark = Mark(Checkpoint(self._positions or (), transitions, pod_logs=pod_logs))
         if wait:
             await self.events.put(mark)
         else:

@@ -10,11 +10,17 @@ In client-go's order, each new Event passes:
    The dedup count is raised before the filter, so suppressed repeats still raise the next count.
 
 Where client-go drops silently, `correlate` says so: the caller counts every `Suppressed`.
+
+The clock is the Event's own time (`lastTimestamp`, which the Recorder takes from the line), not
+the wall clock, in `run` as in `replay`. So a backlog read after downtime is correlated as it
+would have been live (an hour of lines is not one burst for the spam filter or the aggregation
+window), and lines read again after a crash get the same decisions they got the first time,
+which is what lets a restart continue the same Events (see `export` and `restore`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -60,11 +66,44 @@ class Suppressed:
 Decision = Write | Suppressed
 
 
+@dataclass(frozen=True, slots=True)
+class CorrelationState:
+    """What the correlator remembers, in a form a checkpoint can carry across a restart.
+
+    Keys and messages appear as `digest`s: stable across processes (Python's `hash` of a string
+    is not) and short whatever the messages' length, so a full state stays about a megabyte.
+    """
+
+    #: (dedup or aggregation key digest, Event name, count, firstTimestamp), oldest first.
+    observed: tuple[tuple[str, str, int, float], ...] = ()
+    #: (aggregation key digest, last seen, digests of its distinct messages, oldest first).
+    similar: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
+
+
+def digest(*parts: str) -> str:
+    """A stable 64-bit digest of `parts`, as 16 hex digits (collisions are negligible for the
+    few thousand keys the caches hold)."""
+    return hashlib.blake2b("\0".join(parts).encode(), digest_size=8).hexdigest()
+
+
 @dataclass(slots=True)
 class _Similar:
-    #: Distinct messages, oldest first; a dict so that "pop any" is deterministic (the oldest).
-    messages: dict[str, None] = field(default_factory=dict)
+    digest: str
+    #: Distinct messages, oldest first, with their digests; a dict so that "pop any" is
+    #: deterministic (the oldest).
+    messages: dict[str, str] = field(default_factory=dict)
     last_seen: float = 0.0
+    #: Digests of distinct messages seen before a restart (older than any in `messages`).
+    restored: dict[str, None] = field(default_factory=dict)
+
+    def distinct(self) -> int:
+        return len(self.messages) + len(self.restored)
+
+    def forget_oldest(self) -> None:
+        if self.restored:
+            del self.restored[next(iter(self.restored))]
+        else:
+            del self.messages[next(iter(self.messages))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +111,8 @@ class _Observation:
     count: int
     first_timestamp: float
     name: str
+    #: `digest` of the key it is stored under, for `export`.
+    digest: str
 
 
 class _TokenBucket:
@@ -96,21 +137,50 @@ class _TokenBucket:
 
 
 class Correlator:
-    def __init__(
-        self,
-        settings: CorrelatorSettings,
-        clock: Callable[[], float],
-        namer: EventNamer,
-    ) -> None:
+    """client-go's three caches; its clock is each Event's `last_timestamp` (see the module)."""
+
+    def __init__(self, settings: CorrelatorSettings, namer: EventNamer) -> None:
         self.settings = settings
-        self._clock = clock
         self._namer = namer
         self._similar: LRU[tuple[str, ...], _Similar] = LRU(settings.cache_size)
         self._observed: LRU[tuple[str, ...], _Observation] = LRU(settings.cache_size)
         self._buckets: LRU[tuple[str, ...], _TokenBucket] = LRU(settings.cache_size)
+        #: Restored entries by key digest, taken over when their key is next seen.
+        self._restored_similar: dict[str, _Similar] = {}
+        self._restored_observed: dict[str, _Observation] = {}
+
+    def export(self) -> CorrelationState:
+        """The dedup and aggregation state (not the spam filter's buckets: a restart that
+        starts them full can only let more through, and counts stay right either way)."""
+        limit = self.settings.cache_size
+        observed = [*self._restored_observed.values()]
+        observed.extend(value for _, value in self._observed.items())
+        similar = [*self._restored_similar.values()]
+        similar.extend(value for _, value in self._similar.items())
+        return CorrelationState(
+            observed=tuple(
+                (o.digest, o.name, o.count, o.first_timestamp) for o in observed[-limit:]
+            ),
+            similar=tuple(
+                (s.digest, s.last_seen, (*s.restored, *s.messages.values()))
+                for s in similar[-limit:]
+            ),
+        )
+
+    def restore(self, state: CorrelationState) -> None:
+        """Load what `export` saved, so that a repeat of an Event from before a restart PATCHes
+        that Event to the next count instead of starting a new one."""
+        limit = self.settings.cache_size
+        for key, name, count, first in state.observed[-limit:]:
+            self._restored_observed[key] = _Observation(count, first, name, key)
+        for key, last_seen, messages in state.similar[-limit:]:
+            self._restored_similar[key] = _Similar(
+                key, last_seen=last_seen, restored=dict.fromkeys(messages)
+            )
 
     def correlate(self, event: Event) -> Decision:
-        now = self._clock()
+        """What to do with `event`: create, PATCH an earlier Event, or suppress it."""
+        now = event.last_timestamp
         event, key, aggregated = self._aggregate(event, now)
         event, patch = self._observe(event, key)
         if not self._admit(event, now):
@@ -121,15 +191,22 @@ class Correlator:
         involved = event.involved
         similar_key = (*_source_object_type(event), event.reason)
         record = self._similar.get(similar_key)
+        if record is None and self._restored_similar:
+            record = self._restored_similar.pop(digest(*similar_key), None)
         if record is None or now - record.last_seen > self.settings.similar_window_seconds:
-            record = _Similar()
-        record.messages[event.message] = None
+            record = _Similar(record.digest if record else digest(*similar_key))
+        message = event.message
+        if message not in record.messages:
+            message_digest = digest(message)
+            if record.restored:
+                record.restored.pop(message_digest, None)
+            record.messages[message] = message_digest
         record.last_seen = now
         self._similar.put(similar_key, record)
-        if len(record.messages) < self.settings.max_similar_events:
-            exact_key = (*similar_key[:5], involved.field_path, *similar_key[5:], event.message)
+        if record.distinct() < self.settings.max_similar_events:
+            exact_key = (*similar_key[:5], involved.field_path, *similar_key[5:], message)
             return event, exact_key, False
-        del record.messages[next(iter(record.messages))]
+        record.forget_oldest()
         combined = replace(
             event,
             name=self._namer(involved.name),
@@ -143,6 +220,12 @@ class Correlator:
     def _observe(self, event: Event, key: tuple[str, ...]) -> tuple[Event, dict[str, Any] | None]:
         previous = self._observed.get(key)
         patch = None
+        if previous is None:
+            key_digest = digest(*key)
+            if self._restored_observed:
+                previous = self._restored_observed.pop(key_digest, None)
+        else:
+            key_digest = previous.digest
         if previous is not None:
             event = event.repeated(
                 count=previous.count + 1,
@@ -150,7 +233,9 @@ class Correlator:
                 name=previous.name,
             )
             patch = event.repeat_patch()
-        self._observed.put(key, _Observation(event.count, event.first_timestamp, event.name))
+        self._observed.put(
+            key, _Observation(event.count, event.first_timestamp, event.name, key_digest)
+        )
         return event, patch
 
     def _admit(self, event: Event, now: float) -> bool:

@@ -3,6 +3,7 @@
 ```
 FileSource ──blocks (bounded, waits)──▶ BlockConsumer(lossless) ──┐
 SocketSource ─blocks (bounded, waits)─▶ BlockConsumer(lossy) ─────┤ events ──▶ Poster ──▶ sink
+PodLogSource ─blocks (bounded, waits)─▶ BlockConsumer(lossless) ──┤
                                                                   │  Posting | Mark   │
                                                     Checkpointer ◀┴──── commit(Mark) ◀┘
 ```
@@ -10,23 +11,28 @@ Backpressure, chosen per source: the file source's decoder *waits* for room in t
 (the file is simply read later; nothing is lost, and its checkpoint stays behind); the socket
 decoder never waits for the API: when the Event queue is full the Event is dropped and counted
 (`events_dropped{cause="queue_full"}`), as client-go does. A socket is slowed down only when
-decoding itself falls behind (its block queue is full), through TCP flow control.
+decoding itself falls behind (its block queue is full), through TCP flow control. The pod log
+source is lossless like files: meanwhile its stream simply is not read.
 
-Every task is named and supervised: if one ends, the daemon stops and `run` returns 1 after
-logging which task failed and why. SIGTERM stops the sources, lets the decoders and the poster
-finish what is queued within `drain_deadline` (what is left is counted as dropped with cause
-`shutdown`; its lines are re-read at the next start since the checkpoint stays behind them),
-writes the checkpoint and returns 0.
+Every task is named and supervised: if one ends, `/healthz` turns 503 at once (naming the task),
+the daemon stops and `run` returns 1 after logging which task failed and why. SIGTERM stops the
+sources, lets the decoders and the poster finish what is queued within `drain_deadline` (what is
+left is counted as dropped with cause `shutdown`; its lines are re-read at the next start since
+the checkpoint stays behind them), writes the checkpoint and returns 0.
+
+Every wait of the shutdown is bounded, whatever ended it: a task that does not stop when
+cancelled, a checkpoint write stuck on a frozen volume or a probe connection that stays open is
+logged and left behind, so that the process ends within `drain_deadline` plus `_SHUTDOWN_GRACE`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +42,21 @@ from sidecar.checkpoint import Checkpoint, read_checkpoint, remove_temporaries
 from sidecar.checkpointer import Checkpointer
 from sidecar.consumer import BlockConsumer
 from sidecar.correlate import Correlator
+from sidecar.events_v1 import SeriesCache
 from sidecar.exits import EXIT_FAILURE, EXIT_OK
 from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Poster, QueueItem
 from sidecar.recorder import Recorder
+from sidecar.recorder_v1 import ModernRecorder
 from sidecar.reload import RulesReloader
 from sidecar.rules import RuleSet
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
+from sidecar.sources.podlog import LogAPI, PodLogSource
 from sidecar.sources.sockets import SocketSource
 from sidecar.threads import WorkerThread
 from sidecar.transitions import TransitionTracker
@@ -58,6 +67,9 @@ CHECKPOINT_NAME = ".event-sidecar-checkpoint.json"
 #: Seconds between checkpoint marks queued by the file decoder (half the write interval, so that
 #: a write every interval has something new to write).
 _MARK_FRACTION = 0.5
+#: Seconds the shutdown may take past the drain deadline: cancelled tasks stopping, the last
+#: checkpoint write, the HTTP server closing (each bounded by what is left of it).
+_SHUTDOWN_GRACE = 5.0
 
 
 def default_checkpoint_path(paths: tuple[str, ...]) -> Path | None:
@@ -79,6 +91,7 @@ class Daemon:
         *,
         ping: Callable[[], object] | None = None,
         year: int | None = None,
+        pod_log_api: LogAPI | None = None,
         rules_path: str | None = None,
     ) -> None:
         self.rules = rules
@@ -116,18 +129,35 @@ class Daemon:
         self.socket_consumer: BlockConsumer | None = None
         if settings.sockets.tcp or settings.sockets.unix:
             self._add_socket_source(processor, year, mark_interval)
+        #: Opened at start-up (`_open_pod_log`: it reads the checkpoint), not here.
+        self.pod_log: PodLogSource | None = None
+        self.pod_log_consumer: BlockConsumer | None = None
+        self._pod_log_api = pod_log_api
+        if settings.pod_log.container and pod_log_api is not None and self.checkpointer is None:
+            self._add_pod_log_consumer(processor, year, mark_interval)
 
         self.namer = LineNamer(component, settings.host)
-        recorder = Recorder(
+        self.correlator = Correlator(settings.correlation, self.namer)
+        recorder_class: type[Recorder] = Recorder
+        extra: dict[str, Any] = {}
+        #: `auto` is resolved by the caller (it needs the cluster); unresolved, it means core/v1.
+        self.events_api = "events.k8s.io/v1" if settings.events_api == "events.k8s.io/v1" else "v1"
+        if self.events_api == "events.k8s.io/v1":
+            recorder_class = ModernRecorder
+            extra["series"] = SeriesCache(finish_seconds=settings.series_finish_seconds)
+        metrics.events_api.labels(self.events_api).set(1)
+        recorder = recorder_class(
             sink=sink,
-            correlator=Correlator(settings.correlation, time.time, self.namer),
+            correlator=self.correlator,
             namer=self.namer,
             metrics=metrics,
             component=component,
             host=settings.host,
             clock=time.time,
             retry=settings.retry,
+            **extra,
         )
+        self.recorder = recorder
         self.poster = Poster(
             self.events,
             recorder,
@@ -140,6 +170,8 @@ class Daemon:
         self.http_port = 0
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: The supervised task that ended on its own, once one did (for `/healthz`).
+        self.failed_task: str | None = None
 
     def _checkpoint_path(self) -> Path:
         """`--checkpoint`, or the default beside the first file."""
@@ -150,38 +182,71 @@ class Daemon:
         assert path is not None
         return path
 
+    def _consumer(
+        self,
+        processor: Processor,
+        year: int | None,
+        max_line_bytes: int,
+        source: str,
+        *,
+        lossless: bool,
+        mark_interval: float,
+    ) -> BlockConsumer:
+        """A source's decoder: its own bounded block queue and pipeline, the shared Event queue
+        and transition state."""
+        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
+        pipeline = LinePipeline(processor, year=year, max_line_bytes=max_line_bytes)
+        return BlockConsumer(
+            pipeline,
+            self.metrics,
+            blocks,
+            self.events,
+            self.tracker,
+            source=source,
+            lossless=lossless,
+            mark_interval=mark_interval,
+        )
+
     def _add_file_consumer(
         self, processor: Processor, year: int | None, mark_interval: float
     ) -> None:
         """The file source's lossless decoder and its checkpointer (no disk I/O yet)."""
         files = self.settings.files
         self.checkpointer = Checkpointer(self._checkpoint_path(), self.settings.checkpoint.interval)
-        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        pipeline = LinePipeline(processor, year=year, max_line_bytes=files.max_line_bytes)
-        self.file_consumer = BlockConsumer(
-            pipeline,
-            self.metrics,
-            blocks,
-            self.events,
-            self.tracker,
-            source="file",
+        self.file_consumer = self._consumer(
+            processor,
+            year,
+            files.max_line_bytes,
+            "file",
             lossless=True,
             mark_interval=mark_interval,
         )
 
     def _open_files(self) -> None:
-        """At start-up: read the checkpoint to resume from, restore its transition state, and
-        create the file source that resumes from its positions."""
+        """At start-up: read the checkpoint to resume from, restore its transition and
+        correlation state, and create the file source that resumes from its positions.
+
+        `--start` is for a first start only: once a checkpoint exists, a restart (a crash, a
+        new container in the same pod) resumes from it whatever `--start` says, so that neither
+        a restart with `end` loses what was logged while the sidecar was down nor one with
+        `beginning` writes everything again. Remove the checkpoint to start afresh.
+        """
         assert self.checkpointer is not None and self.file_consumer is not None
         files, checkpoint_path = self.settings.files, self.checkpointer.path
-        resume = None if files.start == "beginning" else read_checkpoint(checkpoint_path)
+        resume = read_checkpoint(checkpoint_path)
         remove_temporaries(checkpoint_path)
         if resume is not None:
             self.tracker.restore([list(row) for row in resume.transitions])
+            self.correlator.restore(resume.correlation)
             log.info(
                 "resuming from checkpoint",
-                extra={"path": str(checkpoint_path), "files": len(resume.files)},
+                extra={
+                    "path": str(checkpoint_path),
+                    "files": len(resume.files),
+                    "ignored_start": files.start if files.start != "checkpoint" else None,
+                },
             )
+            files = replace(files, start="checkpoint")
         self.files = FileSource(
             files,
             self.file_consumer.blocks,
@@ -190,33 +255,80 @@ class Daemon:
             exclude=frozenset({str(checkpoint_path.resolve())}),
         )
 
+    def _add_pod_log_consumer(
+        self, processor: Processor, year: int | None, mark_interval: float
+    ) -> None:
+        """The pod log source's lossless decoder, and its checkpointer when `--checkpoint` names
+        a file (there is no shared volume to default to; without one a start reads the current
+        instance from its first line)."""
+        pod_log = self.settings.pod_log
+        if self.settings.checkpoint.path:
+            self.checkpointer = Checkpointer(
+                Path(self.settings.checkpoint.path), self.settings.checkpoint.interval
+            )
+        self.pod_log_consumer = self._consumer(
+            processor,
+            year,
+            pod_log.max_line_bytes,
+            "pod-log",
+            lossless=True,
+            mark_interval=mark_interval,
+        )
+
+    def _open_pod_log(self) -> None:
+        """At start-up: resume from the checkpoint's position for the container, if any."""
+        assert self.pod_log_consumer is not None and self._pod_log_api is not None
+        pod_log, resume = self.settings.pod_log, None
+        if self.checkpointer is not None:
+            saved = read_checkpoint(self.checkpointer.path)
+            remove_temporaries(self.checkpointer.path)
+            if saved is not None:
+                self.tracker.restore([list(row) for row in saved.transitions])
+                resume = next((p for p in saved.pod_logs if p.container == pod_log.container), None)
+                log.info("resuming from checkpoint", extra={"path": str(self.checkpointer.path)})
+        self.pod_log = PodLogSource(
+            pod_log, self._pod_log_api, self.pod_log_consumer.blocks, self.metrics, resume=resume
+        )
+
     def _add_socket_source(
         self, processor: Processor, year: int | None, mark_interval: float
     ) -> None:
         """The socket source and its decoder, which drops rather than waits for the API."""
-        sockets, metrics = self.settings.sockets, self.metrics
-        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        self.sockets = SocketSource(sockets, blocks, metrics)
-        pipeline = LinePipeline(processor, year=year, max_line_bytes=sockets.max_line_bytes)
-        self.socket_consumer = BlockConsumer(
-            pipeline,
-            metrics,
-            blocks,
-            self.events,
-            self.tracker,
-            source="socket",
+        sockets = self.settings.sockets
+        consumer = self._consumer(
+            processor,
+            year,
+            sockets.max_line_bytes,
+            "socket",
             lossless=False,
             mark_interval=mark_interval,
         )
+        self.sockets = SocketSource(sockets, consumer.blocks, self.metrics)
+        self.socket_consumer = consumer
 
     def readiness(self) -> Mapping[str, bool]:
         """What `/readyz` reports: sources open, rules loaded, API reachable."""
-        sources = [source.ready for source in (self.files, self.sockets) if source is not None]
+        sources = [
+            source.ready
+            for source in (self.files, self.sockets, self.pod_log)
+            if source is not None
+        ]
         return {
             "sources": bool(sources) and all(sources),
             "rules": bool(self.rules.rules),
             "api": self.api_reachable,
         }
+
+    def liveness(self) -> Mapping[str, bool]:
+        """What `/healthz` checks: no supervised task has ended on its own.
+
+        A daemon whose file source died reads nothing more; the kubelet must see it, even if the
+        shutdown that follows were to hang.
+        """
+        ended = [name for name, task in self._tasks.items() if task.done()]
+        if ended and self.failed_task is None and not self._stop.is_set():
+            self.failed_task = ended[0]
+        return {"tasks": self.failed_task is None}
 
     def stop(self) -> None:
         """Begin the graceful shutdown (what SIGTERM does)."""
@@ -224,8 +336,12 @@ class Daemon:
 
     async def run(self, *, install_signals: bool = False) -> int:
         """Run until `stop` (or SIGTERM/SIGINT with `install_signals`) or a task fails."""
-        if self.file_consumer is None and self.sockets is None:
-            log.error("no sources: give --file and/or --tcp / --unix")
+        if self.settings.pod_log.container and self.file_consumer is not None:
+            # One checkpoint holds one lossless source's positions with the transition state.
+            log.error("--file and --pod-log cannot be combined: pick one lossless source")
+            return EXIT_FAILURE
+        if self.file_consumer is None and self.sockets is None and self.pod_log_consumer is None:
+            log.error("no sources: give --file, --tcp / --unix, or --pod-log")
             return EXIT_FAILURE
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -246,7 +362,9 @@ class Daemon:
         try:
             if self.file_consumer is not None:
                 self._open_files()
-            app = make_app(self.registry, self.readiness)
+            if self.pod_log_consumer is not None:
+                self._open_pod_log()
+            app = make_app(self.registry, self.readiness, self.liveness)
             if self.reloader is not None:
                 self.reloader.start()
                 if self.settings.reload.endpoint:
@@ -275,10 +393,15 @@ class Daemon:
         if self.sockets is not None and self.socket_consumer is not None:
             self._spawn("socket-decoder", self.socket_consumer.run())
             self._spawn("socket-source", self.sockets.run())
+        if self.pod_log is not None and self.pod_log_consumer is not None:
+            self._spawn("pod-log-decoder", self.pod_log_consumer.run())
+            self._spawn("pod-log-source", self.pod_log.run())
         if self.checkpointer is not None:
             self._spawn("checkpointer", self.checkpointer.run())
         if self._ping is not None:
             self._spawn("api-ping", self._ping_forever(self._ping))
+        if isinstance(self.recorder, ModernRecorder):
+            self._spawn("series-heartbeat", self._heartbeat_forever(self.recorder))
         if self.reloader is not None:
             self._spawn("rules-reload", self.reloader.run())
 
@@ -290,6 +413,7 @@ class Daemon:
         failed = [task for task in done if task is not stopping]
         if failed:
             task = failed[0]
+            self.failed_task = self.failed_task or task.get_name()
             failure = None if task.cancelled() else task.exception()
             log.error(
                 "task %s stopped unexpectedly: %s",
@@ -297,7 +421,7 @@ class Daemon:
                 failure or "it returned",
                 exc_info=failure,
             )
-            await self._abort()
+            await self._abort(time.monotonic() + self.settings.queues.drain_deadline)
             return EXIT_FAILURE
         log.info(
             "stopping: draining queued Events",
@@ -309,62 +433,113 @@ class Daemon:
         """Start a supervised task; its name is what a failure report says."""
         self._tasks[name] = asyncio.create_task(coroutine, name=name)
 
-    async def _cancel(self, *names: str) -> None:
-        """Cancel the named tasks and wait for them (their errors no longer matter)."""
+    async def _cancel(self, *names: str, deadline: float) -> None:
+        """Cancel the named tasks and wait for them until `deadline` (their errors no longer
+        matter); one still running then is logged and left behind, never waited for."""
         tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=_remaining(deadline, floor=0.1))
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: it no longer matters, and asyncio must not log it
+        for task in pending:
+            log.error("task %s did not stop when cancelled; leaving it", task.get_name())
 
     async def _drain(self) -> int:
         """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
         deadline = time.monotonic() + self.settings.queues.drain_deadline
-        await self._cancel("file-source", "socket-source")
+        await self._cancel(
+            "file-source", "socket-source", "pod-log-source", deadline=deadline + _SHUTDOWN_GRACE
+        )
         for name, decoder in (
             ("file-decoder", self.file_consumer),
             ("socket-decoder", self.socket_consumer),
+            ("pod-log-decoder", self.pod_log_consumer),
         ):
             if decoder is None:
                 continue
             try:
-                await asyncio.wait_for(decoder.blocks.join(), max(0.0, deadline - time.monotonic()))
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    await decoder.blocks.join()
                 decoded_all = True
             except TimeoutError:
                 decoded_all = False
-            await self._cancel(name)
+            await self._cancel(name, deadline=deadline + _SHUTDOWN_GRACE)
             # Only when every block was decoded do the positions and the transition state agree;
             # a half-decoded block must be read again, so its mark is never queued.
             if decoder.lossless and decoded_all:
                 await decoder.mark(wait=False)
         try:
-            await asyncio.wait_for(self.events.join(), max(0.0, deadline - time.monotonic()))
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                await self.events.join()
         except TimeoutError:
-            await self._cancel("poster")
+            await self._cancel("poster", deadline=deadline + _SHUTDOWN_GRACE)
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
-        await self._abort()
+        if isinstance(self.recorder, ModernRecorder):
+            await self._cancel("series-heartbeat", deadline=deadline + _SHUTDOWN_GRACE)
+            await self._flush_series(self.recorder, deadline)
+        await self._abort(deadline)
         writes = self.checkpointer.writes if self.checkpointer is not None else 0
         log.info("stopped", extra={"outcomes": self.poster.outcomes, "checkpoint_writes": writes})
         return EXIT_OK
 
-    async def _abort(self) -> None:
-        """Cancel every task, save what is committed, stop serving."""
-        await self._cancel(*list(self._tasks))
+    async def _abort(self, deadline: float) -> None:
+        """Cancel every task, save what is committed, stop serving: all within the grace that
+        follows `deadline`."""
+        end = deadline + _SHUTDOWN_GRACE
+        await self._cancel(*list(self._tasks), deadline=end)
         if self.checkpointer is not None:
             try:
-                await self.checkpointer.write()
+                async with asyncio.timeout_at(_loop_time(end)):
+                    await self.checkpointer.write()
             except OSError as error:
                 log.error("cannot write the checkpoint: %s", error)
+            except TimeoutError:
+                log.error("the checkpoint write did not finish in time; the previous one stays")
             self.checkpointer.close()
-        await self._close_http()
+        await self._close_http(end)
 
-    async def _close_http(self) -> None:
+    async def _close_http(self, deadline: float | None = None) -> None:
         """Stop serving /metrics and the probes (last, so they answer during the drain)."""
         if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+            runner, self._runner = self._runner, None
+            end = time.monotonic() + _SHUTDOWN_GRACE if deadline is None else deadline
+            try:
+                async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
+                    await runner.cleanup()
+            except TimeoutError:
+                log.warning("the HTTP server did not close in time")
+
+    async def _heartbeat_forever(self, recorder: ModernRecorder) -> None:
+        """client-go's series heartbeat: every finish period, close the quiet series and
+        refresh the long ones, on a thread of its own (the writes block)."""
+        worker = WorkerThread("event-sidecar-series")
+        try:
+            while True:
+                await asyncio.sleep(self.settings.series_finish_seconds)
+                try:
+                    await worker.call(recorder.heartbeat)
+                except Exception:
+                    log.exception("the series heartbeat failed")
+        finally:
+            worker.close()
+
+    async def _flush_series(self, recorder: ModernRecorder, deadline: float) -> None:
+        """At shutdown, write the series counts still only in memory, within the deadline."""
+        worker = WorkerThread("event-sidecar-series-flush")
+        try:
+            flushed = await asyncio.wait_for(
+                worker.call(recorder.flush), max(0.0, deadline - time.monotonic())
+            )
+            log.info("series counts written", extra={"series": flushed})
+        except TimeoutError:
+            log.warning("drain deadline passed before the series counts were written")
+        finally:
+            worker.close()
 
     async def _ping_forever(self, ping: Callable[[], object]) -> None:
         """Keep `api_reachable` current for `/readyz`.
@@ -386,6 +561,16 @@ class Daemon:
                 await asyncio.sleep(self.settings.http.ping_interval)
         finally:
             worker.close()
+
+
+def _remaining(deadline: float, *, floor: float = 0.0) -> float:
+    """Seconds from now to `deadline` (a `time.monotonic()` value), at least `floor`."""
+    return max(floor, deadline - time.monotonic())
+
+
+def _loop_time(deadline: float) -> float:
+    """`deadline` (a `time.monotonic()` value) on the running loop's clock, for `timeout_at`."""
+    return asyncio.get_running_loop().time() + _remaining(deadline)
 
 
 def _ignore(_: Checkpoint) -> None:

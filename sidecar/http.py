@@ -2,8 +2,9 @@
 
 The handlers only adapt: the registry is passed in and rendered by prometheus_client, readiness
 is a callable the server provides. `/healthz` answers as long as the event loop runs (a wedged
-loop fails the kubelet's liveness probe) and the liveness checks hold (the webhook's certificate
-reloader is alive); `/readyz` says which check fails, for `kubectl describe`.
+loop fails the kubelet's liveness probe) and the liveness checks hold (the daemon's supervised
+tasks, the webhook's certificate reloader, are alive); `/readyz` says which check fails, for
+`kubectl describe`.
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ def add_probe_routes(
     app.router.add_get("/readyz", readyz)
 
 
-def make_app(registry: CollectorRegistry, readiness: Readiness) -> web.Application:
+def make_app(
+    registry: CollectorRegistry, readiness: Readiness, liveness: Checks = _no_checks
+) -> web.Application:
     """The daemon's application: just the three endpoints."""
     app = web.Application()
-    add_probe_routes(app, registry, readiness)
+    add_probe_routes(app, registry, readiness, liveness)
     return app
 
 

@@ -93,7 +93,8 @@ class Metrics:
         self.states = LabelGuard(max_state_values)
         self.events_emitted = Counter(
             "event_sidecar_events_emitted",
-            "Events accepted by the sink, by reason, type and write (create or patch).",
+            "Events accepted by the sink, by reason, type and write (create or patch; series: "
+            "an events.k8s.io/v1 occurrence counted in its series, written by the heartbeat).",
             ["reason", "type", "write"],
             registry=registry,
         )
@@ -101,6 +102,13 @@ class Metrics:
             "event_sidecar_events_aggregated",
             "Events folded into a '(combined from similar events)' Event, by reason.",
             ["reason"],
+            registry=registry,
+        )
+        self.events_already_written = Counter(
+            "event_sidecar_events_already_written",
+            "Creates the API refused as existing (409) under the name derived from their line: "
+            "written before (a line read again after a restart, or a create whose answer was "
+            "lost), so neither a new Event nor a loss.",
             registry=registry,
         )
         self.events_dropped = Counter(
@@ -173,11 +181,37 @@ class Metrics:
             ["source", "kind"],
             registry=registry,
         )
+        self.files_lost = Counter(
+            "event_sidecar_files_lost",
+            "Log files created and gone (rotated away and replaced, or deleted) before the file "
+            "source could open them: their bytes are unknown and lost, by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.bytes_lost = Counter(
+            "event_sidecar_bytes_lost",
+            "Bytes of log files never read, by source and cause (truncated: unread when a "
+            "copytruncate rotation emptied the file and no copy was found).",
+            ["source", "cause"],
+            registry=registry,
+        )
         self.connections = Counter(
             "event_sidecar_connections",
             "Socket source connections, by source and result (accepted, refused, idle_timeout, "
             "line_timeout, evicted).",
             ["source", "result"],
+            registry=registry,
+        )
+        self.pod_log_gaps = Counter(
+            "event_sidecar_pod_log_gaps",
+            "Gaps in a pod log that could not be closed, by reason (instance_missed, "
+            "previous_unavailable, rotated).",
+            ["reason"],
+            registry=registry,
+        )
+        self.pod_log_reconnects = Counter(
+            "event_sidecar_pod_log_reconnects",
+            "Pod log streams that ended or failed and were opened again.",
             registry=registry,
         )
         self.source_lag = Gauge(
@@ -231,6 +265,12 @@ class Metrics:
             "1 for the rules that run: the SHA-256 of the rules file (first 16 hex digits) and "
             "the number of rules.",
             ["hash", "rules"],
+            registry=registry,
+        )
+        self.events_api = Gauge(
+            "event_sidecar_events_api_info",
+            "The API Events are written to (1 for the one in use): v1 or events.k8s.io/v1.",
+            ["api"],
             registry=registry,
         )
         # Pre-create the fixed label values so dashboards see zeros, not gaps.

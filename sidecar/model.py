@@ -59,13 +59,24 @@ RefusalCause = Literal[
 Written = Literal["create", "patch"]
 WRITTEN: Final[tuple[Written, ...]] = get_args(Written)
 
-#: What the Recorder did with one `EventSpec`: written, or dropped and why.
-RecordOutcome = Written | DropCause
+#: A create the API refused with 409 under a name derived from the line: the Event was written
+#: before (a line read again after a restart, or a create stored although its answer was lost).
+#: Counted apart from drops, which always mean loss.
+AlreadyWritten = Literal["already_written"]
+
+#: What the Recorder did with one `EventSpec`: written, written before, or dropped and why; or,
+#: for events.k8s.io/v1, `series`: counted in a series in memory, written by the heartbeat.
+RecordOutcome = Written | AlreadyWritten | DropCause | Literal["series"]
 
 #: `object_lookups{result}`: `hit` is any answer from the cache (found, forbidden or not found);
 #: `error` is a look-up that could not be made (the API unreachable or answering 5xx).
 LookupResult = Literal["hit", "found", "forbidden", "not_found", "unknown_kind", "error"]
 LOOKUP_RESULTS: Final[tuple[LookupResult, ...]] = get_args(LookupResult)
+
+#: Which API Events are written to: `v1` is the core group's (client-go's `tools/record`),
+#: `events.k8s.io/v1` the new one (`tools/events`, with series).
+EventsApi = Literal["events.k8s.io/v1", "v1"]
+EVENTS_APIS: Final[tuple[EventsApi, ...]] = get_args(EventsApi)
 
 #: Why a line did not decode (`lines_undecodable{reason}`).
 UndecodableReason = Literal["empty", "continuation", "invalid_json", "unrecognised"]
@@ -96,6 +107,10 @@ class EventSpec:
     message: str
     #: The line's own time (seconds since the epoch), when it had one.
     time: float | None
+    #: events.k8s.io/v1's `action` (the rule's `action:`, else the reason).
+    action: str = ""
+    #: events.k8s.io/v1's optional `related` object (the rule's `related:`).
+    related: ObjectTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +137,39 @@ class FilePosition:
     fingerprint_size: int
     #: Byte offset just past the last line whose Events are recorded.
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PodLogPosition:
+    """How far one container's log, read through the pod log API, is turned into recorded Events.
+
+    The kubelet's timestamps (nanoseconds) identify a line; `sinceTime` takes whole seconds, so a
+    resumed stream starts at `stamp`'s second and every line up to `stamp`, and the lines stamped
+    exactly `stamp` whose digests are in `seen`, are skipped as already processed.
+    """
+
+    container: str
+    #: The instance the position is in (`containerStatuses[].containerID`); "" when unknown.
+    container_id: str = ""
+    #: That instance's `restartCount`: a jump of more than one is a whole instance never read.
+    restart_count: int = 0
+    #: Nanoseconds since the epoch of the last processed line; 0 before any.
+    stamp: int = 0
+    #: Digests (hex) of the processed lines stamped exactly `stamp`.
+    seen: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInstance:
+    """Which instance of a container runs now, from the pod's `containerStatuses`."""
+
+    container_id: str
+    restart_count: int
+
+
+class PodLogError(Exception):
+    """The pod log API answered, but not with a stream (`status` 0: it did not answer at all)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status

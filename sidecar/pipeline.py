@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sidecar.decode import Undecodable, decode, years_at
@@ -151,7 +151,26 @@ class Processor:
             if trace is not None:
                 trace.after = trace.before
             return RuleMiss(rule.name, missing.path)
-        return EventSpec(rule.name, target, event_type, reason, message, record.time)
+        related = rule.resolve_related
+        return EventSpec(
+            rule.name,
+            target,
+            event_type,
+            reason,
+            message,
+            record.time,
+            rule.action or reason,
+            _related(related, record) if related is not None else None,
+        )
+
+
+def _related(resolve: Callable[[Record], ObjectTarget], record: Record) -> ObjectTarget | None:
+    """The related object, or None when the line does not name it: `related` is optional, so
+    its absence never costs the Event."""
+    try:
+        return resolve(record)
+    except MissingField:
+        return None
 
 
 def _trace_match(rules: RuleSet, record: Record, trace: Trace) -> CompiledRule | None:
@@ -250,9 +269,10 @@ class LinePipeline:
         #: The time of the last line that had one: `replay`'s clock.
         self.last_time: float | None = None
 
-    def feed(self, block: bytes, *, too_long: int = 0) -> Fed:
+    def feed(self, block: bytes, *, too_long: int = 0, default_time: float | None = None) -> Fed:
         """Process a block of complete lines; return the Events they call for, in order, and the
-        block's tally. `too_long` counts lines the framer dropped before the block."""
+        block's tally. `too_long` counts lines the framer dropped before the block;
+        `default_time` is the time of lines that carry none (the kubelet's, for the pod log)."""
         selection = select_lines(block, self.processor.rules.literals, self.max_line_bytes)
         specs: list[EventSpec] = []
         tally = Tally()
@@ -270,6 +290,8 @@ class LinePipeline:
                 undecodable[record.reason] += 1
                 continue
             assert type(record) is Record
+            if record.time is None and default_time is not None:
+                record = replace(record, time=default_time)
             if record.time is not None:
                 self.last_time = record.time
             elif record.time_out_of_range:

@@ -5,11 +5,18 @@ The Recorder blocks while it retries (as client-go's does), so it runs on a dedi
 thread, never on the event loop. It is a daemon thread so that a shutdown whose deadline passed is
 not held up by a write still sleeping between retries.
 
-Exactly once across crashes: a file's offset is checkpointed only after the Events of the lines
-before it are written, so a crash can only make lines be read again, never skipped. Lines read
-again must then not write their Events twice: `LineNamer` names each Event after the line it came
-from (its time and content) instead of the wall clock, so a second create of the same Event is
-refused by the apiserver with 409 (counted as `conflict`) and `kubectl get events` shows it once.
+What holds across a crash (`kill -9`), for the file source:
+- No line is skipped: a file's offset is checkpointed only after the Events of the lines before it
+  are recorded, so a crash can only make lines be read again.
+- No occurrence is counted twice: the checkpoint also carries the correlator's state at that point
+  (which Event each dedup or aggregation key PATCHes, at which count), so a repeat read again
+  PATCHes the same Event to the same absolute count. A line read again whose Event was created
+  after the checkpoint gets the same name (`LineNamer` derives it from the line's time and
+  content), so its create answers 409: counted as `already_written`, not a drop, and the
+  correlator keeps that Event for the repeats that follow.
+- Not covered: lines without a time (their Events get wall-clock names, so one read again is
+  written again), the spam filter's buckets (they restart full: a re-read line may be written
+  where it was suppressed, with the right count), and Events from the socket source (not re-read).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.events import EventNamer
@@ -133,7 +140,9 @@ class Poster:
         """Commit a `Mark`; record a `Posting` on the worker thread and time its latency."""
         if type(item) is Mark:
             item.reached = True
-            self.commit(item.checkpoint)
+            # Every Event before the mark is recorded: the correlator is at the mark's point.
+            state = await self._worker.call(self.recorder.correlator.export)
+            self.commit(replace(item.checkpoint, correlation=state))
             return
         assert type(item) is Posting
         try:
@@ -144,7 +153,7 @@ class Poster:
             self.metrics.events_dropped.labels("invalid").inc()
             return
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        if outcome in ("create", "patch"):
+        if outcome in ("create", "patch", "already_written"):
             self.metrics.event_latency.observe(time.monotonic() - item.read_at)
 
     def _record(self, spec: EventSpec) -> RecordOutcome:

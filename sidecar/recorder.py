@@ -3,6 +3,11 @@
 The one place where every Event's fate is decided and counted, shared by `replay` and the daemon
 (which calls it from its poster thread). It blocks while it retries, as client-go's recorder does,
 so it never runs on the event loop.
+
+An Event's time (firstTimestamp, lastTimestamp, and the correlator's clock) is its line's time,
+clamped to the wall clock when the line claims the future; a line without a time gets `clock()`
+(the wall clock in `run`, the last line's time in `replay`). So a backlog read after downtime
+shows when things happened, and a line read twice yields the same Event both times.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from prometheus_client import Counter
 from sidecar.correlate import Correlator, Suppressed, Write
 from sidecar.events import EventNamer, InvalidEvent, make_event
 from sidecar.metrics import Metrics
-from sidecar.model import DropCause, EventSpec, RecordOutcome, RetrySettings, Written
+from sidecar.model import (
+    AlreadyWritten,
+    DropCause,
+    EventSpec,
+    RecordOutcome,
+    RetrySettings,
+    Written,
+)
 from sidecar.sinks import NotFound, Refused, Sink, Unreachable
 
 log = logging.getLogger(__name__)
@@ -38,6 +50,7 @@ class Recorder:
         retry: RetrySettings = _DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.sink = sink
         self.correlator = correlator
@@ -49,12 +62,15 @@ class Recorder:
         self.retry = retry
         self._sleep = sleep
         self._jitter = jitter
+        self._wall_clock = wall_clock
         self._emitted: dict[tuple[str, str, str], Counter] = {}
 
     def record(self, spec: EventSpec) -> RecordOutcome:
         """Write the Event `spec` calls for; return what happened (a label, for logs and tests):
-        `create`, `patch`, or the drop cause."""
+        `create`, `patch`, `already_written`, or the drop cause."""
         involved = self.sink.resolve(spec.target)
+        line_time = spec.time
+        now = self.clock() if line_time is None else min(line_time, self._wall_clock())
         try:
             event = make_event(
                 involved=involved,
@@ -63,7 +79,7 @@ class Recorder:
                 message=spec.message,
                 component=self.component,
                 host=self.host,
-                now=self.clock(),
+                now=now,
                 name=self.namer(involved.name),
             )
         except InvalidEvent as error:
@@ -78,6 +94,8 @@ class Recorder:
         return self._write(decision)
 
     def _write(self, decision: Write) -> RecordOutcome:
+        """Write with retries; a create answered 409 is `already_written` (see `model`): the
+        correlator keeps the Event as written, so later repeats PATCH it."""
         event = decision.event
         for attempt in range(1, self.retry.max_tries + 1):
             try:
@@ -100,11 +118,14 @@ class Recorder:
                 # A create never answers `event_missing`; a PATCH's is handled in `_write_once`.
                 cause = error.cause
                 return self._drop("rejected" if cause == "event_missing" else cause)
-            self._count_emitted(event.reason, event.type, written)
+            if written == "already_written":
+                self.metrics.events_already_written.inc()
+            else:
+                self._count_emitted(event.reason, event.type, written)
             return written
         return self._drop("retries_exhausted")
 
-    def _write_once(self, decision: Write) -> Written:
+    def _write_once(self, decision: Write) -> Written | AlreadyWritten:
         if decision.patch is not None:
             try:
                 self.sink.patch(decision.event, decision.patch)
@@ -114,7 +135,12 @@ class Recorder:
                 pass
             else:
                 return "patch"
-        self.sink.create(decision.event)
+        try:
+            self.sink.create(decision.event)
+        except Refused as error:
+            if error.cause == "conflict":
+                return "already_written"
+            raise
         return "create"
 
     def _count_emitted(self, reason: str, type_: str, write: Written) -> None:

@@ -31,7 +31,7 @@ from sidecar.pipeline import Processor
 from sidecar.rules import RulesError, RuleSet, RulesProblem, compile_rules, parse_rules
 from sidecar.rules.tracking import changed_trackers
 from sidecar.settings import FileSettings, ReloadSettings, WatchMode
-from sidecar.sources.watch import ChangeWatcher
+from sidecar.sources.watch import Changes, ChangeWatcher
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +165,15 @@ class RulesReloader:
                 watch=self.watch,
                 poll_interval=interval,
                 inotify_rescan_interval=interval,
-            )
+            ),
+            _look_again,
         )
         try:
             watcher.start()
         except RuntimeError as error:
             log.warning("rules are checked every %s s: %s", interval, error)
             poll = FileSettings(paths=(self.path,), watch="poll", poll_interval=interval)
-            watcher = ChangeWatcher(poll)
+            watcher = ChangeWatcher(poll, _look_again)
             watcher.start()
         try:
             while True:
@@ -200,3 +201,7 @@ class RulesReloader:
             return web.json_response(body, status=422 if outcome.result == "failure" else 200)
 
         app.router.add_post("/-/reload", reload)
+
+
+def _look_again(_: Changes) -> None:
+    """What changed does not matter: any change in the folder means "hash the file again"."""

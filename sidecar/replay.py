@@ -1,7 +1,8 @@
 """`event-sidecar replay`: read a log once and produce the Events it stands for.
 
 The clock is the log's own time (the last timestamp seen), so the correlator's windows and the
-Events' timestamps are what they would have been had the sidecar run beside the controller.
+Events' timestamps are what they would have been had the sidecar run beside the controller (as
+`run` does too: an Event's time is its line's time).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sidecar.explain import LineTrace, Recorded, explain_line, split_records
 from sidecar.metrics import Metrics
 from sidecar.model import WRITTEN, EventSpec, RetrySettings
 from sidecar.pipeline import LineCounts, LinePipeline, Processor
+from sidecar.poster import LineNamer
 from sidecar.recorder import Recorder
 from sidecar.rules import RuleSet
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES, LineFramer
@@ -72,7 +74,9 @@ class ReplayResult:
         """What `replay --summary json` prints, and what `test`'s counters may name."""
         result = self
         counts = result.counts
-        written = {k: v for k, v in result.outcomes.items() if k in ("create", "patch")}
+        written = {
+            k: v for k, v in result.outcomes.items() if k in ("create", "patch", "already_written")
+        }
         return {
             "lines_read": counts.read,
             "bytes_read": counts.bytes,
@@ -87,6 +91,7 @@ class ReplayResult:
             "outside_window": result.outside_window,
             "created": written.get("create", 0),
             "patched": written.get("patch", 0),
+            "already_written": written.get("already_written", 0),
             "dropped": {k: v for k, v in sorted(result.outcomes.items()) if k not in written},
         }
 
@@ -99,13 +104,15 @@ def replay(
     *,
     settings: ReplaySettings | None = None,
     source: str = "replay",
-    namer: EventNamer | None = None,
+    line_names: bool = False,
     keep_writes: bool = False,
 ) -> ReplayResult:
     """Replay `chunks` (the log's bytes in any pieces) into `sink`.
 
-    Event names default to the log's clock, so printing the same log twice gives the same names;
-    a replay into a cluster passes a wall-clock `EventNamer` so that a second run cannot collide.
+    Event names default to the log's clock, so printing the same log twice gives the same names.
+    With `line_names` (a replay into a cluster) they are derived from the lines as in `run`
+    (`LineNamer`), so a second replay of the same log finds its Events written already (409,
+    `already_written`) and PATCHes its repeats to the same counts instead of doubling them.
     `keep_writes` (with a `MemorySink`) keeps every write with its line number; the lines are
     then fed one by one, which is slower but tells each Event's line.
     """
@@ -116,7 +123,12 @@ def replay(
         max_line_bytes=settings.max_line_bytes,
     )
     log_clock = _LogClock(time.time())
-    recorder = _recorder(rules, sink, metrics, settings=settings, log_clock=log_clock, namer=namer)
+    line_namer = (
+        LineNamer(settings.component or rules.component, settings.host) if line_names else None
+    )
+    recorder = _recorder(
+        rules, sink, metrics, settings=settings, log_clock=log_clock, namer=line_namer
+    )
     framer = LineFramer(settings.max_line_bytes)
     outcomes: dict[str, int] = {}
     writes: list[WriteRecord] = []
@@ -135,6 +147,8 @@ def replay(
             if windowed and not _within(log_clock.current, since, until):
                 outside += 1
                 continue
+            if line_namer is not None:
+                line_namer.current = spec
             outcome = recorder.record(spec)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             if memory is not None and outcome in WRITTEN and memory.last is not None:
@@ -175,7 +189,7 @@ def _recorder(
         namer = EventNamer(lambda: int(log_clock.current * 1e9))
     return Recorder(
         sink=sink,
-        correlator=Correlator(settings.correlation, clock, namer),
+        correlator=Correlator(settings.correlation, namer),
         namer=namer,
         metrics=metrics,
         component=settings.component or rules.component,

@@ -123,12 +123,17 @@ class LineFramer:
         if cut == -1:
             self._partial += data
             self._check_partial()
+            if self._held and self.pending > self.limit:
+                block, self._held = self._held, b""  # as below: the record ends here
+                return block
             return b""
         block = self._held + self._partial + data[: cut + 1]
         self._partial = data[cut + 1 :]
         self._check_partial()
         held = incomplete_tail(block, self.limit)
-        if held == -1:
+        # A record whose next line (the partial one) would take it past the limit ends here: its
+        # lines go now, and what is held back stays within one limit.
+        if held == -1 or len(block) - held + len(self._partial) > self.limit:
             self._held = b""
             return block
         self._held = block[held:]

@@ -18,6 +18,8 @@ from sidecar.scan import DEFAULT_MAX_LINE_BYTES
 from sidecar.transitions import DEFAULT_MAX_KEYS
 
 StartPosition = Literal["checkpoint", "end", "beginning"]
+#: `auto`: events.k8s.io/v1 when the apiserver serves it and RBAC allows it, else core/v1.
+EventsApiChoice = Literal["auto", "events.k8s.io/v1", "v1"]
 WatchMode = Literal["auto", "inotify", "poll"]
 
 
@@ -27,11 +29,11 @@ class FileSettings:
 
     #: Paths or globs (`*`, `?`, `[...]` in the file name part), re-scanned for new files.
     paths: tuple[str, ...] = ()
-    #: Where a file is first read from. `checkpoint`: resume where the checkpoint says, and read
-    #: files it does not know from the beginning (the controller and the sidecar start together,
-    #: so what was logged before the sidecar came up is news). `end`: ignore the checkpointed
-    #: offsets and start at the end (transition state is still restored). `beginning`: ignore the
-    #: checkpoint entirely and read everything again.
+    #: Where files are read from at a first start, when there is no checkpoint yet. `checkpoint`
+    #: (the default) and `beginning`: from their beginning (the controller and the sidecar start
+    #: together, so what was logged before the sidecar came up is news). `end`: from their end.
+    #: Once a checkpoint exists, every restart resumes from it whatever this says (files it does
+    #: not know are read from their beginning): remove the checkpoint to start afresh.
     start: StartPosition = "checkpoint"
     #: How changes are noticed. `auto` uses inotify when the `inotify_simple` package and the
     #: kernel allow it, else polling; both run the same scan, so they give the same results.
@@ -94,6 +96,23 @@ class SocketSettings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     #: Bytes read from a connection at once.
     read_size: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PodLogSettings:
+    """The pod log source: a sibling container's log, read through the pod log API."""
+
+    #: The container whose log is followed; "" turns the source off.
+    container: str = ""
+    #: The pod and its namespace (`$POD_NAME`, `$POD_NAMESPACE` from the downward API).
+    pod: str = ""
+    namespace: str = ""
+    #: Seconds before the first reconnect after a stream ended or failed, doubled up to
+    #: `backoff_max` while nothing is read (the kubelet ends a stream when the container exits).
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    #: Bytes; as for files.
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +190,18 @@ class DaemonSettings:
     files: FileSettings = field(default_factory=FileSettings)
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     sockets: SocketSettings = field(default_factory=SocketSettings)
+    pod_log: PodLogSettings = field(default_factory=PodLogSettings)
     queues: QueueSettings = field(default_factory=QueueSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
     transitions: TransitionSettings = field(default_factory=TransitionSettings)
     reload: ReloadSettings = field(default_factory=ReloadSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
+    #: Which API Events are written to. `v1` (core) by default: its repeats are exact across a
+    #: `kill -9` (line-derived names, counted 409s), while an events.k8s.io/v1 series keeps its
+    #: later counts in memory until the heartbeat. `auto` picks events.k8s.io/v1 when allowed.
+    events_api: EventsApiChoice = "v1"
+    #: Seconds between series heartbeats in events.k8s.io/v1 mode, and how long a series may
+    #: stay quiet before it is closed: client-go's `finishTime` (6 min), at which it checks too.
+    #: Every live series is also re-written every 30 min (client-go's `refreshTime`).
+    series_finish_seconds: float = 360.0

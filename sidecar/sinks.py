@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any, Literal, Protocol
 
 from sidecar.events import Event, InvolvedObject
+from sidecar.events_v1 import ModernEvent
 from sidecar.model import ObjectTarget, RefusalCause
 
 
@@ -67,16 +68,31 @@ def unresolved(target: ObjectTarget) -> InvolvedObject:
 
 
 class MemorySink:
-    """Keeps Events as an apiserver would store them: `replay` prints these, tests inspect them."""
+    """Keeps Events as an apiserver would store them: `replay` prints these, tests inspect them.
 
-    def __init__(self, api_versions: Mapping[str, str] | None = None) -> None:
+    With `keep`, only the `keep` most recently written Events are kept (`replay -o none` and
+    `run --dry-run`, which print nothing, pass the correlator's cache size: the correlator patches
+    no older Event) and `writes` stays empty, so that memory does not grow with the log. An Event
+    forgotten that way answers a PATCH with `event_missing`, as an expired one does on the
+    apiserver, and the Recorder creates it again.
+    """
+
+    def __init__(
+        self, api_versions: Mapping[str, str] | None = None, *, keep: int | None = None
+    ) -> None:
+        if keep is not None and keep < 1:
+            raise ValueError("a bounded memory sink keeps at least one Event")
+        self.keep = keep
         #: The version to print for a group the rules name without one (`object: auto` knows
         #: only controllerGroup), as discovery would answer: `replay --api-version`.
         self.api_versions: Mapping[str, str] = api_versions or {}
         self.events: dict[tuple[str, str], Event] = {}
+        #: Every write in order, without `keep` (tests inspect it).
         self.writes: list[tuple[str, str]] = []
         #: The Event as stored after the last create or PATCH.
         self.last: Event | None = None
+        #: events.k8s.io/v1 Events, as stored.
+        self.modern: dict[tuple[str, str], ModernEvent] = {}
 
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
         involved = unresolved(target)
@@ -92,8 +108,8 @@ class MemorySink:
         key = (event.namespace, event.name)
         if key in self.events:
             raise Refused("conflict", f"events {event.name!r} already exists")
-        self.events[key] = event
-        self.writes.append(("create", event.name))
+        self._store(key, event)
+        self._note("create", event.name)
         self.last = event
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None:
@@ -102,11 +118,47 @@ class MemorySink:
         if stored is None:
             raise NotFound("event_missing", f'events "{event.name}" not found')
         # Only what the strategic-merge patch names changes, as on the apiserver.
-        self.events[key] = replace(
-            stored,
-            count=patch["count"],
-            message=patch["message"],
-            last_timestamp=event.last_timestamp,
+        self._store(
+            key,
+            replace(
+                stored,
+                count=patch["count"],
+                message=patch["message"],
+                last_timestamp=event.last_timestamp,
+            ),
         )
-        self.writes.append(("patch", event.name))
+        self._note("patch", event.name)
         self.last = self.events[key]
+
+    def _store(self, key: tuple[str, str], event: Event) -> None:
+        """Unbounded, in creation order (what `replay` prints); bounded, most recent last."""
+        events = self.events
+        if self.keep is None:
+            events[key] = event
+            return
+        events.pop(key, None)
+        events[key] = event
+        if len(events) > self.keep:
+            del events[next(iter(events))]
+
+    def _note(self, write: str, name: str) -> None:
+        if self.keep is None:
+            self.writes.append((write, name))
+
+    def create_modern(self, event: ModernEvent) -> None:
+        key = (event.namespace, event.name)
+        if key in self.modern:
+            raise Refused("conflict", f"events {event.name!r} already exists")
+        self.modern[key] = event
+        self._note("create", event.name)
+
+    def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None:
+        key = (event.namespace, event.name)
+        stored = self.modern.get(key)
+        if stored is None:
+            raise NotFound("event_missing", f'events "{event.name}" not found')
+        series = patch["series"]
+        self.modern[key] = replace(
+            stored, series_count=series["count"], last_observed=event.last_observed
+        )
+        self._note("patch", event.name)

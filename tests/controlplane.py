@@ -5,8 +5,23 @@ version, and honours the envtest convention ``KUBEBUILDER_ASSETS``). :class:`Con
 them on free loopback ports with freshly generated certificates, RBAC authorization and working
 ServiceAccount tokens, and writes an admin kubeconfig.
 
+For fault tests, :meth:`ControlPlane.stop_server` and :meth:`ControlPlane.start_server` stop and
+restart etcd or kube-apiserver (same ports, same data), and :meth:`ControlPlane.signal_server`
+sends one a signal (``SIGSTOP``/``SIGCONT`` freeze and thaw it).
+
 There is no controller-manager and no scheduler: namespaces never finish deleting, no ``default``
 ServiceAccount appears on its own, nothing is garbage-collected. TokenRequest works.
+:meth:`ControlPlane.start_cluster` turns it into a small working cluster: kube-controller-manager,
+kube-scheduler and kwok (one simulated node, ``KWOK_NODE``, whose pods go Running at once and
+whose container logs kwok serves from files named in a ``ClusterLogs`` configuration).
+
+kwok v0.8.0 serves ``pods/log`` with the kubelet's own reader (``k8s.io/cri-client/pkg/logs``)
+over CRI-format files, so ``timestamps`` (RFC 3339 nanoseconds), ``sinceTime`` (lines before the
+whole second are skipped), ``tailLines``, ``limitBytes`` and ``follow`` (a re-created file is
+followed) behave as on a kubelet. What it lacks: its container status stub always answers
+"running", so a followed stream never ends by itself; it reports no ``containerID`` and never
+restarts a container (``restartCount`` stays 0 unless a test patches the status); ``previous``
+reads the one fixed ``previousLogsFile`` (without one, kwok answers 400); no log rotation.
 
 Usage from Python::
 
@@ -67,6 +82,10 @@ BUILD_SCRIPT = REPO_ROOT / "tools" / "build-control-plane.sh"
 KUBE_GO_MOD = REPO_ROOT / "tools" / "kube" / "go.mod"
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+KWOK_NODE = "kwok-node-0"
+#: The annotation by which kwok knows the nodes it manages.
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+CLUSTER_BINARIES = ("kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 _STATE_FILE = "state.json"
@@ -242,7 +261,12 @@ class ControlPlane:
         self._kubeconfig: Path | None = None
         self._ca: trustme.CA | None = None
         self._procs: list[_Proc] = []
+        self._apiserver_args: list[str] = []
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
+        #: Each server's command-line arguments and health URL (with its TLS context), to
+        #: start it again after `stop_server`.
+        self._args: dict[str, list[str]] = {}
+        self._health: dict[str, tuple[str, ssl.SSLContext | None]] = {}
         self.startup_seconds: float | None = None
 
     # -- attributes available after start() ------------------------------------------------
@@ -281,7 +305,7 @@ class ControlPlane:
         return {p.name: p.pid for p in self._procs}
 
     def log_path(self, name: str) -> Path:
-        """The combined stdout/stderr log of ``etcd`` or ``kube-apiserver``."""
+        """The combined stdout/stderr log of ``etcd``, ``kube-apiserver`` or a cluster part."""
         return self.work_dir / f"{name}.log"
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -354,29 +378,29 @@ class ControlPlane:
                 "--unsafe-no-fsync",
             ],
         )
+        self._health["etcd"] = (f"{etcd_url}/health", None)
         self._wait_http("etcd", f"{etcd_url}/health", None, deadline)
-        self._spawn(
-            "kube-apiserver",
-            [
-                f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={api_port}",
-                f"--cert-dir={pki}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-account-key-file={pki / 'sa.key'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                "--authorization-mode=RBAC",
-                "--allow-privileged=true",
-                *self.extra_apiserver_args,
-            ],
-        )
+        self._apiserver_args = [
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={pki / 'sa.key'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            *self.extra_apiserver_args,
+        ]
+        self._spawn("kube-apiserver", self._apiserver_args)
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        self._health["kube-apiserver"] = (f"{self._server}/readyz", ctx)
         self._wait_http("kube-apiserver", f"{self._server}/readyz", ctx, deadline)
         self.startup_seconds = time.monotonic() - began
 
@@ -391,9 +415,10 @@ class ControlPlane:
         )
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        self._args[name] = args
         exe = str(self.bin_dir / name)
         log = self.log_path(name)
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             popen = subprocess.Popen(
                 [exe, *args],
                 cwd=self.work_dir,
@@ -405,6 +430,39 @@ class ControlPlane:
             )
         self._popens[popen.pid] = popen
         self._procs.append(_Proc(name=name, pid=popen.pid, exe=exe, log=str(log)))
+        # etcd first, so that `stop` stops kube-apiserver before it, even after a restart.
+        self._procs.sort(key=lambda p: p.name != "etcd")
+
+    def stop_server(self, name: str) -> None:
+        """Stop ``etcd`` or ``kube-apiserver`` (SIGCONT, SIGTERM, wait, SIGKILL) and keep its
+        arguments and data for :meth:`start_server`."""
+        proc = self._proc(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+        _terminate(proc.pid, self._popens.pop(proc.pid, None))
+        self._procs.remove(proc)
+
+    def start_server(self, name: str) -> float:
+        """Start a server stopped by :meth:`stop_server` again, with the same arguments, and
+        wait until it answers its health check; return the seconds that took."""
+        if name in self.pids:
+            raise ControlPlaneError(f"{name} is running")
+        began = time.monotonic()
+        self._spawn(name, self._args[name])
+        url, ctx = self._health[name]
+        self._wait_http(name, url, ctx, began + self.ready_timeout)
+        return time.monotonic() - began
+
+    def signal_server(self, name: str, signum: signal.Signals) -> None:
+        """Send ``etcd`` or ``kube-apiserver`` a signal (``SIGSTOP`` freezes it, ``SIGCONT``
+        thaws it)."""
+        os.kill(self._proc(name).pid, signum)
+
+    def _proc(self, name: str) -> _Proc:
+        for proc in self._procs:
+            if proc.name == name:
+                return proc
+        raise ControlPlaneError(f"{name} is not running")
 
     def _wait_http(self, name: str, url: str, ctx: ssl.SSLContext | None, deadline: float) -> None:
         """Poll ``url`` until it answers 200, the process exits, or ``deadline`` passes."""
@@ -446,6 +504,8 @@ class ControlPlane:
         Safe to call more than once, and after a failed :meth:`start`.
         """
         for p in reversed(self._procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGCONT)  # a frozen server cannot act on SIGTERM
             _terminate(p.pid, self._popens.get(p.pid))
         self._procs.clear()
         self._popens.clear()
@@ -464,6 +524,103 @@ class ControlPlane:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver (SIGTERM, as an upgrade would) and start it again with the same
+        flags on the same port; return once it answers ``/readyz``. Clients' connections and
+        streams (watches, followed logs) break meanwhile."""
+        [old] = [p for p in self._procs if p.name == "kube-apiserver"]
+        _terminate(old.pid, self._popens.pop(old.pid, None))
+        self._procs.remove(old)
+        self._spawn("kube-apiserver", self._apiserver_args)
+        pki = self.work_dir / "pki"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        deadline = time.monotonic() + self.ready_timeout
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", ctx, deadline)
+
+    def start_cluster(self, kwok_config: Sequence[dict[str, Any]] = ()) -> None:
+        """Start kube-controller-manager, kube-scheduler and kwok, register ``KWOK_NODE`` and
+        wait until it is Ready. ``kwok_config`` adds kwok objects (``ClusterLogs``, ``Logs``) to
+        its stock stages; kwok reads them once, at start. :meth:`stop` stops them by pid.
+
+        Raises:
+            ControlPlaneError: a binary is missing (``KUBEBUILDER_ASSETS`` without them) or a
+                component does not come up.
+        """
+        missing = [b for b in CLUSTER_BINARIES if not os.access(self.bin_dir / b, os.X_OK)]
+        if missing or not (self.bin_dir / "kwok-stages.yaml").is_file():
+            raise ControlPlaneError(
+                f"{self.bin_dir} lacks {', '.join(missing) or 'kwok-stages.yaml'}: build the "
+                "cluster with tools/build-control-plane.sh (unset KUBEBUILDER_ASSETS)"
+            )
+        work, pki = self.work_dir, self.work_dir / "pki"
+        kwok_serving = self.ca.issue_cert("127.0.0.1", "localhost", common_name="kwok")
+        _write_private(pki / "kwok.key", kwok_serving.private_key_pem.bytes())
+        _write_leaf(pki / "kwok.crt", kwok_serving)
+        config = work / "kwok.yaml"
+        config.write_text(
+            (self.bin_dir / "kwok-stages.yaml").read_text()
+            + "".join("\n---\n" + json.dumps(item) for item in kwok_config)
+        )
+        kcm_port, scheduler_port, kwok_port = _free_ports(3)
+        kubeconfig = str(self.kubeconfig)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={kcm_port}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+                "--controllers=*",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={scheduler_port}",
+            ],
+        )
+        self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={kubeconfig}",
+                f"--config={config}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                "--node-ip=127.0.0.1",
+                f"--node-port={kwok_port}",
+                f"--server-address=127.0.0.1:{kwok_port}",
+                f"--tls-cert-file={pki / 'kwok.crt'}",
+                f"--tls-private-key-file={pki / 'kwok.key'}",
+            ],
+        )
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": KWOK_NODE,
+                "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                "labels": {"kubernetes.io/hostname": KWOK_NODE, "type": "kwok"},
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(node))
+        waited = self.kubectl(
+            "wait", "--for=condition=Ready", f"node/{KWOK_NODE}", "--timeout=90s",
+            check=False, timeout=120,
+        )  # fmt: skip
+        if waited.returncode != 0:
+            raise ControlPlaneError(f"{KWOK_NODE} not Ready: {waited.stderr}\n{self._logs()}")
 
     # -- clients ---------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ rules:
 def line(namespace: str, message: str, **fields: str) -> str:
     body = {
         "level": fields.pop("level", "info"),
-        "ts": "2026-11-26T10:00:00Z",
+        "ts": fields.pop("ts", "2026-11-26T10:00:00Z"),
         "msg": message,
         "ConfigMap": {"name": "settings", "namespace": namespace},
         **fields,
@@ -124,3 +124,97 @@ def test_replay_without_a_usable_kubeconfig_fails_clearly(tmp_path: Path) -> Non
     assert done.returncode == 1
     assert done.stderr.startswith("error: ")
     assert "nope" in done.stderr
+
+
+def test_replaying_a_log_twice_does_not_double_its_events(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "controller.log"
+    failures = [
+        line(namespace, "Sync failed", level="error", error="timeout talking to upstream", ts=ts)
+        for ts in ("2026-11-26T10:00:01Z", "2026-11-26T10:00:02Z", "2026-11-26T10:00:03Z")
+    ]
+    phases = [
+        line(namespace, "Observed phase", phase=phase, ts=f"2026-11-26T10:01:0{i}Z")
+        for i, phase in enumerate(["Pending", "Ready", "Failed", "Ready"])
+    ]
+    log.write_text("\n".join([*failures, *phases]) + "\n")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+
+    def replay_into_the_cluster() -> str:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sidecar",
+                "replay",
+                str(log),
+                "--rules",
+                str(rules),
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "--summary",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    def stored() -> list[tuple[str, str, int, str, str]]:
+        items = json.loads(
+            control_plane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+        )["items"]
+        return sorted(
+            (
+                item["reason"],
+                item["message"],
+                item["count"],
+                item["firstTimestamp"],
+                item["lastTimestamp"],
+            )
+            for item in items
+        )
+
+    first = json.loads(replay_into_the_cluster())
+    assert (first["created"], first["patched"], first["already_written"]) == (4, 2, 0)
+    # The Events carry their lines' times, not the time of the replay.
+    once = stored()
+    assert once == [
+        (
+            "PhaseChanged",
+            "phase Failed -> Ready",
+            1,
+            "2026-11-26T10:01:03Z",
+            "2026-11-26T10:01:03Z",
+        ),
+        (
+            "PhaseChanged",
+            "phase Pending -> Ready",
+            1,
+            "2026-11-26T10:01:01Z",
+            "2026-11-26T10:01:01Z",
+        ),
+        (
+            "PhaseChanged",
+            "phase Ready -> Failed",
+            1,
+            "2026-11-26T10:01:02Z",
+            "2026-11-26T10:01:02Z",
+        ),
+        (
+            "SyncFailed",
+            "timeout talking to upstream",
+            3,
+            "2026-11-26T10:00:01Z",
+            "2026-11-26T10:00:03Z",
+        ),
+    ]
+    second = json.loads(replay_into_the_cluster())
+    # Every create of the second replay finds its Event (409): written before, not dropped.
+    assert (second["created"], second["patched"], second["already_written"]) == (0, 2, 4)
+    assert second["dropped"] == {}
+    assert stored() == once

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.controlplane import ControlPlane, kubernetes_version
+from tests.daemon_support import wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -117,6 +119,13 @@ def test_serviceaccount_token_is_subject_to_rbac(
                 ],
             ),
         )
+        # The authorizer learns of new bindings through a watch: on a busy machine that takes a
+        # moment, so the grant is awaited (bounded) rather than assumed to be instant.
+        wait_for(
+            lambda: allowed(lambda: client.CoreV1Api(sa_api).list_namespaced_secret(namespace)),
+            "the RoleBinding to take effect",
+            timeout=30,
+        )
         assert client.CoreV1Api(sa_api).list_namespaced_secret(namespace).items == []
         can_i = control_plane.kubectl(
             "auth", "can-i", "list", "secrets", "-n", namespace, kubeconfig=kubeconfig
@@ -137,3 +146,14 @@ def test_admin_kubeconfig_is_cluster_admin(control_plane: ControlPlane) -> None:
     whoami = json.loads(control_plane.kubectl("auth", "whoami", "-o", "json").stdout)
     assert "system:masters" in whoami["status"]["userInfo"]["groups"]
     assert control_plane.kubectl("auth", "can-i", "*", "*").stdout.strip() == "yes"
+
+
+def allowed(call: Callable[[], object]) -> bool:
+    """True when `call` succeeds, False when the apiserver answers 403 (any other error raises)."""
+    try:
+        call()
+    except ApiException as error:
+        if error.status != 403:
+            raise
+        return False
+    return True

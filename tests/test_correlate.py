@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from sidecar.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from sidecar.correlate import (
     AGGREGATE_PREFIX,
     Correlator,
@@ -48,7 +53,7 @@ def event(
 
 def correlator(clock: FakeClock, **settings: object) -> tuple[Correlator, EventNamer]:
     namer = EventNamer(lambda: int(clock() * 1e9))
-    return Correlator(CorrelatorSettings(**settings), clock, namer), namer  # type: ignore[arg-type]
+    return Correlator(CorrelatorSettings(**settings), namer), namer  # type: ignore[arg-type]
 
 
 def test_first_event_is_created_and_repeat_is_patched_with_rising_count() -> None:
@@ -218,3 +223,79 @@ def test_caches_are_bounded_lrus() -> None:
     # "a" was evicted, so its repeat is a fresh Event, as in client-go.
     assert again.patch is None
     assert again.event.name != first.event.name
+
+
+def _stream() -> list[tuple[float, str, str]]:
+    """(time, object, message): repeats, 12 distinct messages about one object (aggregated from
+    the 10th), and an expired aggregation window; one second apart unless said."""
+    rows: list[tuple[float, str, str]] = []
+    now = 1_700_000_000.0
+    for i in range(40):
+        now += 1
+        if i == 30:
+            now += 601  # the window of web-0's similar Events expires
+        if i % 3 == 0:
+            rows.append((now, "web-1", "back-off restarting"))  # repeats of one Event
+        else:
+            rows.append((now, "web-0", f"probe failed: attempt {i % 13}"))
+    return rows
+
+
+def _decide(corr: Correlator, namer: EventNamer, clock: FakeClock, rows: object) -> list[object]:
+    decisions: list[object] = []
+    for now, name, message in rows:  # type: ignore[attr-defined]
+        clock.now = now
+        decision = corr.correlate(event(clock, namer, message=message, involved=pod(name)))
+        assert isinstance(decision, Write)
+        decisions.append((decision.event, decision.patch, decision.aggregated))
+    return decisions
+
+
+@pytest.mark.parametrize("cut", [1, 5, 12, 20, 29, 31, 39])
+def test_a_restored_state_continues_every_event_as_if_never_restarted(
+    cut: int, tmp_path: Path
+) -> None:
+    rows = _stream()
+    clock = FakeClock()
+    # Names from the line's time, as `run`'s LineNamer: the same line, the same name.
+    whole, namer = correlator(clock)
+    expected = _decide(whole, namer, clock, rows)
+
+    before, namer = correlator(clock)
+    _decide(before, namer, clock, rows[:cut])
+    path = tmp_path / "checkpoint.json"
+    write_checkpoint(path, Checkpoint(correlation=before.export()))
+    saved = read_checkpoint(path)
+    assert saved is not None
+
+    after, namer = correlator(clock)
+    after.restore(saved.correlation)
+    assert _decide(after, namer, clock, rows[cut:]) == expected[cut:]
+
+
+def test_without_the_restored_state_a_repeat_would_start_a_second_event() -> None:
+    clock = FakeClock()
+    before, namer = correlator(clock)
+    first = before.correlate(event(clock, namer))
+    clock.now += 1
+    fresh, namer = correlator(clock)
+    assert isinstance(restarted := fresh.correlate(event(clock, namer)), Write)
+    assert (restarted.event.count, restarted.patch) == (1, None)
+    restored, namer = correlator(clock)
+    restored.restore(before.export())
+    decision = restored.correlate(event(clock, namer))
+    assert isinstance(decision, Write) and isinstance(first, Write)
+    assert (decision.event.name, decision.event.count) == (first.event.name, 2)
+
+
+def test_the_exported_state_is_bounded_by_the_cache_size() -> None:
+    clock = FakeClock()
+    corr, namer = correlator(clock, cache_size=8)
+    for i in range(50):
+        clock.now += 1
+        corr.correlate(event(clock, namer, involved=pod(f"web-{i}")))
+    state = corr.export()
+    assert len(state.observed) == len(state.similar) == 8
+    again, _ = correlator(clock, cache_size=4)
+    again.restore(state)
+    assert len(again.export().observed) == 4

@@ -60,3 +60,15 @@ async def test_construction_reads_and_removes_nothing_start_up_does(tmp_path: Pa
     ]
     daemon.stop()
     assert await asyncio.wait_for(running, 15) == 0
+
+
+async def test_a_dead_task_fails_healthz_and_ends_the_run_with_1(tmp_path: Path) -> None:
+    # Every read of /proc/self/mem at offset 0 fails with EIO: the file source dies on its first.
+    log = tmp_path / "app.log"
+    log.symlink_to("/proc/self/mem")
+    rules = compile_rules(parse_rules(RULES, "rules.yaml"))
+    daemon = Daemon(rules, MemorySink(), settings(log), Metrics(CollectorRegistry()))
+    assert daemon.liveness() == {"tasks": True}
+    assert await asyncio.wait_for(daemon.run(), 15) == 1
+    assert daemon.failed_task == "file-source"
+    assert daemon.liveness() == {"tasks": False}

@@ -4,6 +4,7 @@ Also the daemon's own JSON logs."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from sidecar.checkpoint import (
     write_checkpoint,
 )
 from sidecar.logs import JsonFormatter
-from sidecar.model import EventSpec, FilePosition, ObjectTarget
+from sidecar.model import EventSpec, FilePosition, ObjectTarget, PodLogPosition
 from sidecar.poster import LineNamer
 
 CHECKPOINT = Checkpoint(
@@ -32,6 +33,14 @@ def test_a_checkpoint_round_trips(tmp_path: Path) -> None:
     write_checkpoint(path, CHECKPOINT)
     assert read_checkpoint(path) == CHECKPOINT
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+
+
+def test_a_pod_log_position_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.json"
+    position = PodLogPosition("manager", "containerd://abc", 2, 1_764_350_000_123_456_789, ("a1",))
+    checkpoint = Checkpoint(transitions=(("rule", "key", "state"),), pod_logs=(position,))
+    write_checkpoint(path, checkpoint)
+    assert read_checkpoint(path) == checkpoint
 
 
 def test_temporaries_left_by_a_killed_process_are_removed(tmp_path: Path) -> None:
@@ -118,3 +127,32 @@ def test_own_logs_are_json_lines_with_the_extra_fields() -> None:
     assert first["path"] == "/logs/app.log"
     assert first["ts"].endswith("Z")
     assert "ValueError: boom" in second["error"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("offset", -1),
+        ("offset", 1 << 64),
+        ("offset", "12"),
+        ("offset", 1.5),
+        ("offset", True),
+        ("fingerprint_size", 1 << 40),
+        ("fingerprint_size", -5),
+        ("inode", None),
+        ("path", ["a"]),
+        ("fingerprint", 7),
+    ],
+)
+def test_a_checkpoint_value_no_writer_produces_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, key: str, value: object
+) -> None:
+    # Used, a negative offset or a huge fingerprint size fails the file source at every start.
+    path = tmp_path / "checkpoint.json"
+    document = orjson.loads(CHECKPOINT.to_json())
+    document["files"][0][key] = value
+    path.write_text(json.dumps(document))  # orjson refuses integers past 64 bits
+    with caplog.at_level(logging.WARNING):
+        assert read_checkpoint(path) is None
+    assert "malformed checkpoint" in caplog.text
+    assert key in caplog.text

@@ -10,7 +10,7 @@ import pytest
 
 from sidecar.cli import build_parser, main
 from sidecar.cli.run import daemon_settings
-from sidecar.settings import DaemonSettings
+from sidecar.settings import DaemonSettings, PodLogSettings
 from tests.daemon_support import write_rules
 
 
@@ -56,7 +56,17 @@ def test_every_option_can_come_from_the_environment_and_a_flag_wins() -> None:
 
 
 def test_without_flags_or_variables_the_settings_are_the_defaults() -> None:
-    assert settings([], POD_NAME="quota-0") == DaemonSettings(host="quota-0")
+    # $POD_NAME names the host and the pod whose log --pod-log would follow.
+    assert settings([], POD_NAME="quota-0") == DaemonSettings(
+        host="quota-0", pod_log=PodLogSettings(pod="quota-0")
+    )
+
+
+def test_pod_log_takes_the_pod_and_namespace_from_the_downward_api() -> None:
+    found = settings(["--pod-log", "manager"], POD_NAME="quota-0", POD_NAMESPACE="quota-system")
+    assert found.pod_log == PodLogSettings(
+        container="manager", pod="quota-0", namespace="quota-system"
+    )
 
 
 def test_a_repeated_flag_replaces_its_variable_rather_than_adding_to_it() -> None:

@@ -7,6 +7,7 @@ apiserver refuses as duplicates (409). `kubectl get events` must show each Event
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_kill_9_and_restart_during_a_stream_loses_and_doubles_nothing(
         writer.start()
         # A file nobody ever checkpointed and that rotates away while the sidecar is down cannot
         # be found again by anyone; so let the first run save one.
-        wait_for(checkpoint.exists, "the first checkpoint", timeout=10)
+        wait_for(lambda: checkpointed_files(checkpoint), "a checkpoint of the log", timeout=20)
         kills = 0
         # Killed at varied moments: before the run's first checkpoint, and after a few.
         pauses = [0.2, 1.3, 0.6, 1.6]
@@ -83,15 +84,16 @@ def test_kill_9_and_restart_during_a_stream_loses_and_doubles_nothing(
         assert got == expected
         assert {event["count"] for event in events(control_plane, namespace)} == {1}
         assert process.terminate() == 0
-        print("conflicts (Events re-read after a kill):", conflicts(tmp_path), "kills:", kills)
     finally:
         written.set()
         process.close()
     assert kills >= 3
 
 
-def conflicts(work: Path) -> int:
-    """409s logged by all the runs: Events written again after a kill, refused as duplicates."""
-    return sum(
-        path.read_text(errors="replace").count("conflict") for path in work.glob("sidecar-*.stderr")
-    )
+def checkpointed_files(checkpoint: Path) -> int:
+    """How many files the checkpoint records (0 before the first one; a start-up checkpoint may
+    be written before the controller created its log)."""
+    try:
+        return len(json.loads(checkpoint.read_text()).get("files", []))
+    except (OSError, ValueError):
+        return 0

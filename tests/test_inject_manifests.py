@@ -84,7 +84,9 @@ def test_every_workload_kind_gets_the_sidecar_in_its_pod_template(kind: str) -> 
     [obj] = yaml.safe_load_all(out)
     spec = template_of(obj)["spec"]
     assert [c["name"] for c in spec["initContainers"]] == [SIDECAR_NAME]
-    assert spec["containers"][0]["volumeMounts"][0]["mountPath"] == "/var/log/app"
+    # The default source, the target's own log through the API: the app container is untouched.
+    assert spec["containers"] == template_of(WORKLOADS[kind])["spec"]["containers"]
+    assert "--pod-log" in spec["initContainers"][0]["args"]
     assert template_of(obj)["metadata"]["annotations"]["prometheus.io/port"] == "9090"
     assert report.injected == 1 and not report.problems
     if kind != "Pod":

@@ -22,7 +22,8 @@ from sidecar.inject import (
 )
 from sidecar.inject.patch import LOG_VOLUME, SOCKET_ENV, escape
 
-SETTINGS = InjectSettings(image="example.test/event-sidecar:1")
+# The file source (what most of these tests are about); the default, the pod log, is tested below.
+SETTINGS = InjectSettings(image="example.test/event-sidecar:1", log_path="/var/log/app/*.log")
 RESTRICTED = {
     "runAsNonRoot": True,
     "runAsUser": 65532,
@@ -297,9 +298,28 @@ def test_the_target_container_and_resources_come_from_annotations() -> None:
     pod["spec"]["containers"][1]["name"] = "ctl"
     result = inject(pod, InjectSettings(native_sidecar=False))
     assert result["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] == "ctl"
-    assert "volumeMounts" in result["spec"]["containers"][1]
-    assert "volumeMounts" not in result["spec"]["containers"][0]
+    # The default source reads the target's own log through the API: no container changes.
+    assert result["spec"]["containers"][:2] == pod["spec"]["containers"]
+    args = sidecars(result)[0]["args"]
+    assert args[args.index("--pod-log") + 1] == "ctl"
     assert sidecars(result)[0]["resources"] == {"limits": {"memory": "100Mi"}}
+
+
+def test_by_default_the_sidecar_follows_the_target_log_and_checkpoints_on_an_emptydir() -> None:
+    pod = minimal_pod()
+    result = inject(pod, InjectSettings())
+    assert result["spec"]["containers"] == pod["spec"]["containers"]
+    [sidecar] = sidecars(result)
+    args = sidecar["args"]
+    assert args[args.index("--pod-log") + 1] == "controller"
+    assert "--file" not in args and "--tcp" not in args
+    checkpoint = args[args.index("--checkpoint") + 1]
+    [state] = [v for v in result["spec"]["volumes"] if "emptyDir" in v]
+    [mount] = [m for m in sidecar["volumeMounts"] if m["name"] == state["name"]]
+    assert checkpoint.startswith(mount["mountPath"] + "/")
+    assert not mount.get("readOnly")
+    # POD_NAME and POD_NAMESPACE name the pod whose log it reads.
+    assert {e["name"] for e in sidecar["env"]} >= {"POD_NAME", "POD_NAMESPACE"}
 
 
 def test_existing_default_container_and_scrape_annotations_are_kept() -> None:

@@ -90,7 +90,7 @@ def _recorder(
     namer = EventNamer()
     return Recorder(
         sink=sink,
-        correlator=Correlator(settings, clock, namer),
+        correlator=Correlator(settings, namer),
         namer=namer,
         metrics=metrics,
         component=COMPONENT,

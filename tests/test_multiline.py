@@ -87,3 +87,14 @@ def test_the_prefilter_hands_over_the_whole_record_whatever_line_the_literal_is_
         candidates = select_lines(LOG, frozenset([literal]), LIMIT).candidates
         assert len(candidates) == 1
         assert candidates[0] in (PANIC[:-1], KLOG_VALUE[:-1])
+
+
+def test_what_the_framer_holds_stays_within_one_line_limit() -> None:
+    """A held record and the partial line after it never exceed the limit together: the record
+    could not take that line anyway, so its lines go at once."""
+    framer = LineFramer(14)
+    assert framer.feed(b"fatal error: \n") == b""  # held: a panic may follow
+    assert framer.pending == 14
+    assert framer.feed(b"x") == b"fatal error: \n"  # 15 bytes would be past the limit
+    assert framer.pending == 1
+    assert framer.flush() == b"x\n"

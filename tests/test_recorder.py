@@ -3,6 +3,8 @@ and a counted cause for every Event that is not written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.events import Event, EventNamer, InvolvedObject
 from sidecar.metrics import Metrics
-from sidecar.model import EventSpec, ObjectTarget, RetrySettings
+from sidecar.model import DROP_CAUSES, EventSpec, ObjectTarget, RetrySettings
 from sidecar.recorder import Recorder
 from sidecar.sinks import MemorySink, NotFound, Refused, Unreachable
 
@@ -54,7 +56,7 @@ def recorder(sink: MemorySink, sleeps: list[float]) -> tuple[Recorder, Collector
     return (
         Recorder(
             sink=sink,
-            correlator=Correlator(CorrelatorSettings(), clock, EventNamer()),
+            correlator=Correlator(CorrelatorSettings(), EventNamer()),
             namer=EventNamer(),
             metrics=Metrics(registry),
             component="c",
@@ -120,7 +122,6 @@ def test_retries_are_bounded_and_the_drop_is_counted() -> None:
         (Refused("forbidden", "events is forbidden"), "forbidden"),
         (Refused("namespace_terminating", "being terminated"), "namespace_terminating"),
         (NotFound("namespace_missing", "namespaces shop not found"), "namespace_missing"),
-        (Refused("conflict", "already exists"), "conflict"),
         (Refused("invalid", "Unprocessable"), "invalid"),
         (Refused("rejected", "500"), "rejected"),
     ],
@@ -135,6 +136,97 @@ def test_apiserver_refusals_are_final_and_counted(error: Exception, cause: str) 
     assert value(registry, "event_sidecar_events_dropped_total", cause=cause) == 1
     # The sink keeps working afterwards.
     assert rec.record(SPEC) in {"create", "patch"}
+
+
+def test_a_create_answered_409_is_already_written_not_a_drop_and_its_repeats_patch_it() -> None:
+    sink = MemorySink()
+    rec, registry = recorder(sink, [])
+    assert rec.record(SPEC) == "create"
+    (name,) = [key[1] for key in sink.events]
+    # A second process (a restart) with a fresh correlator and the same line-derived name.
+    again = recorder_named(sink, lambda _: name)
+    assert [again.record(SPEC) for _ in range(2)] == ["already_written", "patch"]
+    assert sink.events[("shop", name)].count == 2
+    assert value(again.metrics.registry, "event_sidecar_events_already_written_total") == 1
+    assert (
+        value(again.metrics.registry, "event_sidecar_events_dropped_total", cause="conflict") == 0
+    )
+    assert value(registry, "event_sidecar_events_already_written_total") == 0
+
+
+def test_a_create_stored_although_its_answer_was_lost_is_already_written() -> None:
+    class LostAnswer(MemorySink):
+        """Stores the first create, then answers as if the connection broke."""
+
+        lost = False
+
+        def create(self, event: Event) -> None:
+            super().create(event)
+            if not self.lost:
+                self.lost = True
+                raise Unreachable("read timed out")
+
+    sink = LostAnswer()
+    sleeps: list[float] = []
+    rec, registry = recorder(sink, sleeps)
+    assert rec.record(SPEC) == "already_written"
+    assert len(sleeps) == 1
+    assert [event.count for event in sink.events.values()] == [1]
+    assert value(registry, "event_sidecar_events_already_written_total") == 1
+    assert (
+        sum(
+            value(registry, "event_sidecar_events_dropped_total", cause=cause)
+            for cause in DROP_CAUSES
+        )
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("line_time", "expected"),
+    [
+        (1_600_000_000.0, 1_600_000_000.0),  # a backlog: the line's own time
+        (1_800_000_000.0, 1_700_000_000.0),  # the line's clock is ahead: clamped to now
+        (None, 1_650_000_000.0),  # no time on the line: the recorder's clock
+    ],
+)
+def test_an_event_has_its_line_time_clamped_to_now(
+    line_time: float | None, expected: float
+) -> None:
+    sink = MemorySink()
+    registry = CollectorRegistry()
+    rec = Recorder(
+        sink=sink,
+        correlator=Correlator(CorrelatorSettings(), EventNamer()),
+        namer=EventNamer(),
+        metrics=Metrics(registry),
+        component="c",
+        host="h",
+        clock=lambda: 1_650_000_000.0,
+        wall_clock=lambda: 1_700_000_000.0,
+    )
+    assert rec.record(replace(SPEC, time=line_time)) == "create"
+    (stored,) = sink.events.values()
+    assert stored.first_timestamp == stored.last_timestamp == expected
+
+
+def recorder_named(sink: MemorySink, namer: Callable[[str], str]) -> Recorder:
+    """A recorder whose Event names come from `namer` (e.g. one fixed line-derived name)."""
+
+    class FixedNamer(EventNamer):
+        def __call__(self, object_name: str) -> str:
+            return namer(object_name)
+
+    fixed = FixedNamer()
+    return Recorder(
+        sink=sink,
+        correlator=Correlator(CorrelatorSettings(), fixed),
+        namer=fixed,
+        metrics=Metrics(CollectorRegistry()),
+        component="c",
+        host="h",
+        clock=lambda: 1_700_000_000.0,
+    )
 
 
 def test_spam_filter_drops_are_counted() -> None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import gc
+from dataclasses import replace
 
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sidecar.correlate import CorrelatorSettings
 from sidecar.events import Event, InvolvedObject, make_event
+from sidecar.metrics import Metrics
+from sidecar.replay import ReplaySettings, replay
+from sidecar.rules import compile_rules, parse_rules
 from sidecar.sinks import MemorySink, NotFound, Refused
+from tests.daemon_support import RULES, phase_lines
 
 
 def _event() -> Event:
@@ -37,3 +46,37 @@ def test_a_second_create_is_a_conflict() -> None:
     with pytest.raises(Refused) as conflict:
         sink.create(event)
     assert conflict.value.cause == "conflict"
+
+
+def test_a_bounded_sink_keeps_the_most_recent_events_and_lists_no_writes() -> None:
+    sink = MemorySink(keep=2)
+    first, second, third = (replace(_event(), name=f"web-0.{i}") for i in range(3))
+    for event in (first, second):
+        sink.create(event)
+    sink.patch(first, first.repeat_patch())  # now the most recent
+    sink.create(third)
+    assert sorted(name for _, name in sink.events) == ["web-0.0", "web-0.2"]
+    assert sink.writes == []
+    with pytest.raises(NotFound) as expired:  # forgotten, as an expired Event is
+        sink.patch(second, second.repeat_patch())
+    assert expired.value.cause == "event_missing"
+
+
+def test_replay_into_a_bounded_sink_retains_a_bounded_number_of_events() -> None:
+    # `replay -o none` and `run --dry-run` once kept every Event (786 MB at 1M objects).
+    objects, keep = 3000, 50
+    rules = compile_rules(parse_rules(RULES, "rules.yaml"))
+    lines = b"".join(phase_lines("ns", objects, objects=objects))
+    sink = MemorySink(keep=keep)
+    settings = ReplaySettings(correlation=CorrelatorSettings(cache_size=keep))
+    before = alive_events()
+    result = replay([lines], rules, sink, Metrics(CollectorRegistry()), settings=settings)
+    assert result.outcomes == {"create": objects}
+    assert len(sink.events) == keep
+    assert alive_events() - before <= keep
+
+
+def alive_events() -> int:
+    """Event objects reachable in this process (other tests' included)."""
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, Event))

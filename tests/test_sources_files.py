@@ -253,3 +253,69 @@ async def test_a_rotated_file_is_found_again_after_a_restart(
     await tail.until(lambda: len(tail.lines) >= 2, "two lines")
     await asyncio.sleep(0.2)
     assert sorted(tail.lines) == [b"fresh", b"unread"]
+
+
+def lost(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    found = registry.get_sample_value(f"event_sidecar_{name}_total", {"source": "file", **labels})
+    return found or 0.0
+
+
+async def test_a_truncation_without_a_copy_counts_the_unread_bytes(
+    tmp_path: Path, watch: str, registry: CollectorRegistry
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"first\n")
+    blocks: asyncio.Queue[Block] = asyncio.Queue(1)  # not drained yet: the source must wait
+    source = FileSource(
+        FileSettings(paths=(str(log),), watch=watch, poll_interval=0.05),  # type: ignore[arg-type]
+        blocks,
+        Metrics(registry),
+    )
+    running = asyncio.create_task(source.run())
+    try:
+        await asyncio.sleep(0.3)
+        append(log, b"lost 1\nlost 2\n")
+        await asyncio.sleep(0.3)  # seen, not read: the queue is full
+        os.truncate(log, 0)
+        append(log, b"n\n")
+        await asyncio.sleep(0.3)
+        lines: list[bytes] = []
+        deadline = time.monotonic() + WAIT
+        while lines != [b"first", b"n"] and time.monotonic() < deadline:
+            block = await asyncio.wait_for(blocks.get(), WAIT)
+            lines.extend(block.data.splitlines())
+        assert lines == [b"first", b"n"]
+        assert lost(registry, "bytes_lost", cause="truncated") == len(b"lost 1\nlost 2\n")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_file_created_and_gone_before_it_could_be_opened_is_counted(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    log, rotated = tmp_path / "app.log", tmp_path / "app.log.1"
+    log.write_bytes(b"g0\n")
+    blocks: asyncio.Queue[Block] = asyncio.Queue()
+    source = FileSource(
+        FileSettings(paths=(str(log),), watch="inotify", rotate_wait=0.2),
+        blocks,
+        Metrics(registry),
+    )
+    tail = Tail(source, blocks)
+    tasks = [asyncio.create_task(source.run()), asyncio.create_task(tail.collect())]
+    try:
+        await tail.until(lambda: tail.lines == [b"g0"], "g0")
+        # All at once, the event loop busy: g1 is created, rotated over g0's name, and deleted
+        # before the source can look. g0 stays readable through the descriptor it holds.
+        log.replace(rotated)
+        log.write_bytes(b"g1\n")
+        log.replace(rotated)
+        rotated.unlink()
+        log.write_bytes(b"g2\n")
+        await tail.lines_are([b"g0", b"g2"])
+        assert lost(registry, "files_lost") == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

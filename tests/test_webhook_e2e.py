@@ -255,9 +255,10 @@ def test_opted_in_pods_are_stored_injected_and_others_never_reach_the_webhook(
         assert sidecar["restartPolicy"] == "Always"
         assert sidecar["image"] == IMAGE
         assert native["metadata"]["annotations"][STATUS_ANNOTATION] == "injected"
+        # The default source, the app's own log through the API: rules, and the state emptyDir.
         assert [v["name"] for v in native["spec"]["volumes"]] == [
-            "event-sidecar-logs",
             "event-sidecar-rules",
+            "event-sidecar-state",
         ], "a pod with no volumes gets the whole array"
 
         classic = create_pod(
@@ -437,6 +438,7 @@ MANIFESTS = REPO_ROOT / "manifests"
 #: real schemas live with cert-manager and the Prometheus Operator, so fields are not validated.
 MINIMAL_CRDS = [
     ("monitoring.coreos.com", "PodMonitor", "podmonitors"),
+    ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
     ("monitoring.coreos.com", "PrometheusRule", "prometheusrules"),
     ("cert-manager.io", "Certificate", "certificates"),
     ("cert-manager.io", "Issuer", "issuers"),

@@ -13,11 +13,13 @@ from typing import Any
 
 import yaml
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from sidecar.cli.options import host_port
 from sidecar.cli.table import LOG_LEVELS
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.heap import freeze_startup_objects
+from sidecar.inject.annotations import Resources
 from sidecar.inject.settings import InjectSettings
 from sidecar.logs import configure_logging
 
@@ -85,7 +87,10 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         help="inject as a native sidecar (Kubernetes >= 1.29); 'false' for a classic container",
     )
     group.add_argument(
-        "--log-path", default=defaults.log_path, help="glob of the app's log files, by default"
+        "--log-path",
+        default=defaults.log_path,
+        help="glob of the app's log files, for pods naming neither log-path nor socket "
+        "(default: none, the sidecar follows the target container's log through the API)",
     )
     group.add_argument(
         "--sidecar-log-level",
@@ -98,6 +103,26 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.metrics_port,
         help="the sidecar's metrics port (the next free one if the pod uses it)",
     )
+    group.add_argument(
+        "--sidecar-resources",
+        type=resources_json,
+        default=defaults.resources,
+        metavar="JSON",
+        help='the sidecar\'s resources, e.g. \'{"requests": {"cpu": "10m"}, "limits": '
+        '{"memory": "192Mi"}}\' (default: requests cpu 10m, memory 96Mi; limit memory 192Mi)',
+    )
+
+
+def resources_json(text: str) -> dict[str, dict[str, str]]:
+    """`--sidecar-resources`: the JSON a Helm chart renders with `toJson`, checked like the pod's
+    `resources` annotation, so that a typo fails at start-up rather than in every injected pod."""
+    try:
+        return Resources.model_validate_json(text).to_container()
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(
+            'expected {"requests": {NAME: QUANTITY}, "limits": {NAME: QUANTITY}}: '
+            + "; ".join(e["msg"] for e in error.errors())
+        ) from None
 
 
 def _settings(args: argparse.Namespace) -> InjectSettings:
@@ -108,6 +133,7 @@ def _settings(args: argparse.Namespace) -> InjectSettings:
         log_path=args.log_path,
         log_level=args.sidecar_log_level,
         metrics_port=args.metrics_port,
+        resources=args.sidecar_resources,
     )
 
 

@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sidecar.cli.common import load_rules_or_report
 from sidecar.cli.options import add_options, resolve, settings_from
 from sidecar.cli.table import EVENT_OPTIONS
-from sidecar.events import EventNamer
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from sidecar.metrics import Metrics
 from sidecar.output import format_json_lines, format_table
@@ -85,7 +84,8 @@ def add_parsers(commands: Any) -> None:
     play.add_argument(
         "--kubeconfig",
         help="write the Events to this cluster instead of printing them ('' for in-cluster "
-        "or $KUBECONFIG)",
+        "or $KUBECONFIG); Events are named after their lines, so replaying a log again does "
+        "not double them",
     )
     play.add_argument("--context", help="kubeconfig context to use")
     play.add_argument(
@@ -138,9 +138,12 @@ def replay_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    memory = MemorySink(dict(args.api_version))
+    settings = replay_settings(args)
+    # Printing needs every Event; otherwise only those the correlator may still patch.
+    keep = settings.correlation.cache_size if args.output == "none" else None
+    memory = MemorySink(dict(args.api_version), keep=keep)
     sink: Sink = memory
-    namer = None
+    line_names = False
     if args.kubeconfig is not None:
         from sidecar import kube  # noqa: PLC0415 - only replay to a cluster pays for the client
 
@@ -151,7 +154,8 @@ def replay_command(args: argparse.Namespace) -> int:
         except kube.KubeConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_FAILURE
-        namer = EventNamer()  # wall clock: replaying a log twice must not collide
+        # Named after their lines as in `run`: a second replay of the log finds them written.
+        line_names = True
     try:
         with open_input(args.file) as stream:
             result = replay(
@@ -159,8 +163,8 @@ def replay_command(args: argparse.Namespace) -> int:
                 rules,
                 sink,
                 metrics,
-                settings=replay_settings(args),
-                namer=namer,
+                settings=settings,
+                line_names=line_names,
                 keep_writes=args.output == "writes",
             )
     except OSError as error:
@@ -265,7 +269,12 @@ def _format_summary(summary: dict[str, Any]) -> str:
                 else []
             ),
             f"events: {summary['created'] + summary['patched']} "
-            f"({summary['created']} created, {summary['patched']} patched)",
+            f"({summary['created']} created, {summary['patched']} patched)"
+            + (
+                f", {summary['already_written']} written before"
+                if summary["already_written"]
+                else ""
+            ),
             "dropped: "
             + (", ".join(f"{n} {cause}" for cause, n in dropped.items()) if dropped else "0"),
         ]

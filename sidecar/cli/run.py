@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +26,16 @@ from sidecar.metrics import Metrics
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import MemorySink, Sink
 from sidecar.sources.sockets import parse_address
+
+log = logging.getLogger(__name__)
+
+#: Seconds `asyncio.run` may spend after the daemon returned (cancelling what is left, closing the
+#: loop) before the process exits anyway: a task that swallows its cancellation must not keep a
+#: stopped sidecar alive.
+TEARDOWN_SECONDS = 5.0
+
+if TYPE_CHECKING:
+    from sidecar.kube import PodLogClient
 
 
 def add_parser(commands: Any) -> None:
@@ -61,9 +74,23 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     rules = load_rules_or_report(values["rules"])
     if rules is None:
         return EXIT_USAGE
-    if not (settings.files.paths or settings.sockets.tcp or settings.sockets.unix):
+    pod_log = settings.pod_log
+    if not (
+        settings.files.paths or settings.sockets.tcp or settings.sockets.unix or pod_log.container
+    ):
         print(
-            "error: no sources: give --file, --tcp or --unix (or their SIDECAR_ variables)",
+            "error: no sources: give --file, --tcp, --unix or --pod-log "
+            "(or their SIDECAR_ variables)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if pod_log.container and settings.files.paths:
+        print("error: --file and --pod-log cannot be combined", file=sys.stderr)
+        return EXIT_USAGE
+    if pod_log.container and not (pod_log.pod and pod_log.namespace):
+        print(
+            "error: --pod-log needs the pod and its namespace: --pod and --namespace, or "
+            "$POD_NAME and $POD_NAMESPACE from the downward API",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -76,7 +103,13 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     show_created_series(settings.http.created_series)
     metrics = Metrics(CollectorRegistry(), max_state_values=settings.transitions.max_state_values)
     try:
-        sink = _sink(values, metrics)
+        sink = _sink(values, metrics, settings.correlation.cache_size)
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    settings = _choose_events_api(settings, sink, metrics)
+    try:
+        logs = _pod_logs(values) if pod_log.container else None
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -86,21 +119,70 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         """The daemon needs a running loop (its queues and tasks belong to it)."""
         # A dry run has nothing to reach; a real sink's ping keeps /readyz current.
         ping = None if values["dry_run"] else sink.ping
-        daemon = Daemon(rules, sink, settings, metrics, ping=ping, rules_path=values["rules"])
-        return await daemon.run(install_signals=True)
+        daemon = Daemon(
+            rules, sink, settings, metrics, ping=ping, pod_log_api=logs, rules_path=values["rules"]
+        )
+        try:
+            code = await daemon.run(install_signals=True)
+        finally:
+            if logs is not None:
+                await logs.close()
+        _exit_after(TEARDOWN_SECONDS, code)
+        return code
 
     freeze_startup_objects()
     return asyncio.run(main())
 
 
-def _sink(values: Mapping[str, Any], metrics: Metrics) -> Sink:
-    """The Kubernetes sink; or memory for `--dry-run`.
+def _choose_events_api(settings: DaemonSettings, sink: Sink, metrics: Metrics) -> DaemonSettings:
+    """Resolve `--events-api auto` against the cluster (a dry run writes core/v1), and log the
+    choice; `event_sidecar_events_api_info` shows it."""
+    chosen, why = settings.events_api, "as asked"
+    if chosen == "auto":
+        choose = getattr(sink, "choose_events_api", None)
+        chosen, why = choose() if choose is not None else ("v1", "dry run")
+    log.info("writing Events to %s", chosen, extra={"events_api": chosen, "why": why})
+    return dataclasses.replace(settings, events_api=chosen)
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """End the process with `code` in `seconds` unless it has ended by then (a daemon thread)."""
+
+    def exit_now() -> None:
+        print(f"error: the process did not end {seconds:g} s after the daemon", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+
+
+def _pod_logs(values: Mapping[str, Any]) -> PodLogClient:
+    """The pod log API client, with the sink's configuration; even with `--dry-run` the log has
+    to be read from the API.
+
+    Raises:
+        RuntimeError: no usable Kubernetes configuration.
+    """
+    from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
+
+    try:
+        return kube.connect_pod_logs(
+            kubeconfig=values["kubeconfig"] or None, context=values["context"]
+        )
+    except kube.KubeConfigError as error:
+        raise RuntimeError(str(error)) from error
+
+
+def _sink(values: Mapping[str, Any], metrics: Metrics, keep: int) -> Sink:
+    """The Kubernetes sink; or memory for `--dry-run`, keeping the last `keep` Events only.
 
     Raises:
         RuntimeError: no usable Kubernetes configuration (the message says what was tried).
     """
     if values["dry_run"]:
-        return MemorySink()
+        return MemorySink(keep=keep)
     from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
 
     try:

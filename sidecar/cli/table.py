@@ -28,6 +28,10 @@ def _pod_name(environ: Mapping[str, str]) -> str:
     return environ.get("POD_NAME") or socket.gethostname()
 
 
+def _pod_namespace(environ: Mapping[str, str]) -> str:
+    return environ.get("POD_NAMESPACE", "")
+
+
 #: How Events are named, correlated and limited: `run` and `replay`.
 EVENT_OPTIONS: Final = (
     Option("--component", "source.component (default: the rules file's)", to=("component",)),
@@ -41,7 +45,7 @@ EVENT_OPTIONS: Final = (
         "--max-line-bytes",
         "longer lines are skipped and counted",
         parse=positive_int,
-        to=("files.max_line_bytes", "sockets.max_line_bytes"),
+        to=("files.max_line_bytes", "sockets.max_line_bytes", "pod_log.max_line_bytes"),
     ),
     Option(
         "--aggregate-max",
@@ -81,8 +85,9 @@ RUN_OPTIONS: Final = (
     Option("--file", "log file path or glob (repeatable)", kind="list", to=("files.paths",)),
     Option(
         "--start",
-        "where files are first read from: resume from the checkpoint (files it does not know "
-        "from the beginning), the end, or the beginning",
+        "where files are read from at a first start, when there is no checkpoint yet "
+        "(checkpoint and beginning: their beginning; end: their end); a restart with a "
+        "checkpoint always resumes from it (remove it to start afresh)",
         choices=("checkpoint", "end", "beginning"),
         to=("files.start",),
     ),
@@ -106,7 +111,8 @@ RUN_OPTIONS: Final = (
     ),
     Option(
         "--checkpoint",
-        "checkpoint file (default: next to the first --file, on its volume)",
+        "checkpoint file (default: next to the first --file, on its volume; none for "
+        "--pod-log, which then starts at the current instance's first line)",
         to=("checkpoint.path",),
     ),
     Option(
@@ -114,6 +120,24 @@ RUN_OPTIONS: Final = (
         "seconds between checkpoint writes",
         parse=positive_float,
         to=("checkpoint.interval",),
+    ),
+    Option(
+        "--pod-log",
+        "follow this container of the pod through the pod log API (`kubectl logs -f`): no "
+        "change to the controller; needs get on pods and pods/log",
+        to=("pod_log.container",),
+    ),
+    Option(
+        "--pod",
+        "the pod whose container --pod-log follows (default: $POD_NAME)",
+        to=("pod_log.pod",),
+        default_from=lambda environ: environ.get("POD_NAME", ""),
+    ),
+    Option(
+        "--namespace",
+        "its namespace (default: $POD_NAMESPACE)",
+        to=("pod_log.namespace",),
+        default_from=_pod_namespace,
     ),
     Option(
         "--tcp",
@@ -200,6 +224,12 @@ RUN_OPTIONS: Final = (
         to=("queues.drain_deadline",),
     ),
     Option(
+        "--retry-seconds",
+        "seconds between tries of an Event write the API did not answer, as client-go",
+        parse=positive_float,
+        to=("retry.interval_seconds",),
+    ),
+    Option(
         "--listen",
         "host:port of /metrics, /healthz and /readyz",
         parse=host_port,
@@ -219,5 +249,19 @@ RUN_OPTIONS: Final = (
         kind="switch",
     ),
     Option("--log-level", "the daemon's own log level", choices=LOG_LEVELS, default="info"),
+    Option(
+        "--events-api",
+        "where Events are written: events.k8s.io/v1 (with series), v1 (core), or auto: "
+        "events.k8s.io/v1 when served and allowed by RBAC, else v1",
+        choices=("auto", "events.k8s.io/v1", "v1"),
+        to=("events_api",),
+    ),
+    Option(
+        "--series-finish",
+        "events.k8s.io/v1: seconds a series may stay quiet before its final count is written "
+        "and it is closed (also how often series are checked), as client-go",
+        parse=positive_float,
+        to=("series_finish_seconds",),
+    ),
     *EVENT_OPTIONS,
 )

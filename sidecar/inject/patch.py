@@ -25,6 +25,11 @@ from sidecar.inject.settings import InjectSettings
 
 SIDECAR_NAME: Final = "event-sidecar"
 LOG_VOLUME: Final = "event-sidecar-logs"
+STATE_VOLUME: Final = "event-sidecar-state"
+STATE_DIR: Final = "/var/run/event-sidecar"
+"""The pod log source's checkpoint lives here, on an `emptyDir`: it survives a restart of the
+sidecar container, so a restarted sidecar neither loses nor doubles a line."""
+STATE_SIZE_LIMIT: Final = "1Mi"
 RULES_VOLUME: Final = "event-sidecar-rules"
 RULES_DIR: Final = "/etc/event-sidecar"
 RULES_KEY: Final = "rules.yaml"
@@ -69,6 +74,12 @@ class _Plan:
     log_mount: Mapping[str, Any] | None
     """The app's existing mount of the log directory, when it has one (the sidecar shares it)."""
     rules_volume: str
+    state_volume: str
+
+    @property
+    def pod_log(self) -> bool:
+        """Neither a file nor a socket: follow the target container's log (the default)."""
+        return self.log_path is None and not self.options.socket
 
 
 def is_injected(pod: Pod) -> bool:
@@ -145,6 +156,7 @@ def _plan(pod: Pod, settings: InjectSettings) -> _Plan:
         log_volume_exists=log_mount is not None,
         log_mount=log_mount,
         rules_volume=_unique(RULES_VOLUME, taken_volumes),
+        state_volume=_unique(STATE_VOLUME, taken_volumes | {RULES_VOLUME, LOG_VOLUME}),
     )
 
 
@@ -155,11 +167,16 @@ def _add_volumes(spec: Mapping[str, Any], plan: _Plan, settings: InjectSettings)
     if plan.log_path and not plan.log_volume_exists:
         size = settings.log_volume_size_limit
         new.insert(0, {"name": plan.log_volume, "emptyDir": {"sizeLimit": size}})
+    if plan.pod_log:
+        new.append({"name": plan.state_volume, "emptyDir": {"sizeLimit": STATE_SIZE_LIMIT}})
     return _append("/spec", spec, "volumes", new)
 
 
 def _wire_target(spec: Mapping[str, Any], plan: _Plan) -> list[Operation]:
-    """Give the app container the log directory mount, or the socket address in its env."""
+    """Give the app container the log directory mount, or the socket address in its env; with
+    the pod log source the app container is left exactly as it is."""
+    if plan.pod_log:
+        return []
     container = spec["containers"][plan.target]
     path = f"/spec/containers/{plan.target}"
     if plan.log_path is None:
@@ -176,13 +193,17 @@ def _wire_target(spec: Mapping[str, Any], plan: _Plan) -> list[Operation]:
 def _sidecar(plan: _Plan, settings: InjectSettings) -> dict[str, Any]:
     """The sidecar container: `event-sidecar run`, restricted-compliant, small and read-only."""
     options = plan.options
-    if plan.log_path is None:
+    if plan.pod_log:
+        source = ["--pod-log", plan.target_name, "--checkpoint", f"{STATE_DIR}/checkpoint.json"]
+    elif plan.log_path is None:
         source = ["--tcp", str(options.socket).removeprefix("tcp://")]
     else:
         source = ["--file", plan.log_path]
     mounts: list[dict[str, Any]] = [
         {"name": plan.rules_volume, "mountPath": RULES_DIR, "readOnly": True}
     ]
+    if plan.pod_log:
+        mounts.append({"name": plan.state_volume, "mountPath": STATE_DIR})
     if plan.log_path is not None:
         # Writable: `run` keeps its checkpoint next to the first log file, on this volume, so
         # that a restarted sidecar resumes where it stopped.
@@ -220,7 +241,7 @@ def _sidecar(plan: _Plan, settings: InjectSettings) -> dict[str, Any]:
             "failureThreshold": 3,
         },
         "resources": options.resources.to_container() if options.resources else settings.resources,
-        "securityContext": _restricted(settings.run_as_user),
+        "securityContext": restricted_security_context(settings.run_as_user),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }
@@ -229,7 +250,7 @@ def _sidecar(plan: _Plan, settings: InjectSettings) -> dict[str, Any]:
     return container
 
 
-def _restricted(uid: int) -> dict[str, Any]:
+def restricted_security_context(uid: int) -> dict[str, Any]:
     """A securityContext that passes the `restricted` Pod Security Standard on its own, so the
     injected container never gets a restricted namespace's pod rejected."""
     return {

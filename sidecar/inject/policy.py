@@ -35,7 +35,11 @@ from sidecar.inject.patch import (
     RULES_VOLUME,
     SIDECAR_NAME,
     SOCKET_ENV,
+    STATE_DIR,
+    STATE_SIZE_LIMIT,
+    STATE_VOLUME,
     escape,
+    restricted_security_context,
 )
 from sidecar.inject.settings import InjectSettings
 
@@ -109,8 +113,10 @@ def _variables(settings: InjectSettings) -> list[tuple[str, str]]:
         (
             "logPath",
             f"variables.socket != '' ? '' : "
-            f"{_annotation('log-path')}.orValue({render(settings.log_path)})",
+            f"{_annotation('log-path')}.orValue({render(settings.log_path or '')})",
         ),
+        # Neither a file nor a socket: the target container's log through the API (the default).
+        ("podLog", "variables.socket == '' && variables.logPath == ''"),
         (
             "logDir",
             "variables.logPath == '' ? '' : "
@@ -135,6 +141,12 @@ def _variables(settings: InjectSettings) -> list[tuple[str, str]]:
             + _unique(LOG_VOLUME, "variables.volumeNames"),
         ),
         ("rulesVolume", _unique(RULES_VOLUME, "variables.volumeNames")),
+        (
+            "stateVolume",
+            _unique(
+                STATE_VOLUME, f"(variables.volumeNames + {render([RULES_VOLUME, LOG_VOLUME])})"
+            ),
+        ),
         (
             "port",
             f"{ports}.filter(p, !(object.spec.containers + object.spec.?initContainers"
@@ -227,10 +239,13 @@ def _sidecar(settings: InjectSettings) -> dict[str, Any]:
         ": optional.none()}]"
     )
     rules_mount = {"name": Cel("variables.rulesVolume"), "mountPath": RULES_DIR, "readOnly": True}
+    checkpoint = render(["--checkpoint", f"{STATE_DIR}/checkpoint.json"])
     source = Cel(
-        "(variables.logPath == '' ? ['--tcp', variables.socket.substring(6)] "
+        f"(variables.podLog ? ['--pod-log', string(variables.targetName)] + {checkpoint} : "
+        "variables.logPath == '' ? ['--tcp', variables.socket.substring(6)] "
         ": ['--file', variables.logPath])"
     )
+    state_mount = {"name": Cel("variables.stateVolume"), "mountPath": STATE_DIR}
     uid = settings.run_as_user
     return {
         "name": SIDECAR_NAME,
@@ -260,18 +275,11 @@ def _sidecar(settings: InjectSettings) -> dict[str, Any]:
             "failureThreshold": 3,
         },
         "resources": settings.resources,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "runAsGroup": uid,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_security_context(uid),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": Cel(
-            f"(variables.logPath == '' ? [] : {log_mount}) + [{render(rules_mount)}]"
+            f"(variables.logPath == '' ? [] : {log_mount}) + [{render(rules_mount)}] + "
+            f"(variables.podLog ? [{render(state_mount)}] : [])"
         ),
         "?restartPolicy": Cel("variables.native ? optional.of(dyn('Always')) : optional.none()"),
     }
@@ -294,15 +302,20 @@ def _patch_expression(settings: InjectSettings) -> str:
     rules_cm = f"{_annotation('rules-configmap')}.orValue({render(settings.rules_configmap)})"
     log_volume = {"name": Cel("variables.logVolume"), "emptyDir": {"sizeLimit": size_limit}}
     rules_volume = {"name": Cel("variables.rulesVolume"), "configMap": {"name": Cel(rules_cm)}}
+    state_volume = {
+        "name": Cel("variables.stateVolume"),
+        "emptyDir": {"sizeLimit": STATE_SIZE_LIMIT},
+    }
     volumes = (
         f"(variables.logPath != '' && variables.logMounts.size() == 0 ? "
-        f"[{render(log_volume)}] : []) + [{render(rules_volume)}]"
+        f"[{render(log_volume)}] : []) + [{render(rules_volume)}] + "
+        f"(variables.podLog ? [{render(state_volume)}] : [])"
     )
     app = ("variables.app", "'/spec/containers/' + string(variables.target)")
     socket_env = render([{"name": SOCKET_ENV, "value": Cel("variables.socket")}])
     app_mount = render([{"name": Cel("variables.logVolume"), "mountPath": Cel("variables.logDir")}])
     wire = (
-        f"(variables.logPath == '' ? "
+        f"(variables.podLog ? [] : variables.logPath == '' ? "
         f"(variables.app.?env.orValue([]).exists(e, e.name == {render(SOCKET_ENV)}) ? [] : "
         f"{_append(*app, 'env', socket_env)}) : "
         f"(variables.logMounts.size() > 0 ? [] : {_append(*app, 'volumeMounts', app_mount)}))"

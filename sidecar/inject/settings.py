@@ -40,9 +40,10 @@ class InjectSettings:
     sidecars exist since Kubernetes 1.29 (GA in 1.33) and let Jobs complete; turn this off only
     for older clusters. A pod's `native-sidecar` annotation overrides it."""
 
-    log_path: str = "/var/log/app/*.log"
-    """Glob of the controller's log files when the pod names neither a log path nor a socket.
-    Its directory becomes the shared `emptyDir` mount."""
+    log_path: str | None = None
+    """Glob of the controller's log files when the pod names neither a log path nor a socket;
+    its directory becomes the shared `emptyDir` mount. None (the default): the sidecar follows the
+    target container's own log through the pod log API, which needs no change to the controller."""
 
     log_level: str = "info"
     """The sidecar's own log level (`--log-level`)."""

@@ -15,7 +15,8 @@ One concern per module:
 - `discovery`: which group/version serves a kind, hand-written and cached (the client's dynamic
   discovery writes a cache file to the temporary folder; the root filesystem is read-only);
 - `lookup`: an involved object's uid and resourceVersion, cached;
-- `sink`: `KubeSink`, the `Sink`: create, PATCH, ping, resolve.
+- `sink`: `KubeSink`, the `Sink`: create, PATCH, ping, resolve;
+- `logs`: `PodLogClient`, the pod log API streamed (the pod log source's edge).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Final
 from kubernetes import client as k8s_client
 
 from sidecar.kube.config import KubeConfigError, load_configuration
+from sidecar.kube.logs import PodLogClient
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.sink import STRATEGIC_MERGE_PATCH, KubeSink
 from sidecar.kube.transport import ClientTransport
@@ -38,7 +40,9 @@ __all__ = [
     "KubeConfigError",
     "KubeSettings",
     "KubeSink",
+    "PodLogClient",
     "connect",
+    "connect_pod_logs",
     "load_configuration",
 ]
 
@@ -63,3 +67,12 @@ def connect(
     api = k8s_client.ApiClient(configuration)
     api.user_agent = USER_AGENT
     return KubeSink(ClientTransport(api, metrics, settings.request_timeout), metrics, settings)
+
+
+def connect_pod_logs(*, kubeconfig: str | None, context: str | None = None) -> PodLogClient:
+    """A `PodLogClient` with the same configuration `connect` would load.
+
+    Raises:
+        KubeConfigError: as `connect`.
+    """
+    return PodLogClient(load_configuration(kubeconfig=kubeconfig, context=context), USER_AGENT)

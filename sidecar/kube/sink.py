@@ -6,12 +6,14 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from sidecar.events import Event, InvolvedObject
+from sidecar.events_v1 import ModernEvent
 from sidecar.kube.errors import describe, refusal
+from sidecar.kube.events_api import choose_events_api, own_namespace
 from sidecar.kube.lookup import ObjectLookup
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.transport import JSON, Transport, get, send
 from sidecar.metrics import Metrics
-from sidecar.model import ObjectTarget
+from sidecar.model import EventsApi, ObjectTarget
 from sidecar.sinks import Unreachable
 
 STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
@@ -82,6 +84,30 @@ class KubeSink:
         )
         if answer.status >= 300:
             raise refusal("patch", answer)
+
+    def create_modern(self, event: ModernEvent) -> None:
+        """POST an events.k8s.io/v1 Event; the same errors as `create`."""
+        path = f"/apis/events.k8s.io/v1/namespaces/{quote(event.namespace, safe='')}/events"
+        answer = send(
+            self._transport, "create", "POST", path, body=event.to_body(), content_type=JSON
+        )
+        if answer.status >= 300:
+            raise refusal("create", answer)
+
+    def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None:
+        """Strategic-merge PATCH an events.k8s.io/v1 Event's series; the same errors as
+        `patch` (404: the Event expired, and the Recorder re-creates it)."""
+        namespace, name = quote(event.namespace, safe=""), quote(event.name, safe="")
+        path = f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/{name}"
+        answer = send(
+            self._transport, "patch", "PATCH", path, body=patch, content_type=STRATEGIC_MERGE_PATCH
+        )
+        if answer.status >= 300:
+            raise refusal("patch", answer)
+
+    def choose_events_api(self, namespace: str | None = None) -> tuple[EventsApi, str]:
+        """See `sidecar.kube.events_api.choose_events_api`; `namespace` defaults to our own."""
+        return choose_events_api(self._transport, namespace or own_namespace())
 
     def ping(self) -> str:
         """GET /version; return the server's gitVersion.

@@ -118,6 +118,10 @@ class CompiledRule:
     literals: frozenset[bytes] | None
     #: The checks `matches` runs, in its order, named for `explain`.
     checks: tuple[Check, ...] = ()
+    #: events.k8s.io/v1's `action` ("": the Event's reason), and the resolver of its
+    #: optional `related` object.
+    action: str = ""
+    resolve_related: Callable[[Record], ObjectTarget] | None = None
 
     def first_failure(self, record: Record) -> Check | None:
         """The first condition `record` fails (None: the rule matches).
@@ -192,6 +196,12 @@ def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRul
         resolve_object=_compile_object(rule.object, compile_template),
         literals=_literals(rule.match),
         checks=checks,
+        action=rule.action or "",
+        resolve_related=(
+            None
+            if rule.related is None
+            else _compile_object(None if rule.related == "auto" else rule.related, compile_template)
+        ),
     )
 
 

@@ -12,6 +12,8 @@ rules:
       logger: quota                  # optional, same forms as message
       fields: {resource: {any: [cpu, memory]}, hard: {exists: true}}
     object: auto                     # or {apiVersion, kind, ref} or {kind, namespace, name}
+    related: {kind: Pod, ref: pod}   # optional, events.k8s.io/v1 only: same forms as object
+    action: Scaling                  # optional, events.k8s.io/v1 only (default: the reason)
     transition: {key: "{resource}", state: "{hard}", first: skip}   # tracker: shares state
     cases:                           # optional, in order: type/reason/message by {to}/{from}
       - {when: {to: "0"}, type: Warning, reason: QuotaRemoved}
@@ -243,6 +245,11 @@ class Rule(_Strict):
     match: Match
     #: None means `auto`: controller-runtime's controllerGroup/controllerKind and namespace/name.
     object: ObjectSpec | None = None
+    #: events.k8s.io/v1's `related`: a second object the Event concerns (e.g. the Pod a change
+    #: affected); same forms as `object`. Ignored when writing core/v1 Events.
+    related: ObjectSpec | Literal["auto"] | None = None
+    #: events.k8s.io/v1's `action` (what was done or failed); None takes the reason.
+    action: str | None = Field(default=None, min_length=1, max_length=128)
     transition: Transition | None = None
     #: Ordered; the first whose `when` holds decides; the rule's type/reason/message are the
     #: default. Only for transition rules, since cases choose by `{from}` and `{to}`.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.model import FilePosition
+from sidecar.model import FilePosition, PodLogPosition
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +23,8 @@ class Block:
     read_at: float
     #: File sources: every file's position once `data` is recorded; None for sockets.
     positions: tuple[FilePosition, ...] | None = None
+    #: The pod log source: its position once `data` is recorded; None for the others.
+    pod_log: PodLogPosition | None = None
+    #: The pod log source: the kubelet's time of the block's last line (seconds since the
+    #: epoch), the time of the block's lines that carry none of their own.
+    stamp_time: float | None = None

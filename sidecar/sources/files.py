@@ -10,12 +10,24 @@ so backpressure loses nothing.
 - **Rename rotation.** When a path names another file, or no file, the file we had is kept open
   and read to its end, and for `rotate_wait` seconds more (the writer may still write to its old
   handle); the new file is read from its start. Nothing is lost.
-- **copytruncate.** A file shorter than our offset, or whose first bytes changed, was truncated:
-  it is read again from the start and counted (`rotations{kind="truncate"}`). Lines written between
-  the copy and the truncation are lost, as with every log shipper; rename rotation is better.
-- **Change detection.** inotify on the directories when available, else polling
-  (`sidecar.sources.watch`). Both only decide *when* to look; the same scan and read code runs
-  either way, so the results are the same.
+- **New files are opened at once**, whatever the reading side is doing: inotify events are handled
+  as they arrive (`sidecar.sources.watch`), even while the source waits for room in a full queue,
+  and a created file is opened then. An open file stays readable after it is renamed, replaced or
+  deleted, so every generation is read to its end, in order, once the queue has room. A file
+  renamed away before we saw it is found under its new name (the rename's `IN_MOVED_TO`). One
+  created and gone before we could open it is counted (`files_lost`); its bytes are unknowable.
+  Polling runs the same scan on a timer, also while the source waits, but cannot see a file created
+  and rotated away within one interval.
+- **copytruncate.** A file shorter than our offset, or whose first bytes changed (it was truncated
+  and written again before we looked), was truncated. What we had not read yet is read from the
+  copy, found in the same directory by the fingerprint of its first bytes; the file is read again
+  from its start (`rotations{kind="truncate"}`). Without a copy, or when the copy is shorter than
+  what we had seen, the unread bytes are counted (`bytes_lost{cause="truncated"}`). Before each read
+  is handed over, the file's first bytes are checked: a truncated file that grew past our offset
+  is never read from the middle of its new content, so no line is handed over twice. Lines written
+  between the copy and the truncation are lost, as with every log shipper.
+- **Change detection.** inotify on the directories when available, else polling. Both run the same
+  scan and read code, so the results are the same, within polling's limit above.
 - **Positions.** Each block carries every file's offset just past the last complete line handed
   over. The daemon checkpoints those offsets only once the Events from the block are recorded.
 
@@ -26,6 +38,7 @@ most `read_size` bytes, and a thread hop per read would cost more than the read.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import glob
 import hashlib
 import logging
@@ -41,11 +54,16 @@ from sidecar.model import FilePosition
 from sidecar.scan import LineFramer
 from sidecar.settings import FileSettings
 from sidecar.sources import Block
-from sidecar.sources.watch import ChangeWatcher
+from sidecar.sources.watch import Changes, ChangeWatcher
 
 log = logging.getLogger(__name__)
 
 FileId = tuple[int, int]
+
+#: Recently created files remembered as possible copytruncate copies.
+_RECENT_CREATED = 256
+#: Compressed copies are not read (logrotate's `compress`).
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
 
 
 def fingerprint(data: bytes) -> str:
@@ -71,6 +89,11 @@ class _Followed:
     #: `time.monotonic()` when its path stopped naming it (rotated or deleted); None while it does.
     gone_since: float | None = None
     last_growth: float = field(default_factory=time.monotonic)
+    #: The largest size seen: at a truncation, what we had not read yet is at most this minus
+    #: `committed`.
+    seen_size: int = 0
+    #: Incremented at each truncation, so that a read loop notices its offset was reset.
+    generation: int = 0
 
     @property
     def file_id(self) -> FileId:
@@ -121,10 +144,22 @@ class FileSource:
         #: Real paths never read: the checkpoint, the file our stderr goes to.
         self._exclude = exclude | _stderr_file()
         self._files: dict[FileId, _Followed] = {}
-        self._watcher = ChangeWatcher(settings)
+        self._watcher = ChangeWatcher(settings, self._on_changes)
+        #: Files the patterns named when created (inotify), and new files we opened: their
+        #: difference is what was created and gone before it could be opened.
+        self._created = 0
+        self._opened_new = 0
+        self._lost_files = 0
+        #: Files created lately beside ours that no pattern names, oldest first: copytruncate's
+        #: copies, when several rotations happened before we noticed the first one.
+        self._recent_created: list[str] = []
+        #: Positions changed outside the reading loop (a change callback): emit them.
+        self._dirty = False
         # Dashboards should see zeros, not gaps.
         for kind in ("rename", "truncate"):
             metrics.rotations.labels(name, kind)
+        metrics.files_lost.labels(name)
+        metrics.bytes_lost.labels(name, "truncated")
         metrics.source_lag.labels(name).set(0)
         #: True once the first scan has opened what exists: `/readyz`'s "sources open".
         self.ready = False
@@ -143,6 +178,7 @@ class FileSource:
         """Follow the files until cancelled."""
         self._watcher.start()
         try:
+            self._watcher.discard_pending()
             self._scan(first=True)
             self.ready = True
             await self._emit_positions()
@@ -154,7 +190,9 @@ class FileSource:
                     await self._emit_positions()
                 if not busy:
                     await self._watcher.wait()
-                if self._scan(first=False):
+                changed = self._scan(first=False) | self._dirty
+                self._dirty = False
+                if changed:
                     await self._emit_positions()
         finally:
             self._watcher.stop()
@@ -186,13 +224,15 @@ class FileSource:
         changed = False
         found = self._expand()
         lag = 0
-        for file_id, followed in self._files.items():
+        for file_id, followed in list(self._files.items()):
             if file_id in found:
                 path, info = found[file_id]
                 followed.path = path
                 if followed.gone_since is not None:
                     followed.gone_since = None
-                changed |= self._check_truncation(followed, info.st_size)
+                generation = followed.generation
+                self._watch_size(followed)
+                changed |= followed.generation != generation
                 lag += max(0, info.st_size - followed.offset)
             elif followed.gone_since is None:
                 followed.gone_since = now
@@ -217,22 +257,28 @@ class FileSource:
         except OSError as error:
             log.warning("cannot open %s: %s", path, error)
             return
-        followed = _Followed(
+        followed = self._follow(path, fd, info, 0)
+        followed.refresh_fingerprint(self.settings.fingerprint_bytes)
+        if first:
+            followed.offset = followed.committed = self._first_offset(followed, info.st_size)
+        else:
+            self._opened_new += 1
+        self._files[followed.file_id] = followed
+        log.info("following file", extra={"path": path, "offset": followed.offset})
+
+    def _follow(self, path: str, fd: int, info: os.stat_result, offset: int) -> _Followed:
+        """A file open as `fd`, to read from `offset`; its fingerprint is not read yet."""
+        return _Followed(
             path=path,
             fd=fd,
             device=info.st_dev,
             inode=info.st_ino,
             fingerprint="",
             fingerprint_size=0,
-            offset=0,
-            committed=0,
+            offset=offset,
+            committed=offset,
             framer=LineFramer(self.settings.max_line_bytes),
         )
-        followed.refresh_fingerprint(self.settings.fingerprint_bytes)
-        if first:
-            followed.offset = followed.committed = self._first_offset(followed, info.st_size)
-        self._files[followed.file_id] = followed
-        log.info("following file", extra={"path": path, "offset": followed.offset})
 
     def _first_offset(self, followed: _Followed, size: int) -> int:
         """Where a file found at start-up is read from."""
@@ -293,17 +339,228 @@ class FileSource:
         return changed
 
     def _check_truncation(self, followed: _Followed, size: int) -> bool:
-        """copytruncate: the file is shorter than our offset, or its first bytes changed."""
-        if size >= followed.offset and followed.starts_with(
+        """copytruncate: the file is shorter than our offset or than we saw it, or its first
+        bytes changed."""
+        if size >= max(followed.offset, followed.seen_size) and followed.starts_with(
             followed.fingerprint, followed.fingerprint_size
         ):
             return False
-        self.metrics.rotations.labels(self.name, "truncate").inc()
-        log.info("file truncated; reading it from the start", extra={"path": followed.path})
-        followed.refresh_fingerprint(self.settings.fingerprint_bytes)
-        followed.offset = followed.committed = 0
-        followed.framer = LineFramer(self.settings.max_line_bytes)
+        self._truncated(followed)
         return True
+
+    def _truncated(self, followed: _Followed) -> None:
+        """Read what was unread from the copy, if there is one, else count it; then read the file
+        again from its start."""
+        self.metrics.rotations.labels(self.name, "truncate").inc()
+        unread = max(followed.seen_size, followed.offset) - followed.committed
+        copy = self._open_copy(followed)
+        if copy is not None:
+            unread -= max(0, os.fstat(copy.fd).st_size - followed.committed)
+        if unread > 0:
+            self.metrics.bytes_lost.labels(self.name, "truncated").inc(unread)
+            log.warning(
+                "file truncated before it was read to its end; unread bytes lost",
+                extra={"path": followed.path, "bytes": unread},
+            )
+        log.info(
+            "file truncated; reading it from the start",
+            extra={"path": followed.path, "copy": None if copy is None else copy.path},
+        )
+        followed.refresh_fingerprint(self.settings.fingerprint_bytes)
+        followed.offset = followed.committed = followed.seen_size = 0
+        followed.framer = LineFramer(self.settings.max_line_bytes)
+        followed.generation += 1
+        self._dirty = True
+
+    def _open_copy(self, followed: _Followed) -> _Followed | None:
+        """copytruncate's copy of `followed`: the file beside it that starts with the same bytes
+        and is at least as long as what we handed over, opened to be read from there on."""
+        directory = os.path.dirname(followed.path)  # noqa: PTH120
+        try:
+            entries = list(os.scandir(directory or "."))
+        except OSError:
+            return None
+        best: tuple[int, os.DirEntry[str]] | None = None
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if (
+                (info.st_dev, info.st_ino) in self._files
+                or info.st_size < max(followed.committed, followed.fingerprint_size, 1)
+                or os.path.realpath(entry.path) in self._exclude
+                or (best is not None and best[0] >= info.st_size)
+            ):
+                continue
+            try:
+                with open(entry.path, "rb") as candidate:  # noqa: PTH123
+                    head = candidate.read(followed.fingerprint_size)
+            except OSError:
+                continue
+            if fingerprint(head) == followed.fingerprint:
+                best = (info.st_size, entry)
+        if best is None:
+            return None
+        entry = best[1]
+        copy = self._open_rotated(entry.path, followed.committed, followed)
+        if copy is not None:
+            self._open_later_copies(entry.path, followed)
+        return copy
+
+    def _open_later_copies(self, first_copy: str, followed: _Followed) -> None:
+        """The copies created after `first_copy`: generations that were copied and truncated
+        away before we noticed the first truncation. Each is read whole, oldest first, except a
+        copy of what `followed` holds now (copied, not truncated yet: it is read from the file)."""
+        recent, self._recent_created = self._recent_created, []
+        if first_copy not in recent:
+            return
+        later = recent[len(recent) - recent[::-1].index(first_copy) :]
+        for path in dict.fromkeys(later):
+            if path.endswith(_COMPRESSED):
+                continue
+            try:
+                info = os.stat(path)  # noqa: PTH116
+            except OSError:
+                continue
+            if (
+                stat.S_ISREG(info.st_mode)
+                and (info.st_dev, info.st_ino) not in self._files
+                and os.path.realpath(path) not in self._exclude
+            ):
+                copy = self._open_rotated(path, 0, None)
+                if copy is not None and followed.starts_with(
+                    copy.fingerprint, copy.fingerprint_size
+                ):
+                    os.close(self._files.pop(copy.file_id).fd)
+
+    def _open_rotated(self, path: str, offset: int, original: _Followed | None) -> _Followed | None:
+        """Open a copy to read from `offset` to its end (it starts with `original`'s bytes)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        info = os.fstat(fd)
+        copy = self._follow(path, fd, info, offset)
+        copy.gone_since, copy.seen_size = time.monotonic(), info.st_size
+        if original is None:
+            copy.refresh_fingerprint(self.settings.fingerprint_bytes)
+        else:
+            copy.fingerprint = original.fingerprint
+            copy.fingerprint_size = original.fingerprint_size
+            if not copy.starts_with(original.fingerprint, original.fingerprint_size):
+                os.close(fd)  # replaced between the look and the open
+                return None
+        self._files[copy.file_id] = copy
+        log.info("reading a copytruncate copy", extra={"path": path, "offset": offset})
+        return copy
+
+    # -- changes as they happen --------------------------------------------------------------------
+
+    def _on_changes(self, changes: Changes) -> None:
+        """What the watcher saw, handled now even if the reading loop waits for queue room: open
+        new and renamed-away files before they can disappear, notice truncations."""
+        if not self.ready:
+            return
+        now = time.monotonic()
+        self._recent_created.extend(
+            path
+            for path in changes.created
+            if not self._named(path) and not os.path.basename(path).startswith(".")  # noqa: PTH119
+        )
+        del self._recent_created[:-_RECENT_CREATED]
+        for old, new in changes.renamed:
+            self._follow_rename(old, new, now)
+        self._created += sum(
+            1
+            for path in (*changes.created, *changes.moved_in)
+            if self._named(path) and os.path.realpath(path) not in self._exclude
+        )
+        if changes.rescan or changes.created or changes.renamed or changes.moved_in:
+            self._dirty |= self._scan(first=False)
+        else:
+            for followed in list(self._files.values()):
+                if followed.gone_since is None and followed.path in changes.modified:
+                    self._watch_size(followed)
+        self._count_lost_files()
+
+    def _watch_size(self, followed: _Followed) -> None:
+        """A followed file changed: notice a truncation now, and remember its size and first
+        bytes even if we cannot read it yet, so that the next truncation is noticed too (a file
+        emptied before we read any of it looks the same as before by its offset alone)."""
+        size = os.fstat(followed.fd).st_size
+        self._check_truncation(followed, size)
+        followed.seen_size = max(followed.seen_size, size)
+        if followed.fingerprint_size < min(size, self.settings.fingerprint_bytes):
+            self._extend_fingerprint(followed)
+
+    def _extend_fingerprint(self, followed: _Followed) -> bool:
+        """Fingerprint more of a short file's first bytes, unless they no longer start as before
+        (the writer, a thread of its own, may truncate it at any moment): then it was truncated.
+        Return whether it was."""
+        head = os.pread(followed.fd, self.settings.fingerprint_bytes, 0)
+        if fingerprint(head[: followed.fingerprint_size]) != followed.fingerprint:
+            self._truncated(followed)
+            return True
+        followed.fingerprint, followed.fingerprint_size = fingerprint(head), len(head)
+        return False
+
+    def _follow_rename(self, old: str, new: str, now: float) -> None:
+        """A rename: the file now at `new` is followed there; if we never opened it and it comes
+        from a name the patterns give (created and rotated before we looked), it is opened.
+
+        The file is identified by what `new` holds now, not by `old`: a path names several
+        generations one after the other, and this event may be older than our last scan."""
+        try:
+            info = os.stat(new)  # noqa: PTH116
+        except OSError:
+            return
+        followed = self._files.get((info.st_dev, info.st_ino))
+        if followed is None:
+            if (
+                not self._named(old)
+                or not stat.S_ISREG(info.st_mode)
+                or os.path.realpath(new) in self._exclude
+            ):
+                return
+            self._open(new, info, first=False)
+            followed = self._files.get((info.st_dev, info.st_ino))
+            if followed is None:
+                return
+            self._dirty = True
+        followed.path = new
+        if followed.gone_since is None and not self._named(new):
+            followed.gone_since = now
+            self.metrics.rotations.labels(self.name, "rename").inc()
+            self._dirty = True
+
+    def _named(self, path: str) -> bool:
+        """Whether the patterns name `path` (as `glob` would: a `*` does not match a leading
+        dot)."""
+        for pattern in self.settings.paths:
+            if not glob.has_magic(pattern):
+                if os.path.abspath(pattern) == os.path.abspath(path):  # noqa: PTH100
+                    return True
+                continue
+            name, name_pattern = os.path.basename(path), os.path.basename(pattern)  # noqa: PTH119
+            if name.startswith(".") and not name_pattern.startswith("."):
+                continue
+            if fnmatch.fnmatchcase(os.path.abspath(path), os.path.abspath(pattern)):  # noqa: PTH100
+                return True
+        return False
+
+    def _count_lost_files(self) -> None:
+        """Files the patterns named at creation, never opened: created and gone too soon."""
+        lost = self._created - self._opened_new
+        if lost > self._lost_files:
+            self.metrics.files_lost.labels(self.name).inc(lost - self._lost_files)
+            log.warning(
+                "file created and gone before it could be opened; its lines are lost",
+                extra={"files": lost - self._lost_files},
+            )
+            self._lost_files = lost
 
     async def _close_finished(self) -> bool:
         """Close rotated files that are read to the end and quiet for `rotate_wait` seconds."""
@@ -332,16 +589,18 @@ class FileSource:
         # Rotated files first, and the current ones only once those are read to their end: the
         # lines of a rotated file come before those of its successor, and transitions depend on
         # that order (after a restart, both may have a backlog).
-        rotated_busy = False
+        # Rotated files are read one after the other, oldest first, for the same reason.
         for followed in sorted(self._files.values(), key=lambda f: f.gone_since is None):
-            if rotated_busy and followed.gone_since is None:
-                break
+            if followed.file_id not in self._files:
+                continue  # closed meanwhile
+            generation = followed.generation
             for _ in range(4):
-                if not await self._read_once(followed):
+                if not await self._read_once(followed) or followed.generation != generation:
                     break
                 progressed = True
             else:
-                rotated_busy |= followed.gone_since is not None
+                if followed.gone_since is not None:
+                    break
         return progressed
 
     async def _read_once(self, followed: _Followed) -> bool:
@@ -349,12 +608,22 @@ class FileSource:
         size = self.settings.read_size
         data = os.pread(followed.fd, size, followed.offset)
         if not data:
+            if followed.gone_since is None:
+                self._check_truncation(followed, os.fstat(followed.fd).st_size)
+            return False
+        if not followed.starts_with(followed.fingerprint, followed.fingerprint_size):
+            # Truncated and written again since we last looked: `data` is from the middle of
+            # other lines.
+            self._truncated(followed)
+            return False
+        if followed.fingerprint_size < self.settings.fingerprint_bytes and self._extend_fingerprint(
+            followed
+        ):
             return False
         read_at = time.monotonic()
         followed.last_growth = read_at
         followed.offset += len(data)
-        if followed.fingerprint_size < self.settings.fingerprint_bytes:
-            followed.refresh_fingerprint(self.settings.fingerprint_bytes)
+        followed.seen_size = max(followed.seen_size, followed.offset)
         framer = followed.framer
         block = framer.feed(data)
         if block:

@@ -204,7 +204,9 @@ class SocketSource:
             started = time.monotonic()
             connection.reading = True
             try:
-                data = await asyncio.wait_for(reader.read(settings.read_size), timeout)
+                # Not `asyncio.wait_for`, which in Python 3.11 can swallow a cancellation.
+                async with asyncio.timeout(timeout):
+                    data = await reader.read(settings.read_size)
             except TimeoutError:
                 result = "line_timeout" if in_line else "idle_timeout"
                 self.metrics.connections.labels(self.name, result).inc()

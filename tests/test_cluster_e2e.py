@@ -1,0 +1,339 @@
+"""End to end in a small working cluster: the example controller's Deployment, injected by the
+webhook, scheduled to a kwok node, Running; its sidecar run as the kubelet would run it; the
+controller's stdout read through the pod log API, and the Events it stands for in the API.
+
+The cluster (tests/controlplane.py `start_cluster`): kube-apiserver, etcd,
+kube-controller-manager (Deployment -> ReplicaSet -> Pod, the `default` ServiceAccount, the
+`kube-root-ca.crt` ConfigMap), kube-scheduler (binds the pod to the kwok node) and kwok (marks it
+Running; serves the controller container's log from a CRI-format file this test writes, as a
+kubelet serves its containers' logs). The sidecar container of the stored Pod runs locally
+(tests/kubelet.py) with nothing on its command line written by the test: its own command, args,
+env (downward API resolved), the rules ConfigMap as files, and a TokenRequest token bound to the
+pod as its only credential.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from sidecar.inject import SIDECAR_NAME
+from tests.controlplane import KWOK_NODE, REPO_ROOT, ControlPlane
+from tests.kubelet import LocalContainer, prepare
+from tests.test_webhook_e2e import registered, run_webhook, wait_until_injecting
+
+pytestmark = pytest.mark.controlplane
+
+NAMESPACE = "quota-system"
+CONTAINER = "controller"
+RQA_GROUP = "autoscaling.example.com"
+
+
+@dataclass
+class Cluster:
+    cp: ControlPlane
+    api: client.ApiClient
+    logs: Path
+
+    @property
+    def log_file(self) -> Path:
+        return self.logs / "controller.log"
+
+    @property
+    def previous_log_file(self) -> Path:
+        return self.logs / "controller-previous.log"
+
+
+def cluster_logs(logs: Path) -> dict[str, Any]:
+    """kwok's configuration: the controller container's log (and previous log) in `logs`."""
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "ClusterLogs",
+        "metadata": {"name": "controller"},
+        "spec": {
+            "selector": {"matchNamespaces": [NAMESPACE]},
+            "logs": [
+                {
+                    "containers": [CONTAINER],
+                    "logsFile": str(logs / "controller.log"),
+                    "previousLogsFile": str(logs / "controller-previous.log"),
+                    "follow": True,
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Its own control plane: the controller-manager must not act on the shared one's objects."""
+    logs = tmp_path_factory.mktemp("kwok-logs")
+    (logs / "controller.log").touch()
+    (logs / "controller-previous.log").touch()
+    with ControlPlane() as cp:
+        cp.start_cluster([cluster_logs(logs)])
+        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+        try:
+            yield Cluster(cp, api, logs)
+        finally:
+            api.close()
+
+
+def append_cri(path: Path, *lines: str, stream: str = "stderr") -> None:
+    """What the container runtime writes for each line of the container's stderr (zap's)."""
+    with path.open("a") as out:
+        for line in lines:
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            out.write(f"{stamp} {stream} F {line}\n")
+            time.sleep(0.001)  # distinct stamps, as a real runtime's would mostly be
+
+
+def reconcile_error(n: int, *, with_time: bool = True) -> str:
+    """A controller-runtime "Reconciler error" zap JSON line about the team-a autoscaler."""
+    line: dict[str, Any] = {
+        "level": "error",
+        "msg": "Reconciler error",
+        "controller": "resourcequotaautoscaler",
+        "controllerGroup": RQA_GROUP,
+        "controllerKind": "ResourceQuotaAutoscaler",
+        "ResourceQuotaAutoscaler": {"name": "team-a", "namespace": NAMESPACE},
+        "namespace": NAMESPACE,
+        "name": "team-a",
+        "reconcileID": f"r-{n}",
+        "error": 'resourcequotas "team-a" is forbidden: exceeded ceiling',
+    }
+    if with_time:
+        line["ts"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(line)
+
+
+def install_rqa(
+    cp: ControlPlane, objects: Sequence[tuple[str, str]] = (("team-a", NAMESPACE),)
+) -> None:
+    """The example's CRD and ResourceQuotaAutoscalers (name, namespace)."""
+    crd: dict[str, Any] = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"resourcequotaautoscalers.{RQA_GROUP}"},
+        "spec": {
+            "group": RQA_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": "ResourceQuotaAutoscaler",
+                "plural": "resourcequotaautoscalers",
+                "singular": "resourcequotaautoscaler",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    cp.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    cp.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}")
+    for name, namespace in objects:
+        rqa = {
+            "apiVersion": f"{RQA_GROUP}/v1",
+            "kind": "ResourceQuotaAutoscaler",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        cp.kubectl("apply", "-f", "-", input=json.dumps(rqa))
+
+
+def running_pod(cp: ControlPlane, timeout: float = 120) -> dict[str, Any]:
+    """The Deployment's pod once the controller-manager, scheduler and kwok have done their part."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = json.loads(
+            cp.kubectl(
+                "get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=quota-autoscaler",
+                "-o", "json",
+            ).stdout
+        )["items"]  # fmt: skip
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        if running:
+            return dict(running[0])
+        assert time.monotonic() < deadline, f"no Running pod: {json.dumps(pods)[:2000]}"
+        time.sleep(0.5)
+
+
+def reconcile_error_counts(cp: ControlPlane) -> list[int]:
+    """`count` of each ReconcileError Event, as `kubectl get events` shows it in COUNT."""
+    events = json.loads(
+        cp.kubectl(
+            "get", "events", "-n", NAMESPACE, "--field-selector=reason=ReconcileError",
+            "-o", "json",
+        ).stdout
+    )["items"]  # fmt: skip
+    return sorted(int(e.get("count") or 1) for e in events)
+
+
+def wait_for_total(cp: ControlPlane, total: int, timeout: float = 60) -> list[int]:
+    """Until the ReconcileError counts add up to `total`; then a moment more, to see no more."""
+    deadline = time.monotonic() + timeout
+    while sum(counts := reconcile_error_counts(cp)) < total:
+        assert time.monotonic() < deadline, f"ReconcileError counts {counts}, want {total}"
+        time.sleep(0.5)
+    time.sleep(3)
+    counts = reconcile_error_counts(cp)
+    assert sum(counts) == total, f"doubled: {counts}, want a total of {total}"
+    return counts
+
+
+def restart(cluster: Cluster, pod: dict[str, Any], restart_count: int) -> None:
+    """What the kubelet reports after restarting the controller container (kwok never does):
+    a new instance, started now, with its restart count."""
+    statuses = pod["status"]["containerStatuses"]
+    status = next(s for s in statuses if s["name"] == CONTAINER)
+    time.sleep(1.1)  # a new start time, to the second
+    restarted = {
+        **status,
+        "restartCount": restart_count,
+        "state": {"running": {"startedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}},
+    }
+    others = [s for s in statuses if s["name"] != CONTAINER]
+    client.CoreV1Api(cluster.api).patch_namespaced_pod_status(
+        pod["metadata"]["name"], NAMESPACE, {"status": {"containerStatuses": [*others, restarted]}}
+    )
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        named = line.startswith((name + "{", name + " "))
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_ready(port: int, proc: Any, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"the sidecar exited:\n{log.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"sidecar not ready:\n{log.read_text()[-3000:]}"
+            time.sleep(0.3)
+
+
+def test_the_injected_example_reads_its_controllers_stdout_through_the_api(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cp, api = cluster.cp, cluster.api
+    cp.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml"))
+    install_rqa(cp)
+    with (
+        run_webhook(cp, tmp_path / "webhook") as hook,
+        registered(api, "event-sidecar-cluster-e2e", hook.url, cp.ca_pem, NAMESPACE),
+    ):
+        wait_until_injecting(api, NAMESPACE)
+        cp.kubectl("apply", "-k", str(REPO_ROOT / "manifests" / "example"))
+        pod = running_pod(cp)
+
+    # Injected with the default source, bound to the kwok node by the scheduler, Running.
+    assert pod["spec"]["nodeName"] == KWOK_NODE
+    [sidecar] = [c for c in pod["spec"].get("initContainers") or () if c["name"] == SIDECAR_NAME]
+    assert sidecar["args"][sidecar["args"].index("--pod-log") + 1] == CONTAINER
+    [controller] = [c for c in pod["spec"]["containers"] if c["name"] == CONTAINER]
+    assert "volumeMounts" not in controller or all(
+        "event-sidecar" not in m["name"] for m in controller["volumeMounts"]
+    ), "the controller's container is left as it is"
+
+    container: LocalContainer = prepare(cp, api, pod, SIDECAR_NAME, tmp_path / "kubelet")
+    assert container.env["POD_NAME"] == pod["metadata"]["name"]
+    assert container.env["POD_NAMESPACE"] == NAMESPACE
+    port = int(sidecar["ports"][0]["containerPort"])
+    log = tmp_path / "sidecar.log"
+
+    # Lines logged before the sidecar starts are news too: the instance is read from its start.
+    append_cri(cluster.log_file, reconcile_error(1), "not JSON: skipped", reconcile_error(2))
+    proc = container.start(log)
+    try:
+        wait_ready(port, proc, log)
+        append_cri(cluster.log_file, reconcile_error(3, with_time=False))
+        assert wait_for_total(cp, 3) == [3]
+        described = cp.kubectl(
+            "describe", f"resourcequotaautoscalers.{RQA_GROUP}", "team-a", "-n", NAMESPACE
+        ).stdout
+        assert "ReconcileError" in described and "exceeded ceiling" in described
+        table = cp.kubectl("get", "events", "-n", NAMESPACE).stdout
+        [row] = [line for line in table.splitlines() if "ReconcileError" in line]
+        assert "resourcequotaautoscaler/team-a" in row
+
+        # kill -9, lines meanwhile, restart: the checkpoint on the emptyDir resumes exactly.
+        proc.kill()
+        proc.wait()
+        append_cri(cluster.log_file, reconcile_error(4), reconcile_error(5))
+        proc = container.start(log)
+        wait_ready(port, proc, log)
+        wait_for_total(cp, 5)
+
+        # The container restarts before the sidecar read its last line: a new log instance, the
+        # old one kwok's previous log; the sidecar reads the previous tail, then the new one.
+        proc.kill()
+        proc.wait()
+        append_cri(cluster.log_file, reconcile_error(6))
+        cluster.log_file.replace(cluster.previous_log_file)
+        append_cri(cluster.log_file, reconcile_error(7))
+        restart(cluster, pod, 1)
+        proc = container.start(log)
+        wait_ready(port, proc, log)
+        wait_for_total(cp, 7)
+        assert metric(port, "event_sidecar_pod_log_gaps_total") == 0
+
+        # Two restarts while the sidecar is down: the instance between them was never read
+        # (its line 8 is lost), which is counted, and the newest is read from its start.
+        proc.kill()
+        proc.wait()
+        append_cri(cluster.log_file, reconcile_error(8))
+        cluster.log_file.replace(cluster.previous_log_file)
+        append_cri(cluster.log_file, reconcile_error(9))
+        restart(cluster, pod, 3)
+        proc = container.start(log)
+        wait_ready(port, proc, log)
+        wait_for_total(cp, 8)
+        assert metric(port, "event_sidecar_pod_log_gaps_total", reason="instance_missed") == 1
+
+        # The log rotated away while the sidecar was down: what it held is gone, counted.
+        proc.kill()
+        proc.wait()
+        cluster.log_file.unlink()
+        append_cri(cluster.log_file, reconcile_error(10))
+        proc = container.start(log)
+        wait_ready(port, proc, log)
+        wait_for_total(cp, 9)
+        assert metric(port, "event_sidecar_pod_log_gaps_total", reason="rotated") == 1
+
+        # Last, because kwok's node loses its addresses for a while after an apiserver restart
+        # (the log is unreachable until kwok sets them again): the restart breaks the stream, and
+        # lines logged meanwhile are read once after it.
+        cp.restart_apiserver()
+        append_cri(cluster.log_file, reconcile_error(11), reconcile_error(12))
+        wait_for_total(cp, 11, timeout=180)
+        assert metric(port, "event_sidecar_pod_log_reconnects_total") >= 1
+        assert metric(port, "event_sidecar_pod_log_gaps_total", reason="rotated") == 1
+    finally:
+        proc.terminate()
+        proc.wait(30)
