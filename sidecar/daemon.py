@@ -164,6 +164,7 @@ class Daemon:
             self.namer,
             metrics,
             self.checkpointer.commit if self.checkpointer else _ignore,
+            writes=settings.queues.writes,
         )
         self._runner: web.AppRunner | None = None
         #: The port `/metrics` is served on, once started.

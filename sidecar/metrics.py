@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 import sidecar.exposition  # noqa: F401 - lean /metrics: no `_created` series unless asked
 from sidecar.labels import DEFAULT_MAX_VALUES, LabelGuard
-from sidecar.model import DROP_CAUSES, RELOAD_RESULTS
+from sidecar.model import DELAY_CAUSES, DROP_CAUSES, RELOAD_RESULTS
 from sidecar.pipeline import Tally
 from sidecar.transitions import TransitionTracker
 
@@ -114,6 +114,15 @@ class Metrics:
         self.events_dropped = Counter(
             "event_sidecar_events_dropped",
             "Events not written, by cause.",
+            ["cause"],
+            registry=registry,
+        )
+        self.events_delayed = Counter(
+            "event_sidecar_events_delayed",
+            "Waits before an Event write was tried again because the API throttled it (429), by "
+            "cause: retry_after (the answer said how long: API Priority and Fairness) or "
+            "rate_limited (it did not: the EventRateLimit admission plugin; the object backs "
+            "off).",
             ["cause"],
             registry=registry,
         )
@@ -276,6 +285,8 @@ class Metrics:
         # Pre-create the fixed label values so dashboards see zeros, not gaps.
         for cause in DROP_CAUSES:
             self.events_dropped.labels(cause)
+        for delay in DELAY_CAUSES:
+            self.events_delayed.labels(delay)
         for result in RELOAD_RESULTS:
             self.rules_reloads.labels(result)
 

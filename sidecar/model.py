@@ -34,6 +34,7 @@ DropCause = Literal[
     "invalid",
     "rejected",
     "retries_exhausted",
+    "rate_limited",
     "shutdown",
 ]
 DROP_CAUSES: Final[tuple[DropCause, ...]] = get_args(DropCause)
@@ -67,6 +68,12 @@ AlreadyWritten = Literal["already_written"]
 #: What the Recorder did with one `EventSpec`: written, written before, or dropped and why; or,
 #: for events.k8s.io/v1, `series`: counted in a series in memory, written by the heartbeat.
 RecordOutcome = Written | AlreadyWritten | DropCause | Literal["series"]
+
+#: Why a write waited before it was tried again (`events_delayed{cause}`): `retry_after` is a 429
+#: with a Retry-After header (API Priority and Fairness), `rate_limited` one without it (the
+#: `EventRateLimit` admission plugin).
+DelayCause = Literal["retry_after", "rate_limited"]
+DELAY_CAUSES: Final[tuple[DelayCause, ...]] = get_args(DelayCause)
 
 #: `object_lookups{result}`: `hit` is any answer from the cache (found, forbidden or not found);
 #: `error` is a look-up that could not be made (the API unreachable or answering 5xx).
@@ -122,6 +129,13 @@ class RetrySettings:
     #: client-go's `sleepDuration`; the first wait is a random part of it so that many clients
     #: do not retry in step after an apiserver outage.
     interval_seconds: float = 10.0
+    #: The longest Retry-After honoured (API Priority and Fairness asks for a few seconds).
+    retry_after_max_seconds: float = 30.0
+    #: The first back-off of an object whose Event the `EventRateLimit` plugin refused (429
+    #: without Retry-After); it doubles per refusal in a row, up to `backoff_max_seconds`, and
+    #: each wait is a random 50-100 % of it so that objects do not retry in step.
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

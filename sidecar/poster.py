@@ -1,9 +1,20 @@
-"""The poster: one consumer of the Event queue, writing through the blocking `Recorder` on its own
-thread, and the checkpoint commits that follow the writes.
+"""The poster: one consumer of the Event queue, writing through the blocking `Recorder` with
+several writes in flight, and the checkpoint commits that follow the writes.
 
-The Recorder blocks while it retries (as client-go's does), so it runs on a dedicated daemon
-thread, never on the event loop. It is a daemon thread so that a shutdown whose deadline passed is
-not held up by a write still sleeping between retries.
+The Recorder blocks while it retries (as client-go's does), so it never runs on the event loop:
+- correlation (`Recorder.prepare`: resolve, build, correlate) runs on one thread, in queue
+  order, so dedup and aggregation decide exactly as a serial writer would;
+- the writes it decides on run on a small pool of threads (`writes`, default 8; the client's
+  connection pool keeps a connection per thread), bounded: the queue is not read further while
+  all are busy. Each object's writes are chained: one for object X starts after X's previous
+  write ended, so X's Events are created and PATCHed in order (and its rate-limit back-off is
+  its own). Writes about different objects overlap;
+- a `Mark` is committed once every write queued before it has ended (written or counted as
+  dropped), with the correlator's state taken when the mark was reached (after every decision
+  before it, before any after it); marks are committed in order.
+
+The threads are daemon threads so that a shutdown whose deadline passed is not held up by a write
+still sleeping between retries.
 
 What holds across a crash (`kill -9`), for the file source:
 - No line is skipped: a file's offset is checkpointed only after the Events of the lines before it
@@ -28,12 +39,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sidecar.checkpoint import Checkpoint
+from sidecar.correlate import Write
 from sidecar.events import EventNamer
 from sidecar.metrics import Metrics
 from sidecar.model import DropCause, EventSpec, RecordOutcome
-from sidecar.recorder import Recorder
+from sidecar.recorder import ObjectKey, Recorder, object_key
 from sidecar.threads import WorkerThread
 
 log = logging.getLogger(__name__)
@@ -104,7 +117,12 @@ class LineNamer(EventNamer):
 
 
 class Poster:
-    """Takes `Posting`s and `Mark`s off `events` in order; records the first, commits the second."""
+    """Takes `Posting`s and `Mark`s off `events` in order; records the first (up to `writes` at a
+    time, each object's in order), commits the second once everything before it is written.
+
+    `events.task_done()` is called for an item once it is fully handled (a Posting's write ended,
+    a Mark committed), so `events.join()` still means "everything queued is written".
+    """
 
     def __init__(
         self,
@@ -113,13 +131,29 @@ class Poster:
         namer: LineNamer,
         metrics: Metrics,
         commit: Callable[[Checkpoint], None],
+        *,
+        writes: int = 8,
     ) -> None:
+        if writes < 1:
+            raise ValueError(f"writes must be at least 1, not {writes}")
         self.events = events
         self.recorder = recorder
         self.namer = namer
         self.metrics = metrics
         self.commit = commit
-        self._worker = WorkerThread("event-sidecar-poster")
+        self._correlating = WorkerThread("event-sidecar-correlate")
+        self._writers = [WorkerThread(f"event-sidecar-write-{n}") for n in range(writes)]
+        #: Writers not busy; a write takes one once its object's previous write ended.
+        self._idle: asyncio.Queue[WorkerThread] = asyncio.Queue()
+        for writer in self._writers:
+            self._idle.put_nowait(writer)
+        #: At most `writes` Postings between correlation and the end of their write.
+        self._slots = asyncio.Semaphore(writes)
+        #: Each object's last write not ended yet (the next one for it waits for it).
+        self._chains: dict[ObjectKey, asyncio.Task[None]] = {}
+        #: Every write not ended yet, and the last mark not committed yet.
+        self._pending: set[asyncio.Task[None]] = set()
+        self._last_mark: asyncio.Task[None] | None = None
         #: Outcomes so far (create, patch or a drop cause), for logs and tests.
         self.outcomes: dict[str, int] = {}
 
@@ -129,38 +163,123 @@ class Poster:
             while True:
                 item = await self.events.get()
                 try:
-                    await self._handle(item)
-                finally:
+                    handed_over = await self._handle(item)
+                except BaseException:
                     self.events.task_done()
-                    self.metrics.queue_depth.set(self.events.qsize())
+                    raise
+                if not handed_over:
+                    self._done()
         finally:
-            self._worker.close()
+            self._correlating.close()
+            for writer in self._writers:
+                writer.close()
 
-    async def _handle(self, item: QueueItem) -> None:
-        """Commit a `Mark`; record a `Posting` on the worker thread and time its latency."""
+    def _done(self) -> None:
+        self.events.task_done()
+        self.metrics.queue_depth.set(self.events.qsize())
+
+    async def _handle(self, item: QueueItem) -> bool:
+        """Correlate a `Posting` and start its write, or take a `Mark`'s state and schedule its
+        commit; True when a task now owns the item (and will call `_done`)."""
         if type(item) is Mark:
-            item.reached = True
-            # Every Event before the mark is recorded: the correlator is at the mark's point.
-            state = await self._worker.call(self.recorder.correlator.export)
-            self.commit(replace(item.checkpoint, correlation=state))
-            return
+            # Every decision before the mark is taken, none after: the correlator is at the
+            # mark's point, whatever writes are still in flight.
+            state = await self._correlating.call(self.recorder.correlator.export)
+            waits = [*self._pending, *([self._last_mark] if self._last_mark else [])]
+            mark = asyncio.create_task(self._commit_after(waits, item, state))
+            self._last_mark = mark
+            return True
         assert type(item) is Posting
+        if not self.recorder.concurrent_writes:
+            await self._record_serially(item)
+            return False
         try:
-            outcome = await self._worker.call(lambda: self._record(item.spec))
+            decision = await self._correlating.call(lambda: self._prepare(item.spec))
         except Exception:
             # A bug must cost one Event, not the daemon: log it with the line's rule, count it.
             log.exception("cannot record an Event from rule %s", item.spec.rule)
             self.metrics.events_dropped.labels("invalid").inc()
+            return False
+        if not isinstance(decision, Write):
+            self._count(decision)
+            return False
+        await self._slots.acquire()
+        key = object_key(decision.event)
+        task = asyncio.create_task(self._write(self._chains.get(key), decision, item))
+        self._chains[key] = task
+        self._pending.add(task)
+        task.add_done_callback(lambda done: self._ended(key, done))
+        return True
+
+    def _ended(self, key: ObjectKey, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if self._chains.get(key) is task:
+            del self._chains[key]
+        self._slots.release()
+        self._done()
+
+    async def _write(
+        self, previous: asyncio.Task[None] | None, decision: Write, item: Posting
+    ) -> None:
+        """After `previous` (this object's last write) ended, write on an idle writer thread."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        writer = await self._idle.get()
+        try:
+            outcome = await writer.call(lambda: self.recorder.write(decision))
+        except Exception:
+            log.exception("cannot record an Event from rule %s", item.spec.rule)
+            self.metrics.events_dropped.labels("invalid").inc()
             return
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        finally:
+            self._idle.put_nowait(writer)
+        self._count(outcome)
+        if outcome in ("create", "patch", "already_written"):
+            self.metrics.event_latency.observe(time.monotonic() - item.read_at)
+
+    async def _commit_after(self, waits: list[asyncio.Task[Any]], mark: Mark, state: Any) -> None:
+        """Commit `mark` (with the correlator's `state` at its point) once `waits` ended."""
+        try:
+            if waits:
+                await asyncio.wait(waits)
+            mark.reached = True
+            self.commit(replace(mark.checkpoint, correlation=state))
+        except Exception:
+            log.exception("cannot commit a checkpoint")
+        finally:
+            self._done()
+
+    async def _record_serially(self, item: Posting) -> None:
+        """For a recorder that cannot split `prepare` from `write`: the whole `record` on the
+        correlating thread, after every write started before it ended."""
+        if self._pending:
+            await asyncio.wait(list(self._pending))
+        try:
+            outcome = await self._correlating.call(lambda: self._record(item.spec))
+        except Exception:
+            log.exception("cannot record an Event from rule %s", item.spec.rule)
+            self.metrics.events_dropped.labels("invalid").inc()
+            return
+        self._count(outcome)
         if outcome in ("create", "patch", "already_written"):
             self.metrics.event_latency.observe(time.monotonic() - item.read_at)
 
     def _record(self, spec: EventSpec) -> RecordOutcome:
-        """On the worker thread: record one Event under its line-derived name."""
+        """On the correlating thread: record one Event under its line-derived name."""
         self.namer.current = spec
         try:
             return self.recorder.record(spec)
+        finally:
+            self.namer.current = None
+
+    def _count(self, outcome: RecordOutcome) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def _prepare(self, spec: EventSpec) -> Write | DropCause:
+        """On the correlating thread: prepare one Event under its line-derived name."""
+        self.namer.current = spec
+        try:
+            return self.recorder.prepare(spec)
         finally:
             self.namer.current = None
 
@@ -175,6 +294,11 @@ class Poster:
             self.events.task_done()
             if type(item) is Posting:
                 dropped += 1
+        # Writes not ended: those still waiting are cancelled; one already on its thread runs
+        # to its end but is counted here (the daemon is past its deadline and will not know).
+        for task in list(self._pending):
+            task.cancel()
+            dropped += 1
         if dropped:
             self.metrics.events_dropped.labels(cause).inc(dropped)
         self.metrics.queue_depth.set(0)

@@ -1,8 +1,17 @@
 """Turning `EventSpec`s into written Events: resolve, build, correlate, write with retries.
 
-The one place where every Event's fate is decided and counted, shared by `replay` and the daemon
-(which calls it from its poster thread). It blocks while it retries, as client-go's recorder does,
-so it never runs on the event loop.
+The one place where every Event's fate is decided and counted, shared by `replay` and the daemon.
+It blocks while it retries, as client-go's recorder does, so it never runs on the event loop.
+`record` is `prepare` (resolve, build, correlate: in the order the lines came) then `write`; the
+daemon's poster calls `prepare` on one thread and `write` on several, one object's writes in
+order (`object_key`).
+
+A 429 is honoured two ways. With Retry-After (API Priority and Fairness) the write sleeps that
+long (at most `retry_after_max_seconds`) and tries again. Without it (the `EventRateLimit`
+admission plugin, whose limits are per namespace and per source and object) the object backs off
+(doubling, with jitter): while it does, its Normal Events are dropped (`rate_limited`) and its
+Warnings wait and are tried again, so the budget goes to what matters. Every wait is counted in
+`events_delayed{cause}`, every drop in `events_dropped{cause}`.
 
 An Event's time (firstTimestamp, lastTimestamp, and the correlator's clock) is its line's time,
 clamped to the wall clock when the line claims the future; a line without a time gets `clock()`
@@ -16,27 +25,54 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 from prometheus_client import Counter
 
 from sidecar.correlate import Correlator, Suppressed, Write
-from sidecar.events import EventNamer, InvalidEvent, make_event
+from sidecar.events import Event, EventNamer, InvalidEvent, InvolvedObject, make_event
 from sidecar.metrics import Metrics
 from sidecar.model import (
     AlreadyWritten,
+    DelayCause,
     DropCause,
     EventSpec,
     RecordOutcome,
     RetrySettings,
     Written,
 )
-from sidecar.sinks import NotFound, Refused, Sink, Unreachable
+from sidecar.sinks import NotFound, Refused, Sink, Throttled, Unreachable
 
 log = logging.getLogger(__name__)
 _DEFAULT_RETRY = RetrySettings()
+#: Objects in back-off remembered before the expired ones are forgotten.
+_BACKOFF_KEYS = 4096
+
+ObjectKey = tuple[str, str, str, str]
+
+
+def object_key(event: Event) -> ObjectKey:
+    """The object an Event is about, as `EventRateLimit` counts it (and the poster orders
+    writes): the Event's namespace and its involved object's kind, namespace and name."""
+    involved = event.involved
+    return (event.namespace, involved.kind, involved.namespace, involved.name)
+
+
+@dataclass(slots=True)
+class _Backoff:
+    """An object the `EventRateLimit` plugin refused: how often in a row, and until when."""
+
+    refusals: int
+    until: float
 
 
 class Recorder:
+    #: Whether `prepare` and `write` may be called apart (`write`s about different objects on
+    #: other threads). A subclass that only overrides `record` sets it False: the poster then
+    #: calls `record`, one at a time.
+    concurrent_writes: ClassVar[bool] = True
+
     def __init__(
         self,
         *,
@@ -51,6 +87,7 @@ class Recorder:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sink = sink
         self.correlator = correlator
@@ -63,25 +100,26 @@ class Recorder:
         self._sleep = sleep
         self._jitter = jitter
         self._wall_clock = wall_clock
+        self._monotonic = monotonic
         self._emitted: dict[tuple[str, str, str], Counter] = {}
+        #: Objects backing off after a 429 without Retry-After. Each key is only touched by the
+        #: writes of its object, which never overlap (the poster chains them).
+        self._backoff: dict[ObjectKey, _Backoff] = {}
 
     def record(self, spec: EventSpec) -> RecordOutcome:
         """Write the Event `spec` calls for; return what happened (a label, for logs and tests):
         `create`, `patch`, `already_written`, or the drop cause."""
+        decision = self.prepare(spec)
+        if isinstance(decision, Write):
+            return self.write(decision)
+        return decision
+
+    def prepare(self, spec: EventSpec) -> Write | DropCause:
+        """Resolve, build and correlate the Event `spec` calls for: the `Write` to make, or the
+        (counted) drop cause. Calls must come in the order of the lines: correlation counts."""
         involved = self.sink.resolve(spec.target)
-        line_time = spec.time
-        now = self.clock() if line_time is None else min(line_time, self._wall_clock())
         try:
-            event = make_event(
-                involved=involved,
-                type=spec.type,
-                reason=spec.reason,
-                message=spec.message,
-                component=self.component,
-                host=self.host,
-                now=now,
-                name=self.namer(involved.name),
-            )
+            event = self.build_event(spec, involved, self.event_time(spec))
         except InvalidEvent as error:
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
             return self._drop("invalid")
@@ -91,39 +129,139 @@ class Recorder:
         assert type(decision) is Write
         if decision.aggregated:
             self.metrics.events_aggregated.labels(spec.reason).inc()
-        return self._write(decision)
+        return decision
 
-    def _write(self, decision: Write) -> RecordOutcome:
+    def event_time(self, spec: EventSpec) -> float:
+        """When the Event happened: its line's time, never ahead of the wall clock; the clock's
+        for a line without one."""
+        line_time = spec.time
+        return self.clock() if line_time is None else min(line_time, self._wall_clock())
+
+    def build_event(self, spec: EventSpec, involved: InvolvedObject, now: float) -> Event:
+        """The core/v1 Event `spec` calls for (also what the aggregator and the spam filter
+        judge in events.k8s.io/v1 mode). Raises `InvalidEvent`."""
+        return make_event(
+            involved=involved,
+            type=spec.type,
+            reason=spec.reason,
+            message=spec.message,
+            component=self.component,
+            host=self.host,
+            now=now,
+            name=self.namer(involved.name),
+        )
+
+    def write(self, decision: Write) -> RecordOutcome:
         """Write with retries; a create answered 409 is `already_written` (see `model`): the
-        correlator keeps the Event as written, so later repeats PATCH it."""
+        correlator keeps the Event as written, so later repeats PATCH it. Writes about one
+        object must not overlap (its back-off state is theirs); others may, on other threads."""
         event = decision.event
-        for attempt in range(1, self.retry.max_tries + 1):
+        written = self.write_with_retries(
+            (event.namespace, event.name),
+            object_key(event),
+            warning=event.type == "Warning",
+            attempt=lambda: self._write_once(decision),
+        )
+        if written == "already_written":
+            self.metrics.events_already_written.inc()
+        elif written in ("create", "patch"):
+            self._count_emitted(event.reason, event.type, written)
+        return written
+
+    def write_with_retries(
+        self,
+        event: tuple[str, str],
+        key: ObjectKey,
+        *,
+        warning: bool,
+        attempt: Callable[[], Written | AlreadyWritten],
+    ) -> Written | AlreadyWritten | DropCause:
+        """Make one write (`attempt`) for the Event named `event` (namespace, name) about the
+        object `key`, as client-go retries it plus the rate-limit handling: transport errors are
+        retried `retry.max_tries` times; a 429 with Retry-After waits that long; one without it
+        (EventRateLimit) backs the object off, dropping a Normal Event and delaying a Warning;
+        every other refusal is a counted drop."""
+        namespace, name = event
+        if (waited := self._wait_backoff(key, warning)) is not None:
+            return waited
+        throttled = False
+        for tries in range(1, self.retry.max_tries + 1):
             try:
-                written = self._write_once(decision)
+                written = attempt()
+            except Throttled as error:
+                throttled = True
+                if error.retry_after is not None:
+                    wait = min(error.retry_after, self.retry.retry_after_max_seconds)
+                    self._delay("retry_after", wait)
+                    continue
+                wait = self._back_off(key)
+                log.info(
+                    "the API rate-limits Events about %s/%s (%s): %s",
+                    key[2],
+                    key[3],
+                    key[1],
+                    error,
+                )
+                if not warning:
+                    return self._drop("rate_limited")
+                self._delay("rate_limited", wait)
+                continue
             except Unreachable as error:
+                throttled = False
                 log.warning(
                     "cannot reach the API for Event %s/%s (try %d of %d): %s",
-                    event.namespace,
-                    event.name,
-                    attempt,
+                    namespace,
+                    name,
+                    tries,
                     self.retry.max_tries,
                     error,
                 )
-                if attempt < self.retry.max_tries:
-                    factor = self._jitter() if attempt == 1 else 1.0
+                if tries < self.retry.max_tries:
+                    factor = self._jitter() if tries == 1 else 1.0
                     self._sleep(self.retry.interval_seconds * factor)
                 continue
             except Refused as error:
-                log.warning("the API refused Event %s/%s: %s", event.namespace, event.name, error)
-                # A create never answers `event_missing`; a PATCH's is handled in `_write_once`.
+                log.warning("the API refused Event %s/%s: %s", namespace, name, error)
+                # A create never answers `event_missing`; a PATCH's is handled by `attempt`.
                 cause = error.cause
                 return self._drop("rejected" if cause == "event_missing" else cause)
-            if written == "already_written":
-                self.metrics.events_already_written.inc()
-            else:
-                self._count_emitted(event.reason, event.type, written)
+            self._backoff.pop(key, None)
             return written
-        return self._drop("retries_exhausted")
+        return self._drop("rate_limited" if throttled else "retries_exhausted")
+
+    def _wait_backoff(self, key: ObjectKey, warning: bool) -> DropCause | None:
+        """While `key` backs off, drop a Normal Event (`rate_limited`), make a Warning wait."""
+        backoff = self._backoff.get(key)
+        if backoff is None:
+            return None
+        left = backoff.until - self._monotonic()
+        if left <= 0:
+            return None
+        if not warning:
+            return self._drop("rate_limited")
+        self._delay("rate_limited", left)
+        return None
+
+    def _back_off(self, key: ObjectKey) -> float:
+        """Start or lengthen `key`'s back-off; return how long it lasts (jittered)."""
+        backoff = self._backoff.get(key)
+        refusals = 1 if backoff is None else backoff.refusals + 1
+        doubled: float = self.retry.backoff_seconds * 2.0 ** min(refusals - 1, 30)
+        ceiling = min(doubled, self.retry.backoff_max_seconds)
+        wait = ceiling * (0.5 + 0.5 * self._jitter())
+        now = self._monotonic()
+        if backoff is None and len(self._backoff) >= _BACKOFF_KEYS:
+            self._forget_expired(now)
+        self._backoff[key] = _Backoff(refusals, now + wait)
+        return wait
+
+    def _forget_expired(self, now: float) -> None:
+        for stale in [k for k, b in list(self._backoff.items()) if b.until <= now]:
+            self._backoff.pop(stale, None)
+
+    def _delay(self, cause: DelayCause, seconds: float) -> None:
+        self.metrics.events_delayed.labels(cause).inc()
+        self._sleep(seconds)
 
     def _write_once(self, decision: Write) -> Written | AlreadyWritten:
         if decision.patch is not None:

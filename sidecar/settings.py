@@ -128,6 +128,9 @@ class QueueSettings:
     #: Seconds SIGTERM leaves to write what is queued. Kubernetes kills the container 30 s after
     #: SIGTERM by default; 20 s leaves time for the final checkpoint and the exit.
     drain_deadline: float = 20.0
+    #: Event writes in flight at once (each object's still one after another). client-go writes
+    #: one at a time; 8 keeps up with a busy controller without crowding the apiserver.
+    writes: int = 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,14 @@ class Unreachable(SinkError):
     """The request may not have reached the API; retrying can help."""
 
 
+class Throttled(Unreachable):
+    """429: the API is shedding load. `retry_after` is the seconds it asked for, if any."""
+
+    def __init__(self, detail: str, retry_after: float | None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Refused(SinkError):
     def __init__(self, cause: RefusalCause, detail: str) -> None:
         super().__init__(f"{cause}: {detail}")

@@ -53,7 +53,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -199,6 +199,38 @@ def token_kubeconfig(
     return write_kubeconfig(
         path, server=server, ca_pem=ca_pem, user={"token": token}, namespace=namespace
     )
+
+
+def event_rate_limit_args(folder: Path, limits: Sequence[Mapping[str, object]]) -> list[str]:
+    """kube-apiserver flags that turn on the ``EventRateLimit`` admission plugin with ``limits``
+    (each ``{"type": "Namespace" | "SourceAndObject" | ..., "qps": n, "burst": n}``), its
+    configuration written in ``folder``; pass them as ``extra_apiserver_args`` to start a
+    server that limits Events (it answers 429 without Retry-After)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plugin = folder / "eventratelimit.json"
+    plugin.write_text(
+        json.dumps(
+            {
+                "apiVersion": "eventratelimit.admission.k8s.io/v1alpha1",
+                "kind": "Configuration",
+                "limits": list(limits),
+            }
+        )
+    )
+    admission = folder / "admission.json"
+    admission.write_text(
+        json.dumps(
+            {
+                "apiVersion": "apiserver.config.k8s.io/v1",
+                "kind": "AdmissionConfiguration",
+                "plugins": [{"name": "EventRateLimit", "path": str(plugin)}],
+            }
+        )
+    )
+    return [
+        "--enable-admission-plugins=EventRateLimit",
+        f"--admission-control-config-file={admission}",
+    ]
 
 
 @dataclass(frozen=True)

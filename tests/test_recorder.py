@@ -15,7 +15,7 @@ from sidecar.events import Event, EventNamer, InvolvedObject
 from sidecar.metrics import Metrics
 from sidecar.model import DROP_CAUSES, EventSpec, ObjectTarget, RetrySettings
 from sidecar.recorder import Recorder
-from sidecar.sinks import MemorySink, NotFound, Refused, Unreachable
+from sidecar.sinks import MemorySink, NotFound, Refused, Throttled, Unreachable
 
 
 class ScriptedSink(MemorySink):
@@ -250,3 +250,55 @@ def test_invalid_event_is_dropped_before_sending() -> None:
 
 def test_resolve_result_is_the_involved_object() -> None:
     assert MemorySink().resolve(SPEC.target) == InvolvedObject("Pod", "web-0", "shop", "v1")
+
+
+NORMAL = replace(SPEC, type="Normal", reason="Pulled", message="pulled")
+
+
+def test_a_429_with_retry_after_sleeps_that_long_bounded_and_counts_the_delay() -> None:
+    sleeps: list[float] = []
+    sink = ScriptedSink([Throttled("APF", 3.0), Throttled("APF", 3600.0)])
+    rec, registry = recorder(sink, sleeps)
+    assert rec.record(NORMAL) == "create"
+    assert sleeps == [3.0, RetrySettings().retry_after_max_seconds]
+    delayed = "event_sidecar_events_delayed_total"
+    assert value(registry, delayed, cause="retry_after") == 2
+    assert value(registry, delayed, cause="rate_limited") == 0
+
+
+def test_a_429_without_retry_after_drops_a_normal_and_delays_a_warning_of_that_object() -> None:
+    sleeps: list[float] = []
+    now = [0.0]
+    sink = ScriptedSink([Throttled("EventRateLimit", None)])
+    rec, registry = recorder(sink, sleeps)
+    rec._monotonic = lambda: now[0]
+    # The first Normal is refused: dropped, and its object starts backing off (1 s, jittered
+    # to 0.5 + 0.5 * 0.25 of it).
+    assert rec.record(NORMAL) == "rate_limited"
+    assert sleeps == []
+    # While it backs off, another Normal about it is dropped without a try ...
+    calls = sink.calls
+    assert rec.record(replace(NORMAL, message="pulled again")) == "rate_limited"
+    assert sink.calls == calls
+    # ... an Event about another object is written ...
+    other = replace(NORMAL, target=ObjectTarget("Pod", "web-1", "shop", "v1"))
+    assert rec.record(other) == "create"
+    # ... and a Warning about it waits out the back-off, then is written.
+    assert rec.record(SPEC) == "create"
+    assert sleeps == [0.625]
+    dropped = "event_sidecar_events_dropped_total"
+    assert value(registry, dropped, cause="rate_limited") == 2
+    assert value(registry, "event_sidecar_events_delayed_total", cause="rate_limited") == 1
+    # Written: the back-off is over, a Normal goes through again.
+    assert rec.record(replace(NORMAL, message="third")) == "create"
+
+
+def test_a_warning_refused_again_and_again_backs_off_doubling_then_is_dropped() -> None:
+    sleeps: list[float] = []
+    sink = ScriptedSink([Throttled("EventRateLimit", None)] * 20)
+    rec, registry = recorder(sink, sleeps)
+    rec.retry = RetrySettings(max_tries=4, backoff_seconds=1.0, backoff_max_seconds=3.0)
+    assert rec.record(SPEC) == "rate_limited"
+    # 1, 2, 3 (capped), 3 seconds, each 62.5 % with this jitter.
+    assert sleeps == [0.625, 1.25, 1.875, 1.875]
+    assert value(registry, "event_sidecar_events_dropped_total", cause="rate_limited") == 1

@@ -218,6 +218,12 @@ RUN_OPTIONS: Final = (
     ),
     Option("--queue-size", "queued Events", parse=positive_int, to=("queues.events",)),
     Option(
+        "--writes",
+        "Event writes in flight at once; each object's Events are still written in order",
+        parse=positive_int,
+        to=("queues.writes",),
+    ),
+    Option(
         "--drain-seconds",
         "on SIGTERM, seconds to write queued Events",
         parse=non_negative_float,

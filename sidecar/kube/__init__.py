@@ -64,6 +64,10 @@ def connect(
     # Retries belong to the Recorder (and only for transport errors): urllib3 must not add its
     # own, hidden ones.
     configuration.retries = False
+    # The poster keeps several writes in flight, each on its own thread: keep a connection for
+    # each (urllib3 discards connections beyond the pool's size, and each new one costs a TLS
+    # handshake).
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, 64)
     api = k8s_client.ApiClient(configuration)
     api.user_agent = USER_AGENT
     return KubeSink(ClientTransport(api, metrics, settings.request_timeout), metrics, settings)

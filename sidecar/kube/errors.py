@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.kube.transport import Answer
-from sidecar.sinks import NotFound, Refused, Unreachable
+from sidecar.sinks import NotFound, Refused, Throttled, Unreachable
 
 
 def status_of(answer: Answer) -> dict[str, Any]:
@@ -29,13 +29,13 @@ def refusal(verb: str, answer: Answer) -> Refused | Unreachable:
     """What an HTTP error status means for a write (`create` or `patch`): final (`Refused`),
     except 429.
 
-    429 is API Priority and Fairness asking us to come back later; client-go's REST client
-    retries it inside the request (honouring Retry-After) before the recorder ever sees it, so
-    here it is a retryable `Unreachable` too.
+    429 is `Throttled`, with the answer's Retry-After: API Priority and Fairness sends one
+    (client-go's REST client sleeps that long and retries), the `EventRateLimit` admission
+    plugin does not (the Recorder backs off per object).
     """
     detail = describe(answer)
     if answer.status == 429:
-        return Unreachable(f"{verb}: throttled by the apiserver: {detail}")
+        return Throttled(f"{verb}: throttled by the apiserver: {detail}", answer.retry_after)
     if answer.status == 404:
         # create: the namespace is missing; patch: the Event expired (the Recorder re-creates).
         return NotFound("event_missing" if verb == "patch" else "namespace_missing", detail)

@@ -30,6 +30,9 @@ JSON: Final = "application/json"
 class Answer:
     status: int
     body: bytes
+    #: The Retry-After header in seconds, when the answer has one (a 429 from API Priority and
+    #: Fairness); the `EventRateLimit` admission plugin's 429 has none.
+    retry_after: float | None = None
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -115,16 +118,38 @@ class ClientTransport:
                 if not error.status:
                     # The client reports TLS failures as an ApiException with status 0.
                     raise Unreachable(f"{verb}: {error.reason}") from error
-                answer = Answer(int(error.status), _as_bytes(error.body))
+                answer = Answer(
+                    int(error.status),
+                    _as_bytes(error.body),
+                    _retry_after(error.headers),
+                )
             except (urllib3.exceptions.HTTPError, OSError) as error:
                 raise Unreachable(f"{verb}: {type(error).__name__}: {error}") from error
             else:
-                answer = Answer(int(response.status), _as_bytes(response.read()))
+                answer = Answer(
+                    int(response.status),
+                    _as_bytes(response.read()),
+                    _retry_after(response.headers) if response.status == 429 else None,
+                )
             result = str(answer.status)
             log.debug("%s answered %d", verb, answer.status)
             return answer
         finally:
             self._metrics.api_latency.labels(verb, result).observe(time.perf_counter() - began)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Retry-After in seconds (the apiserver sends whole seconds), or None."""
+    if headers is None:
+        return None
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def _as_bytes(data: Any) -> bytes:

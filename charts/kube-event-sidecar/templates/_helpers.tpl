@@ -56,7 +56,7 @@ defaults); tests/test_helm_chart.py keeps them equal to the chart's defaults. */
 image: ghcr.io/kube-event-sidecar/event-sidecar:0.1.0
 rulesConfigMap: event-sidecar-rules
 nativeSidecar: true
-logPath: /var/log/app/*.log
+logPath: ""
 logLevel: info
 metricsPort: 9090
 resources:
