@@ -6,6 +6,11 @@ writes the log and `<out>.truth.json`: the counts `replay` with `bench/rules.yam
 exactly (lines, over-long lines, undecodable lines, matches and Events per rule). The mix is
 mostly controller-runtime JSON, some klog text and logfmt, a little garbage and a few over-long
 lines, about 5 % of lines matching a rule.
+
+`--transitions 0.2 --objects 50 --changes 0.5` makes the "flapping" log instead: a fifth of the
+lines are quota transitions on 50 objects, half of them changing the state, so most Events are
+dropped by the spam filter (25 per object, then one per 300 s of the log's time). The defaults
+(0.04, 1,000, 0.1) give the mixed log above, byte for byte as before.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ OVER_LONG_PER_MILLION = 5
 GARBAGE_PER_MILLION = 20_000
 MAX_LINE_BYTES = 100 * 1024
 OBJECTS = 1000
+#: Share of lines that are quota transitions, and the chance that one changes the state.
+TRANSITIONS = 0.04
+CHANGES = 0.1
 
 
 @dataclass
@@ -46,6 +54,12 @@ class Truth:
     def event(self, rule: str) -> None:
         self.matched[rule] += 1
         self.events[rule] += 1
+
+
+def configure(*, objects: int, transitions: float, changes: float) -> None:
+    """Set the log's shape (the module's constants) before `generate`."""
+    global OBJECTS, TRANSITIONS, CHANGES
+    OBJECTS, TRANSITIONS, CHANGES = objects, transitions, changes
 
 
 def _json(obj: dict[str, object]) -> str:
@@ -104,10 +118,10 @@ def _line(
         "name": name,
         "reconcileID": f"{rng.getrandbits(128):032x}",
     }
-    kind = rng.random()
-    if kind < 0.04:
+    kind = rng.random() - TRANSITIONS  # the thresholds below are the mixed log's, shifted
+    if kind < 0.0:
         resource = rng.choice(("cpu", "memory"))
-        if rng.random() < 0.1:
+        if rng.random() < CHANGES:
             hard[(name, resource)] = rng.choice(("1", "2", "4", "8"))
         truth.transition("quota-changed", (name, resource), hard[(name, resource)])
         return _json(
@@ -121,7 +135,7 @@ def _line(
                 "hard": hard[(name, resource)],
             }
         )
-    if kind < 0.045:
+    if kind < 0.005:
         truth.event("reconcile-error")
         return _json(
             {
@@ -132,7 +146,7 @@ def _line(
                 "error": f'resourcequotas "{name}" is forbidden: exceeded quota',
             }
         )
-    if kind < 0.05:
+    if kind < 0.01:
         pod = f"pod-{rng.randrange(OBJECTS)}"
         if rng.random() < 0.2:
             pods[pod] = rng.choice(("Running", "Pending", "Failed"))
@@ -142,13 +156,13 @@ def _line(
             f'I{stamp}       1 status_manager.go:874] "Pod status updated" '
             f'pod="apps/{pod}" status="{pods[pod]}"'
         )
-    if kind < 0.09:
+    if kind < 0.05:
         stamp = now.strftime("%m%d %H:%M:%S.%f")
         return (
             f'I{stamp}       1 reflector.go:359] "Listing and watching" type="*v1.ResourceQuota" '
             'reflector="pkg/mod/k8s.io/client-go/tools/cache/reflector.go:229"'
         )
-    if kind < 0.13:
+    if kind < 0.09:
         objects = rng.randrange(1000)
         return f'time="{ts}" level=info msg="backup finished" bucket=backups objects={objects}'
     msg = rng.choice(
@@ -167,7 +181,15 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--objects", type=int, default=OBJECTS, help="distinct objects")
+    parser.add_argument(
+        "--transitions", type=float, default=TRANSITIONS, help="share of quota transition lines"
+    )
+    parser.add_argument(
+        "--changes", type=float, default=CHANGES, help="chance that a transition changes state"
+    )
     args = parser.parse_args()
+    configure(objects=args.objects, transitions=args.transitions, changes=args.changes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     truth = generate(args.lines, args.seed, args.out)
     summary = {

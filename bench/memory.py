@@ -54,6 +54,9 @@ from report import ROOT, cluster, machine, spread, today, write_section
 
 BENCH = ROOT / "bench"
 TICK = 0.01
+#: The daemon's targets (peak under this load, and idle), in MiB.
+PEAK_TARGET_MIB = 64
+IDLE_TARGET_MIB = 56
 _MTAIL_SAMPLE = re.compile(r'rule_matches\{prog="bench.mtail",rule="([^"]+)"\} (\d+)')
 
 
@@ -187,6 +190,8 @@ class RunResult:
     sink: str
     ours_hwm: int
     theirs_hwm: int
+    ours_idle: int
+    theirs_idle: int
     ours_rss: list[int]
     theirs_rss: list[int]
     ours_cpu: float
@@ -277,6 +282,7 @@ def one_run(
             wait_http(ours_url, "the daemon")
             wait_http(theirs_url, "mtail")
             time.sleep(0.5)  # let mtail find the files
+            idle = vm(ours.pid, "VmRSS"), vm(theirs.pid, "VmRSS")
             sampler = Sampler({"ours": ours.pid, "theirs": theirs.pid})
             cpu0 = cpu_seconds(ours.pid), cpu_seconds(theirs.pid)
             took = write_files(paths, lines, rate, duration)
@@ -323,6 +329,8 @@ def one_run(
         sink,
         hwm[0],
         hwm[1],
+        idle[0],
+        idle[1],
         sampler.samples["ours"],
         sampler.samples["theirs"],
         100 * cpu[0] / wall,
@@ -453,34 +461,41 @@ def report(
     rows, verdicts = [], []
     for sink in sinks:
         mine = [r for r in results if r.sink == sink]
-        for who, hwm, cpu, rss in (
+        for who, hwm, idle, cpu, rss in (
             (
                 f"event-sidecar run ({sink})",
                 [r.ours_hwm for r in mine],
+                [r.ours_idle for r in mine],
                 [r.ours_cpu for r in mine],
                 [r.ours_rss for r in mine],
             ),
             (
                 f"mtail (beside {sink})",
                 [r.theirs_hwm for r in mine],
+                [r.theirs_idle for r in mine],
                 [r.theirs_cpu for r in mine],
                 [r.theirs_rss for r in mine],
             ),
         ):
             h = spread([float(v) for v in hwm])
+            i = spread([float(v) for v in idle])
             c = spread(cpu)
             early = spread([float(s[min(4, len(s) - 1)]) for s in rss if s])
             last = spread([float(s[-1]) for s in rss if s])
             rows.append(
-                f"| {who} | **{mib(h[0])}** ({mib(h[1])}-{mib(h[2])}) | {mib(early[0])} | "
+                f"| {who} | **{mib(h[0])}** ({mib(h[1])}-{mib(h[2])}) | "
+                f"{mib(i[0])} ({mib(i[1])}-{mib(i[2])}) | {mib(early[0])} | "
                 f"{mib(last[0])} | {c[0]:.0f} ({c[1]:.0f}-{c[2]:.0f}) |"
             )
         ours = spread([float(r.ours_hwm) for r in mine])
         theirs = spread([float(r.theirs_hwm) for r in mine])
-        met = "met" if ours[0] <= 80 * 1024 else "**missed**"
+        idle_ours = spread([float(r.ours_idle) for r in mine])
+        met = "met" if ours[0] <= PEAK_TARGET_MIB * 1024 else "**not met**"
+        idle_met = "met" if idle_ours[0] <= IDLE_TARGET_MIB * 1024 else "**not met**"
         verdicts.append(
-            f"{sink}: median {mib(ours[0])} MiB, worst run {mib(ours[2])} MiB: {met}; "
-            f"{ours[0] / theirs[0]:.1f}x mtail's {mib(theirs[0])} MiB"
+            f"{sink}: peak median {mib(ours[0])} MiB, worst run {mib(ours[2])} MiB: {met}; "
+            f"idle median {mib(idle_ours[0])} MiB: {idle_met}; "
+            f"{ours[0] / theirs[0]:.1f}x mtail's peak of {mib(theirs[0])} MiB"
         )
         catch = spread([r.catch_up for r in mine])
         rate = spread([r.achieved_rate for r in mine])
@@ -494,10 +509,11 @@ def report(
     matched = truth["matched"]
     assert isinstance(matched, dict)
     api_note = f" The API sink used {origin}." if "api" in sinks else ""
+    kubeconfig_flag = " --kubeconfig K" if args.kubeconfig else ""
     return f"""
 ## Memory: `event-sidecar run` following {args.files} files at {args.rate:,} lines/s
 
-`.venv/bin/python bench/memory.py --runs {args.runs}` on {today()}; {machine()};
+`.venv/bin/python bench/memory.py --runs {args.runs}{kubeconfig_flag}` on {today()}; {machine()};
 {mtail_version}; event-sidecar 0.1.0. Load average {load_before} before, {load_after} after
 (shared machine); {time.monotonic() - began:.0f} s in all.
 
@@ -514,14 +530,20 @@ rule, and that mtail's counts equal them too.{api_note} dry-run keeps the Events
 sink the Events go to namespaces created for the purpose, but their objects (a CRD kind that is
 not installed; Pods) do not exist, so each Event carries no uid after its look-up.
 
-Peak RSS is VmHWM from /proc/<pid>/status; RSS at 5 s and at the end are VmRSS samples
-(medians). Median of {args.runs} runs (min-max):
+Peak RSS is VmHWM from /proc/<pid>/status; idle RSS is VmRSS once both serve their metrics and
+before the first line is written; RSS at 5 s and at the end are VmRSS samples (medians). Median
+of {args.runs} runs (min-max):
 
-| process | peak RSS (MiB) | RSS at 5 s (MiB) | RSS at end (MiB) | CPU % of a core |
-|---|---|---|---|---|
+| process | peak RSS (MiB) | idle RSS (MiB) | RSS at 5 s | RSS at end | CPU % of a core |
+|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Target <= 80 MiB for the daemon: {"; ".join(verdicts)}.
+Targets for the daemon, peak <= {PEAK_TARGET_MIB} MiB and idle <= {IDLE_TARGET_MIB} MiB: \
+{"; ".join(verdicts)}.
+
+Nearly all of the idle figure is imports; the section "Start-up and imports" (bench/startup.py)
+breaks it down by package. The daemon serves `/metrics` and its probes without aiohttp
+(`sidecar/status.py`).
 """
 
 

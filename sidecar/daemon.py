@@ -36,20 +36,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from sidecar.checkpoint import Checkpoint, read_checkpoint, remove_temporaries
 from sidecar.checkpointer import Checkpointer
 from sidecar.consumer import BlockConsumer
 from sidecar.correlate import Correlator
 from sidecar.events_v1 import SeriesCache
 from sidecar.exits import EXIT_FAILURE, EXIT_OK
-from sidecar.http import bound_port, make_app, start_server
 from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Poster, QueueItem
 from sidecar.recorder import Recorder
 from sidecar.recorder_v1 import ModernRecorder
+from sidecar.reload import RulesReloader
 from sidecar.rules import RuleSet
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
@@ -57,6 +55,7 @@ from sidecar.sources import Block
 from sidecar.sources.files import FileSource
 from sidecar.sources.podlog import LogAPI, PodLogSource
 from sidecar.sources.sockets import SocketSource
+from sidecar.status import StatusServer
 from sidecar.threads import WorkerThread
 from sidecar.transitions import TransitionTracker
 
@@ -91,6 +90,7 @@ class Daemon:
         ping: Callable[[], object] | None = None,
         year: int | None = None,
         pod_log_api: LogAPI | None = None,
+        rules_path: str | None = None,
     ) -> None:
         self.rules = rules
         self.sink = sink
@@ -104,6 +104,16 @@ class Daemon:
 
         self.tracker = TransitionTracker(settings.transitions.max_keys)
         processor = Processor(rules, self.tracker)
+        metrics.follow_states(self.tracker, time.time, settings.transitions.state_ttl)
+        #: Reloads the rules when their file changes (SIGHUP, `POST /-/reload`); None without a
+        #: file to reload from.
+        self.reloader = (
+            RulesReloader(
+                rules_path, processor, metrics, settings.reload, watch=settings.files.watch
+            )
+            if rules_path
+            else None
+        )
         self.events: asyncio.Queue[QueueItem] = asyncio.Queue(queues.events)
         mark_interval = settings.checkpoint.interval * _MARK_FRACTION
 
@@ -154,7 +164,7 @@ class Daemon:
             self.checkpointer.commit if self.checkpointer else _ignore,
             writes=settings.queues.writes,
         )
-        self._runner: web.AppRunner | None = None
+        self._status: StatusServer | None = None
         #: The port `/metrics` is served on, once started.
         self.http_port = 0
         self._stop = asyncio.Event()
@@ -336,11 +346,13 @@ class Daemon:
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.stop)
+            if self.reloader is not None:
+                loop.add_signal_handler(signal.SIGHUP, self.reloader.reload, True)
         try:
             return await self._run()
         finally:
             if install_signals:
-                for signum in (signal.SIGTERM, signal.SIGINT):
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(signum)
 
     async def _run(self) -> int:
@@ -351,16 +363,27 @@ class Daemon:
                 self._open_files()
             if self.pod_log_consumer is not None:
                 self._open_pod_log()
-            self._runner = await start_server(
-                make_app(self.registry, self.readiness, self.liveness), http.host, http.port
+            if self.reloader is not None:
+                self.reloader.start()
+            reload = (
+                self.reloader.answer
+                if self.reloader is not None and self.settings.reload.endpoint
+                else None
             )
+            self._status = StatusServer(
+                self.registry,
+                self.readiness,
+                asyncio.get_running_loop(),
+                liveness=self.liveness,
+                reload=reload,
+            )
+            self.http_port = self._status.start(http.host, http.port)
             if self.sockets is not None:
                 await self.sockets.start()
         except OSError as error:
             log.error("cannot start: %s", error)
             await self._close_http()
             return EXIT_FAILURE
-        self.http_port = bound_port(self._runner)
         log.info(
             "started",
             extra={
@@ -386,6 +409,8 @@ class Daemon:
             self._spawn("api-ping", self._ping_forever(self._ping))
         if isinstance(self.recorder, ModernRecorder):
             self._spawn("series-heartbeat", self._heartbeat_forever(self.recorder))
+        if self.reloader is not None:
+            self._spawn("rules-reload", self.reloader.run())
 
         stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait(
@@ -487,12 +512,13 @@ class Daemon:
 
     async def _close_http(self, deadline: float | None = None) -> None:
         """Stop serving /metrics and the probes (last, so they answer during the drain)."""
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
+        if self._status is not None:
+            status, self._status = self._status, None
             end = time.monotonic() + _SHUTDOWN_GRACE if deadline is None else deadline
             try:
+                # On a thread: stopping waits for the server's poll, which must not stall the loop.
                 async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
-                    await runner.cleanup()
+                    await asyncio.to_thread(status.close)
             except TimeoutError:
                 log.warning("the HTTP server did not close in time")
 

@@ -31,7 +31,7 @@ from typing import ClassVar
 from prometheus_client import Counter
 
 from sidecar.correlate import Correlator, Suppressed, Write
-from sidecar.events import Event, EventNamer, InvalidEvent, make_event
+from sidecar.events import Event, EventNamer, InvalidEvent, InvolvedObject, make_event
 from sidecar.metrics import Metrics
 from sidecar.model import (
     AlreadyWritten,
@@ -118,19 +118,8 @@ class Recorder:
         """Resolve, build and correlate the Event `spec` calls for: the `Write` to make, or the
         (counted) drop cause. Calls must come in the order of the lines: correlation counts."""
         involved = self.sink.resolve(spec.target)
-        line_time = spec.time
-        now = self.clock() if line_time is None else min(line_time, self._wall_clock())
         try:
-            event = make_event(
-                involved=involved,
-                type=spec.type,
-                reason=spec.reason,
-                message=spec.message,
-                component=self.component,
-                host=self.host,
-                now=now,
-                name=self.namer(involved.name),
-            )
+            event = self.build_event(spec, involved, self.event_time(spec))
         except InvalidEvent as error:
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
             return self._drop("invalid")
@@ -142,19 +131,63 @@ class Recorder:
             self.metrics.events_aggregated.labels(spec.reason).inc()
         return decision
 
+    def event_time(self, spec: EventSpec) -> float:
+        """When the Event happened: its line's time, never ahead of the wall clock; the clock's
+        for a line without one."""
+        line_time = spec.time
+        return self.clock() if line_time is None else min(line_time, self._wall_clock())
+
+    def build_event(self, spec: EventSpec, involved: InvolvedObject, now: float) -> Event:
+        """The core/v1 Event `spec` calls for (also what the aggregator and the spam filter
+        judge in events.k8s.io/v1 mode). Raises `InvalidEvent`."""
+        return make_event(
+            involved=involved,
+            type=spec.type,
+            reason=spec.reason,
+            message=spec.message,
+            component=self.component,
+            host=self.host,
+            now=now,
+            name=self.namer(involved.name),
+        )
+
     def write(self, decision: Write) -> RecordOutcome:
         """Write with retries; a create answered 409 is `already_written` (see `model`): the
         correlator keeps the Event as written, so later repeats PATCH it. Writes about one
         object must not overlap (its back-off state is theirs); others may, on other threads."""
         event = decision.event
-        key = object_key(event)
-        warning = event.type == "Warning"
+        written = self.write_with_retries(
+            (event.namespace, event.name),
+            object_key(event),
+            warning=event.type == "Warning",
+            attempt=lambda: self._write_once(decision),
+        )
+        if written == "already_written":
+            self.metrics.events_already_written.inc()
+        elif written in ("create", "patch"):
+            self._count_emitted(event.reason, event.type, written)
+        return written
+
+    def write_with_retries(
+        self,
+        event: tuple[str, str],
+        key: ObjectKey,
+        *,
+        warning: bool,
+        attempt: Callable[[], Written | AlreadyWritten],
+    ) -> Written | AlreadyWritten | DropCause:
+        """Make one write (`attempt`) for the Event named `event` (namespace, name) about the
+        object `key`, as client-go retries it plus the rate-limit handling: transport errors are
+        retried `retry.max_tries` times; a 429 with Retry-After waits that long; one without it
+        (EventRateLimit) backs the object off, dropping a Normal Event and delaying a Warning;
+        every other refusal is a counted drop."""
+        namespace, name = event
         if (waited := self._wait_backoff(key, warning)) is not None:
             return waited
         throttled = False
-        for attempt in range(1, self.retry.max_tries + 1):
+        for tries in range(1, self.retry.max_tries + 1):
             try:
-                written = self._write_once(decision)
+                written = attempt()
             except Throttled as error:
                 throttled = True
                 if error.retry_after is not None:
@@ -177,26 +210,22 @@ class Recorder:
                 throttled = False
                 log.warning(
                     "cannot reach the API for Event %s/%s (try %d of %d): %s",
-                    event.namespace,
-                    event.name,
-                    attempt,
+                    namespace,
+                    name,
+                    tries,
                     self.retry.max_tries,
                     error,
                 )
-                if attempt < self.retry.max_tries:
-                    factor = self._jitter() if attempt == 1 else 1.0
+                if tries < self.retry.max_tries:
+                    factor = self._jitter() if tries == 1 else 1.0
                     self._sleep(self.retry.interval_seconds * factor)
                 continue
             except Refused as error:
-                log.warning("the API refused Event %s/%s: %s", event.namespace, event.name, error)
-                # A create never answers `event_missing`; a PATCH's is handled in `_write_once`.
+                log.warning("the API refused Event %s/%s: %s", namespace, name, error)
+                # A create never answers `event_missing`; a PATCH's is handled by `attempt`.
                 cause = error.cause
                 return self._drop("rejected" if cause == "event_missing" else cause)
             self._backoff.pop(key, None)
-            if written == "already_written":
-                self.metrics.events_already_written.inc()
-            else:
-                self._count_emitted(event.reason, event.type, written)
             return written
         return self._drop("rate_limited" if throttled else "retries_exhausted")
 

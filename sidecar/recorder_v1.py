@@ -18,11 +18,11 @@ import threading
 from typing import Any, ClassVar, Protocol
 
 from sidecar.correlate import Suppressed, Write
-from sidecar.events import InvalidEvent, InvolvedObject, make_event
+from sidecar.events import InvalidEvent, InvolvedObject
 from sidecar.events_v1 import ModernEvent, SeriesCache, SeriesWrite, make_modern_event
 from sidecar.model import AlreadyWritten, EventSpec, RecordOutcome, Written
 from sidecar.recorder import Recorder
-from sidecar.sinks import NotFound, Refused, Unreachable
+from sidecar.sinks import NotFound, Refused
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +53,10 @@ class ModernRecorder(Recorder):
         memory (the heartbeat writes it)."""
         regarding = self.sink.resolve(spec.target)
         related = self.sink.resolve(spec.related) if spec.related is not None else None
-        line_time = spec.time
-        now = self.clock() if line_time is None else min(line_time, self._wall_clock())
+        now = self.event_time(spec)
         try:
             # The core Event is what our aggregator and spam filter judge, as in core/v1 mode.
-            event = make_event(
-                involved=regarding,
-                type=spec.type,
-                reason=spec.reason,
-                message=spec.message,
-                component=self.component,
-                host=self.host,
-                now=now,
-                name=self.namer(regarding.name),
-            )
+            event = self.build_event(spec, regarding, now)
             modern = self._modern_event(
                 spec,
                 regarding=regarding,
@@ -144,31 +134,18 @@ class ModernRecorder(Recorder):
         )
 
     def _write_series(self, write: SeriesWrite) -> RecordOutcome:
-        """One write with the Recorder's retries (transport errors only); a drop is counted."""
+        """One write with the Recorder's retries and rate-limit handling; a drop is counted."""
         event = write.event
-        for attempt in range(1, self.retry.max_tries + 1):
-            try:
-                written = self._write_once_modern(write)
-            except Unreachable as error:
-                log.warning(
-                    "cannot reach the API for Event %s/%s (try %d of %d): %s",
-                    event.namespace,
-                    event.name,
-                    attempt,
-                    self.retry.max_tries,
-                    error,
-                )
-                if attempt < self.retry.max_tries:
-                    factor = self._jitter() if attempt == 1 else 1.0
-                    self._sleep(self.retry.interval_seconds * factor)
-                continue
-            except Refused as error:
-                log.warning("the API refused Event %s/%s: %s", event.namespace, event.name, error)
-                cause = error.cause
-                return self._drop("rejected" if cause == "event_missing" else cause)
+        regarding = event.regarding
+        written = self.write_with_retries(
+            (event.namespace, event.name),
+            (event.namespace, regarding.kind, regarding.namespace, regarding.name),
+            warning=event.type == "Warning",
+            attempt=lambda: self._write_once_modern(write),
+        )
+        if written in ("create", "patch", "already_written"):
             self.series.written(event, self.clock())
-            return written
-        return self._drop("retries_exhausted")
+        return written
 
     def _write_once_modern(self, write: SeriesWrite) -> Written | AlreadyWritten:
         event = write.event

@@ -33,6 +33,11 @@ def test_throughput_benchmark_smoke(tmp_path: Path) -> None:
     assert run_smoke("throughput.py", "--out-dir", str(tmp_path)).startswith("smoke ok: 2000 lines")
 
 
+def test_startup_benchmark_smoke() -> None:
+    """The commands run, importtime parses, and the RSS probe walks `run`'s imports."""
+    assert run_smoke("startup.py").startswith("smoke ok: 3 timings")
+
+
 def test_webhook_benchmark_smoke() -> None:
     """Both webhooks answer and every answer checks out."""
     assert run_smoke("webhook.py").startswith("smoke ok: ")

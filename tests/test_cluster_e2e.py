@@ -9,12 +9,17 @@ Running; serves the controller container's log from a CRI-format file this test 
 kubelet serves its containers' logs). The sidecar container of the stored Pod runs locally
 (tests/kubelet.py) with nothing on its command line written by the test: its own command, args,
 env (downward API resolved), the rules ConfigMap as files, and a TokenRequest token bound to the
-pod as its only credential.
+pod as its only credential. A real Prometheus (Debian's `prometheus`, as in
+tests/test_daemon_prometheus.py) scrapes that sidecar's metrics port. The same flow runs with the
+file source (the `log-path` annotation: the test writes the controller's lines into the shared
+`emptyDir`, a folder tests/kubelet.py maps) and with the socket source (the `socket` annotation:
+the test writes the lines to the sidecar's socket).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -27,8 +32,11 @@ import pytest
 from kubernetes import client, config
 
 from sidecar.inject import SIDECAR_NAME
+from sidecar.inject.annotations import PREFIX
 from tests.controlplane import KWOK_NODE, REPO_ROOT, ControlPlane
+from tests.daemon_support import wait_for
 from tests.kubelet import LocalContainer, prepare
+from tests.test_daemon_prometheus import PROMETHEUS, Prometheus, free_port
 from tests.test_webhook_e2e import registered, run_webhook, wait_until_injecting
 
 pytestmark = pytest.mark.controlplane
@@ -36,6 +44,8 @@ pytestmark = pytest.mark.controlplane
 NAMESPACE = "quota-system"
 CONTAINER = "controller"
 RQA_GROUP = "autoscaling.example.com"
+LOG_DIR = "/var/log/quota-autoscaler"
+EMITTED_BY_REASON = "sum by (reason) (event_sidecar_events_emitted_total)"
 
 
 @dataclass
@@ -158,8 +168,11 @@ def install_rqa(
         cp.kubectl("apply", "-f", "-", input=json.dumps(rqa))
 
 
-def running_pod(cp: ControlPlane, timeout: float = 120) -> dict[str, Any]:
-    """The Deployment's pod once the controller-manager, scheduler and kwok have done their part."""
+def running_pod(
+    cp: ControlPlane, timeout: float = 120, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The Deployment's pod once the controller-manager, scheduler and kwok have done their part
+    (the one whose template had `annotations`, when given: an older one may still be Running)."""
     deadline = time.monotonic() + timeout
     while True:
         pods = json.loads(
@@ -168,7 +181,13 @@ def running_pod(cp: ControlPlane, timeout: float = 120) -> dict[str, Any]:
                 "-o", "json",
             ).stdout
         )["items"]  # fmt: skip
-        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        running = [
+            p
+            for p in pods
+            if p["status"].get("phase") == "Running"
+            and "deletionTimestamp" not in p["metadata"]
+            and (annotations or {}).items() <= p["metadata"].get("annotations", {}).items()
+        ]
         if running:
             return dict(running[0])
         assert time.monotonic() < deadline, f"no Running pod: {json.dumps(pods)[:2000]}"
@@ -226,6 +245,41 @@ def metric(port: int, name: str, **labels: str) -> float:
     return total
 
 
+def start_prometheus(port: int, work: Path) -> Prometheus:
+    """A Prometheus scraping the sidecar's metrics port every second, ready; stop() it."""
+    if not PROMETHEUS.is_file():
+        pytest.fail(f"{PROMETHEUS} is missing: install Debian's prometheus package")
+    work.mkdir(parents=True, exist_ok=True)
+    server = Prometheus(PROMETHEUS, work, f"127.0.0.1:{port}")
+    try:
+        wait_for(server.ready, "Prometheus to be ready", timeout=30)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_scraped(prometheus: Prometheus, expected: dict[str, float]) -> None:
+    """Until Prometheus's per-reason sum of emitted Events is `expected` (what the test caused)."""
+    seen: list[dict[str, float]] = []
+
+    def counted() -> bool:
+        seen[:] = [
+            {
+                str(sample["metric"]["reason"]): float(sample["value"][1])  # type: ignore[index]
+                for sample in prometheus.query(EMITTED_BY_REASON)
+            }
+        ]
+        return seen[0] == expected
+
+    try:
+        wait_for(counted, f"Prometheus to see {expected}", timeout=30)
+    except pytest.fail.Exception:
+        pytest.fail(f"Prometheus sees {seen}, want {expected}")
+    up = prometheus.query('up{job="event-sidecar"}')
+    assert [sample["value"][1] for sample in up] == ["1"]  # type: ignore[index]
+
+
 def wait_ready(port: int, proc: Any, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -269,11 +323,13 @@ def test_the_injected_example_reads_its_controllers_stdout_through_the_api(
 
     # Lines logged before the sidecar starts are news too: the instance is read from its start.
     append_cri(cluster.log_file, reconcile_error(1), "not JSON: skipped", reconcile_error(2))
+    prometheus = start_prometheus(port, tmp_path / "prometheus")
     proc = container.start(log)
     try:
         wait_ready(port, proc, log)
         append_cri(cluster.log_file, reconcile_error(3, with_time=False))
         assert wait_for_total(cp, 3) == [3]
+        wait_scraped(prometheus, {"ReconcileError": 3})
         described = cp.kubectl(
             "describe", f"resourcequotaautoscalers.{RQA_GROUP}", "team-a", "-n", NAMESPACE
         ).stdout
@@ -335,5 +391,74 @@ def test_the_injected_example_reads_its_controllers_stdout_through_the_api(
         assert metric(port, "event_sidecar_pod_log_reconnects_total") >= 1
         assert metric(port, "event_sidecar_pod_log_gaps_total", reason="rotated") == 1
     finally:
+        prometheus.stop()
+        proc.terminate()
+        proc.wait(30)
+
+
+def write_to_socket(address: str, *lines: str) -> None:
+    """What the controller (or its log shipper) sends to `EVENT_SIDECAR_SOCKET`."""
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall("".join(line + "\n" for line in lines).encode())
+
+
+@pytest.mark.parametrize("source", ["log-path", "socket"])
+def test_the_same_flow_with_the_file_and_the_socket_source(
+    cluster: Cluster, tmp_path: Path, source: str
+) -> None:
+    cp, api = cluster.cp, cluster.api
+    cp.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml"))
+    install_rqa(cp)
+    cp.kubectl("delete", "events", "--all", "-n", NAMESPACE)
+    value = f"{LOG_DIR}/*.log" if source == "log-path" else f"tcp://127.0.0.1:{free_port()}"
+    opt_in = {PREFIX + source: value}
+    # Exactly one source annotation on the template: the two are mutually exclusive.
+    template = {PREFIX + "log-path": None, PREFIX + "socket": None, **opt_in}
+    with (
+        run_webhook(cp, tmp_path / "webhook") as hook,
+        registered(api, f"event-sidecar-cluster-e2e-{source}", hook.url, cp.ca_pem, NAMESPACE),
+    ):
+        wait_until_injecting(api, NAMESPACE)
+        cp.kubectl("apply", "-k", str(REPO_ROOT / "manifests" / "example"))
+        cp.kubectl(
+            "patch", "deployment", "quota-autoscaler", "-n", NAMESPACE, "--type=merge", "-p",
+            json.dumps({"spec": {"template": {"metadata": {"annotations": template}}}}),
+        )  # fmt: skip
+        pod = running_pod(cp, annotations=opt_in)
+
+    assert pod["spec"]["nodeName"] == KWOK_NODE
+    [sidecar] = [c for c in pod["spec"].get("initContainers") or () if c["name"] == SIDECAR_NAME]
+    assert "--pod-log" not in sidecar["args"]
+    [controller] = [c for c in pod["spec"]["containers"] if c["name"] == CONTAINER]
+    container = prepare(cp, api, pod, SIDECAR_NAME, tmp_path / "kubelet")
+    port = int(sidecar["ports"][0]["containerPort"])
+    log = tmp_path / "sidecar.log"
+    lines = [reconcile_error(1), "not JSON: skipped", reconcile_error(2), reconcile_error(3)]
+
+    prometheus = start_prometheus(port, tmp_path / "prometheus")
+    proc = container.start(log)
+    try:
+        wait_ready(port, proc, log)
+        if source == "log-path":
+            # The controller's mount of the shared emptyDir, and the folder the kubelet maps.
+            assert any(m["mountPath"] == LOG_DIR for m in controller["volumeMounts"])
+            [folder] = [local for local, path in container.mounts if path == LOG_DIR]
+            with (folder / "controller.log").open("a") as out:
+                out.writelines(line + "\n" for line in lines)
+        else:
+            assert {"name": "EVENT_SIDECAR_SOCKET", "value": value} in controller["env"]
+            write_to_socket(value, *lines)
+        assert wait_for_total(cp, 3) == [3]
+        described = cp.kubectl(
+            "describe", f"resourcequotaautoscalers.{RQA_GROUP}", "team-a", "-n", NAMESPACE
+        ).stdout
+        assert "ReconcileError" in described and "exceeded ceiling" in described
+        table = cp.kubectl("get", "events", "-n", NAMESPACE).stdout
+        [row] = [line for line in table.splitlines() if "ReconcileError" in line]
+        assert "resourcequotaautoscaler/team-a" in row
+        wait_scraped(prometheus, {"ReconcileError": 3})
+    finally:
+        prometheus.stop()
         proc.terminate()
         proc.wait(30)

@@ -7,17 +7,11 @@ import sys
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry
 
-from sidecar.cli.common import load_rules_or_report
 from sidecar.cli.options import add_options
 from sidecar.cli.replay import open_input, replay_settings
 from sidecar.cli.table import EVENT_OPTIONS
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from sidecar.explain import format_text, to_json
-from sidecar.metrics import Metrics
-from sidecar.replay import explain, read_chunks
-from sidecar.sinks import MemorySink
 
 
 def add_parser(commands: Any) -> None:
@@ -44,6 +38,15 @@ def add_parser(commands: Any) -> None:
 
 def explain_command(args: argparse.Namespace) -> int:
     """0 once every line is explained, 1 when the input cannot be read, 2 on bad rules."""
+    # Imported here: building the parser, which every command does, must not load the engine.
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from sidecar.cli.common import load_rules_or_report  # noqa: PLC0415
+    from sidecar.explain import format_text, to_json  # noqa: PLC0415
+    from sidecar.metrics import Metrics  # noqa: PLC0415
+    from sidecar.replay import explain, read_chunks  # noqa: PLC0415
+    from sidecar.sinks import MemorySink  # noqa: PLC0415
+
     rules = load_rules_or_report(args.rules)
     if rules is None:
         return EXIT_USAGE

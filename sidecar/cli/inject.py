@@ -1,27 +1,23 @@
 """`event-sidecar webhook` and `inject`: their flags, and turning them into settings.
 
 Both share one set of injection flags, so the offline `inject` produces exactly what the webhook
-would in a cluster started with the same flags.
+would in a cluster started with the same flags. The flags default to None (meaning "the
+`InjectSettings` default") so that building the parser, which every command does, does not import
+the injection package (its pydantic models); the handlers import what they use.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from typing import Any
-
-import yaml
-from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from sidecar.cli.options import host_port
 from sidecar.cli.table import LOG_LEVELS
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from sidecar.heap import freeze_startup_objects
-from sidecar.inject.annotations import Resources
-from sidecar.inject.settings import InjectSettings
-from sidecar.logs import configure_logging
+
+if TYPE_CHECKING:
+    from sidecar.inject.settings import InjectSettings
 
 
 def add_parsers(commands: Any) -> None:
@@ -72,41 +68,37 @@ def add_parsers(commands: Any) -> None:
 
 
 def _add_injection_options(parser: argparse.ArgumentParser) -> None:
-    defaults = InjectSettings()
     group = parser.add_argument_group("injected sidecar (pod annotations override these)")
-    group.add_argument("--image", default=defaults.image, help="sidecar image")
+    group.add_argument("--image", help="sidecar image (default: this version's image)")
     group.add_argument(
         "--rules-configmap",
-        default=defaults.rules_configmap,
-        help="ConfigMap with the rules (key rules.yaml), in the pod's namespace",
+        help="ConfigMap with the rules (key rules.yaml), in the pod's namespace "
+        "(default: event-sidecar-rules)",
     )
     group.add_argument(
         "--native-sidecar",
         choices=("true", "false"),
-        default="true" if defaults.native_sidecar else "false",
-        help="inject as a native sidecar (Kubernetes >= 1.29); 'false' for a classic container",
+        help="inject as a native sidecar (Kubernetes >= 1.29; the default); 'false' for a "
+        "classic container",
     )
     group.add_argument(
         "--log-path",
-        default=defaults.log_path,
         help="glob of the app's log files, for pods naming neither log-path nor socket "
         "(default: none, the sidecar follows the target container's log through the API)",
     )
     group.add_argument(
         "--sidecar-log-level",
-        default=defaults.log_level,
         choices=LOG_LEVELS,
+        help="the sidecar's own log level (default: info)",
     )
     group.add_argument(
         "--metrics-port",
         type=int,
-        default=defaults.metrics_port,
-        help="the sidecar's metrics port (the next free one if the pod uses it)",
+        help="the sidecar's metrics port (the next free one if the pod uses it; default: 9090)",
     )
     group.add_argument(
         "--sidecar-resources",
         type=resources_json,
-        default=defaults.resources,
         metavar="JSON",
         help='the sidecar\'s resources, e.g. \'{"requests": {"cpu": "10m"}, "limits": '
         '{"memory": "192Mi"}}\' (default: requests cpu 10m, memory 96Mi; limit memory 192Mi)',
@@ -116,6 +108,10 @@ def _add_injection_options(parser: argparse.ArgumentParser) -> None:
 def resources_json(text: str) -> dict[str, dict[str, str]]:
     """`--sidecar-resources`: the JSON a Helm chart renders with `toJson`, checked like the pod's
     `resources` annotation, so that a typo fails at start-up rather than in every injected pod."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only when the flag is given
+
+    from sidecar.inject.annotations import Resources  # noqa: PLC0415
+
     try:
         return Resources.model_validate_json(text).to_container()
     except ValidationError as error:
@@ -126,19 +122,29 @@ def resources_json(text: str) -> dict[str, dict[str, str]]:
 
 
 def _settings(args: argparse.Namespace) -> InjectSettings:
-    return InjectSettings(
-        image=args.image,
-        rules_configmap=args.rules_configmap,
-        native_sidecar=args.native_sidecar == "true",
-        log_path=args.log_path,
-        log_level=args.sidecar_log_level,
-        metrics_port=args.metrics_port,
-        resources=args.sidecar_resources,
-    )
+    """The injection settings: `InjectSettings`' defaults, with the flags that were given."""
+    from sidecar.inject.settings import InjectSettings  # noqa: PLC0415 - per command
+
+    given = {
+        "image": args.image,
+        "rules_configmap": args.rules_configmap,
+        "native_sidecar": None if args.native_sidecar is None else args.native_sidecar == "true",
+        "log_path": args.log_path,
+        "log_level": args.sidecar_log_level,
+        "metrics_port": args.metrics_port,
+        "resources": args.sidecar_resources,
+    }
+    return InjectSettings(**{name: value for name, value in given.items() if value is not None})
 
 
 def _webhook(args: argparse.Namespace) -> int:
-    from sidecar.inject.webhook import WebhookSettings, serve  # noqa: PLC0415 - aiohttp on demand
+    import asyncio  # noqa: PLC0415 - per command, see the module's docstring
+
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from sidecar.heap import freeze_startup_objects  # noqa: PLC0415
+    from sidecar.inject.webhook import WebhookSettings, serve  # noqa: PLC0415
+    from sidecar.logs import configure_logging  # noqa: PLC0415
 
     configure_logging(args.log_level)
     host, port = args.listen
@@ -162,10 +168,12 @@ def _webhook(args: argparse.Namespace) -> int:
 
 def _inject(args: argparse.Namespace) -> int:
     if args.emit_policy:
-        from sidecar.inject.policy import dump_policy  # noqa: PLC0415
+        from sidecar.inject.policy import dump_policy  # noqa: PLC0415 - per command
 
         sys.stdout.write(dump_policy(_settings(args)))
         return EXIT_OK
+    import yaml  # noqa: PLC0415 - per command, see the module's docstring
+
     from sidecar.inject.manifests import InjectReport, inject_text  # noqa: PLC0415
 
     try:

@@ -1,4 +1,9 @@
-"""`event-sidecar check` and `replay`: a rules file validated, a log read once."""
+"""`event-sidecar check` and `replay`: a rules file validated, a log read once.
+
+Only what building the parser needs is imported here; each command imports its engine in its
+handler, so `check` never loads the metrics or the replay engine, and neither command loads
+aiohttp, the injection code or the Kubernetes client without `--kubeconfig` (a test holds this).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,16 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
-from prometheus_client import CollectorRegistry, generate_latest
 
-from sidecar.cli.common import load_rules_or_report
 from sidecar.cli.options import add_options, resolve, settings_from
 from sidecar.cli.table import EVENT_OPTIONS
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from sidecar.metrics import Metrics
-from sidecar.output import format_json_lines, format_table
-from sidecar.replay import ReplaySettings, WriteRecord, read_chunks, replay
-from sidecar.rules.lint import lint_rules
-from sidecar.sinks import MemorySink, Sink
+
+if TYPE_CHECKING:
+    from sidecar.replay import ReplaySettings, WriteRecord
 
 
 def add_parsers(commands: Any) -> None:
@@ -100,6 +101,9 @@ def add_parsers(commands: Any) -> None:
 
 def check_command(args: argparse.Namespace) -> int:
     """`event-sidecar check`: 0 when the rules are valid, 2 with every problem when not."""
+    from sidecar.cli.common import load_rules_or_report  # noqa: PLC0415 - per command
+    from sidecar.rules.lint import lint_rules  # noqa: PLC0415
+
     rules = load_rules_or_report(args.rules)
     if rules is None:
         return EXIT_USAGE
@@ -118,6 +122,8 @@ def check_command(args: argparse.Namespace) -> int:
 
 def replay_settings(args: argparse.Namespace) -> ReplaySettings:
     """The Event options of `replay` (flags only: the environment is `run`'s)."""
+    from sidecar.replay import ReplaySettings  # noqa: PLC0415 - per command
+
     values, _ = resolve(EVENT_OPTIONS, args, os.environ, variables=False)
     events = settings_from(EVENT_OPTIONS, values)
     return ReplaySettings(
@@ -133,6 +139,15 @@ def replay_settings(args: argparse.Namespace) -> ReplaySettings:
 
 def replay_command(args: argparse.Namespace) -> int:
     """`event-sidecar replay`: 0, 1 when the log or the cluster cannot be read, 2 on bad rules."""
+    # The engine is imported here, not at the top, so that `check` and `--help` do not pay for it.
+    from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
+
+    from sidecar.cli.common import load_rules_or_report  # noqa: PLC0415
+    from sidecar.metrics import Metrics  # noqa: PLC0415
+    from sidecar.output import format_json_lines, format_table  # noqa: PLC0415
+    from sidecar.replay import read_chunks, replay  # noqa: PLC0415
+    from sidecar.sinks import MemorySink, Sink  # noqa: PLC0415
+
     rules = load_rules_or_report(args.rules)
     if rules is None:
         return EXIT_USAGE

@@ -1,9 +1,12 @@
-"""`event-sidecar run`: the process around `Daemon` (the options are in `sidecar.cli.table`)."""
+"""`event-sidecar run`: the process around `Daemon` (the options are in `sidecar.cli.table`).
+
+Only what building the parser needs is imported at the top; the daemon, its sources, the metrics
+and the sink are imported by `run_command`, so the other commands do not load them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
 import os
@@ -12,19 +15,15 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-
-from sidecar.addresses import AddressError
-from sidecar.cli.common import load_rules_or_report
 from sidecar.cli.options import add_options, resolve, settings_from
 from sidecar.cli.table import RUN_OPTIONS
 from sidecar.exits import EXIT_FAILURE, EXIT_USAGE
-from sidecar.heap import freeze_startup_objects
-from sidecar.logs import configure_logging
-from sidecar.metrics import Metrics
-from sidecar.settings import DaemonSettings
-from sidecar.sinks import MemorySink, Sink
-from sidecar.sources.sockets import parse_address
+
+if TYPE_CHECKING:
+    from sidecar.kube.logs import PodLogClient
+    from sidecar.metrics import Metrics
+    from sidecar.settings import DaemonSettings
+    from sidecar.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +31,6 @@ log = logging.getLogger(__name__)
 #: loop) before the process exits anyway: a task that swallows its cancellation must not keep a
 #: stopped sidecar alive.
 TEARDOWN_SECONDS = 5.0
-
-if TYPE_CHECKING:
-    from sidecar.kube import PodLogClient
 
 
 def add_parser(commands: Any) -> None:
@@ -61,6 +57,18 @@ def daemon_settings(
 
 def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """`event-sidecar run`: 0 after a clean SIGTERM, 1 on a failure, 2 on bad usage."""
+    import asyncio  # noqa: PLC0415 - per command, see the module's docstring
+
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from sidecar.addresses import AddressError  # noqa: PLC0415
+    from sidecar.cli.common import load_rules_or_report  # noqa: PLC0415
+    from sidecar.exposition import show_created_series  # noqa: PLC0415
+    from sidecar.heap import freeze_startup_objects  # noqa: PLC0415
+    from sidecar.logs import configure_logging  # noqa: PLC0415
+    from sidecar.metrics import Metrics  # noqa: PLC0415
+    from sidecar.sources.sockets import parse_address  # noqa: PLC0415
+
     values, settings, problems = daemon_settings(args, os.environ if environ is None else environ)
     configure_logging(values["log_level"])
     for problem in problems:
@@ -99,7 +107,8 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     except AddressError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    metrics = Metrics(CollectorRegistry())
+    show_created_series(settings.http.created_series)
+    metrics = Metrics(CollectorRegistry(), max_state_values=settings.transitions.max_state_values)
     try:
         sink = _sink(values, metrics, settings.correlation.cache_size)
     except RuntimeError as error:
@@ -111,13 +120,15 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    from sidecar.daemon import Daemon  # noqa: PLC0415 - keeps `check` and `replay` light
+    from sidecar.daemon import Daemon  # noqa: PLC0415
 
     async def main() -> int:
         """The daemon needs a running loop (its queues and tasks belong to it)."""
         # A dry run has nothing to reach; a real sink's ping keeps /readyz current.
         ping = None if values["dry_run"] else sink.ping
-        daemon = Daemon(rules, sink, settings, metrics, ping=ping, pod_log_api=logs)
+        daemon = Daemon(
+            rules, sink, settings, metrics, ping=ping, pod_log_api=logs, rules_path=values["rules"]
+        )
         try:
             code = await daemon.run(install_signals=True)
         finally:
@@ -178,6 +189,8 @@ def _sink(values: Mapping[str, Any], metrics: Metrics, keep: int) -> Sink:
         RuntimeError: no usable Kubernetes configuration (the message says what was tried).
     """
     if values["dry_run"]:
+        from sidecar.sinks import MemorySink  # noqa: PLC0415
+
         return MemorySink(keep=keep)
     from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
 

@@ -21,16 +21,19 @@ One concern per module:
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from kubernetes import client as k8s_client
 
 from sidecar.kube.config import KubeConfigError, load_configuration
-from sidecar.kube.logs import PodLogClient
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.sink import STRATEGIC_MERGE_PATCH, KubeSink
 from sidecar.kube.transport import ClientTransport
 from sidecar.metrics import Metrics
+
+if TYPE_CHECKING:
+    # Imported when used: it needs aiohttp's client, which only `--pod-log` pays for.
+    from sidecar.kube.logs import PodLogClient
 
 USER_AGENT: Final = "kube-event-sidecar/0.1.0"
 
@@ -40,7 +43,6 @@ __all__ = [
     "KubeConfigError",
     "KubeSettings",
     "KubeSink",
-    "PodLogClient",
     "connect",
     "connect_pod_logs",
     "load_configuration",
@@ -79,4 +81,6 @@ def connect_pod_logs(*, kubeconfig: str | None, context: str | None = None) -> P
     Raises:
         KubeConfigError: as `connect`.
     """
+    from sidecar.kube.logs import PodLogClient  # noqa: PLC0415 - see the import above
+
     return PodLogClient(load_configuration(kubeconfig=kubeconfig, context=context), USER_AGENT)

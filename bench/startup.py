@@ -1,0 +1,226 @@
+"""Start-up and the cost of imports: `replay` on an empty file, `check`, and RSS by import.
+
+    .venv/bin/python bench/startup.py --runs 10 [--baseline DIR]
+
+Times `event-sidecar replay EMPTY --rules bench/rules.yaml -o none` and `event-sidecar check
+bench/rules.yaml` (CPU time, wall time and peak RSS from GNU time; median and min of the runs),
+beside the bare interpreter; summarises `python -X importtime` of that replay by top-level
+package; and measures the resident set `run` adds by import, step by step in the order it
+loads them (a fresh interpreter, VmRSS after each import), plus what dropping pydantic from
+`sys.modules` after the rules are loaded gives back. `--baseline DIR` times a second copy of the
+package too (DIR holds a `sidecar/` folder, e.g. from `git archive COMMIT sidecar`), alternating
+with this one, for a before/after in one run. Writes its section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import ROOT, machine, run_measured, today, write_section
+
+BENCH = ROOT / "bench"
+RULES = BENCH / "rules.yaml"
+#: What `run` with the API sink loads, in order; each step's extra resident set is reported.
+RUN_STEPS = (
+    ("the interpreter", ""),
+    ("command line (argparse, settings, correlation, Events)", "sidecar.cli"),
+    ("PyYAML", "yaml"),
+    ("pydantic (BaseModel, pydantic-core)", "pydantic.main"),
+    ("google-re2", "re2"),
+    ("the rules' models and compiler (sidecar.rules)", "sidecar.rules"),
+    ("prometheus_client", "prometheus_client"),
+    ("the metrics (sidecar.metrics)", "sidecar.metrics"),
+    ("asyncio", "asyncio"),
+    ("the daemon (sources, consumer, poster, status server)", "sidecar.daemon"),
+    ("the Kubernetes client (with requests, urllib3)", "kubernetes"),
+    ("the Kubernetes sink (sidecar.kube)", "sidecar.kube"),
+    ("(not loaded by `run` any more: aiohttp.web, which the webhook uses)", "aiohttp.web"),
+)
+_RSS_PROBE = """
+import gc, importlib, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+for module in sys.argv[1:]:
+    if module:
+        importlib.import_module(module)
+    gc.collect()
+    print(rss())
+from sidecar.rules import load_rules
+rules = load_rules({rules!r})
+gc.collect()
+loaded = rss()
+for name in list(sys.modules):
+    if name.split(".")[0] in ("pydantic", "pydantic_core", "annotated_types"):
+        del sys.modules[name]
+gc.collect()
+print(loaded, rss())
+"""
+
+
+def python_of(tree: str | None) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run `sidecar` from `tree` (None: this checkout)."""
+    env = dict(os.environ)
+    if tree:
+        env["PYTHONPATH"] = tree
+    return [sys.executable, "-m", "sidecar"], env
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        run = run_measured(argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return run.cpu, run.wall, run.max_rss_kib
+
+
+def importtime(empty: Path) -> list[tuple[str, float]]:
+    """Self import time (ms) summed by top-level package, for `replay EMPTY`, largest first."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-X", "importtime", "-m", "sidecar", "replay", str(empty)),
+            *("--rules", str(RULES), "-o", "none", "--summary", "json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    by_package: Counter[str] = Counter()
+    for line in done.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+        if match:
+            by_package[match[2].split(".")[0]] += int(match[1])
+    return [(name, us / 1000) for name, us in by_package.most_common()]
+
+
+def rss_steps() -> tuple[list[int], int, int]:
+    """VmRSS (KiB) after each of RUN_STEPS; after loading rules; after dropping pydantic."""
+    probe = _RSS_PROBE.replace("{rules!r}", repr(str(RULES)))
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *(module for _, module in RUN_STEPS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    )
+    lines = done.stdout.split("\n")
+    steps = [int(line) for line in lines[: len(RUN_STEPS)]]
+    loaded, dropped = (int(v) for v in lines[len(RUN_STEPS)].split())
+    return steps, loaded, dropped
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--baseline", help="a folder holding another copy of `sidecar/`")
+    parser.add_argument("--smoke", action="store_true", help="one run, no report")
+    args = parser.parse_args()
+    if args.smoke:
+        args.runs = 1
+    trees: dict[str, str | None] = {"this checkout": None}
+    if args.baseline:
+        trees = {"baseline": args.baseline, **trees}
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    with tempfile.NamedTemporaryFile(suffix=".log") as empty:
+        commands = {
+            "python -c pass (the interpreter)": ["-c", "pass"],
+            "replay EMPTY --rules bench/rules.yaml -o none": [
+                "replay",
+                empty.name,
+                "--rules",
+                str(RULES),
+                "-o",
+                "none",
+            ],
+            "check bench/rules.yaml": ["check", str(RULES)],
+        }
+        samples: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+        for _ in range(args.runs):
+            for tree_name, tree in trees.items():
+                command, env = python_of(tree)
+                for name, argv in commands.items():
+                    full = [sys.executable, *argv] if argv[0] == "-c" else [*command, *argv]
+                    samples.setdefault((name, tree_name), []).append(timed(full, env))
+        packages = importtime(Path(empty.name))
+    steps, loaded, dropped = rss_steps()
+    load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    if args.smoke:
+        print(f"smoke ok: {len(samples)} timings; run's imports {steps[-1] / 1024:.1f} MiB")
+        return
+    rows = []
+    for (name, tree_name), values in samples.items():
+        if name.startswith("python -c") and tree_name != "this checkout":
+            continue
+        cpu = [v[0] for v in values]
+        wall = [v[1] for v in values]
+        rss = statistics.median(v[2] for v in values) / 1024
+        who = name if len(trees) == 1 or name.startswith("python -c") else f"{name} ({tree_name})"
+        rows.append(
+            f"| {who} | {statistics.median(cpu):.2f} ({min(cpu):.2f}) | "
+            f"{statistics.median(wall):.2f} ({min(wall):.2f}) | {rss:.1f} |"
+        )
+    total = sum(ms for _, ms in packages)
+    top = ", ".join(f"{name} {ms:.0f}" for name, ms in packages[:10])
+    step_rows = [
+        f"| {label} | +{(after - before) / 1024:.1f} | {after / 1024:.1f} |"
+        for (label, _), before, after in zip(RUN_STEPS[1:], steps[:-1], steps[1:], strict=True)
+    ]
+    baseline = (
+        " DIR held the package as it was before the commands imported their engines lazily and "
+        "the daemon dropped aiohttp (`git archive` of the base commit), timed in the same run, "
+        "alternating with this checkout."
+        if args.baseline
+        else ""
+    )
+    body = f"""
+## Start-up and imports
+
+`.venv/bin/python bench/startup.py --runs {args.runs}{" --baseline DIR" if args.baseline else ""}`
+on {today()}; {machine()}. Load average {load_before} before, {load_after} after (a shared
+machine: the minimum is the steadier figure).{baseline}
+
+CPU time (user + system) and wall time in seconds, median (min) of {args.runs} runs; peak RSS
+(median) from GNU time:
+
+| command | CPU s | wall s | peak RSS (MiB) |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+`python -X importtime` of that replay, self time summed by top-level package (ms, with
+importtime's own overhead; {total:.0f} ms in all): {top}.
+
+What `run` (API sink) adds to the resident set, import by import (a fresh interpreter, VmRSS
+after each step, MiB):
+
+| step | + MiB | VmRSS |
+|---|---|---|
+| the interpreter | | {steps[0] / 1024:.1f} |
+{chr(10).join(step_rows)}
+
+Dropping pydantic from `sys.modules` after the rules are loaded (and a `gc.collect()`) changes
+the resident set by {(dropped - loaded) / 1024:+.1f} MiB ({loaded / 1024:.1f} ->
+{dropped / 1024:.1f}): its classes stay referenced and pydantic-core's validators are native
+memory, so there is nothing to gain that way; and the Kubernetes client imports pydantic itself.
+"""
+    write_section("startup", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The daemon's status server: real requests, a real event loop on its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from sidecar.status import StatusServer
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running on a thread, as the daemon's runs beside the server's threads."""
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    yield running
+    running.call_soon_threadsafe(running.stop)
+    thread.join(5)
+    running.close()
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return int(answer.status), bytes(answer.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), bytes(error.read())
+
+
+def serve(
+    loop: asyncio.AbstractEventLoop, readiness: Mapping[str, bool], timeout: float = 5.0
+) -> tuple[StatusServer, int, CollectorRegistry]:
+    registry = CollectorRegistry()
+    Counter("event_sidecar_probe", "A counter to find.", registry=registry).inc(3)
+    server = StatusServer(registry, lambda: readiness, loop, loop_timeout=timeout)
+    return server, server.start("127.0.0.1", 0), registry
+
+
+def test_metrics_health_and_readiness(loop: asyncio.AbstractEventLoop) -> None:
+    readiness = {"sources": True, "rules": True, "api": True}
+    server, port, _ = serve(loop, readiness)
+    try:
+        status, body = get(port, "/metrics")
+        assert status == 200 and b"event_sidecar_probe_total 3.0" in body
+        assert get(port, "/healthz") == (200, b"ok\n")
+        status, body = get(port, "/readyz")
+        assert status == 200 and orjson.loads(body) == {"ready": True, "checks": readiness}
+        readiness["api"] = False
+        status, body = get(port, "/readyz")
+        assert status == 503
+        assert orjson.loads(body)["checks"] == {"sources": True, "rules": True, "api": False}
+        assert get(port, "/nothing")[0] == 404
+    finally:
+        server.close()
+    with pytest.raises(urllib.error.URLError):
+        get(port, "/healthz")
+
+
+def test_a_wedged_loop_fails_liveness_and_readiness(loop: asyncio.AbstractEventLoop) -> None:
+    server, port, _ = serve(loop, {"rules": True}, timeout=0.3)
+    try:
+        loop.call_soon_threadsafe(time.sleep, 2.0)  # a blocking call on the loop
+        time.sleep(0.1)
+        status, body = get(port, "/healthz")
+        assert status == 503 and orjson.loads(body)["checks"] == {"event_loop": False}
+        status, body = get(port, "/readyz")
+        assert status == 503 and orjson.loads(body) == {
+            "ready": False,
+            "checks": {"event_loop": False},
+        }
+        time.sleep(2.0)
+        assert get(port, "/healthz") == (200, b"ok\n")  # the loop answers again
+    finally:
+        server.close()
+
+
+def test_a_failing_liveness_check_fails_healthz(loop: asyncio.AbstractEventLoop) -> None:
+    liveness = {"tasks": True}
+    server = StatusServer(CollectorRegistry(), dict, loop, liveness=lambda: liveness)
+    port = server.start("127.0.0.1", 0)
+    try:
+        assert get(port, "/healthz") == (200, b"ok\n")
+        liveness["tasks"] = False
+        status, body = get(port, "/healthz")
+        assert status == 503 and orjson.loads(body) == {"alive": False, "checks": liveness}
+    finally:
+        server.close()
+
+
+def test_a_port_in_use_is_an_oserror(loop: asyncio.AbstractEventLoop) -> None:
+    server, port, registry = serve(loop, {})
+    try:
+        with pytest.raises(OSError):
+            StatusServer(registry, dict, loop).start("127.0.0.1", port)
+    finally:
+        server.close()
+
+
+def test_the_daemon_loads_no_aiohttp_and_no_injection_code() -> None:
+    """aiohttp is about 11 MiB of resident memory that the daemon has no use for; the injection
+    code (its pydantic models, jsonpatch) is the webhook's."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, sidecar.cli, sidecar.daemon, sidecar.kube; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'jsonpatch') "
+            "or m.startswith('sidecar.inject')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "[]"
