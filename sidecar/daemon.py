@@ -47,6 +47,7 @@ from sidecar.pipeline import LinePipeline, Processor
 from sidecar.poster import LineNamer, Poster, QueueItem
 from sidecar.recorder import Recorder
 from sidecar.recorder_v1 import ModernRecorder
+from sidecar.reload import RulesReloader
 from sidecar.rules import RuleSet
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
@@ -89,6 +90,7 @@ class Daemon:
         ping: Callable[[], object] | None = None,
         year: int | None = None,
         pod_log_api: LogAPI | None = None,
+        rules_path: str | None = None,
     ) -> None:
         self.rules = rules
         self.sink = sink
@@ -102,6 +104,16 @@ class Daemon:
 
         self.tracker = TransitionTracker(settings.transitions.max_keys)
         processor = Processor(rules, self.tracker)
+        metrics.follow_states(self.tracker, time.time, settings.transitions.state_ttl)
+        #: Reloads the rules when their file changes (SIGHUP, `POST /-/reload`); None without a
+        #: file to reload from.
+        self.reloader = (
+            RulesReloader(
+                rules_path, processor, metrics, settings.reload, watch=settings.files.watch
+            )
+            if rules_path
+            else None
+        )
         self.events: asyncio.Queue[QueueItem] = asyncio.Queue(queues.events)
         mark_interval = settings.checkpoint.interval * _MARK_FRACTION
 
@@ -334,11 +346,13 @@ class Daemon:
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.stop)
+            if self.reloader is not None:
+                loop.add_signal_handler(signal.SIGHUP, self.reloader.reload, True)
         try:
             return await self._run()
         finally:
             if install_signals:
-                for signum in (signal.SIGTERM, signal.SIGINT):
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(signum)
 
     async def _run(self) -> int:
@@ -349,8 +363,19 @@ class Daemon:
                 self._open_files()
             if self.pod_log_consumer is not None:
                 self._open_pod_log()
+            if self.reloader is not None:
+                self.reloader.start()
+            reload = (
+                self.reloader.answer
+                if self.reloader is not None and self.settings.reload.endpoint
+                else None
+            )
             self._status = StatusServer(
-                self.registry, self.readiness, asyncio.get_running_loop(), liveness=self.liveness
+                self.registry,
+                self.readiness,
+                asyncio.get_running_loop(),
+                liveness=self.liveness,
+                reload=reload,
             )
             self.http_port = self._status.start(http.host, http.port)
             if self.sockets is not None:
@@ -384,6 +409,8 @@ class Daemon:
             self._spawn("api-ping", self._ping_forever(self._ping))
         if isinstance(self.recorder, ModernRecorder):
             self._spawn("series-heartbeat", self._heartbeat_forever(self.recorder))
+        if self.reloader is not None:
+            self._spawn("rules-reload", self.reloader.run())
 
         stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait(

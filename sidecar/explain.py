@@ -62,6 +62,7 @@ def explain_line(
     assert type(record) is Record
     trace = Trace()
     outcome = processor.process(record, trace)
+    processor.take_durations()  # for metrics only: not kept for a whole file
     return LineTrace(number, text, record=record, trace=trace, outcome=outcome)
 
 

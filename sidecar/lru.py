@@ -47,6 +47,10 @@ class LRU(Generic[K, V]):
             items[key] = value
         return value
 
+    def pop(self, key: K) -> V | None:
+        """Forget `key`; its value, or None when absent."""
+        return self._items.pop(key, None)
+
     def put(self, key: K, value: V) -> bool:
         """Store as the most recently used, forgetting the least recently used when full;
         True when an item was forgotten (for callers that count evictions)."""

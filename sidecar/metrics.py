@@ -1,22 +1,96 @@
 """The `event_sidecar_` Prometheus metrics, always on a registry the caller passes in.
 
 Label values are bounded: `reason` and `rule` come from the rules file, `source` from the command
-line, `cause` and `result` from the fixed vocabularies of `sidecar.model`.
+line, `cause` and `result` from the fixed vocabularies of `sidecar.model`; `state`, `from` and `to`
+come from the log, so they pass the `LabelGuard` (at most `max_state_values` per rule, the rest are
+`other`, counted in `event_sidecar_state_labels_dropped_total`).
+
+Importing this module imports `sidecar.exposition`, which turns off the `_created` series.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable, Iterator
 
-from sidecar.model import DELAY_CAUSES, DROP_CAUSES
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+import sidecar.exposition  # noqa: F401 - lean /metrics: no `_created` series unless asked
+from sidecar.labels import DEFAULT_MAX_VALUES, LabelGuard
+from sidecar.model import DELAY_CAUSES, DROP_CAUSES, RELOAD_RESULTS
 from sidecar.pipeline import Tally
+from sidecar.transitions import TransitionTracker
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Seconds an object stays in a state: from a second to a day.
+_STATE_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    21600.0,
+    86400.0,
+)
+
+
+class _StateCollector(Collector):
+    """`objects_in_state` and `state_oldest_seconds`, counted from the tracker at scrape time.
+
+    A scrape walks the tracker once (O(objects), every scrape interval) instead of every line
+    paying for gauge updates. Objects whose last line is older than the TTL are left out.
+    """
+
+    def __init__(self, guard: LabelGuard) -> None:
+        self.guard = guard
+        self.tracker: TransitionTracker | None = None
+        self.clock: Callable[[], float] = lambda: 0.0
+        self.ttl = 0.0
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        in_state = GaugeMetricFamily(
+            "event_sidecar_objects_in_state",
+            "Objects currently in each state, by rule (its tracker's name when rules share one) "
+            "and state; objects without a line for the state TTL are left out.",
+            labels=["rule", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "event_sidecar_state_oldest_seconds",
+            "Seconds the earliest object to enter each state, still in it, has been there (from "
+            "the lines' times), by rule and state: what a 'stuck in a state' alert watches.",
+            labels=["rule", "state"],
+        )
+        if self.tracker is not None:
+            now = self.clock()
+            merged: dict[tuple[str, str], tuple[int, float | None]] = {}
+            for (rule, state), count in self.tracker.census(now - self.ttl).items():
+                label = (rule, self.guard.admit(rule, state))
+                objects, since = merged.get(label, (0, None))
+                if count.oldest_since is not None and (since is None or count.oldest_since < since):
+                    since = count.oldest_since
+                merged[label] = (objects + count.objects, since)
+            for label, (objects, since) in sorted(merged.items()):
+                in_state.add_metric(label, objects)
+                if since is not None:
+                    oldest.add_metric(label, max(0.0, now - since))
+        yield in_state
+        yield oldest
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, max_state_values: int = DEFAULT_MAX_VALUES
+    ) -> None:
         self.registry = registry
+        #: The cardinality guard on state labels, shared by the histogram and the gauges.
+        self.states = LabelGuard(max_state_values)
         self.events_emitted = Counter(
             "event_sidecar_events_emitted",
             "Events accepted by the sink, by reason, type and write (create or patch; series: "
@@ -171,6 +245,37 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.transition_duration = Histogram(
+            "event_sidecar_transition_duration_seconds",
+            "How long an object stayed in the state `from` before it changed to `to` (the lines' "
+            "times), by rule (its tracker's name when rules share one).",
+            ["rule", "from", "to"],
+            buckets=_STATE_BUCKETS,
+            registry=registry,
+        )
+        self.state_labels_dropped = Counter(
+            "event_sidecar_state_labels_dropped",
+            "Transition observations whose state was reported as `other` because the rule "
+            "already has the maximum number of distinct state values, by rule.",
+            ["rule"],
+            registry=registry,
+        )
+        self._states = _StateCollector(self.states)
+        registry.register(self._states)
+        self.rules_reloads = Counter(
+            "event_sidecar_rules_reloads",
+            "Rules reloads, by result: success (new rules run), failure (invalid or unreadable: "
+            "the old rules keep running), unchanged (asked for, same content).",
+            ["result"],
+            registry=registry,
+        )
+        self.rules_info = Gauge(
+            "event_sidecar_rules_info",
+            "1 for the rules that run: the SHA-256 of the rules file (first 16 hex digits) and "
+            "the number of rules.",
+            ["hash", "rules"],
+            registry=registry,
+        )
         self.events_api = Gauge(
             "event_sidecar_events_api_info",
             "The API Events are written to (1 for the one in use): v1 or events.k8s.io/v1.",
@@ -186,6 +291,20 @@ class Metrics:
             self.child(self.events_dropped, cause)
         for delay in DELAY_CAUSES:
             self.child(self.events_delayed, delay)
+        for result in RELOAD_RESULTS:
+            self.rules_reloads.labels(result)
+
+    def follow_states(
+        self, tracker: TransitionTracker, clock: Callable[[], float], ttl: float
+    ) -> None:
+        """Export the per-state gauges of `tracker`; objects silent for `ttl` seconds by `clock`
+        are not counted."""
+        self._states.tracker, self._states.clock, self._states.ttl = tracker, clock, ttl
+
+    def show_rules(self, digest: str, rules: int) -> None:
+        """`rules_info` names only the rules that run now."""
+        self.rules_info.clear()
+        self.rules_info.labels(digest[:16], str(rules)).set(1)
 
     def child(self, metric: Counter, *values: str) -> Counter:
         """`metric.labels(*values)`, resolved once per label set. Safe from any thread: two
@@ -215,3 +334,14 @@ class Metrics:
             child(self.lines_time_out_of_range, source).inc(tally.time_out_of_range)
         if tally.evictions:
             self.transition_evictions.inc(tally.evictions)
+        if tally.durations:
+            self.observe_durations(tally.durations)
+
+    def observe_durations(self, durations: list[tuple[str, str, str, float]]) -> None:
+        """One block's transitions with a known duration, their states through the guard."""
+        admit, duration = self.states.admit, self.transition_duration
+        for rule, before, after, seconds in durations:
+            shown_before, shown_after = admit(rule, before), admit(rule, after)
+            if shown_before != before or shown_after != after:
+                self.state_labels_dropped.labels(rule).inc()
+            duration.labels(rule, shown_before, shown_after).observe(seconds)

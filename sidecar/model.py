@@ -39,6 +39,11 @@ DropCause = Literal[
 ]
 DROP_CAUSES: Final[tuple[DropCause, ...]] = get_args(DropCause)
 
+#: What a rules reload did: new rules run; the file was invalid or unreadable (the old rules keep
+#: running); or a reload was asked for and the file had not changed.
+ReloadResult = Literal["success", "failure", "unchanged"]
+RELOAD_RESULTS: Final[tuple[ReloadResult, ...]] = get_args(ReloadResult)
+
 #: Why the API refused a write (`sidecar.sinks.Refused.cause`). `event_missing` is a PATCH's 404:
 #: the Event expired or was deleted, and the Recorder re-creates it, so it is never a drop cause.
 RefusalCause = Literal[

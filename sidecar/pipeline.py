@@ -44,6 +44,10 @@ class Unchanged:
 Outcome = EventSpec | RuleMiss | Unchanged | None
 
 
+#: A transition with a known duration: (tracker, from, to, seconds the object stayed in from).
+Duration = tuple[str, str, str, float]
+
+
 @dataclass(frozen=True, slots=True)
 class RuleTried:
     """One rule `explain` tried on a record, and the first of its conditions that failed."""
@@ -75,11 +79,24 @@ class Trace:
 
 
 class Processor:
-    """Applies the rules and the transition state to one decoded record."""
+    """Applies the rules and the transition state to one decoded record.
+
+    `rules` may be replaced between blocks (a rules reload): `LinePipeline.feed` processes a
+    block in one synchronous call, so a block is always processed with one rule set.
+    """
 
     def __init__(self, rules: RuleSet, tracker: TransitionTracker) -> None:
         self.rules = rules
         self.tracker = tracker
+        #: The time of lines that carry none (when their block was fed); None: unknown.
+        self.now: float | None = None
+        #: Transitions with a duration since `take_durations`, in order.
+        self.durations: list[Duration] = []
+
+    def take_durations(self) -> list[Duration]:
+        """The durations since the last call (the caller's block tally carries them)."""
+        durations, self.durations = self.durations, []
+        return durations
 
     def process(self, record: Record, trace: Trace | None = None) -> Outcome:
         """The record's outcome; `trace`, when given, is filled with how it was reached (the
@@ -99,6 +116,7 @@ class Processor:
             if transition is None:
                 message = render(rule.message, record)
             else:
+                at = record.time if record.time is not None else self.now
                 state = render(transition.state, record)
                 key = (
                     transition.tracker,
@@ -111,24 +129,28 @@ class Processor:
                 if trace is not None:
                     trace.key, trace.before = key, tracker.state_of(key)
                 change = tracker.compare(
-                    key, state, first=transition.first, initial=transition.initial
+                    key, state, first=transition.first, initial=transition.initial, at=at
                 )
                 if trace is not None:
                     trace.after = state
                 if change is None:
-                    tracker.remember(key, state)
+                    tracker.remember(key, state, at)
                     return Unchanged(rule.name)
                 case, chosen = rule.choose(change.before, change.after)
                 if trace is not None:
                     trace.case, trace.emit = case, chosen.emit
+                if chosen.emit:
+                    event_type, reason = chosen.type, chosen.reason
+                    message = render(
+                        chosen.message, record, {"from": change.before, "to": change.after}
+                    )
+                tracker.remember(key, state, at)
+                if change.stayed is not None:
+                    self.durations.append(
+                        (transition.tracker, change.before, change.after, change.stayed)
+                    )
                 if not chosen.emit:
-                    tracker.remember(key, state)
                     return Unchanged(rule.name)
-                event_type, reason = chosen.type, chosen.reason
-                message = render(
-                    chosen.message, record, {"from": change.before, "to": change.after}
-                )
-                tracker.remember(key, state)
         except MissingField as missing:
             if trace is not None:
                 trace.after = trace.before
@@ -188,6 +210,8 @@ class Tally:
     time_out_of_range: int = 0
     #: Objects whose transition state was forgotten to stay within the tracker's bound.
     evictions: int = 0
+    #: Transitions whose duration is known, for `transition_duration_seconds`.
+    durations: list[Duration] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +283,11 @@ class LinePipeline:
         undecodable, matches = tally.undecodable, tally.matches
         misses, unchanged = tally.misses, tally.unchanged
         times_dropped = 0
-        process = self.processor.process
-        year = self.year if self.year is not None else years_at(self.clock())
+        processor = self.processor
+        process = processor.process
+        now = self.clock()
+        processor.now = now.timestamp()
+        year = self.year if self.year is not None else years_at(now)
         for line in selection.candidates:
             record = decode(line, year=year)
             if type(record) is Undecodable:
@@ -289,6 +316,7 @@ class LinePipeline:
         tally.too_long = selection.too_long + too_long
         tally.skipped = selection.lines - selection.too_long - len(selection.candidates)
         tally.time_out_of_range = times_dropped
-        tally.evictions = self.processor.tracker.take_evictions()
+        tally.evictions = processor.tracker.take_evictions()
+        tally.durations = processor.take_durations()
         self.counts.add(tally, len(specs))
         return Fed(specs, tally)

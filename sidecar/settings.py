@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sidecar.correlate import CorrelatorSettings
+from sidecar.labels import DEFAULT_MAX_VALUES
 from sidecar.model import RetrySettings
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES
 from sidecar.transitions import DEFAULT_MAX_KEYS
@@ -144,6 +145,9 @@ class HttpSettings:
     port: int = 8090
     #: Seconds between API reachability checks for `/readyz`.
     ping_interval: float = 5.0
+    #: Also expose the `_created` series of counters and histograms. Off: nothing queries them,
+    #: and they add a series per label set.
+    created_series: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +158,28 @@ class TransitionSettings:
     #: counted (`event_sidecar_transition_evictions_total`). About 200 bytes each, so the default
     #: costs about 12 MiB; raise it when a controller tracks more objects than that.
     max_keys: int = DEFAULT_MAX_KEYS
+    #: Seconds after an object's last line when it leaves `event_sidecar_objects_in_state` (its
+    #: state is still kept): deleted objects log nothing more and must not be counted forever.
+    #: A day, because an object stuck in a state may log nothing either, and the "stuck" alert
+    #: (an hour) must see it first.
+    state_ttl: float = 86400.0
+    #: Distinct state values per rule in metric labels; more are reported as `other` and counted
+    #: (`event_sidecar_state_labels_dropped_total`). A state machine has a handful of states; a
+    #: state rendered from a changing field (a time, a generation) would grow without bound.
+    max_state_values: int = DEFAULT_MAX_VALUES
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadSettings:
+    """Rules hot reload (`sidecar.reload`)."""
+
+    #: Seconds between checks of the rules file's content hash, beside inotify on its folder:
+    #: the fallback where inotify is missing or misses a change. A hash of a small file costs
+    #: microseconds; the kubelet takes up to a minute and more to project a ConfigMap update.
+    poll_interval: float = 5.0
+    #: Serve `POST /-/reload` on the metrics listener. Off: the listener may face the pod
+    #: network (`--listen 0.0.0.0:PORT`), and SIGHUP or the file itself are enough in a pod.
+    endpoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +198,7 @@ class DaemonSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
     correlation: CorrelatorSettings = field(default_factory=CorrelatorSettings)
     transitions: TransitionSettings = field(default_factory=TransitionSettings)
+    reload: ReloadSettings = field(default_factory=ReloadSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     #: Which API Events are written to. `v1` (core) by default: its repeats are exact across a
     #: `kill -9` (line-derived names, counted 409s), while an events.k8s.io/v1 series keeps its

@@ -21,11 +21,13 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
 from prometheus_client import CollectorRegistry, make_wsgi_app
+
+_T = TypeVar("_T")
 
 Checks = Callable[[], Mapping[str, bool]]
 """Named checks that all hold when the answer is yes."""
@@ -65,11 +67,14 @@ class StatusServer:
         loop: asyncio.AbstractEventLoop,
         *,
         liveness: Checks = dict,
+        reload: Callable[[], tuple[int, dict[str, Any]]] | None = None,
         loop_timeout: float = 5.0,
     ) -> None:
         self._metrics = make_wsgi_app(registry)
         self._readiness = readiness
         self._liveness = liveness
+        #: `POST /-/reload` (`run --enable-reload-endpoint`): run on the loop, between blocks.
+        self._reload = reload
         self._loop = loop
         self._loop_timeout = loop_timeout
         self._server: _Server | None = None
@@ -102,13 +107,13 @@ class StatusServer:
             self._thread.join()
             self._thread = None
 
-    def _on_loop(self, checks: Checks) -> dict[str, bool] | None:
-        """`checks()` run on the event loop; None when the loop does not answer in time."""
-        answer: concurrent.futures.Future[dict[str, bool]] = concurrent.futures.Future()
+    def _on_loop(self, call: Callable[[], _T]) -> _T | None:
+        """`call()` run on the event loop; None when the loop does not answer in time."""
+        answer: concurrent.futures.Future[_T] = concurrent.futures.Future()
 
         def run() -> None:
             try:
-                answer.set_result(dict(checks()))
+                answer.set_result(call())
             except Exception as error:  # a failing check is an unhealthy daemon, not a 500
                 answer.set_exception(error)
 
@@ -124,26 +129,43 @@ class StatusServer:
             body: Iterable[bytes] = self._metrics(environ, start_response)
             return body
         if path == "/healthz":
-            alive = self._on_loop(self._liveness)
+            alive = self._on_loop(lambda: dict(self._liveness()))
             if alive is not None and all(alive.values()):
                 return _answer(start_response, 200, b"ok\n", "text/plain; charset=utf-8")
             failing = alive if alive is not None else {"event_loop": False}
             report = {"alive": False, "checks": failing}
             return _answer(start_response, 503, orjson.dumps(report), "application/json")
         if path == "/readyz":
-            checks = self._on_loop(self._readiness)
+            checks = self._on_loop(lambda: dict(self._readiness()))
             if checks is None:
                 checks = {"event_loop": False}
             ready = all(checks.values())
             body_bytes = orjson.dumps({"ready": ready, "checks": checks})
             return _answer(start_response, 200 if ready else 503, body_bytes, "application/json")
+        if path == "/-/reload" and self._reload is not None:
+            if environ.get("REQUEST_METHOD") != "POST":
+                return _answer(start_response, 405, b"POST only\n", "text/plain; charset=utf-8")
+            outcome = self._on_loop(self._reload)
+            if outcome is None:
+                outcome = (
+                    503,
+                    {"result": "failure", "problems": ["the event loop did not answer"]},
+                )
+            status, report = outcome
+            return _answer(start_response, status, orjson.dumps(report), "application/json")
         return _answer(start_response, 404, b"not found\n", "text/plain; charset=utf-8")
 
 
 def _answer(
     start_response: StartResponse, status: int, body: bytes, content_type: str
 ) -> list[bytes]:
-    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+    reason = {
+        200: "OK",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        422: "Unprocessable Entity",
+        503: "Service Unavailable",
+    }[status]
     start_response(
         f"{status} {reason}",
         [("Content-Type", content_type), ("Content-Length", str(len(body)))],

@@ -1,7 +1,10 @@
 """Per-object state for rules that emit only on a change (`transition:` in the rules file).
 
 The state lives in memory, bounded, and can be exported and restored so that a restarted sidecar
-neither repeats nor misses a transition (the daemon checkpoints it with the file offsets).
+neither repeats nor misses a transition (the daemon checkpoints it with the file offsets). Each
+object also carries the time it entered its state and the time of its last line (the lines' own
+times), which give `event_sidecar_transition_duration_seconds` and the per-state gauges; those two
+times are not checkpointed, so the first change of an object after a restart has no duration.
 """
 
 from __future__ import annotations
@@ -16,10 +19,26 @@ from sidecar.lru import LRU
 StateKey = tuple[str, str, str, str, str]
 
 
+#: (state, time it was entered, time of the object's last line); times are None when unknown.
+Entry = tuple[str, float | None, float | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     before: str
     after: str
+    #: Seconds the object stayed in `before` (line times); None for a first observation, or when
+    #: a time is unknown or went backwards.
+    stayed: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateCount:
+    """The objects of one tracker in one state, for the per-state gauges."""
+
+    objects: int
+    #: The earliest time one of them entered the state; None when no time is known.
+    oldest_since: float | None
 
 
 #: Objects remembered at once (about 200 bytes each): the default of `max_keys`.
@@ -36,34 +55,43 @@ class TransitionTracker:
     """
 
     def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
-        self._states: LRU[StateKey, str] = LRU(max_keys)
+        self._states: LRU[StateKey, Entry] = LRU(max_keys)
         self.evicted = 0
         self._evictions_taken = 0
 
     def __len__(self) -> int:
         return len(self._states)
 
-    def compare(self, key: StateKey, state: str, *, first: str, initial: str) -> Change | None:
-        """The change `state` would be for `key`, without remembering it.
+    def compare(
+        self, key: StateKey, state: str, *, first: str, initial: str, at: float | None = None
+    ) -> Change | None:
+        """The change `state` would be for `key` at time `at`, without remembering it.
 
         Remembering is a separate step (`remember`) so that a line whose Event cannot be built
         (its rule misses a field) leaves the state alone and a later complete line still reports
         the change.
         """
-        previous = self._states.peek(key)
-        if previous is None:
+        entry = self._states.peek(key)
+        if entry is None:
             return Change(initial, state) if first == "emit" else None
+        previous, since, _ = entry
         if previous == state:
             return None
-        return Change(previous, state)
+        stayed = None if since is None or at is None or at < since else at - since
+        return Change(previous, state, stayed)
 
     def state_of(self, key: StateKey) -> str | None:
         """The state last remembered for `key`, if any (for `explain`)."""
-        return self._states.peek(key)
+        entry = self._states.peek(key)
+        return None if entry is None else entry[0]
 
-    def remember(self, key: StateKey, state: str) -> None:
-        """Make `state` the last known state of `key` (and `key` the most recently used)."""
-        if self._states.put(key, state):
+    def remember(self, key: StateKey, state: str, at: float | None = None) -> None:
+        """Make `state` the last known state of `key` (and `key` the most recently used), seen
+        at `at`; the time it entered the state stays unless the state changed."""
+        states = self._states
+        entry = states.peek(key)
+        since = entry[1] if entry is not None and entry[0] == state else at
+        if states.put(key, (state, since, at)):
             self.evicted += 1
 
     def take_evictions(self) -> int:
@@ -74,11 +102,42 @@ class TransitionTracker:
 
     def export(self) -> list[list[str]]:
         """JSON-ready state, oldest first, for checkpoints."""
-        return [[*key, state] for key, state in self._states.items()]
+        return [[*key, entry[0]] for key, entry in self._states.items()]
 
     def restore(self, rows: Iterable[list[str]]) -> None:
         """Load what `export` wrote; malformed rows are skipped (a checkpoint is a cache)."""
         for row in rows:
             if isinstance(row, list) and len(row) == 6 and all(isinstance(x, str) for x in row):
                 rule, kind, namespace, name, extra, state = row
-                self._states.put((rule, kind, namespace, name, extra), state)
+                self._states.put((rule, kind, namespace, name, extra), (state, None, None))
+
+    def drop(self, trackers: Iterable[str]) -> int:
+        """Forget every object kept under one of `trackers` (their rules changed how they track,
+        so the old states would be compared with states of another kind); how many."""
+        names = frozenset(trackers)
+        if not names:
+            return 0
+        states = self._states
+        stale = [key for key, _ in states.items() if key[0] in names]
+        for key in stale:
+            states.pop(key)
+        return len(stale)
+
+    def census(self, seen_after: float) -> dict[tuple[str, str], StateCount]:
+        """Objects per (tracker, state) among those whose last line is after `seen_after` (an
+        object that stopped logging, deleted perhaps, expires from the count but not from the
+        state), with the earliest time one of them entered the state. O(objects): it runs once
+        per scrape, never per line."""
+        objects: dict[tuple[str, str], int] = {}
+        oldest: dict[tuple[str, str], float | None] = {}
+        for key, (state, since, seen) in self._states.items():
+            if seen is not None and seen < seen_after:
+                continue
+            label = (key[0], state)
+            objects[label] = objects.get(label, 0) + 1
+            earliest = oldest.get(label)
+            if since is not None and (earliest is None or since < earliest):
+                oldest[label] = since
+            elif label not in oldest:
+                oldest[label] = earliest
+        return {label: StateCount(number, oldest[label]) for label, number in objects.items()}

@@ -122,3 +122,18 @@ def test_usage_errors_and_a_run_without_sources(
     rules = str(write_rules(tmp_path))
     assert main(["run", "--rules", rules, "--dry-run", "--listen", "127.0.0.1:0"]) == 2
     assert "no sources" in capsys.readouterr().err
+
+
+def test_reload_and_state_metric_options_reach_their_settings() -> None:
+    found = settings(
+        ["--enable-reload-endpoint", "--reload-interval", "2", "--max-state-values", "7"],
+        SIDECAR_STATE_TTL="600",
+        SIDECAR_METRICS_CREATED="true",
+    )
+    assert found.reload.endpoint is True
+    assert found.reload.poll_interval == 2.0
+    assert found.transitions.max_state_values == 7
+    assert found.transitions.state_ttl == 600.0
+    assert found.http.created_series is True
+    defaults = settings([])
+    assert (defaults.reload.endpoint, defaults.http.created_series) == (False, False)

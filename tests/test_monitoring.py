@@ -104,6 +104,8 @@ def test_the_dashboard_covers_each_area() -> None:
         "event_sidecar_api_request_duration_seconds_bucket",
         "event_sidecar_inject_injected_total",
         "event_sidecar_webhook_errors_total",
+        "event_sidecar_rules_reloads_total",
+        "event_sidecar_objects_in_state",
     ):
         assert wanted in named
 

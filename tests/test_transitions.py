@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.transitions import Change, StateKey, TransitionTracker
+from sidecar.transitions import Change, StateCount, StateKey, TransitionTracker
 
 KEY = ("phase", "Pod", "shop", "web-0", "")
 
@@ -55,3 +55,40 @@ def test_export_and_restore_round_trip() -> None:
     restored.restore([*tracker.export(), ["malformed"], [1, 2, 3, 4, 5, 6]])  # type: ignore[list-item]
     assert len(restored) == 1
     assert observe(restored, KEY, "B", first="skip", initial="") == Change("A", "B")
+
+
+def test_a_change_says_how_long_the_object_stayed_in_its_state() -> None:
+    tracker = TransitionTracker()
+    for state, at in [("A", 10.0), ("A", 15.0), ("B", 25.0)]:
+        change = tracker.compare(KEY, state, first="skip", initial="", at=at)
+        tracker.remember(KEY, state, at)
+    # Entered A at 10 (the line at 15 was the same state), left it at 25.
+    assert change == Change("A", "B", 15.0)
+    assert tracker.compare(KEY, "C", first="skip", initial="", at=20.0) == Change("B", "C")
+
+
+def test_census_counts_objects_per_state_and_leaves_out_silent_ones() -> None:
+    tracker = TransitionTracker()
+    keys = [("r", "Pod", "ns", name, "") for name in "abc"]
+    tracker.remember(keys[0], "Ready", 100.0)
+    tracker.remember(keys[1], "Ready", 50.0)
+    tracker.remember(keys[2], "Failed", 10.0)
+    tracker.remember(("other", "Pod", "ns", "a", ""), "Ready", 100.0)
+    assert tracker.census(seen_after=0.0) == {
+        ("r", "Ready"): StateCount(2, 50.0),
+        ("r", "Failed"): StateCount(1, 10.0),
+        ("other", "Ready"): StateCount(1, 100.0),
+    }
+    assert tracker.census(seen_after=60.0) == {
+        ("r", "Ready"): StateCount(1, 100.0),
+        ("other", "Ready"): StateCount(1, 100.0),
+    }
+
+
+def test_drop_forgets_only_the_named_trackers() -> None:
+    tracker = TransitionTracker()
+    observe(tracker, KEY, "A", first="skip", initial="")
+    observe(tracker, ("kept", "Pod", "ns", "a", ""), "A", first="skip", initial="")
+    assert tracker.drop(["phase"]) == 1
+    assert [row[0] for row in tracker.export()] == ["kept"]
+    assert observe(tracker, KEY, "B", first="skip", initial="") is None

@@ -237,6 +237,7 @@ async def test_health_readiness_and_metrics_are_served(server: Server) -> None:
     async with server.session.get(server.url + "/metrics") as resp:
         text = await resp.text()
     assert 'event_sidecar_inject_skipped_total{reason="mirror_pod"} 0.0' in text
+    assert "_created" not in text
 
 
 async def test_only_tls_is_spoken(server: Server) -> None:

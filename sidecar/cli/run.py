@@ -63,6 +63,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
 
     from sidecar.addresses import AddressError  # noqa: PLC0415
     from sidecar.cli.common import load_rules_or_report  # noqa: PLC0415
+    from sidecar.exposition import show_created_series  # noqa: PLC0415
     from sidecar.heap import freeze_startup_objects  # noqa: PLC0415
     from sidecar.logs import configure_logging  # noqa: PLC0415
     from sidecar.metrics import Metrics  # noqa: PLC0415
@@ -106,7 +107,8 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     except AddressError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    metrics = Metrics(CollectorRegistry())
+    show_created_series(settings.http.created_series)
+    metrics = Metrics(CollectorRegistry(), max_state_values=settings.transitions.max_state_values)
     try:
         sink = _sink(values, metrics, settings.correlation.cache_size)
     except RuntimeError as error:
@@ -124,7 +126,9 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         """The daemon needs a running loop (its queues and tasks belong to it)."""
         # A dry run has nothing to reach; a real sink's ping keeps /readyz current.
         ping = None if values["dry_run"] else sink.ping
-        daemon = Daemon(rules, sink, settings, metrics, ping=ping, pod_log_api=logs)
+        daemon = Daemon(
+            rules, sink, settings, metrics, ping=ping, pod_log_api=logs, rules_path=values["rules"]
+        )
         try:
             code = await daemon.run(install_signals=True)
         finally:

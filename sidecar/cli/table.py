@@ -184,6 +184,38 @@ RUN_OPTIONS: Final = (
         parse=positive_int,
         to=("transitions.max_keys",),
     ),
+    Option(
+        "--state-ttl",
+        "seconds after its last line when an object leaves objects_in_state (its state is kept)",
+        parse=positive_float,
+        to=("transitions.state_ttl",),
+    ),
+    Option(
+        "--max-state-values",
+        "distinct state values per rule in metric labels; more are reported as 'other' and "
+        "counted (state_labels_dropped_total)",
+        parse=positive_int,
+        to=("transitions.max_state_values",),
+    ),
+    Option(
+        "--reload-interval",
+        "seconds between checks of the rules file's hash (besides inotify on its folder and "
+        "SIGHUP)",
+        parse=positive_float,
+        to=("reload.poll_interval",),
+    ),
+    Option(
+        "--enable-reload-endpoint",
+        "serve POST /-/reload on the --listen address",
+        kind="switch",
+        to=("reload.endpoint",),
+    ),
+    Option(
+        "--metrics-created",
+        "also expose the _created series of counters and histograms",
+        kind="switch",
+        to=("http.created_series",),
+    ),
     Option("--queue-size", "queued Events", parse=positive_int, to=("queues.events",)),
     Option(
         "--writes",

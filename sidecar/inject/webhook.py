@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+import sidecar.exposition  # noqa: F401 - no `_created` series on the webhook's /metrics either
 from sidecar.http import Checks, add_probe_routes
 from sidecar.inject.admission import (
     SKIP_REASONS,

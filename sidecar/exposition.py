@@ -1,0 +1,22 @@
+"""What `/metrics` shows: no `_created` series unless asked (the daemon's and the webhook's).
+
+prometheus_client adds a `_created` series (the time it was created) beside every counter and
+histogram label set: one more series each, which nothing we ship queries. Importing this module
+turns them off for the process; `show_created_series(True)` (`run --metrics-created`) brings them
+back. The switch is process-wide and read at scrape time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import disable_created_metrics, enable_created_metrics
+
+
+def show_created_series(enabled: bool) -> None:
+    """Whether counters and histograms also expose `_created`."""
+    if enabled:
+        enable_created_metrics()  # type: ignore[no-untyped-call]
+    else:
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+show_created_series(False)
