@@ -124,12 +124,16 @@ class Recorder:
         except InvalidEvent as error:
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
             return self._drop("invalid")
+        return self.correlate(event, spec.reason)
+
+    def correlate(self, event: Event, reason: str) -> Write | DropCause:
+        """The correlator's decision on `event`: the `Write` to make, or the counted drop."""
         decision = self.correlator.correlate(event)
         if type(decision) is Suppressed:
             return self._drop(decision.cause)
         assert type(decision) is Write
         if decision.aggregated:
-            self.metrics.child(self.metrics.events_aggregated, spec.reason).inc()
+            self.metrics.child(self.metrics.events_aggregated, reason).inc()
         return decision
 
     def event_time(self, spec: EventSpec) -> float:

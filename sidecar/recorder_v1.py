@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any, ClassVar, Protocol
 
-from sidecar.correlate import Suppressed, Write
+from sidecar.correlate import Write
 from sidecar.events import InvalidEvent, InvolvedObject
 from sidecar.events_v1 import ModernEvent, SeriesCache, SeriesWrite, make_modern_event
 from sidecar.model import AlreadyWritten, EventSpec, RecordOutcome, Written
@@ -68,12 +68,10 @@ class ModernRecorder(Recorder):
         except InvalidEvent as error:
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
             return self._drop("invalid")
-        decision = self.correlator.correlate(event)
-        if type(decision) is Suppressed:
-            return self._drop(decision.cause)
-        assert type(decision) is Write
+        decision = self.correlate(event, spec.reason)
+        if not isinstance(decision, Write):
+            return decision
         if decision.aggregated:
-            self.metrics.events_aggregated.labels(spec.reason).inc()
             modern = self._modern_event(
                 spec,
                 regarding=regarding,
