@@ -18,9 +18,9 @@ def _default_resources() -> dict[str, dict[str, str]]:
     """Small requests so the sidecar fits beside any controller; a memory limit only, because a
     CPU limit throttles the tailer into lag while a leak must still be contained.
 
-    The daemon's resident set is about 85 MiB idle (the Kubernetes client's models alone are
-    about 40 MiB) and measured under load in BENCHMARKS.md, so the request covers the idle
-    footprint and the limit leaves room for bursts without letting a leak take the node.
+    The daemon's resident set is about 55 MiB idle and 64 MiB at 10,000 lines/s with the API
+    sink (BENCHMARKS.md, memory), so the request covers the idle footprint with room, and the
+    limit leaves room for bursts without letting a leak take the node.
     """
     return {"requests": {"cpu": "10m", "memory": "96Mi"}, "limits": {"memory": "192Mi"}}
 
