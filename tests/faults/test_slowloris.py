@@ -149,3 +149,69 @@ async def test_trickling_writers_holding_every_slot_cannot_lock_out_the_controll
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)
     assert server.blocks.qsize() == ATTACKERS - 1
+
+
+#: Connections of the flood at once: far more than the slots, fewer than the listen backlog
+#: (asyncio's 100), past which the kernel, not the source, decides which connections arrive.
+FLOOD = 90
+
+
+async def test_a_connection_flood_is_counted_line_for_line_and_the_source_keeps_serving(
+    listen: Callable[..., object], registry: CollectorRegistry
+) -> None:
+    """Hundreds of connections at once, each writing one line and leaving: every connection is
+    accepted or refused and counted, every accepted line is delivered once, and a controller
+    connecting afterwards is served."""
+    server: Listening = await listen(max_connections=16)  # type: ignore[misc]
+    lines: list[bytes] = []
+
+    async def drain() -> None:
+        while True:
+            lines.extend((await server.blocks.get()).data.splitlines())
+
+    draining = asyncio.create_task(drain())
+
+    unconnected = 0
+
+    async def flood(number: int) -> None:
+        nonlocal unconnected
+        try:
+            _reader, writer = await asyncio.open_connection(*server.address)
+        except OSError:  # the kernel's accept backlog overflowed: never reached the source
+            unconnected += 1
+            return
+        writer.write(b"level=info msg=flood n=%d\n" % number)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    try:
+        await asyncio.gather(*(flood(number) for number in range(FLOOD)))
+        deadline = time.monotonic() + WAIT
+        reached = FLOOD - unconnected
+        while server.count(registry, "accepted") + server.count(registry, "refused") < reached:
+            assert time.monotonic() < deadline, (
+                "a connection was neither accepted nor refused",
+                server.count(registry, "accepted"),
+                server.count(registry, "refused"),
+                unconnected,
+                len(lines),
+            )
+            await asyncio.sleep(0.02)
+        accepted = server.count(registry, "accepted")
+        while len(lines) < accepted:
+            assert time.monotonic() < deadline, f"{len(lines)} lines of {accepted} accepted"
+            await asyncio.sleep(0.02)
+        assert len(set(lines)) == len(lines) == accepted  # each accepted line once
+        assert accepted >= 16
+        _reader, controller = await asyncio.open_connection(*server.address)
+        controller.write(b"level=info msg=hello\n")
+        await controller.drain()
+        while b"level=info msg=hello" not in lines:
+            assert time.monotonic() < deadline, "the controller was not served after the flood"
+            await asyncio.sleep(0.02)
+        controller.close()
+    finally:
+        draining.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await draining
