@@ -37,7 +37,7 @@ from tests.controlplane import KWOK_NODE, REPO_ROOT, ControlPlane
 from tests.daemon_support import wait_for
 from tests.kubelet import LocalContainer, prepare
 from tests.test_daemon_prometheus import PROMETHEUS, Prometheus, free_port
-from tests.test_webhook_e2e import registered, run_webhook, wait_until_injecting
+from tests.test_webhook_e2e import install_crd, registered, run_webhook, wait_until_injecting
 
 pytestmark = pytest.mark.controlplane
 
@@ -130,35 +130,7 @@ def install_rqa(
     cp: ControlPlane, objects: Sequence[tuple[str, str]] = (("team-a", NAMESPACE),)
 ) -> None:
     """The example's CRD and ResourceQuotaAutoscalers (name, namespace)."""
-    crd: dict[str, Any] = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"resourcequotaautoscalers.{RQA_GROUP}"},
-        "spec": {
-            "group": RQA_GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": "ResourceQuotaAutoscaler",
-                "plural": "resourcequotaautoscalers",
-                "singular": "resourcequotaautoscaler",
-            },
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
-    cp.kubectl("apply", "-f", "-", input=json.dumps(crd))
-    cp.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}")
+    install_crd(cp, RQA_GROUP, "ResourceQuotaAutoscaler", "resourcequotaautoscalers")
     for name, namespace in objects:
         rqa = {
             "apiVersion": f"{RQA_GROUP}/v1",

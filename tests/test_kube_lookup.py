@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.events import Event, InvolvedObject, make_event
+from sidecar.events import InvolvedObject
 from sidecar.kube.lookup import ObjectLookup
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.sink import KubeSink
@@ -20,6 +20,7 @@ from sidecar.kube.transport import Answer
 from sidecar.metrics import Metrics
 from sidecar.model import LookupResult, ObjectTarget
 from sidecar.sinks import NotFound, Refused, Unreachable
+from tests.test_sinks import an_event
 
 CORE = {"versions": ["v1"]}
 CORE_V1 = {
@@ -231,21 +232,8 @@ def _sink(answers: dict[str, tuple[int, Any]]) -> KubeSink:
     return KubeSink(CannedApi(answers), Metrics(CollectorRegistry()))
 
 
-def _event() -> Event:
-    return make_event(
-        involved=InvolvedObject("Pod", "web-0", "shop", "v1"),
-        type="Normal",
-        reason="Started",
-        message="started",
-        component="test",
-        host="node-1",
-        now=1_700_000_000.0,
-        name="web-0.1",
-    )
-
-
 def test_a_patch_404_is_an_expired_event_and_a_create_404_a_missing_namespace() -> None:
-    event = _event()
+    event = an_event()
     sink = _sink({})
     with pytest.raises(NotFound) as expired:
         sink.patch(event, event.repeat_patch())
@@ -271,8 +259,8 @@ def test_write_answers_map_to_refusal_causes() -> None:
         (500, {"message": "boom"}, "rejected"),
     ]:
         with pytest.raises(Refused) as refused:
-            _sink({events: (status, document)}).create(_event())
+            _sink({events: (status, document)}).create(an_event())
         assert refused.value.cause == cause
         assert str(status) in refused.value.detail
     with pytest.raises(Unreachable, match="throttled"):
-        _sink({events: (429, {"message": "slow down"})}).create(_event())
+        _sink({events: (429, {"message": "slow down"})}).create(an_event())

@@ -17,7 +17,8 @@ from sidecar.sinks import MemorySink, NotFound, Refused
 from tests.daemon_support import RULES, phase_lines
 
 
-def _event() -> Event:
+def an_event() -> Event:
+    """A plain core/v1 Event about Pod shop/web-0 (also for tests/test_kube_lookup.py)."""
     return make_event(
         involved=InvolvedObject("Pod", "web-0", "shop", "v1"),
         type="Normal",
@@ -33,7 +34,7 @@ def _event() -> Event:
 def test_a_patch_of_a_missing_event_is_not_found_as_event_missing() -> None:
     """A PATCH's 404 means the Event expired or was deleted, not that the namespace is gone."""
     sink = MemorySink()
-    event = _event()
+    event = an_event()
     with pytest.raises(NotFound) as missing:
         sink.patch(event, event.repeat_patch())
     assert missing.value.cause == "event_missing"
@@ -41,7 +42,7 @@ def test_a_patch_of_a_missing_event_is_not_found_as_event_missing() -> None:
 
 def test_a_second_create_is_a_conflict() -> None:
     sink = MemorySink()
-    event = _event()
+    event = an_event()
     sink.create(event)
     with pytest.raises(Refused) as conflict:
         sink.create(event)
@@ -50,7 +51,7 @@ def test_a_second_create_is_a_conflict() -> None:
 
 def test_a_bounded_sink_keeps_the_most_recent_events_and_lists_no_writes() -> None:
     sink = MemorySink(keep=2)
-    first, second, third = (replace(_event(), name=f"web-0.{i}") for i in range(3))
+    first, second, third = (replace(an_event(), name=f"web-0.{i}") for i in range(3))
     for event in (first, second):
         sink.create(event)
     sink.patch(first, first.repeat_patch())  # now the most recent

@@ -456,31 +456,36 @@ def kustomization_roots() -> list[Path]:
 
 def install_minimal_crds(cp: ControlPlane) -> None:
     for group, kind, plural in MINIMAL_CRDS:
-        crd = {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.{group}"},
-            "spec": {
-                "group": group,
-                "scope": "Namespaced",
-                "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-                "versions": [
-                    {
-                        "name": "v1",
-                        "served": True,
-                        "storage": True,
-                        "schema": {
-                            "openAPIV3Schema": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            }
-                        },
-                    }
-                ],
-            },
-        }
-        cp.kubectl("apply", "-f", "-", input=json.dumps(crd))
-        cp.kubectl("wait", "--for=condition=Established", f"crd/{plural}.{group}")
+        install_crd(cp, group, kind, plural)
+
+
+def install_crd(cp: ControlPlane, group: str, kind: str, plural: str) -> None:
+    """A namespaced v1 CRD that keeps whatever fields its objects have, once Established."""
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    cp.kubectl("apply", "-f", "-", input=json.dumps(crd))
+    cp.kubectl("wait", "--for=condition=Established", f"crd/{plural}.{group}")
 
 
 def ensure_namespaces(cp: ControlPlane, objects: list[dict[str, Any]]) -> None:
