@@ -525,7 +525,7 @@ def test_spam_filter_stops_a_burst_after_25_and_counts_the_rest(
 # -- RBAC --------------------------------------------------------------------------------------
 
 
-def _install_rbac(
+def install_sidecar_rbac(
     control_plane: ControlPlane, api: client.ApiClient, namespace: str, tmp_path: Path
 ) -> str:
     """Apply manifests/sidecar-rbac for a sidecar in `namespace` (through an overlay, as its
@@ -553,7 +553,7 @@ def test_least_privilege_rbac_writes_events_and_looks_up_only_what_it_may(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    token = _install_rbac(control_plane, kube_api_client, namespace, tmp_path)
+    token = install_sidecar_rbac(control_plane, kube_api_client, namespace, tmp_path)
     core = client.CoreV1Api(kube_api_client)
     kubeconfig = control_plane.token_kubeconfig(token, tmp_path / "sidecar.kubeconfig")
 
@@ -632,7 +632,7 @@ def test_in_cluster_service_account_configuration(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What a pod sees: KUBERNETES_SERVICE_HOST/PORT and the mounted token and CA files."""
-    token = _install_rbac(control_plane, kube_api_client, namespace, tmp_path)
+    token = install_sidecar_rbac(control_plane, kube_api_client, namespace, tmp_path)
     mounted = tmp_path / "serviceaccount"
     mounted.mkdir()
     (mounted / "token").write_text(token)

@@ -7,7 +7,6 @@ with the account's own token, and the container status it reads.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,8 @@ from kubernetes import client
 
 from sidecar.kube import connect_pod_logs
 from sidecar.model import ContainerInstance, PodLogError
-from tests.controlplane import REPO_ROOT, ControlPlane
-
-RBAC_DIR = REPO_ROOT / "manifests" / "sidecar-rbac"
+from tests.controlplane import ControlPlane
+from tests.test_kube import install_sidecar_rbac
 
 
 def _service_account_kubeconfig(
@@ -25,20 +23,8 @@ def _service_account_kubeconfig(
 ) -> Path:
     """manifests/sidecar-rbac through an overlay in `namespace`; a kubeconfig with a token of
     its ServiceAccount from the TokenRequest API as the only credential."""
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"namespace: {namespace}\nresources:\n  - {os.path.relpath(RBAC_DIR, overlay)}\n"
-    )
-    control_plane.kubectl("apply", "-k", str(overlay))
-    token = client.CoreV1Api(api).create_namespaced_service_account_token(
-        "event-sidecar",
-        namespace,
-        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
-    )
-    assert token.status is not None
-    return control_plane.token_kubeconfig(str(token.status.token), tmp_path / "sa.kubeconfig")
+    token = install_sidecar_rbac(control_plane, api, namespace, tmp_path)
+    return control_plane.token_kubeconfig(token, tmp_path / "sa.kubeconfig")
 
 
 def _pod(api: client.ApiClient, namespace: str, name: str) -> None:
