@@ -98,3 +98,15 @@ def test_what_the_framer_holds_stays_within_one_line_limit() -> None:
     assert framer.feed(b"x") == b"fatal error: \n"  # 15 bytes would be past the limit
     assert framer.pending == 1
     assert framer.flush() == b"x\n"
+
+
+@pytest.mark.parametrize("head", [b"panic: boom\n", b"fatal error: all goroutines are asleep\n"])
+def test_every_head_is_found_where_one_marker_ends_as_the_next_begins(head: bytes) -> None:
+    """A klog value cut short right before a panic: the `=<` line's newline also opens the
+    panic's head, which is still found (the cut value is a line of its own); and a head at the
+    block's start, which no newline precedes."""
+    cut_value = b'I0111 14:21:01.000000 1 main.go:2] "config" c=<\n'
+    panic = head + PANIC[PANIC.index(b"\n") + 1 :]
+    block = cut_value + panic + KLOG
+    assert spans(block, LIMIT) == [(len(cut_value), len(cut_value) + len(panic) - 1)]
+    assert spans(panic + KLOG, LIMIT) == [(0, len(panic) - 1)]
