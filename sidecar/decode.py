@@ -229,8 +229,14 @@ def record_from_mapping(obj: dict[str, Any], fmt: str) -> Record:
     in `time_out_of_range`, so the line still makes its Event (with its read time) and the
     caller counts it; one that does not parse at all is simply no time.
     """
-    message = _pop_first(obj, _MESSAGE_KEYS)
-    raw_level = _pop_first(obj, _LEVEL_KEYS)
+    # controller-runtime's, klog's and zap's spellings (`msg`, `level`, `ts`) are tried first,
+    # inline: this runs for every candidate line.
+    message = obj.pop("msg", _NONE)
+    if message is _NONE:
+        message = _pop_first(obj, _MESSAGE_KEYS)
+    raw_level = obj.pop("level", _NONE)
+    if raw_level is _NONE:
+        raw_level = _pop_first(obj, _LEVEL_KEYS)
     if raw_level is not None:
         level, verbosity = parse_level(raw_level)
     elif "v" in obj:
@@ -239,7 +245,9 @@ def record_from_mapping(obj: dict[str, Any], fmt: str) -> Record:
         level = "info" if verbosity <= 0 else "debug"
     else:
         level, verbosity = ("error", 0) if "err" in obj else ("info", 0)
-    raw_time = _pop_first(obj, _TIME_KEYS)
+    raw_time = obj.pop("ts", _NONE)
+    if raw_time is _NONE:
+        raw_time = _pop_first(obj, _TIME_KEYS)
     stamp = _parse_time_unchecked(raw_time) if raw_time is not None else None
     out_of_range = stamp is not None and not _EARLIEST <= stamp <= _LATEST
     logger = obj.pop("logger", "")
@@ -255,6 +263,10 @@ def record_from_mapping(obj: dict[str, Any], fmt: str) -> Record:
     )
 
 
+#: Not in the line (a key can hold JSON null, which is None).
+_NONE: Final = object()
+
+
 def _pop_first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
     for key in keys:
         if key in obj:
@@ -267,6 +279,9 @@ def parse_level(raw: Any) -> tuple[str, int]:
     if type(raw) is int:
         # logr/zap numeric levels: negative is more verbose.
         return ("info", 0) if raw >= 0 else ("debug", -raw)
+    known = _LEVELS.get(raw) if type(raw) is str else None  # already lower case: most lines
+    if known is not None:
+        return known
     text = str(raw)
     known = _LEVELS.get(text.lower())
     if known is not None:

@@ -10,7 +10,7 @@ Importing this module imports `sidecar.exposition`, which turns off the `_create
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -286,6 +286,9 @@ class Metrics:
         #: increment (it validates and joins the values under a lock), and label values are
         #: few and bounded (see the module), so each is resolved once.
         self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+        #: `transition_duration`'s children by (rule, from, to) as seen, for states the guard
+        #: admitted; `forget_states` drops a rule's with the guard's memory of it.
+        self._durations: dict[tuple[str, str, str], Histogram] = {}
         # Pre-create the fixed label values so dashboards see zeros, not gaps.
         for cause in DROP_CAUSES:
             self.child(self.events_dropped, cause)
@@ -338,10 +341,31 @@ class Metrics:
             self.observe_durations(tally.durations)
 
     def observe_durations(self, durations: list[tuple[str, str, str, float]]) -> None:
-        """One block's transitions with a known duration, their states through the guard."""
-        admit, duration = self.states.admit, self.transition_duration
+        """One block's transitions with a known duration, their states through the guard.
+
+        Children are kept per label set, as `child` keeps counters': a flapping object brings
+        a duration per transition, and `labels()` costs more than `observe`."""
+        children = self._durations
         for rule, before, after, seconds in durations:
-            shown_before, shown_after = admit(rule, before), admit(rule, after)
-            if shown_before != before or shown_after != after:
-                self.state_labels_dropped.labels(rule).inc()
-            duration.labels(rule, shown_before, shown_after).observe(seconds)
+            child = children.get((rule, before, after))
+            if child is None:
+                child = self._duration_child(rule, before, after)
+            child.observe(seconds)
+
+    def _duration_child(self, rule: str, before: str, after: str) -> Histogram:
+        admit = self.states.admit
+        shown_before, shown_after = admit(rule, before), admit(rule, after)
+        if shown_before != before or shown_after != after:
+            self.state_labels_dropped.labels(rule).inc()
+            return self.transition_duration.labels(rule, shown_before, shown_after)
+        child = self._durations[(rule, before, after)] = self.transition_duration.labels(
+            rule, before, after
+        )
+        return child
+
+    def forget_states(self, rules: Iterable[str]) -> None:
+        """Start the state labels of `rules` afresh (a reload changed them)."""
+        forgotten = set(rules)
+        self.states.forget(forgotten)
+        for key in [key for key in self._durations if key[0] in forgotten]:
+            del self._durations[key]

@@ -144,7 +144,7 @@ class RulesReloader:
         processor = self.processor
         changed = sorted(changed_trackers(processor.rules, rules))
         objects = processor.tracker.drop(changed)
-        self.metrics.states.forget(changed)
+        self.metrics.forget_states(changed)
         processor.rules = rules
         self.digest = digest
         self.metrics.show_rules(digest, len(rules.rules))

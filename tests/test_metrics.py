@@ -71,6 +71,22 @@ def test_states_past_the_limit_are_other_and_counted() -> None:
     assert "S2" not in names and "S3" not in names
 
 
+def test_forgotten_states_go_back_through_the_guard() -> None:
+    """A rules reload forgets a rule's states: the labels seen before must be admitted afresh
+    (and count against the limit again), not reused from a cache past the guard."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_state_values=2)
+    metrics.observe_durations([("phase", "A", "B", 1.0), ("phase", "A", "B", 2.0)])
+    metrics.forget_states(["phase"])
+    metrics.observe_durations([("phase", "C", "D", 1.0), ("phase", "A", "B", 3.0)])
+    get = registry.get_sample_value
+    count = "event_sidecar_transition_duration_seconds_count"
+    assert get(count, {"rule": "phase", "from": "A", "to": "B"}) == 2
+    assert get(count, {"rule": "phase", "from": "C", "to": "D"}) == 1
+    assert get(count, {"rule": "phase", "from": "other", "to": "other"}) == 1
+    assert get("event_sidecar_state_labels_dropped_total", {"rule": "phase"}) == 1
+
+
 def test_objects_in_state_counts_recent_objects_and_the_oldest_age() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)

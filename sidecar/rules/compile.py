@@ -379,6 +379,9 @@ def _combine(named: tuple[Check, ...]) -> Callable[[Record], bool]:
     checks = tuple(check.test for check in named)
     if len(checks) == 1:
         return checks[0]
+    if len(checks) == 2:  # a message and a level, say: no generator per line
+        first, second = checks
+        return lambda record: first(record) and second(record)
     return lambda record: all(check(record) for check in checks)
 
 
