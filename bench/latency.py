@@ -3,19 +3,19 @@
     .venv/bin/python bench/latency.py --runs 5
 
 Starts a real etcd + kube-apiserver (tests/controlplane.py; `--kubeconfig` uses a running cluster
-instead), creates a namespace with `--objects` ConfigMaps (the involved objects), then per run
-and per rate (1,000 and 10,000 lines/s) starts `event-sidecar run --file LOG --rules R
---kubeconfig K --listen 127.0.0.1:0` on an empty file and appends to it at that rate for
-`--duration` seconds, in 10 ms batches. One line in 20 (5 %) is a controller-runtime JSON line
-whose phase flips for one of the objects (round-robin, so each object flips every `--objects`
-transitions) and carries a unique id, which the rule puts into the Event's message; the other
-95 % are realistic lines no rule matches (controller-runtime JSON with other messages, klog text,
-logfmt). The writer notes the monotonic time each transition line's write() returned; a watch on
-the namespace's Events (kubernetes client, `watch.Watch().stream(list_namespaced_event)`, in this
-process) notes when each Event arrives and matches it by the id. Latency = arrival - write.
-Also scraped from the daemon's /metrics after each run: `event_sidecar_event_latency_seconds`
-(line *read* -> Event accepted, the daemon's own view), quantiles interpolated within buckets
-as Prometheus' `histogram_quantile` does, as a cross-check.
+instead), creates a namespace with `--objects` ConfigMaps (the involved objects), then per run and
+per rate (1,000 and 10,000 lines/s) starts `event-sidecar run --file LOG --rules R --kubeconfig K
+--listen 127.0.0.1:0 --writes 8` (`--writes`) on an empty file and appends to it at that rate for
+`--duration` seconds, in 10 ms batches. One line in 20 (5 %) is a controller-runtime JSON line whose
+phase flips for one of the objects (round-robin, so each object flips every `--objects` transitions)
+and carries a unique id, which the rule puts into the Event's message; the other 95 % are realistic
+lines no rule matches (controller-runtime JSON with other messages, klog text, logfmt). The writer
+notes the monotonic time each transition line's write() returned; a watch on the namespace's Events
+(kubernetes client, `watch.Watch().stream(list_namespaced_event)`, in this process) notes when each
+Event arrives and matches it by the id. Latency = arrival - write. Also scraped from the daemon's
+/metrics after each run: `event_sidecar_event_latency_seconds` (line *read* -> Event accepted, the
+daemon's own view), quantiles interpolated within buckets as Prometheus' `histogram_quantile` does,
+as a cross-check.
 
 Correlation: every message is distinct (the id), and each object gets `duration * rate / 20 /
 objects` Events per run (10 at 10,000 lines/s for 20 s), so client-go's aggregation (10 distinct
@@ -26,7 +26,8 @@ benchmark checks that it dropped nothing.
 Peer, in the same run: client-go's own recorder is not available from Python, so the floor is the
 API itself: a Python loop creating the same Events (same namespace, involved objects with their
 uids, distinct messages) directly with the `kubernetes` client at the same Event rate, on the same
-open-loop schedule, timed the same way (due time -> watch arrival). The sidecar's added latency
+open-loop schedule, with as many creates in flight as the daemon may have (`--writes` threads),
+timed the same way (due time -> watch arrival). The sidecar's added latency
 is the difference of the medians of the runs' quantiles.
 
 If Events are still missing `--drain-timeout` seconds after the writer stops, the latency
@@ -52,6 +53,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,7 +277,7 @@ class EventWatch:
 class Daemon:
     """`python -m sidecar run` as a child process."""
 
-    def __init__(self, work: Path, log: Path, rules: Path, kubeconfig: str) -> None:
+    def __init__(self, work: Path, log: Path, rules: Path, kubeconfig: str, writes: int) -> None:
         self.stderr_path = work / "sidecar.stderr"
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
@@ -296,6 +298,8 @@ class Daemon:
                     "beginning",
                     "--aggregate-max",
                     "1000000",
+                    "--writes",
+                    str(writes),
                 ],
                 cwd=ROOT,
                 env={**os.environ, "POD_NAME": "latency-bench-0"},
@@ -413,6 +417,7 @@ def sidecar_run(
     duration: float,
     drain_timeout: float,
     label: str,
+    writes: int,
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="latency-") as tmp:
         work = Path(tmp)
@@ -422,7 +427,7 @@ def sidecar_run(
         rules.write_text(RULES)
         noise = noise_pool(2000, namespace, objects)
         transitions = Transitions(namespace, objects, f"s{label}")
-        daemon = Daemon(work, log, rules, kubeconfig)
+        daemon = Daemon(work, log, rules, kubeconfig, writes)
         try:
             cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
             written = write_log(log, rate, duration, transitions, noise)
@@ -470,15 +475,28 @@ def peer_run(
     duration: float,
     drain_timeout: float,
     label: str,
+    writes: int,
 ) -> Result:
-    """The floor: the same Events created directly, on the same open-loop schedule."""
+    """The floor: the same Events created directly, on the same open-loop schedule, with as
+    many creates in flight as the daemon may have (`writes` threads sharing one client whose
+    connection pool holds as many connections)."""
     core = client.CoreV1Api(api)
+    pool = ThreadPoolExecutor(writes, thread_name_prefix="peer")
+    calls_lock = threading.Lock()
     transitions = Transitions(namespace, len(uids), f"p{label}")
     event_rate = rate / TRANSITION_EVERY
     count = int(duration * event_rate)
     previous: dict[str, str] = {}
     due_at: dict[str, float] = {}
     calls: list[float] = []
+
+    def create(body: dict[str, object]) -> None:
+        began = time.monotonic()
+        # A plain dict body (pydantic accepts it) and no decoding of the answer: a lean loop.
+        core.create_namespaced_event(namespace, body, _preload_content=False).read()  # type: ignore[arg-type,attr-defined]
+        with calls_lock:
+            calls.append(time.monotonic() - began)
+
     core.list_namespaced_event(namespace, limit=1)  # warm the connection pool
     start = time.monotonic()
     for number in range(count):
@@ -512,10 +530,8 @@ def peer_run(
             "reportingInstance": "peer-0",
         }
         due_at[ident] = due
-        began = time.monotonic()
-        # A plain dict body (pydantic accepts it) and no decoding of the answer: a lean loop.
-        core.create_namespaced_event(namespace, body, _preload_content=False).read()  # type: ignore[arg-type,attr-defined]
-        calls.append(time.monotonic() - began)
+        pool.submit(create, body)
+    pool.shutdown(wait=True)
     behind = max(0.0, time.monotonic() - (start + duration))
     events.wait_for(list(due_at), drain_timeout)
     with events.lock:
@@ -580,6 +596,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument(
+        "--writes",
+        type=int,
+        default=8,
+        help="the daemon's --writes, and the peer's creates in flight",
+    )
+    parser.add_argument(
         "--drain-timeout", type=float, default=10.0, help="seconds to wait for the last Events"
     )
     parser.add_argument("--smoke", action="store_true", help="one short run, no report")
@@ -593,7 +615,10 @@ def main() -> None:
     began = time.monotonic()
     results: list[Result] = []
     with cluster(args.kubeconfig) as (kubeconfig, origin):
-        api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        settings = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=settings)  # type: ignore[no-untyped-call]
+        settings.connection_pool_maxsize = max(4, args.writes)
+        api = client.ApiClient(settings)
         namespace, uids = prepare(api, args.objects)
         events = EventWatch(api, namespace)
         try:
@@ -609,6 +634,7 @@ def main() -> None:
                         duration=args.duration,
                         drain_timeout=args.drain_timeout,
                         label=label,
+                        writes=args.writes,
                     )
                     theirs = peer_run(
                         api,
@@ -619,6 +645,7 @@ def main() -> None:
                         duration=args.peer_duration,
                         drain_timeout=args.drain_timeout,
                         label=label,
+                        writes=args.writes,
                     )
                     results += [ours, theirs]
                     print(
@@ -637,7 +664,7 @@ def main() -> None:
         version = api.call_api(
             *api.param_serialize(method="GET", resource_path="/version", auth_settings=[])
         )
-        server = json.loads(version.read())["gitVersion"]
+        server = json.loads(version.read())["gitVersion"]  # type: ignore[no-untyped-call]
     elapsed = time.monotonic() - began
     if args.smoke:
         smoke_check(results)
@@ -696,7 +723,7 @@ def report(
     def pick(who: str, rate: int) -> list[Result]:
         return [r for r in results if r.who == who and r.rate == rate]
 
-    rows, added, target = [], [], ""
+    rows, added, targets = [], [], []
     for rate in rates:
         ours, theirs = pick("sidecar", rate), pick("peer", rate)
         p50 = [r.quantile(0.5) for r in ours]
@@ -736,9 +763,16 @@ def report(
         if rate == 1000:
             worst = max(p99)
             met = "met" if spread(p99)[0] <= 0.05 else "**missed**"
-            target = (
+            targets.append(
                 f"Target p99 <= 50 ms at 1,000 lines/s: {met} (median {ms(spread(p99)[0])} ms, "
                 f"worst run {ms(worst)} ms)."
+            )
+        if rate == 10000:
+            met = "met" if missing == 0 and spread(p99)[0] <= 1.0 else "**missed**"
+            targets.append(
+                f"Target at 10,000 lines/s (500 Events/s): every Event stored and p99 <= 1 s: "
+                f"{met} ({missing:,} of {expected:,} not stored; median p99 "
+                f"{ms(spread(p99)[0])} ms, worst run {ms(max(p99))} ms)."
             )
     return f"""
 ## Latency: line written -> Event stored
@@ -748,28 +782,29 @@ server {server}; event-sidecar 0.1.0, kubernetes client {kubernetes.__version__}
 {before} before, {after} after (the machine is shared with other work); {elapsed:.0f} s in all.
 
 `event-sidecar run --file LOG --rules R --kubeconfig K --listen 127.0.0.1:0 --start beginning
---aggregate-max 1000000` follows one file that the benchmark appends to in 10 ms batches for
-{args.duration:.0f} s per run and rate. One line in 20 is a controller-runtime JSON transition
-(a ConfigMap's phase flips; {args.objects:,} existing ConfigMaps, round-robin) carrying a unique
-id that the rule copies into the Event's message; the rest are non-matching controller-runtime
-JSON, klog and logfmt lines. Latency is from the write() of the line returning to the Event's
-ADDED notification on a watch of the namespace (kubernetes client, in the benchmark process),
-matched by the id. Aggregation is raised (`--aggregate-max 1000000`) because every message is
-distinct and each object gets up to {args.duration * max(rates) / 20 / args.objects:.0f} Events
-per run; the spam filter (25 per object) is at its default. "read" is the worst run's share of
-the written lines the daemon had read by the end. The histogram columns are the daemon's own
-`event_sidecar_event_latency_seconds` (line *read* -> Event accepted), quantiles interpolated
-within its buckets (1, 2.5, 5, 10, 25, 50, 100, 250 ms, ...). Events not stored within
+--aggregate-max 1000000 --writes {args.writes}` follows one file that the benchmark appends to in 10
+ms batches for {args.duration:.0f} s per run and rate. One line in 20 is a controller-runtime JSON
+transition (a ConfigMap's phase flips; {args.objects:,} existing ConfigMaps, round-robin) carrying a
+unique id that the rule copies into the Event's message; the rest are non-matching
+controller-runtime JSON, klog and logfmt lines. Latency is from the write() of the line returning to
+the Event's ADDED notification on a watch of the namespace (kubernetes client, in the benchmark
+process), matched by the id. Aggregation is raised (`--aggregate-max 1000000`) because every message
+is distinct and each object gets up to {args.duration * max(rates) / 20 / args.objects:.0f} Events
+per run; the spam filter (25 per object) is at its default. "read" is the worst run's share of the
+written lines the daemon had read by the end. The histogram columns are the daemon's own
+`event_sidecar_event_latency_seconds` (line *read* -> Event accepted), quantiles interpolated within
+its buckets (1, 2.5, 5, 10, 25, 50, 100, 250 ms, ...). Events not stored within
 {args.drain_timeout:.0f} s of the writer stopping count as infinitely late ("never"; over 1 % of
-them makes p99 "not all stored"). "read" below 100 % means the Event queue (1,000) was full, so
-the file decoder, which is lossless, waited and the daemon stopped reading: those lines wait in
-the file, a delay the daemon's histogram (which starts at the read) does not see. "Events/s
-stored" is what reached the watch per second of writing plus draining.
+them makes p99 "not all stored"). "read" below 100 % means the Event queue (1,000) was full, so the
+file decoder, which is lossless, waited and the daemon stopped reading: those lines wait in the
+file, a delay the daemon's histogram (which starts at the read) does not see. "Events/s stored" is
+what reached the watch per second of writing plus draining.
 
 Peer (floor): client-go's recorder is not available here, so a Python loop creates the same
 Events (same namespace and objects with their uids, distinct messages) directly with the
-`kubernetes` client, on the same open-loop schedule (5 % of the line rate) for
-{args.peer_duration:.0f} s per run, timed from each Event's due time to its watch notification.
+`kubernetes` client, on the same open-loop schedule (5 % of the line rate) with up to
+{args.writes} creates in flight (as many threads), for {args.peer_duration:.0f} s per run, timed
+from each Event's due time to its watch notification.
 
 Median of {args.runs} runs (min-max), milliseconds:
 
@@ -777,7 +812,7 @@ Median of {args.runs} runs (min-max), milliseconds:
 {chr(10).join(rows)}
 
 Added by the sidecar over the peer (difference of medians): {"; ".join(added)}.
-{target}
+{" ".join(targets)}
 """
 
 

@@ -3,10 +3,14 @@ several writes in flight, and the checkpoint commits that follow the writes.
 
 The Recorder blocks while it retries (as client-go's does), so it never runs on the event loop:
 - correlation (`Recorder.prepare`: resolve, build, correlate) runs on one thread, in queue
-  order, so dedup and aggregation decide exactly as a serial writer would;
+  order, so dedup and aggregation decide exactly as a serial writer would. Resolving an object
+  the sink does not know yet is a GET, so the poster looks ahead: the objects of the Postings
+  already queued (up to `LOOKAHEAD` items) are looked up at once, `writes` at a time, and
+  correlation takes the answers in order. A burst about many new objects (a controller's start)
+  costs a round trip per `writes` objects, not one per object;
 - the writes it decides on run on a small pool of threads (`writes`, default 8; the client's
   connection pool keeps a connection per thread), bounded: the queue is not read further while
-  all are busy. Each object's writes are chained: one for object X starts after X's previous
+  all are busy (and never more than `LOOKAHEAD` items ahead). Each object's writes are chained: one for object X starts after X's previous
   write ended, so X's Events are created and PATCHed in order (and its rate-limit back-off is
   its own). Writes about different objects overlap;
 - a `Mark` is committed once every write queued before it has ended (written or counted as
@@ -37,15 +41,17 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.correlate import Write
-from sidecar.events import EventNamer
+from sidecar.events import EventNamer, InvolvedObject
 from sidecar.metrics import Metrics
-from sidecar.model import DropCause, EventSpec, RecordOutcome
+from sidecar.model import DropCause, EventSpec, ObjectTarget, RecordOutcome
 from sidecar.recorder import ObjectKey, Recorder, object_key
 from sidecar.threads import WorkerThread
 
@@ -71,6 +77,10 @@ class Mark:
 
 
 QueueItem = Posting | Mark
+#: A queued item taken ahead, with the look-up of its object when one was started.
+Ahead = tuple[QueueItem, "asyncio.Future[InvolvedObject] | None"]
+#: How many queued items the poster takes ahead of the one it correlates.
+LOOKAHEAD = 64
 
 
 class LineNamer(EventNamer):
@@ -156,29 +166,71 @@ class Poster:
         self._last_mark: asyncio.Task[None] | None = None
         #: Outcomes so far (create, patch or a drop cause), for logs and tests.
         self.outcomes: dict[str, int] = {}
+        #: Items taken off `events` ahead of the one being handled, in order.
+        self._ahead: deque[Ahead] = deque()
+        #: Look-ups under way, by object, shared by the Postings ahead about the same object.
+        self._looking_up: dict[ObjectTarget, asyncio.Future[InvolvedObject]] = {}
+        self._lookups = ThreadPoolExecutor(writes, thread_name_prefix="event-sidecar-lookup")
 
     async def run(self) -> None:
         """Until cancelled."""
         try:
             while True:
-                item = await self.events.get()
+                item, looked_up = await self._next()
                 try:
-                    handed_over = await self._handle(item)
+                    handed_over = await self._handle(item, looked_up)
                 except BaseException:
                     self.events.task_done()
                     raise
                 if not handed_over:
                     self._done()
         finally:
+            self._lookups.shutdown(wait=False, cancel_futures=True)
             self._correlating.close()
             for writer in self._writers:
                 writer.close()
 
     def _done(self) -> None:
         self.events.task_done()
-        self.metrics.queue_depth.set(self.events.qsize())
+        self.metrics.queue_depth.set(self.events.qsize() + len(self._ahead))
 
-    async def _handle(self, item: QueueItem) -> bool:
+    async def _next(self) -> Ahead:
+        """The next item in queue order; first takes what is queued behind it (up to
+        `LOOKAHEAD`), starting the look-ups of their objects. Taken items stay unfinished for
+        `events.join()` until handled."""
+        if not self._ahead:
+            self._ahead.append(self._look_ahead(await self.events.get()))
+        while len(self._ahead) < LOOKAHEAD:
+            try:
+                item = self.events.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self._ahead.append(self._look_ahead(item))
+        return self._ahead.popleft()
+
+    def _look_ahead(self, item: QueueItem) -> Ahead:
+        """`item`, with a look-up of its object started if the sink does not know it yet. Only
+        for a recorder that takes the answer (`prepare`): else it would look up twice."""
+        if type(item) is not Posting or not self.recorder.concurrent_writes:
+            return item, None
+        target, sink = item.spec.target, self.recorder.sink
+        if sink.knows(target):
+            return item, None
+        future = self._looking_up.get(target)
+        if future is None:
+            future = asyncio.get_running_loop().run_in_executor(self._lookups, sink.resolve, target)
+            self._looking_up[target] = future
+            future.add_done_callback(lambda done: self._looked_up(target, done))
+        return item, future
+
+    def _looked_up(self, target: ObjectTarget, done: asyncio.Future[InvolvedObject]) -> None:
+        # Postings taken later look up again (or find it cached), as a serial writer would.
+        if self._looking_up.get(target) is done:
+            del self._looking_up[target]
+
+    async def _handle(
+        self, item: QueueItem, looked_up: asyncio.Future[InvolvedObject] | None = None
+    ) -> bool:
         """Correlate a `Posting` and start its write, or take a `Mark`'s state and schedule its
         commit; True when a task now owns the item (and will call `_done`)."""
         if type(item) is Mark:
@@ -193,8 +245,14 @@ class Poster:
         if not self.recorder.concurrent_writes:
             await self._record_serially(item)
             return False
+        involved: InvolvedObject | None = None
+        if looked_up is not None:
+            try:
+                involved = await looked_up
+            except Exception:  # the pool shut down: correlation resolves it itself
+                involved = None
         try:
-            decision = await self._correlating.call(lambda: self._prepare(item.spec))
+            decision = await self._correlating.call(lambda: self._prepare(item.spec, involved))
         except Exception:
             # A bug must cost one Event, not the daemon: log it with the line's rule, count it.
             log.exception("cannot record an Event from rule %s", item.spec.rule)
@@ -275,17 +333,22 @@ class Poster:
     def _count(self, outcome: RecordOutcome) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    def _prepare(self, spec: EventSpec) -> Write | DropCause:
+    def _prepare(self, spec: EventSpec, involved: InvolvedObject | None) -> Write | DropCause:
         """On the correlating thread: prepare one Event under its line-derived name."""
         self.namer.current = spec
         try:
-            return self.recorder.prepare(spec)
+            return self.recorder.prepare(spec, involved)
         finally:
             self.namer.current = None
 
     def drop_queued(self, cause: DropCause) -> int:
         """Count everything still queued as dropped (shutdown past its deadline)."""
         dropped = 0
+        while self._ahead:
+            item, _ = self._ahead.popleft()
+            self.events.task_done()
+            if type(item) is Posting:
+                dropped += 1
         while True:
             try:
                 item = self.events.get_nowait()

@@ -114,10 +114,12 @@ class Recorder:
             return self.write(decision)
         return decision
 
-    def prepare(self, spec: EventSpec) -> Write | DropCause:
+    def prepare(self, spec: EventSpec, involved: InvolvedObject | None = None) -> Write | DropCause:
         """Resolve, build and correlate the Event `spec` calls for: the `Write` to make, or the
-        (counted) drop cause. Calls must come in the order of the lines: correlation counts."""
-        involved = self.sink.resolve(spec.target)
+        (counted) drop cause. Calls must come in the order of the lines: correlation counts.
+        `involved` is the target already resolved (the poster looks objects up ahead)."""
+        if involved is None:
+            involved = self.sink.resolve(spec.target)
         try:
             # Unnamed: the correlator names it when it starts a new Event (see `correlate`).
             event = self.build_event(spec, involved, self.event_time(spec), named=False)

@@ -55,6 +55,11 @@ class Sink(Protocol):
         preferred apiVersion). Never raises: a failed look-up yields the reference as given."""
         ...
 
+    def knows(self, target: ObjectTarget) -> bool:
+        """Whether `resolve` would answer at once, without asking anything (a cached or
+        local answer): the poster looks up ahead only the objects this says no to."""
+        ...
+
     def create(self, event: Event) -> None: ...
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None: ...
@@ -101,6 +106,9 @@ class MemorySink:
         self.last: Event | None = None
         #: events.k8s.io/v1 Events, as stored.
         self.modern: dict[tuple[str, str], ModernEvent] = {}
+
+    def knows(self, target: ObjectTarget) -> bool:
+        return True
 
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
         involved = unresolved(target)

@@ -6,13 +6,14 @@ import asyncio
 import random
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.correlate import Correlator, CorrelatorSettings
-from sidecar.events import Event
+from sidecar.events import Event, InvolvedObject
 from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, FilePosition, ObjectTarget
 from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem
@@ -153,3 +154,53 @@ async def test_a_single_writer_keeps_the_queue_order() -> None:
     task.cancel()
     assert sink.most_running == 1
     assert sink.order == [f"R{n % 3}x{n}" for n in range(10)]
+
+
+class SlowLookupSink(MemorySink):
+    """Knows no object until it has resolved it; each look-up takes 20 ms. Counts look-ups per
+    object and how many ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.known: set[ObjectTarget] = set()
+        self.lookups: dict[str, int] = {}
+        self.running = 0
+        self.most_running = 0
+
+    def knows(self, target: ObjectTarget) -> bool:
+        with self._lock:
+            return target in self.known
+
+    def resolve(self, target: ObjectTarget) -> InvolvedObject:
+        with self._lock:
+            if target in self.known:
+                return super().resolve(target)
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            self.lookups[target.name] = self.lookups.get(target.name, 0) + 1
+        time.sleep(0.02)
+        with self._lock:
+            self.running -= 1
+            self.known.add(target)
+        return replace(super().resolve(target), uid=f"uid-{target.name}")
+
+
+async def test_objects_not_known_are_looked_up_ahead_in_parallel_and_only_once() -> None:
+    sink = SlowLookupSink()
+    events: asyncio.Queue[QueueItem] = asyncio.Queue()
+    objects = 32
+    # Each object twice in the window: the second Posting shares the first one's look-up.
+    for n in range(2):
+        for obj in range(objects):
+            events.put_nowait(Posting(spec(obj, n), time.monotonic()))
+    poster = poster_for(sink, events, lambda _: None)
+    task = asyncio.create_task(poster.run())
+    await asyncio.wait_for(events.join(), 30)
+    task.cancel()
+    assert poster.outcomes == {"create": 2 * objects}
+    assert sink.lookups == {f"web-{obj}": 1 for obj in range(objects)}
+    assert 1 < sink.most_running <= 8
+    assert {event.involved.uid for event in sink.events.values()} == {
+        f"uid-web-{obj}" for obj in range(objects)
+    }

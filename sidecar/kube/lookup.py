@@ -59,9 +59,7 @@ class ObjectLookup:
         cannot be asked, the reference comes back without uid (with the best apiVersion known),
         and `object_lookups{result}` says why.
         """
-        # `None` (any group) and "" (the core group) must not share an entry.
-        group = "*" if target.api_group is None else target.api_group
-        key = (target.kind, target.name, target.namespace, target.api_version, group)
+        key = _cache_key(target)
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
@@ -84,6 +82,12 @@ class ObjectLookup:
             with self._lock:
                 self._cache[key] = replace(found, field_path="")
         return found
+
+    def knows(self, target: ObjectTarget) -> bool:
+        """Whether `resolve` would answer from the cache (not counted as a hit: no look-up)."""
+        key = _cache_key(target)
+        with self._lock:
+            return key in self._cache
 
     def _look_up(self, target: ObjectTarget) -> tuple[InvolvedObject, LookupResult]:
         resource = self.discovery.find_resource(target)
@@ -119,6 +123,12 @@ class ObjectLookup:
 
     def _count(self, result: LookupResult) -> None:
         self._metrics.object_lookups.labels(result).inc()
+
+
+def _cache_key(target: ObjectTarget) -> tuple[str, ...]:
+    # `None` (any group) and "" (the core group) must not share an entry.
+    group = "*" if target.api_group is None else target.api_group
+    return (target.kind, target.name, target.namespace, target.api_version, group)
 
 
 def object_path(resource: Resource, reference: InvolvedObject) -> str:

@@ -128,3 +128,7 @@ class KubeSink:
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
         """See `ObjectLookup.resolve`: never raises."""
         return self.lookup.resolve(target)
+
+    def knows(self, target: ObjectTarget) -> bool:
+        """See `ObjectLookup.knows`."""
+        return self.lookup.knows(target)
