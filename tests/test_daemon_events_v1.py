@@ -89,7 +89,10 @@ def test_repeats_become_a_series_and_sigterm_writes_its_count(
     assert stored["regarding"]["name"] == "obj-0"
     [row] = _wide_events(control_plane, namespace)
     assert row["COUNT"] == str(repeats)
-    assert any(record["msg"] == "series counts written" for record in process.logs())
+    assert any(
+        record["msg"] == "writing the series counts only in memory" and record["series"] == 1
+        for record in process.logs()
+    )
 
 
 def test_auto_picks_events_k8s_io_v1_with_the_admin_kubeconfig(
