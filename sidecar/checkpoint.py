@@ -5,7 +5,11 @@ All are saved in one JSON document, written atomically (a temporary file in the 
 fsync, `os.replace`, fsync of the directory), so that after any crash the file holds either the
 previous checkpoint or the new one, never a mix: the offsets and the states always agree. The
 correlation state (which Event each repeat PATCHes, and at which count) is what makes a line read
-again after a crash PATCH the same Event to the same count rather than start a second one.
+again after a crash PATCH the same Event to the same count rather than start a second one; in
+events.k8s.io/v1 mode the series state does the same for series, and also carries the counts
+observed but not written yet (a series' later occurrences wait for the heartbeat), so a crash
+loses none of them. A checkpoint without it (written before it existed, or in core/v1 mode)
+loads with no series.
 
 A checkpoint is a cache. A missing, unreadable or malformed one is logged and ignored; the daemon
 then starts as configured for a first start. Malformed includes values of the wrong type and values
@@ -25,6 +29,7 @@ from typing import Any
 import orjson
 
 from sidecar.correlate import CorrelationState
+from sidecar.events_v1 import SeriesRecord, parse_series_row, series_row
 from sidecar.model import FilePosition, PodLogPosition
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,8 @@ class Checkpoint:
     correlation: CorrelationState = field(default_factory=CorrelationState)
     #: Where each container log read through the pod log API is processed up to.
     pod_logs: tuple[PodLogPosition, ...] = ()
+    #: `SeriesCache.export()` at the same point as `correlation` (events.k8s.io/v1 mode).
+    series: tuple[SeriesRecord, ...] = ()
 
     def to_json(self) -> bytes:
         """The versioned JSON document."""
@@ -59,6 +66,7 @@ class Checkpoint:
                     "similar": self.correlation.similar,
                 },
                 "pod_logs": [asdict(position) for position in self.pod_logs],
+                "series": [series_row(record) for record in self.series],
             }
         )
 
@@ -149,6 +157,7 @@ def _parse(document: Any) -> Checkpoint:
         transitions,
         correlation=_parse_correlation(document.get("correlation")),
         pod_logs=pod_logs,
+        series=_parse_series(document.get("series")),
     )
 
 
@@ -187,3 +196,17 @@ def _parse_correlation(section: Any) -> CorrelationState:
             ):
                 similar.append((key, float(last_seen), tuple(messages)))
     return CorrelationState(tuple(observed), tuple(similar))
+
+
+def _parse_series(section: Any) -> tuple[SeriesRecord, ...]:
+    """The series state; a malformed row is skipped with a warning (that series' repeats after
+    the restart start a new Event, and counts it held that were not written are lost)."""
+    if not isinstance(section, list):
+        return ()
+    records = []
+    for row in section:
+        try:
+            records.append(parse_series_row(row))
+        except (TypeError, ValueError, KeyError) as error:
+            log.warning("ignoring a malformed series in the checkpoint: %s", error)
+    return tuple(records)

@@ -44,7 +44,7 @@ from sidecar.events_v1 import SeriesCache
 from sidecar.exits import EXIT_FAILURE, EXIT_OK
 from sidecar.metrics import Metrics
 from sidecar.pipeline import LinePipeline, Processor
-from sidecar.poster import LineNamer, Poster, QueueItem
+from sidecar.poster import LineNamer, Poster, QueueItem, Tick
 from sidecar.recorder import Recorder
 from sidecar.recorder_v1 import ModernRecorder
 from sidecar.reload import RulesReloader
@@ -235,8 +235,7 @@ class Daemon:
         resume = read_checkpoint(checkpoint_path)
         remove_temporaries(checkpoint_path)
         if resume is not None:
-            self.tracker.restore([list(row) for row in resume.transitions])
-            self.correlator.restore(resume.correlation)
+            self._restore(resume)
             log.info(
                 "resuming from checkpoint",
                 extra={
@@ -253,6 +252,18 @@ class Daemon:
             resume=resume,
             exclude=frozenset({str(checkpoint_path.resolve())}),
         )
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        """Take up the transition, correlation and series state saved with the positions."""
+        self.tracker.restore([list(row) for row in checkpoint.transitions])
+        self.correlator.restore(checkpoint.correlation)
+        if isinstance(self.recorder, ModernRecorder):
+            self.recorder.series.restore(checkpoint.series)
+            pending = sum(
+                1 for record in checkpoint.series if record.stored < record.event.series_count
+            )
+            if pending:
+                log.info("series counts not written before the restart", extra={"series": pending})
 
     def _add_pod_log_consumer(
         self, processor: Processor, year: int | None, mark_interval: float
@@ -282,7 +293,7 @@ class Daemon:
             saved = read_checkpoint(self.checkpointer.path)
             remove_temporaries(self.checkpointer.path)
             if saved is not None:
-                self.tracker.restore([list(row) for row in saved.transitions])
+                self._restore(saved)
                 resume = next((p for p in saved.pod_logs if p.container == pod_log.container), None)
                 log.info("resuming from checkpoint", extra={"path": str(self.checkpointer.path)})
         self.pod_log = PodLogSource(
@@ -408,7 +419,7 @@ class Daemon:
         if self._ping is not None:
             self._spawn("api-ping", self._ping_forever(self._ping))
         if isinstance(self.recorder, ModernRecorder):
-            self._spawn("series-heartbeat", self._heartbeat_forever(self.recorder))
+            self._spawn("series-heartbeat", self._heartbeat_forever())
         if self.reloader is not None:
             self._spawn("rules-reload", self.reloader.run())
 
@@ -459,8 +470,13 @@ class Daemon:
         """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
         deadline = time.monotonic() + self.settings.queues.drain_deadline
         await self._cancel(
-            "file-source", "socket-source", "pod-log-source", deadline=deadline + _SHUTDOWN_GRACE
+            "file-source",
+            "socket-source",
+            "pod-log-source",
+            "series-heartbeat",
+            deadline=deadline + _SHUTDOWN_GRACE,
         )
+        decoded: list[BlockConsumer] = []
         for name, decoder in (
             ("file-decoder", self.file_consumer),
             ("socket-decoder", self.socket_consumer),
@@ -471,13 +487,22 @@ class Daemon:
             try:
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     await decoder.blocks.join()
-                decoded_all = True
+                decoded.append(decoder)
             except TimeoutError:
-                decoded_all = False
+                pass
             await self._cancel(name, deadline=deadline + _SHUTDOWN_GRACE)
-            # Only when every block was decoded do the positions and the transition state agree;
-            # a half-decoded block must be read again, so its mark is never queued.
-            if decoder.lossless and decoded_all:
+        if isinstance(self.recorder, ModernRecorder):
+            # Every series count still only in memory, decided before the last marks so that
+            # the last checkpoint holds them as written.
+            try:
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    await self.events.put(Tick("pending"))
+            except TimeoutError:
+                log.warning("drain deadline passed before the series counts were written")
+        # Only when every block was decoded do the positions and the transition state agree;
+        # a half-decoded block must be read again, so its mark is never queued.
+        for decoder in decoded:
+            if decoder.lossless:
                 await decoder.mark(wait=False)
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
@@ -486,9 +511,6 @@ class Daemon:
             await self._cancel("poster", deadline=deadline + _SHUTDOWN_GRACE)
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
-        if isinstance(self.recorder, ModernRecorder):
-            await self._cancel("series-heartbeat", deadline=deadline + _SHUTDOWN_GRACE)
-            await self._flush_series(self.recorder, deadline)
         await self._abort(deadline)
         writes = self.checkpointer.writes if self.checkpointer is not None else 0
         log.info("stopped", extra={"outcomes": self.poster.outcomes, "checkpoint_writes": writes})
@@ -522,32 +544,13 @@ class Daemon:
             except TimeoutError:
                 log.warning("the HTTP server did not close in time")
 
-    async def _heartbeat_forever(self, recorder: ModernRecorder) -> None:
-        """client-go's series heartbeat: every finish period, close the quiet series and
-        refresh the long ones, on a thread of its own (the writes block)."""
-        worker = WorkerThread("event-sidecar-series")
-        try:
-            while True:
-                await asyncio.sleep(self.settings.series_finish_seconds)
-                try:
-                    await worker.call(recorder.heartbeat)
-                except Exception:
-                    log.exception("the series heartbeat failed")
-        finally:
-            worker.close()
-
-    async def _flush_series(self, recorder: ModernRecorder, deadline: float) -> None:
-        """At shutdown, write the series counts still only in memory, within the deadline."""
-        worker = WorkerThread("event-sidecar-series-flush")
-        try:
-            flushed = await asyncio.wait_for(
-                worker.call(recorder.flush), max(0.0, deadline - time.monotonic())
-            )
-            log.info("series counts written", extra={"series": flushed})
-        except TimeoutError:
-            log.warning("drain deadline passed before the series counts were written")
-        finally:
-            worker.close()
+    async def _heartbeat_forever(self) -> None:
+        """client-go's series heartbeat: every finish period, a `Tick` in the Event queue, so
+        that the poster decides the writes that close the quiet series and refresh the long
+        ones in order with the Events and the checkpoint marks."""
+        while True:
+            await asyncio.sleep(self.settings.series_finish_seconds)
+            await self.events.put(Tick("due"))
 
     async def _ping_forever(self, ping: Callable[[], object]) -> None:
         """Keep `api_reachable` current for `/readyz`.

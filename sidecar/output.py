@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import orjson
 
 from sidecar.events import Event
+from sidecar.events_v1 import ModernEvent
 
 _COLUMNS = (
     "LAST SEEN",
@@ -83,6 +84,7 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
-def format_json_lines(events: Iterable[Event]) -> str:
-    """One Event object per line, in write order, as the API would return it."""
+def format_json_lines(events: Iterable[Event | ModernEvent]) -> str:
+    """One Event object per line, in write order, as the API would return it (core/v1 or
+    events.k8s.io/v1)."""
     return "".join(orjson.dumps(event.to_body()).decode() + "\n" for event in events)

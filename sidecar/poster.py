@@ -2,20 +2,25 @@
 several writes in flight, and the checkpoint commits that follow the writes.
 
 The Recorder blocks while it retries (as client-go's does), so it never runs on the event loop:
-- correlation (`Recorder.prepare`: resolve, build, correlate) runs on one thread, in queue
-  order, so dedup and aggregation decide exactly as a serial writer would. Resolving an object
-  the sink does not know yet is a GET, so the poster looks ahead: the objects of the Postings
-  already queued (up to `LOOKAHEAD` items) are looked up at once, `writes` at a time, and
-  correlation takes the answers in order. A burst about many new objects (a controller's start)
-  costs a round trip per `writes` objects, not one per object;
+- correlation (`Recorder.plan`: resolve, build, correlate, and in events.k8s.io/v1 mode
+  observe the series) runs on one thread, in queue order, so dedup, aggregation and series
+  decide exactly as a serial writer would. Resolving an object the sink does not know yet is a
+  GET, so the poster looks ahead: the objects of the Postings already queued (up to `LOOKAHEAD`
+  items) are looked up at once, `writes` at a time, and correlation takes the answers in order.
+  A burst about many new objects (a controller's start) costs a round trip per `writes`
+  objects, not one per object;
 - the writes it decides on run on a small pool of threads (`writes`, default 8; the client's
-  connection pool keeps a connection per thread), bounded: the queue is not read further while
-  all are busy (and never more than `LOOKAHEAD` items ahead). Each object's writes are chained: one for object X starts after X's previous
-  write ended, so X's Events are created and PATCHed in order (and its rate-limit back-off is
-  its own). Writes about different objects overlap;
+  connection pool keeps a connection per thread), bounded: the queue is not read further while all
+  are busy (and never more than `LOOKAHEAD` items ahead). Each object's writes are chained: one for
+  object X starts after X's previous write ended, so X's Events are created and PATCHed in order
+  (and its rate-limit back-off is its own). Writes about different objects overlap;
 - a `Mark` is committed once every write queued before it has ended (written or counted as
-  dropped), with the correlator's state taken when the mark was reached (after every decision
-  before it, before any after it); marks are committed in order.
+  dropped), with the correlator's state (and the series state, in events.k8s.io/v1 mode) taken
+  when the mark was reached (after every decision before it, before any after it); marks are
+  committed in order;
+- a `Tick` (the series heartbeat, the shutdown's last series counts) is decided in queue order
+  too, on the same thread, and its writes chained like the others: a series' PATCHes never
+  cross, and a mark waits for the tick's writes queued before it.
 
 The threads are daemon threads so that a shutdown whose deadline passed is not held up by a write
 still sleeping between retries.
@@ -29,6 +34,10 @@ What holds across a crash (`kill -9`), for the file source:
   after the checkpoint gets the same name (`LineNamer` derives it from the line's time and
   content), so its create answers 409: counted as `already_written`, not a drop, and the
   correlator keeps that Event for the repeats that follow.
+- In events.k8s.io/v1 mode, no series occurrence is lost or counted twice: the checkpoint carries
+  each series (its Event, the count observed and the count its decided writes store), so counts
+  only in memory at the crash are still pending after it, and a repeat read again continues its
+  series at the saved count.
 - Not covered: lines without a time (their Events get wall-clock names, so one read again is
   written again), the spam filter's buckets (they restart full: a re-read line may be written
   where it was suppressed, with the right count), and Events from the socket source (not re-read).
@@ -48,11 +57,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sidecar.checkpoint import Checkpoint
-from sidecar.correlate import Write
+from sidecar.correlate import CorrelationState
 from sidecar.events import EventNamer, InvolvedObject
+from sidecar.events_v1 import SeriesRecord
 from sidecar.metrics import Metrics
 from sidecar.model import DropCause, EventSpec, ObjectTarget, RecordOutcome
-from sidecar.recorder import ObjectKey, Recorder, object_key
+from sidecar.recorder import ObjectKey, Planned, Recorder, TickKind
 from sidecar.threads import WorkerThread
 
 log = logging.getLogger(__name__)
@@ -76,11 +86,27 @@ class Mark:
     reached: bool = False
 
 
-QueueItem = Posting | Mark
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Decide the recorder's writes not tied to a line (`Recorder.tick`) at this point."""
+
+    kind: TickKind
+
+
+QueueItem = Posting | Mark | Tick
 #: A queued item taken ahead, with the look-up of its object when one was started.
 Ahead = tuple[QueueItem, "asyncio.Future[InvolvedObject] | None"]
 #: How many queued items the poster takes ahead of the one it correlates.
 LOOKAHEAD = 64
+
+
+class _Countdown:
+    """Writes of one queue item not ended yet: the item is done when the last one ends."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
 
 
 class LineNamer(EventNamer):
@@ -209,9 +235,8 @@ class Poster:
         return self._ahead.popleft()
 
     def _look_ahead(self, item: QueueItem) -> Ahead:
-        """`item`, with a look-up of its object started if the sink does not know it yet. Only
-        for a recorder that takes the answer (`prepare`): else it would look up twice."""
-        if type(item) is not Posting or not self.recorder.concurrent_writes:
+        """`item`, with a look-up of its object started if the sink does not know it yet."""
+        if type(item) is not Posting:
             return item, None
         target, sink = item.spec.target, self.recorder.sink
         if sink.knows(target):
@@ -231,20 +256,28 @@ class Poster:
     async def _handle(
         self, item: QueueItem, looked_up: asyncio.Future[InvolvedObject] | None = None
     ) -> bool:
-        """Correlate a `Posting` and start its write, or take a `Mark`'s state and schedule its
-        commit; True when a task now owns the item (and will call `_done`)."""
+        """Correlate a `Posting` (or decide a `Tick`) and start its writes, or take a `Mark`'s
+        state and schedule its commit; True when tasks now own the item (and will call
+        `_done`)."""
         if type(item) is Mark:
             # Every decision before the mark is taken, none after: the correlator is at the
             # mark's point, whatever writes are still in flight.
-            state = await self._correlating.call(self.recorder.correlator.export)
+            state = await self._correlating.call(self._export)
             waits = [*self._pending, *([self._last_mark] if self._last_mark else [])]
             mark = asyncio.create_task(self._commit_after(waits, item, state))
             self._last_mark = mark
             return True
+        if type(item) is Tick:
+            kind = item.kind
+            try:
+                ticked = await self._correlating.call(lambda: self.recorder.tick(kind))
+            except Exception:
+                log.exception("cannot decide the %s series writes", kind)
+                return False
+            if kind == "pending":
+                log.info("writing the series counts only in memory", extra={"series": len(ticked)})
+            return await self._start(ticked, None)
         assert type(item) is Posting
-        if not self.recorder.concurrent_writes:
-            await self._record_serially(item)
-            return False
         involved: InvolvedObject | None = None
         if looked_up is not None:
             try:
@@ -252,32 +285,44 @@ class Poster:
             except Exception:  # the pool shut down: correlation resolves it itself
                 involved = None
         try:
-            decision = await self._correlating.call(lambda: self._prepare(item.spec, involved))
+            planned = await self._correlating.call(lambda: self._plan(item.spec, involved))
         except Exception:
             # A bug must cost one Event, not the daemon: log it with the line's rule, count it.
             log.exception("cannot record an Event from rule %s", item.spec.rule)
             self.metrics.events_dropped.labels("invalid").inc()
             return False
-        if not isinstance(decision, Write):
-            self._count(decision)
+        if isinstance(planned, str):
+            self._count(planned)
             return False
-        await self._slots.acquire()
-        key = object_key(decision.event)
-        task = asyncio.create_task(self._write(self._chains.get(key), decision, item))
-        self._chains[key] = task
-        self._pending.add(task)
-        task.add_done_callback(lambda done: self._ended(key, done))
+        return await self._start(planned, item)
+
+    async def _start(self, writes: tuple[Planned, ...], item: Posting | None) -> bool:
+        """Start `writes`, each after its object's previous write; False when there are none."""
+        if not writes:
+            return False
+        countdown = _Countdown(len(writes))
+        for decision in writes:
+            await self._slots.acquire()
+            key = self.recorder.write_key(decision)
+            task = asyncio.create_task(self._write(self._chains.get(key), decision, item))
+            self._chains[key] = task
+            self._pending.add(task)
+            task.add_done_callback(
+                lambda done, key=key: self._ended(key, done, countdown)  # type: ignore[misc]
+            )
         return True
 
-    def _ended(self, key: ObjectKey, task: asyncio.Task[None]) -> None:
+    def _ended(self, key: ObjectKey, task: asyncio.Task[None], countdown: _Countdown) -> None:
         self._pending.discard(task)
         if self._chains.get(key) is task:
             del self._chains[key]
         self._slots.release()
-        self._done()
+        countdown.left -= 1
+        if not countdown.left:
+            self._done()
 
     async def _write(
-        self, previous: asyncio.Task[None] | None, decision: Write, item: Posting
+        self, previous: asyncio.Task[None] | None, decision: Planned, item: Posting | None
     ) -> None:
         """After `previous` (this object's last write) ended, write on an idle writer thread."""
         if previous is not None:
@@ -286,58 +331,48 @@ class Poster:
         try:
             outcome = await writer.call(lambda: self.recorder.write(decision))
         except Exception:
-            log.exception("cannot record an Event from rule %s", item.spec.rule)
+            rule = item.spec.rule if item is not None else "(series heartbeat)"
+            log.exception("cannot record an Event from rule %s", rule)
             self.metrics.events_dropped.labels("invalid").inc()
             return
         finally:
             self._idle.put_nowait(writer)
         self._count(outcome)
-        if outcome in ("create", "patch", "already_written"):
+        if item is not None and outcome in ("create", "patch", "already_written"):
             self.metrics.event_latency.observe(time.monotonic() - item.read_at)
 
-    async def _commit_after(self, waits: list[asyncio.Task[Any]], mark: Mark, state: Any) -> None:
+    def _export(self) -> tuple[CorrelationState, tuple[SeriesRecord, ...]]:
+        """On the correlating thread: the correlator's and the series' state at this point."""
+        return self.recorder.correlator.export(), self.recorder.export_series()
+
+    async def _commit_after(
+        self,
+        waits: list[asyncio.Task[Any]],
+        mark: Mark,
+        state: tuple[CorrelationState, tuple[SeriesRecord, ...]],
+    ) -> None:
         """Commit `mark` (with the correlator's `state` at its point) once `waits` ended."""
         try:
             if waits:
                 await asyncio.wait(waits)
             mark.reached = True
-            self.commit(replace(mark.checkpoint, correlation=state))
+            correlation, series = state
+            self.commit(replace(mark.checkpoint, correlation=correlation, series=series))
         except Exception:
             log.exception("cannot commit a checkpoint")
         finally:
             self._done()
 
-    async def _record_serially(self, item: Posting) -> None:
-        """For a recorder that cannot split `prepare` from `write`: the whole `record` on the
-        correlating thread, after every write started before it ended."""
-        if self._pending:
-            await asyncio.wait(list(self._pending))
-        try:
-            outcome = await self._correlating.call(lambda: self._record(item.spec))
-        except Exception:
-            log.exception("cannot record an Event from rule %s", item.spec.rule)
-            self.metrics.events_dropped.labels("invalid").inc()
-            return
-        self._count(outcome)
-        if outcome in ("create", "patch", "already_written"):
-            self.metrics.event_latency.observe(time.monotonic() - item.read_at)
-
-    def _record(self, spec: EventSpec) -> RecordOutcome:
-        """On the correlating thread: record one Event under its line-derived name."""
-        self.namer.current = spec
-        try:
-            return self.recorder.record(spec)
-        finally:
-            self.namer.current = None
-
     def _count(self, outcome: RecordOutcome) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    def _prepare(self, spec: EventSpec, involved: InvolvedObject | None) -> Write | DropCause:
-        """On the correlating thread: prepare one Event under its line-derived name."""
+    def _plan(
+        self, spec: EventSpec, involved: InvolvedObject | None
+    ) -> tuple[Planned, ...] | RecordOutcome:
+        """On the correlating thread: decide one Event's writes under its line-derived name."""
         self.namer.current = spec
         try:
-            return self.recorder.prepare(spec, involved)
+            return self.recorder.plan(spec, involved)
         finally:
             self.namer.current = None
 

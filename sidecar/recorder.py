@@ -3,8 +3,9 @@
 The one place where every Event's fate is decided and counted, shared by `replay` and the daemon.
 It blocks while it retries, as client-go's recorder does, so it never runs on the event loop.
 `record` is `prepare` (resolve, build, correlate: in the order the lines came) then `write`; the
-daemon's poster calls `prepare` on one thread and `write` on several, one object's writes in
-order (`object_key`).
+daemon's poster calls `plan` (`prepare`'s writes, zero or more: a subclass may decide several,
+or none) and `tick` (writes not tied to a line, such as a series heartbeat) on one thread and
+`write` on several, one object's writes in order (`write_key`).
 
 A 429 is honoured two ways. With Retry-After (API Priority and Fairness) the write sleeps that
 long (at most `retry_after_max_seconds`) and tries again. Without it (the `EventRateLimit`
@@ -26,12 +27,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Literal
 
 from prometheus_client import Counter
 
 from sidecar.correlate import Correlator, Suppressed, Write
 from sidecar.events import Event, EventNamer, InvalidEvent, InvolvedObject, make_event
+from sidecar.events_v1 import SeriesRecord, SeriesWrite
 from sidecar.metrics import Metrics
 from sidecar.model import (
     AlreadyWritten,
@@ -50,6 +52,10 @@ _DEFAULT_RETRY = RetrySettings()
 _BACKOFF_KEYS = 4096
 
 ObjectKey = tuple[str, str, str, str]
+#: A write decided by `plan` or `tick`, made by `write`: a core/v1 `Write`, or a series write.
+Planned = Write | SeriesWrite
+#: What `tick` is asked for: the heartbeat's due writes, or every count not written (shutdown).
+TickKind = Literal["due", "pending"]
 
 
 def object_key(event: Event) -> ObjectKey:
@@ -68,11 +74,6 @@ class _Backoff:
 
 
 class Recorder:
-    #: Whether `prepare` and `write` may be called apart (`write`s about different objects on
-    #: other threads). A subclass that only overrides `record` sets it False: the poster then
-    #: calls `record`, one at a time.
-    concurrent_writes: ClassVar[bool] = True
-
     def __init__(
         self,
         *,
@@ -113,6 +114,28 @@ class Recorder:
         if isinstance(decision, Write):
             return self.write(decision)
         return decision
+
+    def plan(
+        self, spec: EventSpec, involved: InvolvedObject | None = None
+    ) -> tuple[Planned, ...] | RecordOutcome:
+        """`prepare` for the poster: the writes `spec` calls for (none is returned as the
+        outcome, counted), decided in the lines' order. `involved`: as for `prepare`."""
+        decision = self.prepare(spec, involved)
+        return (decision,) if isinstance(decision, Write) else decision
+
+    def tick(self, kind: TickKind) -> tuple[Planned, ...]:
+        """Writes not tied to a line (a series heartbeat, a shutdown's last counts); core/v1
+        has none."""
+        return ()
+
+    def export_series(self) -> tuple[SeriesRecord, ...]:
+        """The series state a checkpoint carries with the correlator's; core/v1 has none."""
+        return ()
+
+    def write_key(self, decision: Planned) -> ObjectKey:
+        """The object `decision` is about: its writes are made in order, one at a time."""
+        assert type(decision) is Write
+        return object_key(decision.event)
 
     def prepare(self, spec: EventSpec, involved: InvolvedObject | None = None) -> Write | DropCause:
         """Resolve, build and correlate the Event `spec` calls for: the `Write` to make, or the
@@ -161,10 +184,11 @@ class Recorder:
             name=self.namer(involved.name) if named else "",
         )
 
-    def write(self, decision: Write) -> RecordOutcome:
+    def write(self, decision: Planned) -> RecordOutcome:
         """Write with retries; a create answered 409 is `already_written` (see `model`): the
         correlator keeps the Event as written, so later repeats PATCH it. Writes about one
         object must not overlap (its back-off state is theirs); others may, on other threads."""
+        assert type(decision) is Write
         event = decision.event
         written = self.write_with_retries(
             (event.namespace, event.name),

@@ -4,24 +4,26 @@ Our correlation stays in front, unchanged: the aggregator and the spam filter de
 exactly as in core/v1 mode, although client-go's `tools/events` recorder has neither. What passes
 goes to the `SeriesCache` (`sidecar.events_v1`): a new isomorphic Event is created, its second
 occurrence PATCHes `series{count: 2}`, later ones are counted in memory (`events_emitted{write=
-"series"}`) and written by `heartbeat` (every live series on the refresh period, and a final
-PATCH when one has been quiet for the finish period) and by `flush` at shutdown.
+"series"}`) and written by the heartbeat (`tick("due")`: every live series on the refresh period,
+and a final PATCH when one has been quiet for the finish period) and at shutdown
+(`tick("pending")`).
 
-`record` and `heartbeat` run on different threads (the poster's, and the daemon's heartbeat
-task's), so one lock serialises them: two PATCHes of one series never cross.
+Deciding and writing are apart, as in `Recorder`: `plan` and `tick` decide (the cache's state
+changes only there, on the one thread that calls them, in the lines' order) and `write` makes one
+decided write, on any thread, each object's in order. So the daemon writes several Events at once
+in this mode too, and a checkpoint taken between two decisions (`export_series`) and committed once
+the writes decided before it ended holds exactly what the API has and what is only in memory.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
-from sidecar.correlate import Write
 from sidecar.events import InvalidEvent, InvolvedObject
-from sidecar.events_v1 import ModernEvent, SeriesCache, SeriesWrite, make_modern_event
+from sidecar.events_v1 import ModernEvent, SeriesCache, SeriesRecord, SeriesWrite, make_modern_event
 from sidecar.model import AlreadyWritten, EventSpec, RecordOutcome, Written
-from sidecar.recorder import Recorder
+from sidecar.recorder import ObjectKey, Planned, Recorder, TickKind
 from sidecar.sinks import NotFound, Refused
 
 log = logging.getLogger(__name__)
@@ -38,20 +40,31 @@ class ModernSink(Protocol):
 class ModernRecorder(Recorder):
     """A `Recorder` (same constructor, plus the `series` cache) writing events.k8s.io/v1."""
 
-    #: Series writes are not split into `prepare` and `write` yet: written one at a time.
-    concurrent_writes: ClassVar[bool] = False
-
     def __init__(self, *, series: SeriesCache, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.series = series
-        self._lock = threading.Lock()
         sink: Any = self.sink
         self._modern: ModernSink = sink
 
     def record(self, spec: EventSpec) -> RecordOutcome:
         """Like `Recorder.record`; `series` when the occurrence only raised a series' count in
-        memory (the heartbeat writes it)."""
-        regarding = self.sink.resolve(spec.target)
+        memory (the heartbeat writes it). Returns the outcome of the occurrence's own write."""
+        planned = self.plan(spec)
+        if isinstance(planned, str):
+            return planned
+        outcome: RecordOutcome = "series"
+        for write in planned:
+            written = self.write(write)
+            if isinstance(write, SeriesWrite) and write.occurrence:
+                outcome = written
+        return outcome
+
+    def plan(
+        self, spec: EventSpec, involved: InvolvedObject | None = None
+    ) -> tuple[Planned, ...] | RecordOutcome:
+        """Resolve, build, correlate and observe the occurrence `spec` stands for: the series
+        writes it calls for, or `series` (counted in memory) or the drop cause."""
+        regarding = involved if involved is not None else self.sink.resolve(spec.target)
         related = self.sink.resolve(spec.related) if spec.related is not None else None
         now = self.event_time(spec)
         try:
@@ -69,7 +82,7 @@ class ModernRecorder(Recorder):
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
             return self._drop("invalid")
         decision = self.correlate(event, spec.reason)
-        if not isinstance(decision, Write):
+        if isinstance(decision, str):
             return decision
         if decision.aggregated:
             modern = self._modern_event(
@@ -80,33 +93,55 @@ class ModernRecorder(Recorder):
                 now=now,
                 name=decision.event.name,
             )
-        with self._lock:
-            write = self.series.observe(modern, now)
-            if write is None:
-                self.metrics.events_emitted.labels(spec.reason, spec.type, "series").inc()
-                return "series"
-            outcome = self._write_series(write)
-        if outcome == "create" or outcome == "patch":  # noqa: PLR1714 - narrows for mypy
-            self._count_emitted(spec.reason, spec.type, outcome)
-        elif outcome == "already_written":
-            self.metrics.events_already_written.inc()
-        return outcome
+        writes = self.series.observe(modern, now)
+        if not any(write.occurrence for write in writes):
+            self.metrics.events_emitted.labels(spec.reason, spec.type, "series").inc()
+        return tuple(writes) if writes else "series"
+
+    def tick(self, kind: TickKind) -> tuple[Planned, ...]:
+        """`due`: client-go's refresh and finish, on the wall clock; `pending`: every series
+        count not written yet (a shutdown)."""
+        now = self.clock()
+        return tuple(self.series.due(now) if kind == "due" else self.series.pending(now))
+
+    def export_series(self) -> tuple[SeriesRecord, ...]:
+        return self.series.export()
 
     def heartbeat(self) -> int:
-        """client-go's refresh and finish: PATCH the series that are due; return how many."""
-        with self._lock:
-            writes = self.series.due(self.clock())
-            for write in writes:
-                self._write_series(write)
-        return len(writes)
+        """`tick("due")` and its writes, one after the other; how many (replay, tests)."""
+        return self._write_all(self.tick("due"))
 
     def flush(self) -> int:
-        """Write every series count not written yet (at shutdown); return how many."""
-        with self._lock:
-            writes = self.series.pending()
-            for write in writes:
-                self._write_series(write)
+        """`tick("pending")` and its writes, one after the other; how many (replay, tests)."""
+        return self._write_all(self.tick("pending"))
+
+    def _write_all(self, writes: tuple[Planned, ...]) -> int:
+        for write in writes:
+            self.write(write)
         return len(writes)
+
+    def write_key(self, decision: Planned) -> ObjectKey:
+        assert isinstance(decision, SeriesWrite)
+        event = decision.event
+        regarding = event.regarding
+        return (event.namespace, regarding.kind, regarding.namespace, regarding.name)
+
+    def write(self, decision: Planned) -> RecordOutcome:
+        """One decided write with the Recorder's retries and rate-limit handling; a drop is
+        counted, and so is an occurrence's create or PATCH."""
+        assert isinstance(decision, SeriesWrite)
+        event = decision.event
+        written = self.write_with_retries(
+            (event.namespace, event.name),
+            self.write_key(decision),
+            warning=event.type == "Warning",
+            attempt=lambda: self._write_once_modern(decision),
+        )
+        if written == "already_written":
+            self.metrics.events_already_written.inc()
+        elif decision.occurrence and (written == "create" or written == "patch"):  # noqa: PLR1714 - narrows for mypy
+            self._count_emitted(event.reason, event.type, written)
+        return written
 
     def _modern_event(
         self,
@@ -130,20 +165,6 @@ class ModernRecorder(Recorder):
             now=now,
             name=name,
         )
-
-    def _write_series(self, write: SeriesWrite) -> RecordOutcome:
-        """One write with the Recorder's retries and rate-limit handling; a drop is counted."""
-        event = write.event
-        regarding = event.regarding
-        written = self.write_with_retries(
-            (event.namespace, event.name),
-            (event.namespace, regarding.kind, regarding.namespace, regarding.name),
-            warning=event.type == "Warning",
-            attempt=lambda: self._write_once_modern(write),
-        )
-        if written in ("create", "patch", "already_written"):
-            self.series.written(event, self.clock())
-        return written
 
     def _write_once_modern(self, write: SeriesWrite) -> Written | AlreadyWritten:
         event = write.event

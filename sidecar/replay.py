@@ -3,6 +3,10 @@
 The clock is the log's own time (the last timestamp seen), so the correlator's windows and the
 Events' timestamps are what they would have been had the sidecar run beside the controller (as
 `run` does too: an Event's time is its line's time).
+
+In events.k8s.io/v1 mode (`events_api`) the Events are `run`'s in that mode (`ModernRecorder`):
+series, their heartbeat every `series_finish_seconds` of the log's clock, and at the end every
+count still only in memory written, as `run` writes them at shutdown.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from typing import Any, BinaryIO
 from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.decode import years_at
 from sidecar.events import Event, EventNamer
+from sidecar.events_v1 import FINISH_SECONDS, ModernEvent, SeriesCache
 from sidecar.explain import LineTrace, Recorded, explain_line, split_records
 from sidecar.metrics import Metrics
-from sidecar.model import WRITTEN, EventSpec, RetrySettings
+from sidecar.model import WRITTEN, EventsApi, EventSpec, RetrySettings
 from sidecar.pipeline import LineCounts, LinePipeline, Processor
 from sidecar.poster import LineNamer
 from sidecar.recorder import Recorder
+from sidecar.recorder_v1 import ModernRecorder
 from sidecar.rules import RuleSet
 from sidecar.scan import DEFAULT_MAX_LINE_BYTES, LineFramer
 from sidecar.sinks import MemorySink, Sink
@@ -46,6 +52,11 @@ class ReplaySettings:
     #: the last line that had one.
     since: float | None = None
     until: float | None = None
+    #: Which API's Events to write (`auto` is resolved by the caller, which knows the cluster).
+    events_api: EventsApi = "v1"
+    #: events.k8s.io/v1: the series heartbeat's period, on the log's clock (`run
+    #: --series-finish`).
+    series_finish_seconds: float = FINISH_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +66,7 @@ class WriteRecord:
 
     line: int
     write: str
-    event: Event
+    event: Event | ModernEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +80,20 @@ class ReplayResult:
     outside_window: int = 0
     #: Every create and PATCH, in order, when `replay` was asked to keep them (memory sink).
     writes: list[WriteRecord] = field(default_factory=list)
+    #: events.k8s.io/v1: occurrences only counted in a series (written later, by the heartbeat
+    #: or at the end); None in core/v1 mode.
+    series: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """What `replay --summary json` prints, and what `test`'s counters may name."""
         result = self
         counts = result.counts
         written = {
-            k: v for k, v in result.outcomes.items() if k in ("create", "patch", "already_written")
+            k: v
+            for k, v in result.outcomes.items()
+            if k in ("create", "patch", "already_written", "series")
         }
+        series = {} if result.series is None else {"series": result.series}
         return {
             "lines_read": counts.read,
             "bytes_read": counts.bytes,
@@ -92,6 +109,7 @@ class ReplayResult:
             "created": written.get("create", 0),
             "patched": written.get("patch", 0),
             "already_written": written.get("already_written", 0),
+            **series,
             "dropped": {k: v for k, v in sorted(result.outcomes.items()) if k not in written},
         }
 
@@ -129,6 +147,7 @@ def replay(
     recorder = _recorder(
         rules, sink, metrics, settings=settings, log_clock=log_clock, namer=line_namer
     )
+    modern = recorder if isinstance(recorder, ModernRecorder) else None
     framer = LineFramer(settings.max_line_bytes)
     outcomes: dict[str, int] = {}
     writes: list[WriteRecord] = []
@@ -136,9 +155,15 @@ def replay(
     since, until = settings.since, settings.until
     windowed = since is not None or until is not None
     memory = sink if keep_writes and isinstance(sink, MemorySink) else None
+    if memory is not None:
+        memory.on_write = lambda write, event: writes.append(
+            WriteRecord(pipeline.counts.read, write, event)
+        )
+    #: The next series heartbeat, on the log's clock (the first: a period after the first line).
+    heartbeat: float | None = None
 
     def run(block: bytes, too_long: int = 0) -> None:
-        nonlocal outside
+        nonlocal outside, heartbeat
         fed = pipeline.feed(block, too_long=too_long)
         metrics.count_lines(source, fed.tally)
         for spec in fed.specs:
@@ -147,12 +172,18 @@ def replay(
             if windowed and not _within(log_clock.current, since, until):
                 outside += 1
                 continue
+            if modern is not None:
+                period = settings.series_finish_seconds
+                if heartbeat is None:
+                    heartbeat = log_clock.current + period
+                if log_clock.current >= heartbeat:
+                    # One heartbeat for however many periods passed: it writes what is due now.
+                    modern.heartbeat()
+                    heartbeat += period * (1 + (log_clock.current - heartbeat) // period)
             if line_namer is not None:
                 line_namer.current = spec
             outcome = recorder.record(spec)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            if memory is not None and outcome in WRITTEN and memory.last is not None:
-                writes.append(WriteRecord(pipeline.counts.read, outcome, memory.last))
 
     for chunk in chunks:
         block = framer.feed(chunk)
@@ -166,8 +197,17 @@ def replay(
                 for line in lines[1:]:
                     run(line)
     run(framer.flush())
+    if modern is not None:
+        modern.flush()
     end = pipeline.last_time if pipeline.last_time is not None else log_clock.current
-    return ReplayResult(pipeline.counts, outcomes, max(end, log_clock.current), outside, writes)
+    return ReplayResult(
+        pipeline.counts,
+        outcomes,
+        max(end, log_clock.current),
+        outside,
+        writes,
+        series=outcomes.get("series", 0) if modern is not None else None,
+    )
 
 
 def _within(moment: float, since: float | None, until: float | None) -> bool:
@@ -187,12 +227,26 @@ def _recorder(
     clock = log_clock.now
     if namer is None:
         namer = EventNamer(lambda: int(log_clock.current * 1e9))
+    correlator = Correlator(settings.correlation, namer)
+    component = settings.component or rules.component
+    if settings.events_api == "events.k8s.io/v1":
+        return ModernRecorder(
+            series=SeriesCache(finish_seconds=settings.series_finish_seconds),
+            sink=sink,
+            correlator=correlator,
+            namer=namer,
+            metrics=metrics,
+            component=component,
+            host=settings.host,
+            clock=clock,
+            retry=settings.retry,
+        )
     return Recorder(
         sink=sink,
-        correlator=Correlator(settings.correlation, namer),
+        correlator=correlator,
         namer=namer,
         metrics=metrics,
-        component=settings.component or rules.component,
+        component=component,
         host=settings.host,
         clock=clock,
         retry=settings.retry,

@@ -200,11 +200,13 @@ class DaemonSettings:
     transitions: TransitionSettings = field(default_factory=TransitionSettings)
     reload: ReloadSettings = field(default_factory=ReloadSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
-    #: Which API Events are written to. `v1` (core) by default: its repeats are exact across a
-    #: `kill -9` (line-derived names, counted 409s), while an events.k8s.io/v1 series keeps its
-    #: later counts in memory until the heartbeat. `auto` picks events.k8s.io/v1 when allowed.
+    #: Which API Events are written to. Both are exact across a `kill -9` (line-derived names,
+    #: counted 409s, the correlator's and the series' state checkpointed); `v1` (core) by
+    #: default, since an events.k8s.io/v1 series' later counts reach the API only at the
+    #: heartbeat. `auto` picks events.k8s.io/v1 when allowed.
     events_api: EventsApiChoice = "v1"
-    #: Seconds between series heartbeats in events.k8s.io/v1 mode, and how long a series may
-    #: stay quiet before it is closed: client-go's `finishTime` (6 min), at which it checks too.
+    #: Seconds between series heartbeats in events.k8s.io/v1 mode (a series quiet that long
+    #: gets its final count), and the gap between two occurrences, on the lines' clock, that
+    #: ends a series: client-go's `finishTime` (6 min).
     #: Every live series is also re-written every 30 min (client-go's `refreshTime`).
     series_finish_seconds: float = 360.0

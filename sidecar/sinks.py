@@ -12,13 +12,16 @@ Errors, in one hierarchy so callers catch the sink's meaning and never a library
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from sidecar.events import Event, InvolvedObject
 from sidecar.events_v1 import ModernEvent
 from sidecar.model import ObjectTarget, RefusalCause
+
+#: What the memory sink stores: core/v1 or events.k8s.io/v1 Events.
+_Stored = TypeVar("_Stored", Event, ModernEvent)
 
 
 class SinkError(Exception):
@@ -104,8 +107,11 @@ class MemorySink:
         self.writes: list[tuple[str, str]] = []
         #: The Event as stored after the last create or PATCH.
         self.last: Event | None = None
-        #: events.k8s.io/v1 Events, as stored.
+        #: events.k8s.io/v1 Events, as stored (bounded by `keep` as `events` is).
         self.modern: dict[tuple[str, str], ModernEvent] = {}
+        #: Called with each create or PATCH ("create" or "patch") and the Event as stored after
+        #: it (`replay -o writes`).
+        self.on_write: Callable[[str, Event | ModernEvent], None] | None = None
 
     def knows(self, target: ObjectTarget) -> bool:
         return True
@@ -124,8 +130,8 @@ class MemorySink:
         key = (event.namespace, event.name)
         if key in self.events:
             raise Refused("conflict", f"events {event.name!r} already exists")
-        self._store(key, event)
-        self._note("create", event.name)
+        self._store(self.events, key, event)
+        self._note("create", event)
         self.last = event
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None:
@@ -135,6 +141,7 @@ class MemorySink:
             raise NotFound("event_missing", f'events "{event.name}" not found')
         # Only what the strategic-merge patch names changes, as on the apiserver.
         self._store(
+            self.events,
             key,
             replace(
                 stored,
@@ -143,12 +150,13 @@ class MemorySink:
                 last_timestamp=event.last_timestamp,
             ),
         )
-        self._note("patch", event.name)
         self.last = self.events[key]
+        self._note("patch", self.last)
 
-    def _store(self, key: tuple[str, str], event: Event) -> None:
+    def _store(
+        self, events: dict[tuple[str, str], _Stored], key: tuple[str, str], event: _Stored
+    ) -> None:
         """Unbounded, in creation order (what `replay` prints); bounded, most recent last."""
-        events = self.events
         if self.keep is None:
             events[key] = event
             return
@@ -157,16 +165,18 @@ class MemorySink:
         if len(events) > self.keep:
             del events[next(iter(events))]
 
-    def _note(self, write: str, name: str) -> None:
+    def _note(self, write: str, event: Event | ModernEvent) -> None:
         if self.keep is None:
-            self.writes.append((write, name))
+            self.writes.append((write, event.name))
+        if self.on_write is not None:
+            self.on_write(write, event)
 
     def create_modern(self, event: ModernEvent) -> None:
         key = (event.namespace, event.name)
         if key in self.modern:
             raise Refused("conflict", f"events {event.name!r} already exists")
-        self.modern[key] = event
-        self._note("create", event.name)
+        self._store(self.modern, key, event)
+        self._note("create", event)
 
     def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None:
         key = (event.namespace, event.name)
@@ -174,7 +184,9 @@ class MemorySink:
         if stored is None:
             raise NotFound("event_missing", f'events "{event.name}" not found')
         series = patch["series"]
-        self.modern[key] = replace(
-            stored, series_count=series["count"], last_observed=event.last_observed
+        self._store(
+            self.modern,
+            key,
+            replace(stored, series_count=series["count"], last_observed=event.last_observed),
         )
-        self._note("patch", event.name)
+        self._note("patch", self.modern[key])

@@ -251,3 +251,49 @@ def test_writes_lists_every_create_and_patch_with_its_line(
             assert "Failed to update ResourceQuota" in lines[int(write["line"]) - 1]
     counts = [w["count"] for w in writes if w["reason"] == "UpdateFailed"]
     assert counts == list(range(1, 8))
+
+
+def test_replay_in_events_k8s_io_v1_mode_writes_what_run_would(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Series instead of counts: the create, the count-2 PATCH, the rest counted in memory and
+    written by the heartbeat (on the log's clock) or at the end; `-o writes` shows the bodies."""
+    args = ["replay", str(LOG), "--rules", str(RULES), "--host", "h-0"]
+    assert main([*args, "--events-api", "events.k8s.io/v1", "-o", "writes"]) == 0
+    captured = capsys.readouterr()
+    assert "events: 28 (10 created, 5 patched, 13 counted in series)" in captured.err
+    writes = [orjson.loads(line) for line in captured.out.splitlines()]
+    assert all(w["body"]["apiVersion"] == "events.k8s.io/v1" for w in writes)
+    failed = [w for w in writes if w["body"]["reason"] == "UpdateFailed"]
+    # Created, PATCHed to 2 on the second occurrence, then its final count of 7 after a quiet
+    # heartbeat period (6 minutes of the log's clock) or at the end.
+    assert [(w["write"], (w["body"].get("series") or {}).get("count")) for w in failed] == [
+        ("create", None),
+        ("patch", 2),
+        ("patch", 7),
+    ]
+    body = failed[-1]["body"]
+    assert body["note"].startswith('resourcequotas "team-b" is forbidden')
+    assert body["reportingInstance"] == "quota-autoscaler-h-0"
+    assert body["regarding"]["name"] == "team-b"
+    for legacy in ("count", "message", "involvedObject", "source"):
+        assert legacy not in body
+    lines = LOG.read_text().splitlines()
+    assert "Failed to update ResourceQuota" in lines[failed[0]["line"] - 1]
+    # -o json: each Event as stored at the end, its series with the final count.
+    assert main([*args, "--events-api", "events.k8s.io/v1", "-o", "json"]) == 0
+    stored = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(stored) == 10
+    assert sum((e.get("series") or {"count": 1})["count"] for e in stored) == 28
+    (update_failed,) = [e for e in stored if e["reason"] == "UpdateFailed"]
+    assert update_failed["series"]["count"] == 7
+    # The table shows the series' count, as kubectl does.
+    assert main([*args, "--events-api", "events.k8s.io/v1"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    (row,) = [row for row in table if "UpdateFailed" in row]
+    assert row.split()[-2] == "7"
+    # Without a cluster, auto has nothing to ask: core/v1, and it says so.
+    assert main([*args, "--events-api", "auto", "-o", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "writing Events to v1: no cluster" in captured.err
+    assert all(orjson.loads(line)["apiVersion"] == "v1" for line in captured.out.splitlines())

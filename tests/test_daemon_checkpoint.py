@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -18,6 +19,8 @@ from sidecar.checkpoint import (
     remove_temporaries,
     write_checkpoint,
 )
+from sidecar.events import InvolvedObject
+from sidecar.events_v1 import SeriesCache, SeriesRecord, make_modern_event
 from sidecar.logs import JsonFormatter
 from sidecar.model import EventSpec, FilePosition, ObjectTarget, PodLogPosition
 from sidecar.poster import LineNamer
@@ -41,6 +44,52 @@ def test_a_pod_log_position_round_trips(tmp_path: Path) -> None:
     checkpoint = Checkpoint(transitions=(("rule", "key", "state"),), pod_logs=(position,))
     write_checkpoint(path, checkpoint)
     assert read_checkpoint(path) == checkpoint
+
+
+def _series() -> tuple[SeriesRecord, ...]:
+    cache = SeriesCache()
+    for second in range(4):
+        event = make_modern_event(
+            regarding=InvolvedObject("Pod", "web-0", "shop", "v1", "uid-1", "7"),
+            related=InvolvedObject("Node", "n1") if second else None,
+            type="Warning",
+            reason="BackOff",
+            action="Restarting",
+            note="restarting 东",
+            controller="quota-autoscaler",
+            host="pod-7",
+            now=1_700_000_000.5 + second,
+            name=f"web-0.{second}",
+        )
+        cache.observe(event, event.event_time)
+    return cache.export()
+
+
+def test_the_series_state_round_trips_and_an_old_checkpoint_loads_without_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "checkpoint.json"
+    checkpoint = replace(CHECKPOINT, series=_series())
+    assert len(checkpoint.series) == 2
+    write_checkpoint(path, checkpoint)
+    assert read_checkpoint(path) == checkpoint
+    # Written before the series state existed: no "series" key at all.
+    document = orjson.loads(CHECKPOINT.to_json())
+    del document["series"]
+    path.write_bytes(orjson.dumps(document))
+    assert read_checkpoint(path) == CHECKPOINT
+
+
+def test_a_malformed_series_is_skipped_and_the_rest_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "checkpoint.json"
+    series = _series()
+    document = orjson.loads(replace(CHECKPOINT, series=series).to_json())
+    document["series"][0]["stored"] = -1
+    path.write_bytes(orjson.dumps(document))
+    assert read_checkpoint(path) == replace(CHECKPOINT, series=series[1:])
+    assert "ignoring a malformed series" in caplog.text
 
 
 def test_temporaries_left_by_a_killed_process_are_removed(tmp_path: Path) -> None:

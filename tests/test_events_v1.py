@@ -3,12 +3,23 @@ ModernRecorder that keeps our aggregation and spam filter in front of them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.events import EventNamer, InvalidEvent, InvolvedObject
-from sidecar.events_v1 import SeriesCache, make_modern_event, micro_time
+from sidecar.events_v1 import (
+    ModernEvent,
+    SeriesCache,
+    SeriesWrite,
+    make_modern_event,
+    micro_time,
+    parse_series_row,
+    series_row,
+)
 from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget
 from sidecar.recorder_v1 import ModernRecorder
@@ -19,7 +30,7 @@ POD = InvolvedObject("Pod", "web-0", "shop", "v1", "uid-1")
 NODE = InvolvedObject("Node", "n1", "", "v1", "uid-2")
 
 
-def _event(note: str = "restarting", now: float = T0, name: str = "web-0.1") -> object:
+def _event(note: str = "restarting", now: float = T0, name: str = "web-0.1") -> ModernEvent:
     return make_modern_event(
         regarding=POD,
         related=NODE,
@@ -86,40 +97,131 @@ def test_what_the_strict_validation_refuses_is_refused_first(field: str, value: 
         make_modern_event(**arguments)  # type: ignore[arg-type]
 
 
+def _observe(cache: SeriesCache, note: str = "restarting", at: float = T0) -> list[SeriesWrite]:
+    return cache.observe(_event(note, at, f"web-0.{int(at)}"), at)
+
+
 def test_second_occurrence_patches_count_2_later_ones_wait_for_the_heartbeat() -> None:
     cache = SeriesCache(finish_seconds=360, refresh_seconds=1800)
-    first = cache.observe(_event(), T0)  # type: ignore[arg-type]
-    assert first is not None and first.create
-    second = cache.observe(_event("another note", T0 + 1, "web-0.2"), T0 + 1)  # type: ignore[arg-type]
-    assert second is not None and not second.create
-    assert second.event.name == "web-0.1" and second.event.note == "restarting"
+    [first] = _observe(cache)
+    assert first.create and first.occurrence
+    [second] = _observe(cache, "another note", T0 + 1)
+    assert not second.create and second.occurrence
+    assert second.event.name == f"web-0.{int(T0)}" and second.event.note == "restarting"
     assert second.event.series_patch() == {
         "series": {"count": 2, "lastObservedTime": micro_time(T0 + 1)}
     }
-    cache.written(second.event, T0 + 1)
-    assert cache.observe(_event(now=T0 + 2), T0 + 2) is None  # type: ignore[arg-type]
-    assert cache.observe(_event(now=T0 + 3), T0 + 3) is None  # type: ignore[arg-type]
+    assert _observe(cache, at=T0 + 2) == []
+    assert _observe(cache, at=T0 + 3) == []
     assert cache.due(T0 + 60) == []
-    (final,) = cache.due(T0 + 3 + 361)
-    assert final.event.series_count == 4 and not final.create
-    assert len(cache) == 0
-    again = cache.observe(_event(now=T0 + 400), T0 + 400)  # type: ignore[arg-type]
-    assert again is not None and again.create
+    [final] = cache.due(T0 + 3 + 361)
+    assert final.event.series_count == 4 and not final.create and not final.occurrence
+    assert cache.due(T0 + 3 + 362) == []
 
 
-def test_live_series_are_refreshed_and_quiet_singletons_forgotten() -> None:
+def test_a_series_ends_on_the_lines_clock_whenever_the_heartbeat_runs() -> None:
     cache = SeriesCache(finish_seconds=360, refresh_seconds=1800)
-    cache.observe(_event(), T0)  # type: ignore[arg-type]
-    other = _event(now=T0)
-    cache.observe(other, T0)  # type: ignore[arg-type]
-    assert cache.pending()[0].event.series_count == 2
+    for second in range(3):
+        _observe(cache, at=T0 + second)
+    # No heartbeat ran: the occurrence 361 s after the last one still ends the series, with
+    # its final count, and starts a new Event.
+    final, again = _observe(cache, at=T0 + 2 + 361)
+    assert (final.create, final.occurrence, final.event.series_count) == (False, False, 3)
+    assert again.create and again.event.name == f"web-0.{int(T0 + 363)}"
+    # A backlog: the heartbeat's wall clock is far ahead, but the lines are 10 s apart, so the
+    # series goes on (its count written as final meanwhile, nothing forgotten).
+    cache = SeriesCache(finish_seconds=360, refresh_seconds=1800)
+    _observe(cache, at=T0)
+    _observe(cache, at=T0 + 10)
+    _observe(cache, at=T0 + 20)
+    [written] = cache.due(T0 + 86_400)
+    assert written.event.series_count == 3
+    assert _observe(cache, at=T0 + 30) == []
+    [written] = cache.pending(T0 + 86_400)
+    assert written.event.series_count == 4 and written.event.name == f"web-0.{int(T0)}"
+
+
+def test_live_series_are_refreshed() -> None:
+    cache = SeriesCache(finish_seconds=360, refresh_seconds=1800)
+    for _ in range(3):
+        _observe(cache)
+    assert cache.pending(T0)[0].event.series_count == 3
     for minute in range(1, 40):
-        cache.observe(_event(now=T0 + minute * 60), T0 + minute * 60)  # type: ignore[arg-type]
-        if minute == 31:
+        _observe(cache, at=T0 + minute * 60)
+        if minute == 29:
+            assert cache.due(T0 + minute * 60) == []
+        if minute == 30:
             (refresh,) = cache.due(T0 + minute * 60)
             assert refresh.event.series_count == 33
-            cache.written(refresh.event, T0 + minute * 60)
     assert cache.due(T0 + 39 * 60) == []
+
+
+def test_an_evicted_series_gets_its_final_count() -> None:
+    cache = SeriesCache(size=1)
+    _observe(cache)
+    _observe(cache)
+    _observe(cache)
+    other = replace(_event(now=T0 + 5), regarding=NODE)
+    create, final = cache.observe(other, T0 + 5)
+    assert create.create and create.event.regarding == NODE
+    assert (final.create, final.event.regarding, final.event.series_count) == (False, POD, 3)
+    assert len(cache) == 1
+
+
+def test_a_new_resource_version_of_the_object_continues_the_series() -> None:
+    cache = SeriesCache()
+    _observe(cache)
+    newer = replace(_event(now=T0 + 1), regarding=replace(POD, resource_version="42"))
+    [second] = cache.observe(newer, T0 + 1)
+    assert not second.create and second.event.series_count == 2
+
+
+def test_exported_series_restore_their_counts_and_what_is_pending() -> None:
+    cache = SeriesCache()
+    for second in range(5):  # created, PATCHed to 2, then 3 more only in memory
+        _observe(cache, at=T0 + second)
+    other = replace(_event(now=T0), regarding=NODE)
+    cache.observe(other, T0)
+    saved = cache.export()
+    assert [(r.event.regarding, r.event.series_count, r.stored) for r in saved] == [
+        (POD, 5, 2),
+        (NODE, 0, 1),
+    ]
+    rows = [series_row(record) for record in saved]
+    assert [parse_series_row(orjson.loads(orjson.dumps(row))) for row in rows] == list(saved)
+
+    restored = SeriesCache()
+    restored.restore(saved)
+    assert restored.export() == saved
+    [pending] = restored.pending(T0 + 10)
+    assert (pending.event.name, pending.event.series_count) == (f"web-0.{int(T0)}", 5)
+    assert restored.pending(T0 + 11) == []
+    # A repeat read again after the restart continues the series, under its first name.
+    assert _observe(restored, at=T0 + 5) == []
+    [final] = restored.pending(T0 + 12)
+    assert (final.event.name, final.event.series_count) == (f"web-0.{int(T0)}", 6)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"count": 0},
+        {"stored": 0},
+        {"stored": 6},
+        {"count": True},
+        {"regarding": ["Pod", "web-0"]},
+        {"event_time": "now"},
+        {"last_observed": float("inf")},
+        {"note": None},
+    ],
+)
+def test_a_malformed_series_row_is_refused(change: dict[str, object]) -> None:
+    cache = SeriesCache()
+    for second in range(5):
+        _observe(cache, at=T0 + second)
+    [record] = cache.export()
+    with pytest.raises((TypeError, ValueError, KeyError)):
+        parse_series_row({**series_row(record), **change})
 
 
 def _recorder(sink: MemorySink, clock: list[float]) -> tuple[ModernRecorder, CollectorRegistry]:
@@ -183,3 +285,24 @@ def test_an_expired_series_event_is_created_again_with_its_count() -> None:
     assert recorder.record(SPEC) == "create"
     (stored,) = sink.modern.values()
     assert stored.series_count == 2
+
+
+def test_plan_decides_without_writing_and_write_makes_each_decision() -> None:
+    sink, clock = MemorySink(), [T0]
+    recorder, _ = _recorder(sink, clock)
+    planned = [recorder.plan(SPEC) for _ in range(3)]
+    assert planned[2] == "series"
+    [create], [patch] = [p for p in planned[:2] if isinstance(p, tuple)]
+    assert isinstance(create, SeriesWrite) and isinstance(patch, SeriesWrite)
+    # Decided in order, nothing written yet: the writes are the poster's, on other threads.
+    assert sink.writes == []
+    assert [(w.create, w.event.series_count) for w in (create, patch)] == [(True, 0), (False, 2)]
+    assert recorder.write_key(create) == ("shop", "Pod", "shop", "web-0")
+    assert [recorder.write(create), recorder.write(patch)] == ["create", "patch"]
+    [pending] = recorder.tick("pending")
+    assert recorder.tick("pending") == ()
+    assert recorder.write(pending) == "patch"
+    (stored,) = sink.modern.values()
+    assert stored.series_count == 3
+    [saved] = recorder.export_series()
+    assert (saved.event.series_count, saved.stored) == (3, 3)

@@ -8,6 +8,7 @@ aiohttp, the injection code or the Kubernetes client without `--kubeconfig` (a t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
-from sidecar.cli.options import add_options, resolve, settings_from
+from sidecar.cli.options import add_options, positive_float, resolve, settings_from
 from sidecar.cli.table import EVENT_OPTIONS
 from sidecar.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
@@ -90,6 +91,22 @@ def add_parsers(commands: Any) -> None:
     )
     play.add_argument("--context", help="kubeconfig context to use")
     play.add_argument(
+        "--events-api",
+        choices=("auto", "events.k8s.io/v1", "v1"),
+        default="v1",
+        help="which Events to write, as `run --events-api`: events.k8s.io/v1 (with series), "
+        "v1 (core), or auto: events.k8s.io/v1 when the cluster (--kubeconfig) serves it and "
+        "RBAC allows it, else v1 (v1 without --kubeconfig)",
+    )
+    play.add_argument(
+        "--series-finish",
+        type=positive_float,
+        default=360.0,
+        metavar="SECONDS",
+        help="events.k8s.io/v1: as `run --series-finish`, on the log's clock (the heartbeat "
+        "runs every SECONDS of log time; every count left is written at the end)",
+    )
+    play.add_argument(
         "--year",
         type=int,
         help="the year of klog's timestamps, which carry none (default: this year, or last "
@@ -134,6 +151,7 @@ def replay_settings(args: argparse.Namespace) -> ReplaySettings:
         year=getattr(args, "year", None),
         since=getattr(args, "since", None),
         until=getattr(args, "until", None),
+        series_finish_seconds=getattr(args, "series_finish", 360.0),
     )
 
 
@@ -143,6 +161,7 @@ def replay_command(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
 
     from sidecar.cli.common import load_rules_or_report  # noqa: PLC0415
+    from sidecar.events_v1 import as_core_view  # noqa: PLC0415
     from sidecar.metrics import Metrics  # noqa: PLC0415
     from sidecar.output import format_json_lines, format_table  # noqa: PLC0415
     from sidecar.replay import read_chunks, replay  # noqa: PLC0415
@@ -171,6 +190,12 @@ def replay_command(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         # Named after their lines as in `run`: a second replay of the log finds them written.
         line_names = True
+    events_api = args.events_api
+    if events_api == "auto":
+        choose = getattr(sink, "choose_events_api", None)
+        events_api, why = choose() if choose is not None else ("v1", "no cluster")
+        print(f"writing Events to {events_api}: {why}", file=sys.stderr)
+    settings = dataclasses.replace(settings, events_api=events_api)
     try:
         with open_input(args.file) as stream:
             result = replay(
@@ -186,12 +211,20 @@ def replay_command(args: argparse.Namespace) -> int:
         print(f"error: cannot read {args.file}: {error}", file=sys.stderr)
         return EXIT_FAILURE
     if sink is memory and args.output != "none":
+        stored = (
+            [as_core_view(event) for event in memory.modern.values()]
+            if events_api == "events.k8s.io/v1"
+            else list(memory.events.values())
+        )
         if args.output == "json":
-            sys.stdout.write(format_json_lines(memory.events.values()))
+            modern = events_api == "events.k8s.io/v1"
+            sys.stdout.write(
+                format_json_lines(memory.modern.values() if modern else memory.events.values())
+            )
         elif args.output == "writes":
             sys.stdout.write(format_writes(result.writes))
-        elif memory.events:
-            print(format_table(memory.events.values(), result.end_time))
+        elif stored:
+            print(format_table(stored, result.end_time))
         else:
             print("No events.")
     if args.metrics:
@@ -236,25 +269,32 @@ def _group_version(text: str) -> tuple[str, str]:
 
 
 def format_writes(writes: Iterable[WriteRecord]) -> str:
-    """`replay -o writes`: one JSON object per create or PATCH, in order, keys sorted."""
+    """`replay -o writes`: one JSON object per create or PATCH, in order, keys sorted. A core/v1
+    Event is summed up (its count and message); an events.k8s.io/v1 one is given whole, as
+    stored after the write (`body`: its series, note, regarding, ...)."""
     return "".join(
-        orjson.dumps(
-            {
-                "line": write.line,
-                "write": write.write,
-                "namespace": write.event.namespace,
-                "name": write.event.name,
-                "object": f"{write.event.involved.kind}/{write.event.involved.name}",
-                "type": write.event.type,
-                "reason": write.event.reason,
-                "count": write.event.count,
-                "message": write.event.message,
-            },
-            option=orjson.OPT_SORT_KEYS,
-        ).decode()
-        + "\n"
+        orjson.dumps(_write_row(write), option=orjson.OPT_SORT_KEYS).decode() + "\n"
         for write in writes
     )
+
+
+def _write_row(write: WriteRecord) -> dict[str, Any]:
+    from sidecar.events_v1 import ModernEvent  # noqa: PLC0415 - per command
+
+    event = write.event
+    if isinstance(event, ModernEvent):
+        return {"line": write.line, "write": write.write, "body": event.to_body()}
+    return {
+        "line": write.line,
+        "write": write.write,
+        "namespace": event.namespace,
+        "name": event.name,
+        "object": f"{event.involved.kind}/{event.involved.name}",
+        "type": event.type,
+        "reason": event.reason,
+        "count": event.count,
+        "message": event.message,
+    }
 
 
 def open_input(path: str) -> BinaryIO:
@@ -283,8 +323,10 @@ def _format_summary(summary: dict[str, Any]) -> str:
                 if summary["outside_window"]
                 else []
             ),
-            f"events: {summary['created'] + summary['patched']} "
-            f"({summary['created']} created, {summary['patched']} patched)"
+            f"events: {summary['created'] + summary['patched'] + summary.get('series', 0)} "
+            f"({summary['created']} created, {summary['patched']} patched"
+            + (f", {summary['series']} counted in series" if "series" in summary else "")
+            + ")"
             + (
                 f", {summary['already_written']} written before"
                 if summary["already_written"]

@@ -264,8 +264,9 @@ RUN_OPTIONS: Final = (
     ),
     Option(
         "--series-finish",
-        "events.k8s.io/v1: seconds a series may stay quiet before its final count is written "
-        "and it is closed (also how often series are checked), as client-go",
+        "events.k8s.io/v1: seconds between series heartbeats (a series quiet that long gets "
+        "its final count), and the gap between two occurrences, on the lines' clock, that "
+        "ends a series and starts a new Event; client-go's finishTime",
         parse=positive_float,
         to=("series_finish_seconds",),
     ),

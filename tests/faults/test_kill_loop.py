@@ -6,6 +6,10 @@ times between two checkpoints, and restarted each time; the lines after its last
 read again. Whatever the kills, the Events stored in the apiserver must add up exactly: the sum
 of their counts for each reason equals the number of lines written for it, and no Event is
 doubled. A second checkpoint interval makes each restart re-read more than a second of lines.
+
+The same in events.k8s.io/v1 mode, where a series' later occurrences live in memory until the
+heartbeat (every 2 s here, so heartbeats land between the kills too): the checkpoint carries the
+series, so the stored series counts add up to the lines written, with no SIGTERM flush needed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.controlplane import ControlPlane
 from tests.daemon_support import Sidecar, append, events, wait_for
@@ -69,15 +76,31 @@ def controller_log(namespace: str, start: float) -> list[tuple[str, bytes]]:
     return rows
 
 
-def counts_by_reason(control_plane: ControlPlane, namespace: str) -> Counter[str]:
+MODERN = "events.k8s.io/v1"
+
+
+def modern_events(control_plane: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    done = control_plane.kubectl("get", "events.v1.events.k8s.io", "-n", namespace, "-o", "json")
+    items: list[dict[str, Any]] = json.loads(done.stdout)["items"]
+    return items
+
+
+def counts_by_reason(control_plane: ControlPlane, namespace: str, api: str) -> Counter[str]:
+    """Each reason's occurrences as stored: the sum of its Events' counts (core/v1), or of its
+    series' counts, 1 for an Event without a series (events.k8s.io/v1)."""
     summed: Counter[str] = Counter()
+    if api == MODERN:
+        for event in modern_events(control_plane, namespace):
+            summed[event["reason"]] += (event.get("series") or {"count": 1})["count"]
+        return summed
     for event in events(control_plane, namespace):
         summed[event["reason"]] += event["count"]
     return summed
 
 
+@pytest.mark.parametrize("api", ["v1", MODERN])
 def test_kill_9_in_a_loop_counts_every_occurrence_exactly_once(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, api: str
 ) -> None:
     log = tmp_path / "controller.log"
     rules = tmp_path / "rules.yaml"
@@ -94,6 +117,10 @@ def test_kill_9_in_a_loop_counts_every_occurrence_exactly_once(
         "--spam-burst",
         "100000",
         "--checkpoint-interval",
+        "2",
+        "--events-api",
+        api,
+        "--series-finish",
         "2",
     ]
     rows = controller_log(namespace, time.time() - 60)
@@ -123,20 +150,34 @@ def test_kill_9_in_a_loop_counts_every_occurrence_exactly_once(
             process.start()
         writer.join(30)
         assert written.is_set()
+        # In events.k8s.io/v1 mode, the heartbeat writes the last counts: no SIGTERM yet.
         wait_for(
-            lambda: counts_by_reason(control_plane, namespace) == expected,
+            lambda: counts_by_reason(control_plane, namespace, api) == expected,
             f"the counts to add up to {dict(expected)}",
             timeout=30,
         )
-        time.sleep(1.5)  # and nothing more arrives late
-        stored = events(control_plane, namespace)
-        assert counts_by_reason(control_plane, namespace) == expected
-        # Not one Event twice: the dedup key (reason, object, message) names one Event each.
-        keys = Counter((e["reason"], e["involvedObject"]["name"], e["message"]) for e in stored)
-        assert max(keys.values()) == 1, [key for key, n in keys.items() if n > 1]
-        (backoff,) = [e for e in stored if e["reason"] == "BackOff"]
-        assert backoff["count"] == LINES
-        assert any(e["message"].startswith("(combined from similar events)") for e in stored)
+        time.sleep(2.5)  # and nothing more arrives late (a heartbeat included)
+        assert counts_by_reason(control_plane, namespace, api) == expected
+        if api == MODERN:
+            # One series per object and reason (the note is not part of a series' key).
+            stored = modern_events(control_plane, namespace)
+            series = Counter((e["reason"], e["regarding"]["name"]) for e in stored)
+            assert series == Counter(
+                {("BackOff", "backoff-0"): 1, ("Unhealthy", "probe-0"): 1}
+                | {("PhaseChanged", f"phase-{i}"): 1 for i in range(3)}
+            )
+            (backoff,) = [e for e in stored if e["reason"] == "BackOff"]
+            assert backoff["series"]["count"] == LINES
+        else:
+            stored = events(control_plane, namespace)
+            # Not one Event twice: the dedup key (reason, object, message) names one Event each.
+            dedup = Counter(
+                (e["reason"], e["involvedObject"]["name"], e["message"]) for e in stored
+            )
+            assert max(dedup.values()) == 1, [key for key, n in dedup.items() if n > 1]
+            (backoff,) = [e for e in stored if e["reason"] == "BackOff"]
+            assert backoff["count"] == LINES
+            assert any(e["message"].startswith("(combined from similar events)") for e in stored)
         assert process.metric("event_sidecar_events_dropped_total") == 0
         assert process.terminate() == 0
     finally:
