@@ -504,7 +504,7 @@ def report(
 ## API load under a flood: {args.lines:,} transitions of one object in one minute
 
 `.venv/bin/python bench/flood.py --runs {args.runs}` on {today()}; {machine()};
-kube-apiserver {server_version} ({origin}); event-sidecar {_version()}, kubernetes client
+{origin}, serving {server_version}; event-sidecar {_version()}, kubernetes client
 {kubernetes.__version__}.
 
 The log: a controller flapping one ConfigMap's phase between Ready and Degraded on **every** line
