@@ -129,6 +129,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--baseline", help="a folder holding another copy of `sidecar/`")
+    parser.add_argument(
+        "--baseline-is",
+        default="the package as it was before the commands imported their engines lazily and "
+        "the daemon dropped aiohttp",
+        help="what the baseline copy is, for the report",
+    )
     parser.add_argument("--smoke", action="store_true", help="one run, no report")
     args = parser.parse_args()
     if args.smoke:
@@ -182,8 +188,7 @@ def main() -> None:
         for (label, _), before, after in zip(RUN_STEPS[1:], steps[:-1], steps[1:], strict=True)
     ]
     baseline = (
-        " DIR held the package as it was before the commands imported their engines lazily and "
-        "the daemon dropped aiohttp (`git archive` of the base commit), timed in the same run, "
+        f" DIR held {args.baseline_is} (`git archive` of that commit), timed in the same run, "
         "alternating with this checkout."
         if args.baseline
         else ""
