@@ -36,7 +36,6 @@ import json
 import re
 import sys
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +47,7 @@ from kubernetes import client, config
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness import event_requests, raw_get
 from report import ROOT, cluster, machine, run_measured, spread, today, write_section
 
 SIDECAR = Path(sys.executable).parent / "event-sidecar"
@@ -234,32 +234,7 @@ def client_go_allowance(flood: Flood) -> ModelResult:
 # -- the cluster -------------------------------------------------------------------------------
 
 
-_SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$", re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
-def raw_get(api: client.ApiClient, path: str, accept: str = "application/json") -> bytes:
-    request = api.param_serialize(
-        method="GET",
-        resource_path=path,
-        header_params={"Accept": accept},
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(*request, _request_timeout=30)
-    body: bytes = response.read()  # type: ignore[no-untyped-call]
-    if response.status != 200:
-        raise SystemExit(f"GET {path}: HTTP {response.status}: {body[:300]!r}")
-    return body
-
-
-def event_requests(api: client.ApiClient) -> Counter[str]:
-    """The apiserver's own count of requests on core/v1 events, by verb and code."""
-    counts: Counter[str] = Counter()
-    for labels, value in _SAMPLE.findall(raw_get(api, "/metrics", "text/plain").decode()):
-        sample = dict(_LABEL.findall(labels))
-        if sample.get("resource") == "events" and sample.get("group", "") == "":
-            counts[f"{sample.get('verb')} {sample.get('code')}"] += int(float(value))
-    return counts
 
 
 def metric(text: str, name: str, **labels: str) -> float:

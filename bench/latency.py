@@ -27,8 +27,8 @@ Peer, in the same run: client-go's own recorder is not available from Python, so
 API itself: a Python loop creating the same Events (same namespace, involved objects with their
 uids, distinct messages) directly with the `kubernetes` client at the same Event rate, on the same
 open-loop schedule, with as many creates in flight as the daemon may have (`--writes` threads),
-timed the same way (due time -> watch arrival). The sidecar's added latency
-is the difference of the medians of the runs' quantiles.
+timed the same way (due time -> watch arrival). The sidecar's added latency is the difference of the
+medians of the runs' quantiles.
 
 If Events are still missing `--drain-timeout` seconds after the writer stops, the latency
 quantiles become lower bounds and are reported as such. `--smoke` runs one short run at 1,000
@@ -38,21 +38,16 @@ lines/s (and 2 s of peer), checks that every Event arrived and the metrics agree
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
 import random
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,30 +55,26 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-from kubernetes import client, config, watch
+from kubernetes import client, config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from report import ROOT, cluster, machine, spread, today, write_section
+from harness import (
+    REASON,
+    Daemon,
+    EventWatch,
+    Transitions,
+    phase_rules,
+    prepare,
+    samples,
+    transition_line,
+)
+from report import cluster, load_average, machine, spread, today, write_section
 
 COMPONENT = "latency-controller"
-REASON = "PhaseChanged"
-PHASES = ("Ready", "Degraded")
 TRANSITION_EVERY = 20  # 5 % of lines
 TICK = 0.01
-RULES = """\
-component: latency-controller
-rules:
-  - name: phase
-    match: {message: Observed status}
-    object: {apiVersion: v1, kind: ConfigMap, namespace: "{namespace}", name: "{name}"}
-    transition: {state: "{phase}", first: emit, initial: none}
-    type: Normal
-    reason: PhaseChanged
-    message: "phase {from} -> {to} id={id}"
-"""
-_ID = re.compile(r"id=(\S+)")
 TABLE_HEADER = "\n".join(
     [
         "| lines/s | Events/s asked | p50 | p99 | histogram p50 | histogram p99 | not stored "
@@ -138,41 +129,6 @@ def noise_pool(size: int, namespace: str, objects: int, seed: int = 1) -> list[b
     return out
 
 
-def transition_line(namespace: str, name: str, phase: str, ident: str) -> bytes:
-    document = {
-        "level": "info",
-        "ts": time.time(),
-        "logger": "controller",
-        "msg": "Observed status",
-        "controller": "configmap",
-        "namespace": namespace,
-        "name": name,
-        "phase": phase,
-        "id": ident,
-    }
-    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
-
-
-class Transitions:
-    """Round-robin over the objects, each flipping its phase every time it comes up."""
-
-    def __init__(self, namespace: str, objects: int, prefix: str) -> None:
-        self.namespace = namespace
-        self.objects = objects
-        self.prefix = prefix
-        self.count = 0
-        self.phase: dict[int, int] = {}
-
-    def next(self) -> tuple[str, str, str]:
-        """(object name, new phase, id)."""
-        index = self.count % self.objects
-        phase = self.phase.get(index, 1) ^ 1
-        self.phase[index] = phase
-        ident = f"{self.prefix}-{self.count}"
-        self.count += 1
-        return f"obj-{index}", PHASES[phase], ident
-
-
 def write_log(
     path: Path, rate: int, duration: float, transitions: Transitions, noise: list[bytes]
 ) -> dict[str, float]:
@@ -208,161 +164,6 @@ def write_log(
     finally:
         os.close(fd)
     return written
-
-
-# -- the stored side ----------------------------------------------------------------------------
-
-
-class EventWatch:
-    """Watches a namespace's Events on a thread; `arrived[id]` = monotonic arrival time."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.core = client.CoreV1Api(api)
-        self.namespace = namespace
-        self.arrived: dict[str, float] = {}
-        self.lock = threading.Lock()
-        self._stop = threading.Event()
-        listed = self.core.list_namespaced_event(namespace, limit=1)
-        assert listed.metadata is not None
-        self.resource_version = listed.metadata.resource_version
-        self._watch: watch.Watch | None = None
-        self._thread = threading.Thread(target=self._run, name="event-watch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-            try:
-                for item in self._watch.stream(  # type: ignore[no-untyped-call]
-                    self.core.list_namespaced_event,
-                    self.namespace,
-                    resource_version=self.resource_version,
-                    timeout_seconds=60,
-                    deserialize=False,
-                ):
-                    now = time.monotonic()
-                    obj = item["object"]
-                    self.resource_version = obj["metadata"]["resourceVersion"]
-                    if item["type"] != "ADDED":
-                        continue
-                    found = _ID.search(obj.get("message", ""))
-                    if found:
-                        with self.lock:
-                            self.arrived.setdefault(found.group(1), now)
-            except Exception as error:  # a dropped watch is resumed from the last version
-                if not self._stop.is_set():
-                    print(f"watch restarted: {error}", file=sys.stderr)
-                    time.sleep(0.2)
-
-    def wait_for(self, ids: Iterator[str] | list[str], timeout: float) -> float:
-        """Wait until every id arrived or `timeout`; return the seconds waited."""
-        wanted = list(ids)
-        began = time.monotonic()
-        while time.monotonic() - began < timeout:
-            with self.lock:
-                if all(ident in self.arrived for ident in wanted):
-                    break
-            time.sleep(0.05)
-        return time.monotonic() - began
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()  # type: ignore[no-untyped-call]
-
-
-# -- the daemon ---------------------------------------------------------------------------------
-
-
-class Daemon:
-    """`python -m sidecar run` as a child process."""
-
-    def __init__(self, work: Path, log: Path, rules: Path, kubeconfig: str, writes: int) -> None:
-        self.stderr_path = work / "sidecar.stderr"
-        with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sidecar",
-                    "run",
-                    "--file",
-                    str(log),
-                    "--rules",
-                    str(rules),
-                    "--kubeconfig",
-                    kubeconfig,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--start",
-                    "beginning",
-                    "--aggregate-max",
-                    "1000000",
-                    "--writes",
-                    str(writes),
-                ],
-                cwd=ROOT,
-                env={**os.environ, "POD_NAME": "latency-bench-0"},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        self.port = self._wait_started()
-        deadline = time.monotonic() + 20
-        while not self._ready():
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the daemon never became ready:\n{self.stderr()[-3000:]}")
-            time.sleep(0.05)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def _wait_started(self) -> int:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the daemon exited early:\n{self.stderr()[-3000:]}")
-            for line in self.stderr().splitlines():
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if record.get("msg") == "started":
-                        return int(str(record["metrics"]).rsplit(":", 1)[1])
-            time.sleep(0.05)
-        raise SystemExit(f"the daemon did not start:\n{self.stderr()[-3000:]}")
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            return str(r.read().decode())
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-
-def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-    return [
-        (sample.labels, float(sample.value))
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    ]
 
 
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
@@ -424,10 +225,17 @@ def sidecar_run(
         log = work / "app.log"
         log.touch()
         rules = work / "rules.yaml"
-        rules.write_text(RULES)
+        rules.write_text(phase_rules(COMPONENT))
         noise = noise_pool(2000, namespace, objects)
         transitions = Transitions(namespace, objects, f"s{label}")
-        daemon = Daemon(work, log, rules, kubeconfig, writes)
+        daemon = Daemon(
+            work,
+            log,
+            rules,
+            kubeconfig,
+            ["--aggregate-max", "1000000", "--writes", str(writes)],
+            host="latency-bench-0",
+        )
         try:
             cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
             written = write_log(log, rate, duration, transitions, noise)
@@ -546,27 +354,6 @@ def peer_run(
     return Result("peer", rate, latencies, count, extra)
 
 
-# -- the cluster ----------------------------------------------------------------------------------
-
-
-def prepare(api: client.ApiClient, objects: int) -> tuple[str, dict[str, str]]:
-    """A fresh namespace with `objects` ConfigMaps; (namespace, {name: uid})."""
-    core = client.CoreV1Api(api)
-    namespace = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    uids: dict[str, str] = {}
-    for index in range(objects):
-        made = core.create_namespaced_config_map(
-            namespace,
-            client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(name=f"obj-{index}"), data={"phase": "Ready"}
-            ),
-        )
-        assert made.metadata is not None
-        uids[str(made.metadata.name)] = str(made.metadata.uid)
-    return namespace, uids
-
-
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -581,10 +368,6 @@ def cell(values: list[float], *, histogram: bool = False) -> str:
     if high == float("inf"):
         return f"{ms(middle)} ({ms(low)}-{'> 10000' if histogram else 'never'})"
     return f"{ms(middle)} ({ms(low)}-{ms(high)})"
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
@@ -619,7 +402,8 @@ def main() -> None:
         config.load_kube_config(config_file=kubeconfig, client_configuration=settings)  # type: ignore[no-untyped-call]
         settings.connection_pool_maxsize = max(4, args.writes)
         api = client.ApiClient(settings)
-        namespace, uids = prepare(api, args.objects)
+        namespace, involved = prepare(api, args.objects, "bench-latency")
+        uids = {name: obj.uid for name, obj in involved.items()}
         events = EventWatch(api, namespace)
         try:
             for run in range(args.runs):
@@ -800,11 +584,11 @@ file decoder, which is lossless, waited and the daemon stopped reading: those li
 file, a delay the daemon's histogram (which starts at the read) does not see. "Events/s stored" is
 what reached the watch per second of writing plus draining.
 
-Peer (floor): client-go's recorder is not available here, so a Python loop creates the same
-Events (same namespace and objects with their uids, distinct messages) directly with the
-`kubernetes` client, on the same open-loop schedule (5 % of the line rate) with up to
-{args.writes} creates in flight (as many threads), for {args.peer_duration:.0f} s per run, timed
-from each Event's due time to its watch notification.
+Peer (floor): client-go's recorder is not available here, so a Python loop creates the same Events
+(same namespace and objects with their uids, distinct messages) directly with the `kubernetes`
+client, on the same open-loop schedule (5 % of the line rate) with up to {args.writes} creates in
+flight (as many threads), for {args.peer_duration:.0f} s per run, timed from each Event's due time
+to its watch notification.
 
 Median of {args.runs} runs (min-max), milliseconds:
 

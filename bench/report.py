@@ -102,16 +102,37 @@ def write_section(name: str, body: str) -> None:
     BENCHMARKS.write_text(text)
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages from /proc/loadavg (the machine may be shared)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: str
+    #: How the cluster came to be, for the report.
+    origin: str
+    #: {"etcd": pid, "kube-apiserver": pid} of a control plane started here (for their CPU
+    #: time); empty for an existing cluster.
+    pids: dict[str, int]
+
+
 @contextlib.contextmanager
-def cluster(kubeconfig: str | None) -> Iterator[tuple[str, str]]:
-    """(kubeconfig, how the cluster came to be): the one given, or a control plane started here
-    (etcd + kube-apiserver built from tools/, stopped by pid when the benchmark ends)."""
+def control_plane(kubeconfig: str | None) -> Iterator[Cluster]:
+    """The cluster given by `kubeconfig`, or a control plane started here (etcd +
+    kube-apiserver built from tools/, stopped by pid when the benchmark ends)."""
     if kubeconfig:
-        yield kubeconfig, "an existing cluster (--kubeconfig)"
+        yield Cluster(kubeconfig, "an existing cluster (--kubeconfig)", {})
         return
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -123,6 +144,13 @@ def cluster(kubeconfig: str | None) -> Iterator[tuple[str, str]]:
             f"kube-apiserver {kubernetes_version()} (a control plane the benchmark started: "
             f"etcd + kube-apiserver, ready in {plane.startup_seconds:.1f} s)"
         )
-        yield str(plane.kubeconfig), origin
+        yield Cluster(str(plane.kubeconfig), origin, plane.pids)
     finally:
         plane.stop()
+
+
+@contextlib.contextmanager
+def cluster(kubeconfig: str | None) -> Iterator[tuple[str, str]]:
+    """(kubeconfig, how the cluster came to be): see `control_plane`."""
+    with control_plane(kubeconfig) as started:
+        yield started.kubeconfig, started.origin

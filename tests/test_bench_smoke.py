@@ -61,3 +61,10 @@ def test_memory_benchmark_smoke(control_plane: ControlPlane) -> None:
     """The daemon and mtail follow the same files, both count every match."""
     out = run_smoke("memory.py", "--kubeconfig", str(control_plane.kubeconfig))
     assert out.startswith("smoke ok: 6000 lines into 10 files (api)"), out
+
+
+def test_writes_benchmark_smoke(control_plane: ControlPlane) -> None:
+    """The daemon (--writes 8 and 1) and the peer store every Event, each counted once by the
+    apiserver, with the same fields."""
+    out = run_smoke("writes.py", "--kubeconfig", str(control_plane.kubeconfig))
+    assert out.startswith("smoke ok: 1000 Events per writer"), out

@@ -1,0 +1,310 @@
+"""What the benchmarks against a live cluster share: `event-sidecar run` as a child process, a
+watch on a namespace's Events, the phase-flipping log lines and their rule, the involved objects.
+
+The log's transition lines carry a unique id that the rule (`phase_rules`) copies into the
+Event's message, so every Event is distinct (nothing deduplicated) and the watch can tell whose
+it is and when it arrived.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from kubernetes import client, watch
+from report import ROOT, process_cpu
+
+from sidecar.events import InvolvedObject
+
+REASON = "PhaseChanged"
+PHASES = ("Ready", "Degraded")
+_RULES = """\
+component: {component}
+rules:
+  - name: phase
+    match: {{message: Observed status}}
+    object: {{apiVersion: v1, kind: ConfigMap, namespace: "{{namespace}}", name: "{{name}}"}}
+    transition: {{state: "{{phase}}", first: emit, initial: none}}
+    type: Normal
+    reason: PhaseChanged
+    message: "phase {{from}} -> {{to}} id={{id}}"
+"""
+_ID = re.compile(r"id=(\S+)")
+
+
+def phase_rules(component: str) -> str:
+    """The rules file: an Event `phase {from} -> {to} id={id}` for each transition line."""
+    return _RULES.format(component=component)
+
+
+# -- the log ----------------------------------------------------------------------------------
+
+
+def transition_line(namespace: str, name: str, phase: str, ident: str) -> bytes:
+    document = {
+        "level": "info",
+        "ts": time.time(),
+        "logger": "controller",
+        "msg": "Observed status",
+        "controller": "configmap",
+        "namespace": namespace,
+        "name": name,
+        "phase": phase,
+        "id": ident,
+    }
+    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
+class Transitions:
+    """Round-robin over the objects, each flipping its phase every time it comes up."""
+
+    def __init__(self, namespace: str, objects: int, prefix: str) -> None:
+        self.namespace = namespace
+        self.objects = objects
+        self.prefix = prefix
+        self.count = 0
+        self.phase: dict[int, int] = {}
+
+    def next(self) -> tuple[str, str, str]:
+        """(object name, new phase, id)."""
+        index = self.count % self.objects
+        phase = self.phase.get(index, 1) ^ 1
+        self.phase[index] = phase
+        ident = f"{self.prefix}-{self.count}"
+        self.count += 1
+        return f"obj-{index}", PHASES[phase], ident
+
+
+# -- the stored side ----------------------------------------------------------------------------
+
+
+class EventWatch:
+    """Watches a namespace's Events on a thread; `arrived[id]` = monotonic arrival time."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        listed = self.core.list_namespaced_event(namespace, limit=1)
+        assert listed.metadata is not None
+        self.resource_version = listed.metadata.resource_version
+        self._watch: watch.Watch | None = None
+        self._thread = threading.Thread(target=self._run, name="event-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for item in self._watch.stream(  # type: ignore[no-untyped-call]
+                    self.core.list_namespaced_event,
+                    self.namespace,
+                    resource_version=self.resource_version,
+                    timeout_seconds=60,
+                    deserialize=False,
+                ):
+                    now = time.monotonic()
+                    obj = item["object"]
+                    self.resource_version = obj["metadata"]["resourceVersion"]
+                    if item["type"] != "ADDED":
+                        continue
+                    found = _ID.search(obj.get("message", ""))
+                    if found:
+                        with self.lock:
+                            self.arrived.setdefault(found.group(1), now)
+            except Exception as error:  # a dropped watch is resumed from the last version
+                if not self._stop.is_set():
+                    print(f"watch restarted: {error}", file=sys.stderr)
+                    time.sleep(0.2)
+
+    def wait_for(self, ids: Iterator[str] | list[str], timeout: float) -> float:
+        """Wait until every id arrived or `timeout`; return the seconds waited."""
+        wanted = list(ids)
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            with self.lock:
+                if all(ident in self.arrived for ident in wanted):
+                    break
+            time.sleep(0.05)
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()  # type: ignore[no-untyped-call]
+
+
+# -- the daemon ---------------------------------------------------------------------------------
+
+
+class Daemon:
+    """`python -m sidecar run` as a child process."""
+
+    def __init__(
+        self,
+        work: Path,
+        log: Path,
+        rules: Path,
+        kubeconfig: str,
+        options: Sequence[str] = (),
+        *,
+        host: str = "bench-0",
+    ) -> None:
+        """Start it following `log` from its beginning, with `options` after the usual ones;
+        return once it is ready (its /readyz answers 200)."""
+        self.stderr_path = work / "sidecar.stderr"
+        with self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sidecar",
+                    "run",
+                    "--file",
+                    str(log),
+                    "--rules",
+                    str(rules),
+                    "--kubeconfig",
+                    kubeconfig,
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--start",
+                    "beginning",
+                    *options,
+                ],
+                cwd=ROOT,
+                env={**os.environ, "POD_NAME": host},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        self.port = self._wait_started()
+        deadline = time.monotonic() + 20
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the daemon never became ready:\n{self.stderr()[-3000:]}")
+            time.sleep(0.05)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def _wait_started(self) -> int:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the daemon exited early:\n{self.stderr()[-3000:]}")
+            for line in self.stderr().splitlines():
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if record.get("msg") == "started":
+                        return int(str(record["metrics"]).rsplit(":", 1)[1])
+            time.sleep(0.05)
+        raise SystemExit(f"the daemon did not start:\n{self.stderr()[-3000:]}")
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def cpu_seconds(self) -> float:
+        return process_cpu(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    return [
+        (sample.labels, float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+# -- the cluster ----------------------------------------------------------------------------------
+
+
+_SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\} (\S+)$", re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def raw_get(api: client.ApiClient, path: str, accept: str = "application/json") -> bytes:
+    request = api.param_serialize(
+        method="GET",
+        resource_path=path,
+        header_params={"Accept": accept},
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(*request, _request_timeout=30)
+    body: bytes = response.read()  # type: ignore[no-untyped-call]
+    if response.status != 200:
+        raise SystemExit(f"GET {path}: HTTP {response.status}: {body[:300]!r}")
+    return body
+
+
+def event_requests(api: client.ApiClient, group: str = "") -> Counter[str]:
+    """The apiserver's own count of requests on Events of `group` ("": core/v1), by verb and
+    code ("POST 201")."""
+    counts: Counter[str] = Counter()
+    for labels, value in _SAMPLE.findall(raw_get(api, "/metrics", "text/plain").decode()):
+        sample = dict(_LABEL.findall(labels))
+        if sample.get("resource") == "events" and sample.get("group", "") == group:
+            counts[f"{sample.get('verb')} {sample.get('code')}"] += int(float(value))
+    return counts
+
+
+def prepare(
+    api: client.ApiClient, objects: int, prefix: str
+) -> tuple[str, dict[str, InvolvedObject]]:
+    """A fresh namespace `<prefix>-<random>` with `objects` ConfigMaps `obj-<n>`; (namespace,
+    {name: the involved object as the sidecar's look-up finds it: uid and resourceVersion})."""
+    core = client.CoreV1Api(api)
+    namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    involved: dict[str, InvolvedObject] = {}
+    for index in range(objects):
+        made = core.create_namespaced_config_map(
+            namespace,
+            client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name=f"obj-{index}"), data={"phase": "Ready"}
+            ),
+        )
+        assert made.metadata is not None
+        name = str(made.metadata.name)
+        involved[name] = InvolvedObject(
+            kind="ConfigMap",
+            name=name,
+            namespace=namespace,
+            api_version="v1",
+            uid=str(made.metadata.uid),
+            resource_version=str(made.metadata.resource_version),
+        )
+    return namespace, involved
