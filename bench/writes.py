@@ -483,11 +483,11 @@ def report(
     return f"""
 ## Sustained writes: distinct Events/s into a real kube-apiserver
 
-`.venv/bin/python bench/writes.py --runs {args.runs}` on {today()}; {machine()}; {origin};
-server {server}; event-sidecar {version("kube-event-sidecar")}, aiohttp {aiohttp.__version__},
-kubernetes client {kubernetes.__version__}. Load average {before} before, {after} after (the
-machine is shared with other work; the apiserver, etcd, the writer and the watch share its
-cores); {elapsed:.0f} s in all.
+`.venv/bin/python bench/writes.py --runs {args.runs} --events {args.events}` on {today()};
+{machine()}; {origin}; server {server}; event-sidecar {version("kube-event-sidecar")},
+aiohttp {aiohttp.__version__}, kubernetes client {kubernetes.__version__}. Load average {before}
+before, {after} after (the machine is shared with other work; the apiserver, etcd, the writer
+and the watch share its cores); {elapsed:.0f} s in all.
 
 Each writer stores {args.events:,} distinct core/v1 Events about {args.objects:,} ConfigMaps (at
 most {PER_OBJECT} per object, round-robin) in one namespace of a real kube-apiserver. The daemon,
