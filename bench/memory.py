@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import generate
+from harness import samples
 from report import ROOT, cluster, machine, spread, today, write_section
 
 BENCH = ROOT / "bench"
@@ -105,17 +106,6 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
-
-
-def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-    return [
-        (sample.labels, float(sample.value))
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    ]
 
 
 def sidecar_port(stderr: Path, process: subprocess.Popen[bytes]) -> int:

@@ -12,9 +12,10 @@ count still only in memory written, as `run` writes them at shutdown.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, BinaryIO
 
 from sidecar.correlate import Correlator, CorrelatorSettings
@@ -228,25 +229,17 @@ def _recorder(
     if namer is None:
         namer = EventNamer(lambda: int(log_clock.current * 1e9))
     correlator = Correlator(settings.correlation, namer)
-    component = settings.component or rules.component
+    # One set of arguments for both: the modern recorder only adds its series.
+    make: Callable[..., Recorder] = Recorder
     if settings.events_api == "events.k8s.io/v1":
-        return ModernRecorder(
-            series=SeriesCache(finish_seconds=settings.series_finish_seconds),
-            sink=sink,
-            correlator=correlator,
-            namer=namer,
-            metrics=metrics,
-            component=component,
-            host=settings.host,
-            clock=clock,
-            retry=settings.retry,
-        )
-    return Recorder(
+        series = SeriesCache(finish_seconds=settings.series_finish_seconds)
+        make = partial(ModernRecorder, series=series)
+    return make(
         sink=sink,
         correlator=correlator,
         namer=namer,
         metrics=metrics,
-        component=component,
+        component=settings.component or rules.component,
         host=settings.host,
         clock=clock,
         retry=settings.retry,

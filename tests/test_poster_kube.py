@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from sidecar.checkpoint import Checkpoint
 from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.events_v1 import SeriesCache
-from sidecar.kube import connect
+from sidecar.kube import KubeSink, connect
 from sidecar.metrics import Metrics
 from sidecar.model import LOOKUP_RESULTS, EventSpec, ObjectTarget
 from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem, Tick
@@ -28,22 +28,30 @@ REASONS = 4
 REPEATS = 5
 
 
-async def test_many_events_written_eight_at_a_time_are_stored_with_their_counts(
-    control_plane: ControlPlane,
-) -> None:
-    control_plane.kubectl("create", "namespace", NAMESPACE)
-    metrics = Metrics(CollectorRegistry())
+def core_recorder(
+    control_plane: ControlPlane, metrics: Metrics, component: str
+) -> tuple[KubeSink, LineNamer, Recorder]:
+    """A core/v1 recorder writing to the control plane, as `run` builds one."""
     sink = connect(kubeconfig=str(control_plane.kubeconfig), metrics=metrics)
-    namer = LineNamer("concurrent-test", "h")
+    namer = LineNamer(component, "h")
     recorder = Recorder(
         sink=sink,
         correlator=Correlator(CorrelatorSettings(), namer),
         namer=namer,
         metrics=metrics,
-        component="concurrent-test",
+        component=component,
         host="h",
         clock=time.time,
     )
+    return sink, namer, recorder
+
+
+async def test_many_events_written_eight_at_a_time_are_stored_with_their_counts(
+    control_plane: ControlPlane,
+) -> None:
+    control_plane.kubectl("create", "namespace", NAMESPACE)
+    metrics = Metrics(CollectorRegistry())
+    sink, namer, recorder = core_recorder(control_plane, metrics, "concurrent-test")
     events: asyncio.Queue[QueueItem] = asyncio.Queue()
     # Each (object, reason) repeated: a create then PATCHes, which must follow it in order.
     for repeat in range(REPEATS):
@@ -180,17 +188,7 @@ async def test_new_objects_are_looked_up_ahead_once_each_and_their_uids_written(
     }
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    sink = connect(kubeconfig=str(control_plane.kubeconfig), metrics=metrics)
-    namer = LineNamer("lookahead-test", "h")
-    recorder = Recorder(
-        sink=sink,
-        correlator=Correlator(CorrelatorSettings(), namer),
-        namer=namer,
-        metrics=metrics,
-        component="lookahead-test",
-        host="h",
-        clock=time.time,
-    )
+    sink, namer, recorder = core_recorder(control_plane, metrics, "lookahead-test")
     events: asyncio.Queue[QueueItem] = asyncio.Queue()
     for repeat in range(2):
         for name in names:
