@@ -33,8 +33,9 @@ from report import ROOT, machine, run_measured, spread, today, write_section
 
 BENCH = ROOT / "bench"
 SIDECAR = Path(sys.executable).parent / "event-sidecar"
-_MTAIL_SAMPLE = re.compile(r'rule_matches\{(?:msg|rule)="([^"]+)",prog="[^"]+"\} (\d+)')
-_MTAIL_SAMPLE_RULE_FIRST = re.compile(r'rule_matches\{prog="[^"]+",rule="([^"]+)"\} (\d+)')
+# Values as Prometheus' text format writes them: a million and more as `1.961704e+06`.
+_MTAIL_SAMPLE = re.compile(r'rule_matches\{(?:msg|rule)="([^"]+)",prog="[^"]+"\} (\S+)')
+_MTAIL_SAMPLE_RULE_FIRST = re.compile(r'rule_matches\{prog="[^"]+",rule="([^"]+)"\} (\S+)')
 #: one_regex.mtail counts by message; the rule each message stands for.
 _RULE_OF_MESSAGE = {
     "Quota evaluated": "quota-changed",
@@ -136,7 +137,7 @@ def run_mtail(mtail: str, log: Path, progs: Path) -> tuple[float, float, int, di
     )
     text = run.stdout.decode()
     pairs = _MTAIL_SAMPLE.findall(text) + _MTAIL_SAMPLE_RULE_FIRST.findall(text)
-    matches = {_RULE_OF_MESSAGE.get(key, key): int(n) for key, n in pairs if int(n)}
+    matches = {_RULE_OF_MESSAGE.get(key, key): int(float(n)) for key, n in pairs if float(n)}
     return run.wall, run.cpu, run.max_rss_kib, matches
 
 

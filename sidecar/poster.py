@@ -52,7 +52,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -196,7 +195,11 @@ class Poster:
         self._ahead: deque[Ahead] = deque()
         #: Look-ups under way, by object, shared by the Postings ahead about the same object.
         self._looking_up: dict[ObjectTarget, asyncio.Future[InvolvedObject]] = {}
-        self._lookups = ThreadPoolExecutor(writes, thread_name_prefix="event-sidecar-lookup")
+        self._lookups = [WorkerThread(f"event-sidecar-lookup-{n}") for n in range(writes)]
+        #: Look-up threads not busy.
+        self._idle_lookups: asyncio.Queue[WorkerThread] = asyncio.Queue()
+        for lookup in self._lookups:
+            self._idle_lookups.put_nowait(lookup)
 
     async def run(self) -> None:
         """Until cancelled."""
@@ -211,10 +214,11 @@ class Poster:
                 if not handed_over:
                     self._done()
         finally:
-            self._lookups.shutdown(wait=False, cancel_futures=True)
+            for looking_up in self._looking_up.values():
+                looking_up.cancel()
             self._correlating.close()
-            for writer in self._writers:
-                writer.close()
+            for thread in [*self._writers, *self._lookups]:
+                thread.close()
 
     def _done(self) -> None:
         self.events.task_done()
@@ -243,10 +247,18 @@ class Poster:
             return item, None
         future = self._looking_up.get(target)
         if future is None:
-            future = asyncio.get_running_loop().run_in_executor(self._lookups, sink.resolve, target)
+            future = asyncio.ensure_future(self._resolve(target))
             self._looking_up[target] = future
             future.add_done_callback(lambda done: self._looked_up(target, done))
         return item, future
+
+    async def _resolve(self, target: ObjectTarget) -> InvolvedObject:
+        """`sink.resolve` (which never raises) on an idle look-up thread."""
+        thread = await self._idle_lookups.get()
+        try:
+            return await thread.call(lambda: self.recorder.sink.resolve(target))
+        finally:
+            self._idle_lookups.put_nowait(thread)
 
     def _looked_up(self, target: ObjectTarget, done: asyncio.Future[InvolvedObject]) -> None:
         # Postings taken later look up again (or find it cached), as a serial writer would.
@@ -282,7 +294,7 @@ class Poster:
         if looked_up is not None:
             try:
                 involved = await looked_up
-            except Exception:  # the pool shut down: correlation resolves it itself
+            except Exception:  # the look-up thread closed: correlation resolves it itself
                 involved = None
         try:
             planned = await self._correlating.call(lambda: self._plan(item.spec, involved))
