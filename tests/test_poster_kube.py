@@ -46,6 +46,16 @@ def core_recorder(
     return sink, namer, recorder
 
 
+async def drain(poster: Poster, sink: KubeSink) -> None:
+    """Run `poster` until everything queued is written, then stop it and close `sink`."""
+    task = asyncio.create_task(poster.run())
+    try:
+        await asyncio.wait_for(poster.events.join(), 120)
+    finally:
+        task.cancel()
+        sink.close()
+
+
 async def test_many_events_written_eight_at_a_time_are_stored_with_their_counts(
     control_plane: ControlPlane,
 ) -> None:
@@ -67,12 +77,7 @@ async def test_many_events_written_eight_at_a_time_are_stored_with_their_counts(
                 )
                 events.put_nowait(Posting(spec, time.monotonic()))
     poster = Poster(events, recorder, namer, metrics, lambda _: None, writes=8)
-    task = asyncio.create_task(poster.run())
-    try:
-        await asyncio.wait_for(events.join(), 120)
-    finally:
-        task.cancel()
-        sink.close()
+    await drain(poster, sink)
     assert poster.outcomes == {
         "create": OBJECTS * REASONS,
         "patch": OBJECTS * REASONS * (REPEATS - 1),
@@ -139,12 +144,7 @@ async def test_series_written_eight_at_a_time_keep_their_order_and_the_checkpoin
     events.put_nowait(Tick("pending"))
     events.put_nowait(Mark(Checkpoint()))
     poster = Poster(events, recorder, namer, metrics, commit, writes=8)
-    task = asyncio.create_task(poster.run())
-    try:
-        await asyncio.wait_for(events.join(), 120)
-    finally:
-        task.cancel()
-        sink.close()
+    await drain(poster, sink)
     series = OBJECTS * REASONS
     # Per series: the create, the count-2 PATCH, the final PATCH of the tick.
     assert poster.outcomes == {
@@ -202,12 +202,7 @@ async def test_new_objects_are_looked_up_ahead_once_each_and_their_uids_written(
             )
             events.put_nowait(Posting(spec, time.monotonic()))
     poster = Poster(events, recorder, namer, metrics, lambda _: None, writes=8)
-    task = asyncio.create_task(poster.run())
-    try:
-        await asyncio.wait_for(events.join(), 120)
-    finally:
-        task.cancel()
-        sink.close()
+    await drain(poster, sink)
     lookups = "event_sidecar_object_lookups_total"
     # One GET per object: the second round's Postings share the first's look-up, or find its
     # answer cached (a hit, when it came back while they were being taken ahead).
