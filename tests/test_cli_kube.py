@@ -40,6 +40,17 @@ def line(namespace: str, message: str, **fields: str) -> str:
     return json.dumps(body)
 
 
+def replay(
+    log: Path, rules: Path, control_plane: ControlPlane, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`event-sidecar replay LOG --rules RULES --kubeconfig K OPTIONS...`, output captured."""
+    command = ["replay", str(log), "--rules", str(rules)]
+    command += ["--kubeconfig", str(control_plane.kubeconfig), *options]
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar", *command], capture_output=True, text=True, check=False
+    )
+
+
 def test_replay_writes_events_to_the_cluster(
     control_plane: ControlPlane,
     kube_api_client: client.ApiClient,
@@ -60,24 +71,7 @@ def test_replay_writes_events_to_the_cluster(
     log.write_text("\n".join(lines) + "\n")
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sidecar",
-            "replay",
-            str(log),
-            "--rules",
-            str(rules),
-            "--kubeconfig",
-            str(control_plane.kubeconfig),
-            "--host",
-            "legacy-0",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = replay(log, rules, control_plane, "--host", "legacy-0")
     assert done.returncode == 0, done.stderr
     assert "events: 4 (2 created, 2 patched)" in done.stderr
     assert done.stdout == ""  # written to the cluster, not printed
@@ -143,24 +137,7 @@ def test_replaying_a_log_twice_does_not_double_its_events(
     rules.write_text(RULES)
 
     def replay_into_the_cluster() -> str:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sidecar",
-                "replay",
-                str(log),
-                "--rules",
-                str(rules),
-                "--kubeconfig",
-                str(control_plane.kubeconfig),
-                "--summary",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = replay(log, rules, control_plane, "--summary", "json")
         assert done.returncode == 0, done.stderr
         return done.stderr
 

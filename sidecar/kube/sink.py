@@ -17,6 +17,9 @@ from sidecar.model import EventsApi, ObjectTarget
 from sidecar.sinks import Unreachable
 
 STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
+#: Where each Events API lives: core/v1 and events.k8s.io/v1 take the same requests.
+_CORE: Final = "/api/v1"
+_MODERN: Final = "/apis/events.k8s.io/v1"
 
 
 class KubeSink:
@@ -61,12 +64,7 @@ class KubeSink:
             Refused: any other status (cause: namespace_terminating, forbidden, conflict,
                 invalid, rejected).
         """
-        path = f"/api/v1/namespaces/{quote(event.namespace, safe='')}/events"
-        answer = send(
-            self._transport, "create", "POST", path, body=event.to_body(), content_type=JSON
-        )
-        if answer.status >= 300:
-            raise refusal("create", answer)
+        self._create(_CORE, event.namespace, event.to_body())
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None:
         """Strategic-merge PATCH `patch` onto the Event named `event.name`.
@@ -77,28 +75,25 @@ class KubeSink:
                 re-creates it).
             Refused: any other status.
         """
-        namespace, name = quote(event.namespace, safe=""), quote(event.name, safe="")
-        path = f"/api/v1/namespaces/{namespace}/events/{name}"
-        answer = send(
-            self._transport, "patch", "PATCH", path, body=patch, content_type=STRATEGIC_MERGE_PATCH
-        )
-        if answer.status >= 300:
-            raise refusal("patch", answer)
+        self._patch(_CORE, event.namespace, event.name, patch)
 
     def create_modern(self, event: ModernEvent) -> None:
         """POST an events.k8s.io/v1 Event; the same errors as `create`."""
-        path = f"/apis/events.k8s.io/v1/namespaces/{quote(event.namespace, safe='')}/events"
-        answer = send(
-            self._transport, "create", "POST", path, body=event.to_body(), content_type=JSON
-        )
-        if answer.status >= 300:
-            raise refusal("create", answer)
+        self._create(_MODERN, event.namespace, event.to_body())
 
     def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None:
         """Strategic-merge PATCH an events.k8s.io/v1 Event's series; the same errors as
         `patch` (404: the Event expired, and the Recorder re-creates it)."""
-        namespace, name = quote(event.namespace, safe=""), quote(event.name, safe="")
-        path = f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/{name}"
+        self._patch(_MODERN, event.namespace, event.name, patch)
+
+    def _create(self, api: str, namespace: str, body: dict[str, Any]) -> None:
+        path = f"{api}/namespaces/{quote(namespace, safe='')}/events"
+        answer = send(self._transport, "create", "POST", path, body=body, content_type=JSON)
+        if answer.status >= 300:
+            raise refusal("create", answer)
+
+    def _patch(self, api: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        path = f"{api}/namespaces/{quote(namespace, safe='')}/events/{quote(name, safe='')}"
         answer = send(
             self._transport, "patch", "PATCH", path, body=patch, content_type=STRATEGIC_MERGE_PATCH
         )
