@@ -530,6 +530,11 @@ class Daemon:
             except TimeoutError:
                 log.error("the checkpoint write did not finish in time; the previous one stays")
             self.checkpointer.close()
+        try:
+            async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
+                await self.poster.close()
+        except TimeoutError:
+            log.warning("the API connections did not close in time")
         await self._close_http(end)
 
     async def _close_http(self, deadline: float | None = None) -> None:

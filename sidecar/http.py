@@ -1,7 +1,8 @@
 """The webhook's `/metrics`, `/healthz` and `/readyz` routes (aiohttp, thin).
 
-The daemon serves the same three paths without aiohttp (`sidecar.status`), to keep its memory
-down; the webhook already runs an aiohttp server for admission, so its probes are routes on it.
+The daemon serves the same three paths without aiohttp's server (`sidecar.status`), to keep its
+memory down; the webhook already runs an aiohttp server for admission, so its probes are routes
+on it.
 
 The handlers only adapt: the registry is passed in and rendered by prometheus_client, readiness
 is a callable the server provides. `/healthz` answers as long as the event loop runs (a wedged

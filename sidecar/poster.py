@@ -1,29 +1,32 @@
-"""The poster: one consumer of the Event queue, writing through the blocking `Recorder` with
-several writes in flight, and the checkpoint commits that follow the writes.
+"""The poster: one consumer of the Event queue, deciding each Event's writes in queue order and
+making them with several in flight, and the checkpoint commits that follow the writes.
 
-The Recorder blocks while it retries (as client-go's does), so it never runs on the event loop:
-- correlation (`Recorder.plan`: resolve, build, correlate, and in events.k8s.io/v1 mode
-  observe the series) runs on one thread, in queue order, so dedup, aggregation and series
-  decide exactly as a serial writer would. Resolving an object the sink does not know yet is a
-  GET, so the poster looks ahead: the objects of the Postings already queued (up to `LOOKAHEAD`
-  items) are looked up at once, `writes` at a time, and correlation takes the answers in order.
-  A burst about many new objects (a controller's start) costs a round trip per `writes`
-  objects, not one per object;
-- the writes it decides on run on a small pool of threads (`writes`, default 8; the client's
-  connection pool keeps a connection per thread), bounded: the queue is not read further while all
-  are busy (and never more than `LOOKAHEAD` items ahead). Each object's writes are chained: one for
-  object X starts after X's previous write ended, so X's Events are created and PATCHed in order
-  (and its rate-limit back-off is its own). Writes about different objects overlap;
+Everything runs on the event loop, and nothing in it blocks:
+- correlation (`Recorder.plan`: build, correlate, and in events.k8s.io/v1 mode observe the
+  series) runs inline, in queue order, so dedup, aggregation and series decide exactly as a
+  serial writer would. It needs each Event's object resolved, and resolving an object the sink
+  does not know yet is a GET (the blocking client, on look-up threads), so the poster looks
+  ahead: the objects of the Postings already queued (up to `LOOKAHEAD` items) are looked up at
+  once, `writes` at a time, and correlation takes the answers in order. A burst about many new
+  objects (a controller's start) costs a round trip per `writes` objects, not one per object;
+- the writes it decides are coroutines (`Recorder.write_steps`, driven by `drive` over a
+  `Sender`: the Kubernetes sink's is aiohttp, with a kept-alive connection per write in flight),
+  `writes` (default 8) at a time. Each object's writes are chained: one for object X starts
+  after X's previous write ended, so X's Events are created and PATCHed in order (and its
+  rate-limit back-off is its own). Writes about different objects overlap, so a burst about a
+  few objects still fills the `writes` when others are queued behind it: the queue is read on
+  while fewer than `LOOKAHEAD` writes are decided and not ended (and never more than `LOOKAHEAD`
+  items ahead). A retry's wait is an `asyncio.sleep`, so a shutdown past its deadline cancels it;
 - a `Mark` is committed once every write queued before it has ended (written or counted as
   dropped), with the correlator's state (and the series state, in events.k8s.io/v1 mode) taken
   when the mark was reached (after every decision before it, before any after it); marks are
   committed in order;
 - a `Tick` (the series heartbeat, the shutdown's last series counts) is decided in queue order
-  too, on the same thread, and its writes chained like the others: a series' PATCHes never
-  cross, and a mark waits for the tick's writes queued before it.
+  too, and its writes chained like the others: a series' PATCHes never cross, and a mark waits
+  for the tick's writes queued before it.
 
-The threads are daemon threads so that a shutdown whose deadline passed is not held up by a write
-still sleeping between retries.
+A sink without a `sender` of its own (the memory sink of `--dry-run`, tests' sinks) is written
+through `ThreadedSender`: its blocking calls on daemon threads, one per write in flight.
 
 What holds across a crash (`kill -9`), for the file source:
 - No line is skipped: a file's offset is checkpointed only after the Events of the lines before it
@@ -51,7 +54,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -61,7 +64,8 @@ from sidecar.events import EventNamer, InvolvedObject
 from sidecar.events_v1 import SeriesRecord
 from sidecar.metrics import Metrics
 from sidecar.model import DropCause, EventSpec, ObjectTarget, RecordOutcome
-from sidecar.recorder import ObjectKey, Planned, Recorder, TickKind
+from sidecar.recorder import ObjectKey, Pause, Planned, Recorder, Steps, TickKind
+from sidecar.sinks import Send, Sender, Sink, SinkError, send_to, unresolved
 from sidecar.threads import WorkerThread
 
 log = logging.getLogger(__name__)
@@ -93,8 +97,10 @@ class Tick:
 
 
 QueueItem = Posting | Mark | Tick
-#: A queued item taken ahead, with the look-up of its object when one was started.
-Ahead = tuple[QueueItem, "asyncio.Future[InvolvedObject] | None"]
+#: A look-up started ahead, or None when the sink knew the object then.
+LookingUp = asyncio.Future[InvolvedObject] | None
+#: A queued item taken ahead, with the look-ups of its object and its related object.
+Ahead = tuple[QueueItem, LookingUp, LookingUp]
 #: How many queued items the poster takes ahead of the one it correlates.
 LOOKAHEAD = 64
 
@@ -151,12 +157,60 @@ class LineNamer(EventNamer):
         return self.name_for(object_name, suffix, lambda: uuid.UUID(bytes=digest, version=4))
 
 
-class Poster:
-    """Takes `Posting`s and `Mark`s off `events` in order; records the first (up to `writes` at a
-    time, each object's in order), commits the second once everything before it is written.
+async def drive(
+    steps: Steps[Any],
+    sender: Sender,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Any:
+    """Make a write's `steps` (see `sidecar.recorder`) through `sender`; return their outcome.
+    The asyncio twin of `sidecar.recorder.drive`."""
+    try:
+        step = next(steps)
+        while True:
+            try:
+                if isinstance(step, Pause):
+                    await sleep(step.seconds)
+                else:
+                    await sender.send(step)
+            except SinkError as error:
+                step = steps.throw(error)
+            else:
+                step = steps.send(None)
+    except StopIteration as stop:
+        return stop.value
 
-    `events.task_done()` is called for an item once it is fully handled (a Posting's write ended,
-    a Mark committed), so `events.join()` still means "everything queued is written".
+
+class ThreadedSender:
+    """A `Sender` over a blocking `Sink`: each request on one of `threads` daemon threads."""
+
+    def __init__(self, sink: Sink, threads: int) -> None:
+        self._sink = sink
+        self._threads = [WorkerThread(f"event-sidecar-write-{n}") for n in range(threads)]
+        self._idle: asyncio.Queue[WorkerThread] = asyncio.Queue()
+        for thread in self._threads:
+            self._idle.put_nowait(thread)
+
+    async def send(self, request: Send) -> None:
+        thread = await self._idle.get()
+        try:
+            await thread.call(lambda: send_to(self._sink, request))
+        finally:
+            self._idle.put_nowait(thread)
+
+    async def close(self) -> None:
+        for thread in self._threads:
+            thread.close()
+
+
+class Poster:
+    """Takes `Posting`s, `Tick`s and `Mark`s off `events` in order; decides the first two's
+    writes and makes them (up to `writes` at a time, each object's in order), commits the third
+    once everything before it is written.
+
+    `events.task_done()` is called for an item once it is fully handled (a Posting's writes
+    ended, a Mark committed), so `events.join()` still means "everything queued is written".
+    `sender` makes the writes; by default the sink's own (`sink.sender(writes)`, when it has
+    one), else a `ThreadedSender` over the sink.
     """
 
     def __init__(
@@ -168,6 +222,7 @@ class Poster:
         commit: Callable[[Checkpoint], None],
         *,
         writes: int = 8,
+        sender: Sender | None = None,
     ) -> None:
         if writes < 1:
             raise ValueError(f"writes must be at least 1, not {writes}")
@@ -176,14 +231,14 @@ class Poster:
         self.namer = namer
         self.metrics = metrics
         self.commit = commit
-        self._correlating = WorkerThread("event-sidecar-correlate")
-        self._writers = [WorkerThread(f"event-sidecar-write-{n}") for n in range(writes)]
-        #: Writers not busy; a write takes one once its object's previous write ended.
-        self._idle: asyncio.Queue[WorkerThread] = asyncio.Queue()
-        for writer in self._writers:
-            self._idle.put_nowait(writer)
-        #: At most `writes` Postings between correlation and the end of their write.
-        self._slots = asyncio.Semaphore(writes)
+        if sender is None:
+            own: Callable[[int], Sender] | None = getattr(recorder.sink, "sender", None)
+            sender = own(writes) if own is not None else ThreadedSender(recorder.sink, writes)
+        self.sender = sender
+        #: At most `LOOKAHEAD` writes decided and not ended yet (some wait for their object's
+        #: previous one), of which at most `writes` are being made.
+        self._slots = asyncio.Semaphore(LOOKAHEAD)
+        self._making = asyncio.Semaphore(writes)
         #: Each object's last write not ended yet (the next one for it waits for it).
         self._chains: dict[ObjectKey, asyncio.Task[None]] = {}
         #: Every write not ended yet, and the last mark not committed yet.
@@ -205,9 +260,9 @@ class Poster:
         """Until cancelled."""
         try:
             while True:
-                item, looked_up = await self._next()
+                item, involved, related = await self._next()
                 try:
-                    handed_over = await self._handle(item, looked_up)
+                    handed_over = await self._handle(item, involved, related)
                 except BaseException:
                     self.events.task_done()
                     raise
@@ -216,9 +271,12 @@ class Poster:
         finally:
             for looking_up in self._looking_up.values():
                 looking_up.cancel()
-            self._correlating.close()
-            for thread in [*self._writers, *self._lookups]:
+            for thread in self._lookups:
                 thread.close()
+
+    async def close(self) -> None:
+        """Close the sender's connections (after `run` ended)."""
+        await self.sender.close()
 
     def _done(self) -> None:
         self.events.task_done()
@@ -239,18 +297,26 @@ class Poster:
         return self._ahead.popleft()
 
     def _look_ahead(self, item: QueueItem) -> Ahead:
-        """`item`, with a look-up of its object started if the sink does not know it yet."""
+        """`item`, with look-ups started for its object and its related object, each unless
+        the sink knows it already."""
         if type(item) is not Posting:
-            return item, None
-        target, sink = item.spec.target, self.recorder.sink
-        if sink.knows(target):
-            return item, None
+            return item, None, None
+        related = item.spec.related
+        return (
+            item,
+            self._start_lookup(item.spec.target),
+            None if related is None else self._start_lookup(related),
+        )
+
+    def _start_lookup(self, target: ObjectTarget) -> LookingUp:
+        if self.recorder.sink.knows(target):
+            return None
         future = self._looking_up.get(target)
         if future is None:
             future = asyncio.ensure_future(self._resolve(target))
             self._looking_up[target] = future
             future.add_done_callback(lambda done: self._looked_up(target, done))
-        return item, future
+        return future
 
     async def _resolve(self, target: ObjectTarget) -> InvolvedObject:
         """`sink.resolve` (which never raises) on an idle look-up thread."""
@@ -265,8 +331,21 @@ class Poster:
         if self._looking_up.get(target) is done:
             del self._looking_up[target]
 
+    async def _resolved(self, target: ObjectTarget, looking_up: LookingUp) -> InvolvedObject:
+        """`target` resolved: the look-up started ahead, or the sink's answer when it knows
+        the object; else (forgotten since, e.g. its cache entry expired) looked up now."""
+        if looking_up is not None:
+            try:
+                return await looking_up
+            except Exception:  # the look-up thread closed: as a failed look-up answers
+                return unresolved(target)
+        sink = self.recorder.sink
+        if sink.knows(target):
+            return sink.resolve(target)
+        return await self._resolve(target)
+
     async def _handle(
-        self, item: QueueItem, looked_up: asyncio.Future[InvolvedObject] | None = None
+        self, item: QueueItem, involved: LookingUp = None, related: LookingUp = None
     ) -> bool:
         """Correlate a `Posting` (or decide a `Tick`) and start its writes, or take a `Mark`'s
         state and schedule its commit; True when tasks now own the item (and will call
@@ -274,7 +353,7 @@ class Poster:
         if type(item) is Mark:
             # Every decision before the mark is taken, none after: the correlator is at the
             # mark's point, whatever writes are still in flight.
-            state = await self._correlating.call(self._export)
+            state = self._export()
             waits = [*self._pending, *([self._last_mark] if self._last_mark else [])]
             mark = asyncio.create_task(self._commit_after(waits, item, state))
             self._last_mark = mark
@@ -282,7 +361,7 @@ class Poster:
         if type(item) is Tick:
             kind = item.kind
             try:
-                ticked = await self._correlating.call(lambda: self.recorder.tick(kind))
+                ticked = self.recorder.tick(kind)
             except Exception:
                 log.exception("cannot decide the %s series writes", kind)
                 return False
@@ -290,17 +369,14 @@ class Poster:
                 log.info("writing the series counts only in memory", extra={"series": len(ticked)})
             return await self._start(ticked, None)
         assert type(item) is Posting
-        involved: InvolvedObject | None = None
-        if looked_up is not None:
-            try:
-                involved = await looked_up
-            except Exception:  # the look-up thread closed: correlation resolves it itself
-                involved = None
+        spec = item.spec
+        regarding = await self._resolved(spec.target, involved)
+        second = None if spec.related is None else await self._resolved(spec.related, related)
         try:
-            planned = await self._correlating.call(lambda: self._plan(item.spec, involved))
+            planned = self._plan(spec, regarding, second)
         except Exception:
             # A bug must cost one Event, not the daemon: log it with the line's rule, count it.
-            log.exception("cannot record an Event from rule %s", item.spec.rule)
+            log.exception("cannot record an Event from rule %s", spec.rule)
             self.metrics.events_dropped.labels("invalid").inc()
             return False
         if isinstance(planned, str):
@@ -336,25 +412,25 @@ class Poster:
     async def _write(
         self, previous: asyncio.Task[None] | None, decision: Planned, item: Posting | None
     ) -> None:
-        """After `previous` (this object's last write) ended, write on an idle writer thread."""
+        """After `previous` (this object's last write) ended, make the write."""
         if previous is not None:
             await asyncio.wait([previous])
-        writer = await self._idle.get()
         try:
-            outcome = await writer.call(lambda: self.recorder.write(decision))
+            async with self._making:
+                outcome: RecordOutcome = await drive(
+                    self.recorder.write_steps(decision), self.sender
+                )
         except Exception:
             rule = item.spec.rule if item is not None else "(series heartbeat)"
             log.exception("cannot record an Event from rule %s", rule)
             self.metrics.events_dropped.labels("invalid").inc()
             return
-        finally:
-            self._idle.put_nowait(writer)
         self._count(outcome)
         if item is not None and outcome in ("create", "patch", "already_written"):
             self.metrics.event_latency.observe(time.monotonic() - item.read_at)
 
     def _export(self) -> tuple[CorrelationState, tuple[SeriesRecord, ...]]:
-        """On the correlating thread: the correlator's and the series' state at this point."""
+        """The correlator's and the series' state at this point."""
         return self.recorder.correlator.export(), self.recorder.export_series()
 
     async def _commit_after(
@@ -379,12 +455,12 @@ class Poster:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
     def _plan(
-        self, spec: EventSpec, involved: InvolvedObject | None
+        self, spec: EventSpec, involved: InvolvedObject, related: InvolvedObject | None
     ) -> tuple[Planned, ...] | RecordOutcome:
-        """On the correlating thread: decide one Event's writes under its line-derived name."""
+        """Decide one Event's writes under its line-derived name."""
         self.namer.current = spec
         try:
-            return self.recorder.plan(spec, involved)
+            return self.recorder.plan(spec, involved, related)
         finally:
             self.namer.current = None
 
@@ -392,7 +468,7 @@ class Poster:
         """Count everything still queued as dropped (shutdown past its deadline)."""
         dropped = 0
         while self._ahead:
-            item, _ = self._ahead.popleft()
+            item, _, _ = self._ahead.popleft()
             self.events.task_done()
             if type(item) is Posting:
                 dropped += 1
@@ -404,8 +480,9 @@ class Poster:
             self.events.task_done()
             if type(item) is Posting:
                 dropped += 1
-        # Writes not ended: those still waiting are cancelled; one already on its thread runs
-        # to its end but is counted here (the daemon is past its deadline and will not know).
+        # Writes not ended are cancelled and counted here: a request in flight is abandoned
+        # (one a `ThreadedSender` runs goes on to its end on its thread, unknown to the
+        # daemon, which is past its deadline).
         for task in list(self._pending):
             task.cancel()
             dropped += 1

@@ -7,6 +7,12 @@ daemon's poster calls `plan` (`prepare`'s writes, zero or more: a subclass may d
 or none) and `tick` (writes not tied to a line, such as a series heartbeat) on one thread and
 `write` on several, one object's writes in order (`write_key`).
 
+How to write is decided apart from doing it: `write_steps` is a generator that yields each
+request (`Send`) and each wait (`Pause`) and is told, by an exception thrown in, when a request
+failed. `write` drives it with the sink's blocking calls and `sleep` (`replay`, tests); the
+daemon's poster drives the same steps from the event loop, several at once (`Poster`). So the
+retry, 409 and rate-limit rules exist once, whatever does the I/O.
+
 A 429 is honoured two ways. With Retry-After (API Priority and Fairness) the write sleeps that
 long (at most `retry_after_max_seconds`) and tries again. Without it (the `EventRateLimit`
 admission plugin, whose limits are per namespace and per source and object) the object backs off
@@ -25,9 +31,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from prometheus_client import Counter
 
@@ -44,7 +50,7 @@ from sidecar.model import (
     RetrySettings,
     Written,
 )
-from sidecar.sinks import NotFound, Refused, Sink, Throttled, Unreachable
+from sidecar.sinks import NotFound, Refused, Send, Sink, SinkError, Throttled, Unreachable, send_to
 
 log = logging.getLogger(__name__)
 _DEFAULT_RETRY = RetrySettings()
@@ -56,6 +62,40 @@ ObjectKey = tuple[str, str, str, str]
 Planned = Write | SeriesWrite
 #: What `tick` is asked for: the heartbeat's due writes, or every count not written (shutdown).
 TickKind = Literal["due", "pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait `seconds` before the next step (a retry's interval, a back-off, a Retry-After)."""
+
+    seconds: float
+
+
+#: What a write's steps yield: a request to make, or a wait.
+Step = Send | Pause
+_R = TypeVar("_R")
+#: A write's steps (see the module docstring): each `Send`'s failure is thrown in as the
+#: `SinkError` it raised; the generator's value is the outcome.
+Steps = Generator[Step, None, _R]
+
+
+def drive(steps: Steps[_R], sink: Sink, sleep: Callable[[float], None]) -> _R:
+    """Make `steps` with the sink's blocking calls; return their outcome."""
+    try:
+        step = next(steps)
+        while True:
+            try:
+                if isinstance(step, Pause):
+                    sleep(step.seconds)
+                else:
+                    send_to(sink, step)
+            except SinkError as error:
+                step = steps.throw(error)
+            else:
+                step = steps.send(None)
+    except StopIteration as stop:
+        outcome: _R = stop.value
+        return outcome
 
 
 def object_key(event: Event) -> ObjectKey:
@@ -116,10 +156,15 @@ class Recorder:
         return decision
 
     def plan(
-        self, spec: EventSpec, involved: InvolvedObject | None = None
+        self,
+        spec: EventSpec,
+        involved: InvolvedObject | None = None,
+        related: InvolvedObject | None = None,
     ) -> tuple[Planned, ...] | RecordOutcome:
         """`prepare` for the poster: the writes `spec` calls for (none is returned as the
-        outcome, counted), decided in the lines' order. `involved`: as for `prepare`."""
+        outcome, counted), decided in the lines' order. `involved` (and `related`, the second
+        object a rule may name: core/v1 Events do not carry it) resolved already, nothing here
+        waits for the API."""
         decision = self.prepare(spec, involved)
         return (decision,) if isinstance(decision, Write) else decision
 
@@ -185,12 +230,17 @@ class Recorder:
         )
 
     def write(self, decision: Planned) -> RecordOutcome:
-        """Write with retries; a create answered 409 is `already_written` (see `model`): the
-        correlator keeps the Event as written, so later repeats PATCH it. Writes about one
-        object must not overlap (its back-off state is theirs); others may, on other threads."""
+        """Make `write_steps(decision)` with the sink's blocking calls. Writes about one object
+        must not overlap (its back-off state is theirs); others may, on other threads."""
+        return drive(self.write_steps(decision), self.sink, self._sleep)
+
+    def write_steps(self, decision: Planned) -> Steps[RecordOutcome]:
+        """The steps of one decided write, with retries; a create answered 409 is
+        `already_written` (see `model`): the correlator keeps the Event as written, so later
+        repeats PATCH it."""
         assert type(decision) is Write
         event = decision.event
-        written = self.write_with_retries(
+        written = yield from self.write_with_retries(
             (event.namespace, event.name),
             object_key(event),
             warning=event.type == "Warning",
@@ -208,25 +258,26 @@ class Recorder:
         key: ObjectKey,
         *,
         warning: bool,
-        attempt: Callable[[], Written | AlreadyWritten],
-    ) -> Written | AlreadyWritten | DropCause:
-        """Make one write (`attempt`) for the Event named `event` (namespace, name) about the
-        object `key`, as client-go retries it plus the rate-limit handling: transport errors are
-        retried `retry.max_tries` times; a 429 with Retry-After waits that long; one without it
-        (EventRateLimit) backs the object off, dropping a Normal Event and delaying a Warning;
-        every other refusal is a counted drop."""
+        attempt: Callable[[], Steps[Written | AlreadyWritten]],
+    ) -> Steps[Written | AlreadyWritten | DropCause]:
+        """The steps of one write (`attempt`) for the Event named `event` (namespace, name)
+        about the object `key`, as client-go retries it plus the rate-limit handling: transport
+        errors are retried `retry.max_tries` times; a 429 with Retry-After waits that long; one
+        without it (EventRateLimit) backs the object off, dropping a Normal Event and delaying a
+        Warning; every other refusal is a counted drop."""
         namespace, name = event
-        if (waited := self._wait_backoff(key, warning)) is not None:
+        waited = yield from self._wait_backoff(key, warning)
+        if waited is not None:
             return waited
         throttled = False
         for tries in range(1, self.retry.max_tries + 1):
             try:
-                written = attempt()
+                written = yield from attempt()
             except Throttled as error:
                 throttled = True
                 if error.retry_after is not None:
                     wait = min(error.retry_after, self.retry.retry_after_max_seconds)
-                    self._delay("retry_after", wait)
+                    yield self._delay("retry_after", wait)
                     continue
                 wait = self._back_off(key)
                 log.info(
@@ -238,7 +289,7 @@ class Recorder:
                 )
                 if not warning:
                     return self._drop("rate_limited")
-                self._delay("rate_limited", wait)
+                yield self._delay("rate_limited", wait)
                 continue
             except Unreachable as error:
                 throttled = False
@@ -252,7 +303,7 @@ class Recorder:
                 )
                 if tries < self.retry.max_tries:
                     factor = self._jitter() if tries == 1 else 1.0
-                    self._sleep(self.retry.interval_seconds * factor)
+                    yield Pause(self.retry.interval_seconds * factor)
                 continue
             except Refused as error:
                 log.warning("the API refused Event %s/%s: %s", namespace, name, error)
@@ -263,7 +314,7 @@ class Recorder:
             return written
         return self._drop("rate_limited" if throttled else "retries_exhausted")
 
-    def _wait_backoff(self, key: ObjectKey, warning: bool) -> DropCause | None:
+    def _wait_backoff(self, key: ObjectKey, warning: bool) -> Steps[DropCause | None]:
         """While `key` backs off, drop a Normal Event (`rate_limited`), make a Warning wait."""
         backoff = self._backoff.get(key)
         if backoff is None:
@@ -273,7 +324,7 @@ class Recorder:
             return None
         if not warning:
             return self._drop("rate_limited")
-        self._delay("rate_limited", left)
+        yield self._delay("rate_limited", left)
         return None
 
     def _back_off(self, key: ObjectKey) -> float:
@@ -293,14 +344,15 @@ class Recorder:
         for stale in [k for k, b in list(self._backoff.items()) if b.until <= now]:
             self._backoff.pop(stale, None)
 
-    def _delay(self, cause: DelayCause, seconds: float) -> None:
+    def _delay(self, cause: DelayCause, seconds: float) -> Pause:
+        """Count a wait for `cause`; the `Pause` to yield."""
         self.metrics.child(self.metrics.events_delayed, cause).inc()
-        self._sleep(seconds)
+        return Pause(seconds)
 
-    def _write_once(self, decision: Write) -> Written | AlreadyWritten:
+    def _write_once(self, decision: Write) -> Steps[Written | AlreadyWritten]:
         if decision.patch is not None:
             try:
-                self.sink.patch(decision.event, decision.patch)
+                yield Send(decision.event, decision.patch)
             except NotFound:
                 # The Event expired (--event-ttl); client-go re-creates it under the same name
                 # with the cumulative count.
@@ -308,7 +360,7 @@ class Recorder:
             else:
                 return "patch"
         try:
-            self.sink.create(decision.event)
+            yield Send(decision.event)
         except Refused as error:
             if error.cause == "conflict":
                 return "already_written"

@@ -18,23 +18,15 @@ the writes decided before it ended holds exactly what the API has and what is on
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from sidecar.events import InvalidEvent, InvolvedObject
 from sidecar.events_v1 import ModernEvent, SeriesCache, SeriesRecord, SeriesWrite, make_modern_event
 from sidecar.model import AlreadyWritten, EventSpec, RecordOutcome, Written
-from sidecar.recorder import ObjectKey, Planned, Recorder, TickKind
-from sidecar.sinks import NotFound, Refused
+from sidecar.recorder import ObjectKey, Planned, Recorder, Steps, TickKind
+from sidecar.sinks import NotFound, Refused, Send
 
 log = logging.getLogger(__name__)
-
-
-class ModernSink(Protocol):
-    """What a sink adds to write events.k8s.io/v1 Events (same errors as `Sink`)."""
-
-    def create_modern(self, event: ModernEvent) -> None: ...
-
-    def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None: ...
 
 
 class ModernRecorder(Recorder):
@@ -43,8 +35,6 @@ class ModernRecorder(Recorder):
     def __init__(self, *, series: SeriesCache, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.series = series
-        sink: Any = self.sink
-        self._modern: ModernSink = sink
 
     def record(self, spec: EventSpec) -> RecordOutcome:
         """Like `Recorder.record`; `series` when the occurrence only raised a series' count in
@@ -60,12 +50,17 @@ class ModernRecorder(Recorder):
         return outcome
 
     def plan(
-        self, spec: EventSpec, involved: InvolvedObject | None = None
+        self,
+        spec: EventSpec,
+        involved: InvolvedObject | None = None,
+        related: InvolvedObject | None = None,
     ) -> tuple[Planned, ...] | RecordOutcome:
-        """Resolve, build, correlate and observe the occurrence `spec` stands for: the series
-        writes it calls for, or `series` (counted in memory) or the drop cause."""
+        """Resolve (unless given), build, correlate and observe the occurrence `spec` stands
+        for: the series writes it calls for, or `series` (counted in memory) or the drop
+        cause."""
         regarding = involved if involved is not None else self.sink.resolve(spec.target)
-        related = self.sink.resolve(spec.related) if spec.related is not None else None
+        if related is None and spec.related is not None:
+            related = self.sink.resolve(spec.related)
         now = self.event_time(spec)
         try:
             # The core Event is what our aggregator and spam filter judge, as in core/v1 mode.
@@ -126,12 +121,12 @@ class ModernRecorder(Recorder):
         regarding = event.regarding
         return (event.namespace, regarding.kind, regarding.namespace, regarding.name)
 
-    def write(self, decision: Planned) -> RecordOutcome:
+    def write_steps(self, decision: Planned) -> Steps[RecordOutcome]:
         """One decided write with the Recorder's retries and rate-limit handling; a drop is
         counted, and so is an occurrence's create or PATCH."""
         assert isinstance(decision, SeriesWrite)
         event = decision.event
-        written = self.write_with_retries(
+        written = yield from self.write_with_retries(
             (event.namespace, event.name),
             self.write_key(decision),
             warning=event.type == "Warning",
@@ -166,18 +161,18 @@ class ModernRecorder(Recorder):
             name=name,
         )
 
-    def _write_once_modern(self, write: SeriesWrite) -> Written | AlreadyWritten:
+    def _write_once_modern(self, write: SeriesWrite) -> Steps[Written | AlreadyWritten]:
         event = write.event
         if not write.create:
             try:
-                self._modern.patch_modern(event, event.series_patch())
+                yield Send(event, event.series_patch())
             except NotFound:
                 # Expired (--event-ttl): client-go re-creates it, series included.
                 pass
             else:
                 return "patch"
         try:
-            self._modern.create_modern(event)
+            yield Send(event)
         except Refused as error:
             # A line-derived name already taken: written before (a line read again).
             if error.cause == "conflict" and write.create:

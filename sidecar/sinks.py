@@ -8,12 +8,15 @@ Errors, in one hierarchy so callers catch the sink's meaning and never a library
   - `Refused`: the API answered no; final. `cause` is a `model.RefusalCause`.
     - `NotFound`: 404. For a create the namespace is missing (`namespace_missing`); for a PATCH
       the Event expired or was deleted (`event_missing`), and the Recorder re-creates it.
+
+Writes are requests (`Send`): the Recorder decides them without doing them, and a driver makes
+them, on a `Sink` (blocking: `send_to`) or on a `Sender` (asyncio: the daemon's poster).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 from sidecar.events import Event, InvolvedObject
@@ -70,6 +73,45 @@ class Sink(Protocol):
     def ping(self) -> str:
         """Check the destination answers (for /readyz); raise `Unreachable` when it does not."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One write: create `event`, or strategic-merge PATCH `patch` onto it. The API follows from
+    the Event: an `Event` is core/v1, a `ModernEvent` events.k8s.io/v1."""
+
+    event: Event | ModernEvent
+    patch: dict[str, Any] | None = None
+
+
+class Sender(Protocol):
+    """Makes `Send`s from the event loop, with a `Sink`'s errors."""
+
+    async def send(self, request: Send) -> None:
+        """Raises:
+        Unreachable: no answer (retry); `Throttled` for a 429.
+        Refused: any other error answer (`NotFound` for a 404)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def send_to(sink: Sink, request: Send) -> None:
+    """Make `request` on a blocking `Sink` (one with `create_modern` and `patch_modern` for an
+    events.k8s.io/v1 Event, as `MemorySink` and the Kubernetes sink have)."""
+    event = request.event
+    if type(event) is Event:
+        if request.patch is None:
+            sink.create(event)
+        else:
+            sink.patch(event, request.patch)
+        return
+    modern: Any = sink
+    assert type(event) is ModernEvent
+    if request.patch is None:
+        modern.create_modern(event)
+    else:
+        modern.patch_modern(event, request.patch)
 
 
 def unresolved(target: ObjectTarget) -> InvolvedObject:

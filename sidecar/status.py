@@ -2,8 +2,9 @@
 
 The daemon needs three GETs and nothing more, so it serves them with `wsgiref` and
 prometheus_client's own WSGI app, both loaded by prometheus_client anyway, rather than with
-aiohttp, which would add about 11 MiB to its resident set (BENCHMARKS.md, memory). The webhook,
-which serves TLS admission requests at volume, keeps aiohttp (`sidecar.http`).
+aiohttp's server: `--dry-run` then loads no aiohttp at all (about 11 MiB of resident set,
+BENCHMARKS.md, memory), and a run against the API only aiohttp's client, for its writes. The
+webhook, which serves TLS admission requests at volume, keeps aiohttp (`sidecar.http`).
 
 Requests are answered on the server's threads, but the checks run on the daemon's event loop
 (`call_soon_threadsafe`), so they see the daemon's state as its tasks do, and a loop that does

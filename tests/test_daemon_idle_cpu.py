@@ -69,24 +69,26 @@ async def test_a_full_queue_and_a_busy_folder_leave_the_event_loop_asleep(tmp_pa
         ),
         Metrics(registry),
     )
-    # Ten per object: under the spam filter's burst, so every one is written in the end.
-    lines = 40
+    # Ten per object: under the spam filter's burst, so every one is written in the end. Enough
+    # that the poster's look-ahead and its decided writes (LOOKAHEAD each) fill up first.
+    lines = 200
     running = asyncio.create_task(daemon.run())
     stop = threading.Event()
     toucher = threading.Thread(target=_touch_beside, args=(tmp_path / "beside.txt", stop))
     try:
-        log.write_bytes(b"".join(phase_lines("ns", lines, objects=4)))
+        log.write_bytes(b"".join(phase_lines("ns", lines, objects=20)))
         await until(lambda: sink.waiting == 2, "both writes to block")
-        await until(
-            lambda: value(registry, "event_sidecar_queue_depth") == 2, "the Event queue to fill"
-        )
+        await until(daemon.events.full, "the Event queue to fill")
+        depth = value(registry, "event_sidecar_queue_depth")
         toucher.start()
         await asyncio.sleep(0.5)
         cpu, wall = time.process_time(), time.monotonic()
         await asyncio.sleep(WINDOW)
         share = (time.process_time() - cpu) / (time.monotonic() - wall)
         # Still blocked: the measurement was of a source waiting for room.
-        assert value(registry, "event_sidecar_queue_depth") == 2
+        assert daemon.events.full()
+        assert value(registry, "event_sidecar_queue_depth") == depth
+        assert sink.waiting == 2
         assert share < BOUND, f"{share:.0%} of a core while waiting"
     finally:
         stop.set()

@@ -8,17 +8,15 @@ from the API or with the built kubectl, so what is asserted is what users will s
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import os
 import re
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -32,6 +30,7 @@ from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget, RetrySettings
 from sidecar.recorder import Recorder
 from sidecar.sinks import NotFound, Refused, Unreachable
+from tests.conftest import Capture
 from tests.controlplane import REPO_ROOT, ControlPlane, token_kubeconfig
 
 COMPONENT = "legacy-quota-controller"
@@ -810,55 +809,6 @@ def test_ping_answers_the_server_version(control_plane: ControlPlane) -> None:
 # -- what goes on the wire ---------------------------------------------------------------------
 
 
-class _Capture(http.server.BaseHTTPRequestHandler):
-    requests: ClassVar[list[tuple[str, str, dict[str, str], bytes]]] = []
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        self.requests.append((self.command, self.path, headers, body))
-        reply = b"{}"
-        self.send_response(201 if self.command == "POST" else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    do_POST = do_PATCH = _answer  # noqa: N815 - http.server's names
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def capture_server(tmp_path: Path) -> Iterator[Path]:
-    """A plain-HTTP server that records requests; yields a kubeconfig pointing at it."""
-    _Capture.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    kubeconfig = tmp_path / "capture.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
-                ],
-                "users": [{"name": "u", "user": {"token": "t0ken"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
-    try:
-        yield kubeconfig
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_repeat_is_sent_as_a_strategic_merge_patch(capture_server: Path) -> None:
     _, metrics = _metrics()
     involved = InvolvedObject("Pod", "web-0", "team-a", "v1", "0b1c", "42")
@@ -878,7 +828,7 @@ def test_repeat_is_sent_as_a_strategic_merge_patch(capture_server: Path) -> None
     with connect(kubeconfig=str(capture_server), metrics=metrics) as sink:
         sink.create(event)
         sink.patch(event, event.repeat_patch())
-    (post, post_path, post_headers, post_body), (verb, path, headers, body) = _Capture.requests
+    (post, post_path, post_headers, post_body), (verb, path, headers, body) = Capture.requests
     assert (post, post_path) == ("POST", "/api/v1/namespaces/team-a/events")
     assert post_headers["content-type"] == "application/json"
     sent = json.loads(post_body)

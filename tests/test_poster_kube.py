@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import Counter
 
@@ -15,11 +16,13 @@ from sidecar.checkpoint import Checkpoint
 from sidecar.correlate import Correlator, CorrelatorSettings
 from sidecar.events_v1 import SeriesCache
 from sidecar.kube import KubeSink, connect
+from sidecar.kube.sender import KubeSender
 from sidecar.metrics import Metrics
 from sidecar.model import LOOKUP_RESULTS, EventSpec, ObjectTarget
 from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem, Tick
 from sidecar.recorder import Recorder
 from sidecar.recorder_v1 import ModernRecorder
+from sidecar.sinks import Send, Sender
 from tests.controlplane import ControlPlane
 
 NAMESPACE = "concurrent-writes"
@@ -46,13 +49,39 @@ def core_recorder(
     return sink, namer, recorder
 
 
+def _writer_threads() -> set[int | None]:
+    return {t.ident for t in threading.enumerate() if "write" in t.name}
+
+
+class _InFlight:
+    """A `Sender` counting the most requests it had in flight at once."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.now = self.most = 0
+
+    async def send(self, request: Send) -> None:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await self.sender.send(request)
+        finally:
+            self.now -= 1
+
+    async def close(self) -> None:
+        await self.sender.close()
+
+
 async def drain(poster: Poster, sink: KubeSink) -> None:
-    """Run `poster` until everything queued is written, then stop it and close `sink`."""
+    """Run `poster` until everything queued is written, then stop it and close its connections
+    and `sink`'s."""
     task = asyncio.create_task(poster.run())
     try:
         await asyncio.wait_for(poster.events.join(), 120)
     finally:
         task.cancel()
+        await asyncio.wait([task])
+        await poster.close()
         sink.close()
 
 
@@ -76,12 +105,18 @@ async def test_many_events_written_eight_at_a_time_are_stored_with_their_counts(
                     time=1_700_000_000.0 + repeat,
                 )
                 events.put_nowait(Posting(spec, time.monotonic()))
-    poster = Poster(events, recorder, namer, metrics, lambda _: None, writes=8)
+    # By default the poster writes through the sink's own sender: aiohttp, no writer threads.
+    writers = _writer_threads()
+    assert isinstance(Poster(asyncio.Queue(), recorder, namer, metrics, print).sender, KubeSender)
+    sender = _InFlight(sink.sender(8))
+    poster = Poster(events, recorder, namer, metrics, lambda _: None, writes=8, sender=sender)
     await drain(poster, sink)
     assert poster.outcomes == {
         "create": OBJECTS * REASONS,
         "patch": OBJECTS * REASONS * (REPEATS - 1),
     }
+    assert sender.most == 8
+    assert _writer_threads() == writers
     items = json.loads(
         control_plane.kubectl("get", "events", "-n", NAMESPACE, "-o", "json").stdout
     )["items"]

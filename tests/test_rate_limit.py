@@ -19,6 +19,7 @@ from sidecar.model import EventSpec, ObjectTarget, RetrySettings
 from sidecar.poster import LineNamer, Poster, Posting, QueueItem
 from sidecar.recorder import Recorder
 from tests.controlplane import ControlPlane, event_rate_limit_args
+from tests.test_poster_kube import drain
 
 pytestmark = pytest.mark.controlplane
 
@@ -86,12 +87,7 @@ async def test_rate_limited_events_are_stored_delayed_or_dropped_and_counted(
         for obj in range(OBJECTS):
             events.put_nowait(Posting(spec(obj, n), time.monotonic()))
     poster = Poster(events, recorder, namer, metrics, lambda _: None, writes=8)
-    task = asyncio.create_task(poster.run())
-    try:
-        await asyncio.wait_for(events.join(), 120)
-    finally:
-        task.cancel()
-        sink.close()
+    await drain(poster, sink)
 
     stored = json.loads(
         limited_plane.kubectl("get", "events", "-n", NAMESPACE, "-o", "json").stdout

@@ -16,6 +16,8 @@ One concern per module:
   discovery writes a cache file to the temporary folder; the root filesystem is read-only);
 - `lookup`: an involved object's uid and resourceVersion, cached;
 - `sink`: `KubeSink`, the `Sink`: create, PATCH, ping, resolve;
+- `session`: an aiohttp session with the configuration's credentials, and a timed request;
+- `sender`: `KubeSender`, the `Sender`: the sink's writes from the event loop (the daemon's);
 - `logs`: `PodLogClient`, the pod log API streamed (the pod log source's edge).
 """
 
@@ -32,7 +34,7 @@ from sidecar.kube.transport import ClientTransport
 from sidecar.metrics import Metrics
 
 if TYPE_CHECKING:
-    # Imported when used: it needs aiohttp's client, which only `--pod-log` pays for.
+    # Imported when used: it needs aiohttp's client, which `replay` does not pay for.
     from sidecar.kube.logs import PodLogClient
 
 USER_AGENT: Final = "kube-event-sidecar/0.1.0"
@@ -66,13 +68,18 @@ def connect(
     # Retries belong to the Recorder (and only for transport errors): urllib3 must not add its
     # own, hidden ones.
     configuration.retries = False
-    # The poster keeps several writes in flight, each on its own thread: keep a connection for
-    # each (urllib3 discards connections beyond the pool's size, and each new one costs a TLS
-    # handshake).
+    # Look-ups run on several threads at once: keep a connection for each (urllib3 discards
+    # connections beyond the pool's size, and each new one costs a TLS handshake).
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, 64)
     api = k8s_client.ApiClient(configuration)
     api.user_agent = USER_AGENT
-    return KubeSink(ClientTransport(api, metrics, settings.request_timeout), metrics, settings)
+    return KubeSink(
+        ClientTransport(api, metrics, settings.request_timeout),
+        metrics,
+        settings,
+        configuration=configuration,
+        user_agent=USER_AGENT,
+    )
 
 
 def connect_pod_logs(*, kubeconfig: str | None, context: str | None = None) -> PodLogClient:

@@ -1,25 +1,26 @@
 """The pod log API (`pods/log`, what `kubectl logs -f` reads) and the pod's container status.
 
-Streamed with aiohttp rather than through the client's blocking `call_api`: a followed log never
-ends by itself, and only an asyncio stream can be cancelled cleanly at shutdown (a thread blocked
-in a read would hold up the exit). Authentication and TLS come from the client's `Configuration`
-(the pod's service account token, re-read when it rotates, or a kubeconfig's certificates).
+Streamed with aiohttp (`session`) rather than through the client's blocking `call_api`: a
+followed log never ends by itself, and only an asyncio stream can be cancelled cleanly at shutdown
+(a thread blocked in a read would hold up the exit).
 """
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 import aiohttp
 from kubernetes import client as k8s_client
 
+from sidecar.kube.session import auth_headers, open_session
 from sidecar.model import ContainerInstance, PodLogError
 
 #: Bytes handed on per read; a block of lines, not one line.
 CHUNK: Final = 64 * 1024
+#: The stream, and the status reads between streams.
+_CONNECTIONS: Final = 4
 
 
 class PodLogClient:
@@ -30,30 +31,12 @@ class PodLogClient:
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        configuration = self._configuration
-        if not configuration.verify_ssl:
-            return False
-        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-        if configuration.cert_file:
-            context.load_cert_chain(configuration.cert_file, configuration.key_file)
-        return context
-
     def _headers(self) -> dict[str, str]:
-        headers = {"User-Agent": self._user_agent}
-        # Asked on every request: the in-cluster loader's hook re-reads a rotated token file.
-        settings: dict[str, Any] = dict(self._configuration.auth_settings())
-        for setting in settings.values():
-            if setting["in"] == "header" and setting["value"]:
-                headers[setting["key"]] = setting["value"]
-        return headers
+        return auth_headers(self._configuration, self._user_agent)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._ssl())
-            self._session = aiohttp.ClientSession(
-                base_url=self._configuration.host.rstrip("/"), connector=connector
-            )
+            self._session = open_session(self._configuration, limit=_CONNECTIONS)
         return self._session
 
     async def instance(self, namespace: str, pod: str, container: str) -> ContainerInstance | None:

@@ -1,9 +1,12 @@
-"""`KubeSink`: Event writes (create, strategic-merge PATCH), the readiness ping, and look-ups."""
+"""`KubeSink`: Event writes (create, strategic-merge PATCH), the readiness ping, and look-ups;
+its `sender` makes the same writes from the event loop."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
+
+from kubernetes import client as k8s_client
 
 from sidecar.events import Event, InvolvedObject
 from sidecar.events_v1 import ModernEvent
@@ -14,12 +17,27 @@ from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.transport import JSON, Transport, get, send
 from sidecar.metrics import Metrics
 from sidecar.model import EventsApi, ObjectTarget
-from sidecar.sinks import Unreachable
+from sidecar.sinks import Send, Unreachable
+
+if TYPE_CHECKING:
+    # Imported when used: it needs aiohttp's client (about 10 MiB resident), which only the
+    # daemon's writes and `--pod-log` pay for; `replay --kubeconfig` writes without it.
+    from sidecar.kube.sender import KubeSender
 
 STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
 #: Where each Events API lives: core/v1 and events.k8s.io/v1 take the same requests.
 _CORE: Final = "/api/v1"
 _MODERN: Final = "/apis/events.k8s.io/v1"
+
+
+def route(request: Send) -> tuple[str, str, str, str]:
+    """(verb for `api_latency`, HTTP method, path, content type) of a write."""
+    event = request.event
+    api = _CORE if type(event) is Event else _MODERN
+    events = f"{api}/namespaces/{quote(event.namespace, safe='')}/events"
+    if request.patch is None:
+        return "create", "POST", events, JSON
+    return "patch", "PATCH", f"{events}/{quote(event.name, safe='')}", STRATEGIC_MERGE_PATCH
 
 
 class KubeSink:
@@ -35,9 +53,15 @@ class KubeSink:
         transport: Transport,
         metrics: Metrics,
         settings: KubeSettings = DEFAULT_SETTINGS,
+        *,
+        configuration: k8s_client.Configuration | None = None,
+        user_agent: str = "",
     ) -> None:
         self._transport = transport
+        self._metrics = metrics
         self.settings = settings
+        self._configuration = configuration
+        self._user_agent = user_agent
         self.lookup = ObjectLookup(transport, metrics, settings)
 
     @property
@@ -64,7 +88,7 @@ class KubeSink:
             Refused: any other status (cause: namespace_terminating, forbidden, conflict,
                 invalid, rejected).
         """
-        self._create(_CORE, event.namespace, event.to_body())
+        self._write(Send(event))
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None:
         """Strategic-merge PATCH `patch` onto the Event named `event.name`.
@@ -75,30 +99,34 @@ class KubeSink:
                 re-creates it).
             Refused: any other status.
         """
-        self._patch(_CORE, event.namespace, event.name, patch)
+        self._write(Send(event, patch))
 
     def create_modern(self, event: ModernEvent) -> None:
         """POST an events.k8s.io/v1 Event; the same errors as `create`."""
-        self._create(_MODERN, event.namespace, event.to_body())
+        self._write(Send(event))
 
     def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None:
         """Strategic-merge PATCH an events.k8s.io/v1 Event's series; the same errors as
         `patch` (404: the Event expired, and the Recorder re-creates it)."""
-        self._patch(_MODERN, event.namespace, event.name, patch)
+        self._write(Send(event, patch))
 
-    def _create(self, api: str, namespace: str, body: dict[str, Any]) -> None:
-        path = f"{api}/namespaces/{quote(namespace, safe='')}/events"
-        answer = send(self._transport, "create", "POST", path, body=body, content_type=JSON)
+    def _write(self, request: Send) -> None:
+        verb, method, path, content_type = route(request)
+        body = request.event.to_body() if request.patch is None else request.patch
+        answer = send(self._transport, verb, method, path, body=body, content_type=content_type)
         if answer.status >= 300:
-            raise refusal("create", answer)
+            raise refusal(verb, answer)
 
-    def _patch(self, api: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        path = f"{api}/namespaces/{quote(namespace, safe='')}/events/{quote(name, safe='')}"
-        answer = send(
-            self._transport, "patch", "PATCH", path, body=patch, content_type=STRATEGIC_MERGE_PATCH
+    def sender(self, connections: int) -> KubeSender:
+        """The same writes from the event loop (`KubeSender`), on up to `connections` kept-alive
+        connections: what the daemon's poster writes through."""
+        if self._configuration is None:
+            raise RuntimeError("this KubeSink was built without a client configuration")
+        from sidecar.kube.sender import KubeSender  # noqa: PLC0415 - see the import above
+
+        return KubeSender(
+            self._configuration, self._user_agent, self._metrics, self.settings, connections
         )
-        if answer.status >= 300:
-            raise refusal("patch", answer)
 
     def choose_events_api(self, namespace: str | None = None) -> tuple[EventsApi, str]:
         """See `sidecar.kube.events_api.choose_events_api`; `namespace` defaults to our own."""

@@ -121,7 +121,7 @@ class ClientTransport:
                 answer = Answer(
                     int(error.status),
                     _as_bytes(error.body),
-                    _retry_after(error.headers),
+                    retry_after(error.headers),
                 )
             except (urllib3.exceptions.HTTPError, OSError) as error:
                 raise Unreachable(f"{verb}: {type(error).__name__}: {error}") from error
@@ -129,7 +129,7 @@ class ClientTransport:
                 answer = Answer(
                     int(response.status),
                     _as_bytes(response.read()),
-                    _retry_after(response.headers) if response.status == 429 else None,
+                    retry_after(response.headers) if response.status == 429 else None,
                 )
             result = str(answer.status)
             log.debug("%s answered %d", verb, answer.status)
@@ -138,7 +138,7 @@ class ClientTransport:
             self._metrics.api_latency.labels(verb, result).observe(time.perf_counter() - began)
 
 
-def _retry_after(headers: Any) -> float | None:
+def retry_after(headers: Any) -> float | None:
     """Retry-After in seconds (the apiserver sends whole seconds), or None."""
     if headers is None:
         return None

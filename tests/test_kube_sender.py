@@ -1,0 +1,318 @@
+"""`sidecar.kube.sender.KubeSender` (the daemon's writes, aiohttp on the event loop) against a real
+kube-apiserver: the same requests as `KubeSink` makes, and the same errors for the same answers,
+so the Recorder's retry rules mean the same whichever writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import pytest
+import trustme
+from kubernetes import client
+
+from sidecar.events import InvolvedObject
+from sidecar.events_v1 import ModernEvent, make_modern_event
+from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeSettings, KubeSink, connect
+from sidecar.model import ObjectTarget, RetrySettings
+from sidecar.poster import drive
+from sidecar.recorder import Recorder
+from sidecar.sinks import Refused, Send, Sender, SinkError, Throttled, Unreachable, send_to
+from tests.conftest import Capture
+from tests.controlplane import ControlPlane, token_kubeconfig
+from tests.test_kube import (
+    COMPONENT,
+    HOST,
+    _closed_port,
+    _event,
+    _metrics,
+    _recorder,
+    _requests,
+    _spec,
+)
+
+
+def _modern(involved: InvolvedObject, note: str = "settings reloaded") -> ModernEvent:
+    now = time.time()
+    return make_modern_event(
+        regarding=involved,
+        related=None,
+        type="Normal",
+        reason="Reloaded",
+        action="Reload",
+        note=note,
+        controller=COMPONENT,
+        host=HOST,
+        now=now,
+        name=f"{involved.name}.{time.time_ns():x}",
+    )
+
+
+def _outcome(call: Any) -> tuple[str, str, str]:
+    """What a write came to: ("ok", "", "") or (error class, cause, the status in its detail)."""
+    try:
+        call()
+    except Refused as error:
+        return type(error).__name__, error.cause, error.detail.split(":")[0]
+    except SinkError as error:
+        return type(error).__name__, "", ""
+    return "ok", "", ""
+
+
+async def _outcome_async(sender: Sender, request: Send) -> tuple[str, str, str]:
+    try:
+        await sender.send(request)
+    except Refused as error:
+        return type(error).__name__, error.cause, error.detail.split(":")[0]
+    except SinkError as error:
+        return type(error).__name__, "", ""
+    return "ok", "", ""
+
+
+def test_every_answer_means_what_it_means_for_the_blocking_sink(
+    control_plane: ControlPlane, kube_api_client: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(kube_api_client)
+    terminating = f"terminating-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=terminating)))
+    core.delete_namespace(terminating)  # no controller-manager: Terminating for good
+    missing = f"missing-{uuid.uuid4().hex[:8]}"
+    here = InvolvedObject("ConfigMap", "settings", namespace, "v1")
+
+    def requests() -> list[Send]:
+        """Fresh names each time: the blocking sink writes first, then the sender."""
+        written = _event(here)
+        modern = _modern(here)
+        return [
+            Send(written),  # created
+            Send(written),  # 409 AlreadyExists
+            Send(written, written.repeat_patch()),  # patched
+            Send(_event(here), {"count": 2, "message": "m"}),  # never created: 404
+            Send(_event(InvolvedObject("ConfigMap", "x", missing, "v1"))),  # no namespace
+            Send(_event(InvolvedObject("ConfigMap", "x", terminating, "v1"))),  # terminating
+            Send(dataclasses.replace(written, namespace="default", name="other")),  # 422
+            Send(modern),  # events.k8s.io/v1: created
+            Send(modern),  # 409
+            Send(dataclasses.replace(modern, series_count=2), {"series": {"count": 2}}),  # 422
+            Send(modern, dataclasses.replace(modern, series_count=2).series_patch()),  # patched
+        ]
+
+    registry, metrics = _metrics()
+    with connect(kubeconfig=str(control_plane.kubeconfig), metrics=metrics) as sink:
+        blocking = [_outcome(lambda r=r: send_to(sink, r)) for r in requests()]
+
+        async def through_sender() -> list[tuple[str, str, str]]:
+            sender = sink.sender(4)
+            try:
+                return [await _outcome_async(sender, r) for r in requests()]
+            finally:
+                await sender.close()
+
+        sent = asyncio.run(through_sender())
+    assert sent == blocking
+    assert sent == [
+        ("ok", "", ""),
+        ("Refused", "conflict", "409 AlreadyExists"),
+        ("ok", "", ""),
+        ("NotFound", "event_missing", "404 NotFound"),
+        ("NotFound", "namespace_missing", "404 NotFound"),
+        ("Refused", "namespace_terminating", "403 Forbidden"),
+        ("Refused", "invalid", "422 Invalid"),
+        ("ok", "", ""),
+        ("Refused", "conflict", "409 AlreadyExists"),
+        ("Refused", "invalid", "422 Invalid"),
+        ("ok", "", ""),
+    ]
+    # Both timed every request under the same verbs.
+    assert _requests(registry, "create", "201") == 2 * 2
+    assert _requests(registry, "patch", "200") == 2 * 2
+    stored = json.loads(
+        control_plane.kubectl(
+            "get", "events.v1.events.k8s.io", "-n", namespace, "-o", "json"
+        ).stdout
+    )["items"]
+    # Each writer's events.k8s.io/v1 Event, its series PATCHed to 2 (core/v1 ones have none).
+    assert [e["series"]["count"] for e in stored if "series" in e] == [2, 2]
+
+
+def test_a_recorder_driven_through_the_sender_retries_and_drops_as_the_blocking_one(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    closed = token_kubeconfig(
+        tmp_path / "closed.kubeconfig",
+        server=f"https://127.0.0.1:{_closed_port()}",
+        ca_pem=control_plane.ca_pem,
+        token="unused",
+    )
+    registry, metrics = _metrics()
+    with connect(kubeconfig=str(closed), metrics=metrics) as sink:
+        recorder: Recorder = _recorder(
+            sink, metrics, retry=RetrySettings(max_tries=3, interval_seconds=0.01)
+        )
+        decision = recorder.prepare(_spec(ObjectTarget("Pod", "web-0", "team-a", "", "")))
+        assert not isinstance(decision, str)
+        pauses: list[float] = []
+
+        async def pause(seconds: float) -> None:
+            pauses.append(seconds)
+
+        async def write() -> Any:
+            sender = sink.sender(1)
+            try:
+                return await drive(recorder.write_steps(decision), sender, pause)
+            finally:
+                await sender.close()
+
+        assert asyncio.run(write()) == "retries_exhausted"
+    assert len(pauses) == 2
+    assert pauses[1] == 0.01
+    assert _requests(registry, "create", "unreachable") == 3
+
+
+def test_a_server_that_never_answers_and_a_wrong_ca_are_unreachable(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    stranger = trustme.CA()
+    wrong_ca = token_kubeconfig(
+        tmp_path / "wrong-ca.kubeconfig",
+        server=control_plane.server,
+        ca_pem=stranger.cert_pem.bytes(),
+        token="unused",
+    )
+    event = _event(InvolvedObject("Pod", "web-0", "team-a", "v1"))
+    _, metrics = _metrics()
+
+    async def send(sink: KubeSink) -> float:
+        sender = sink.sender(1)
+        began = time.monotonic()
+        try:
+            with pytest.raises(Unreachable) as error:
+                await sender.send(Send(event))
+            assert not isinstance(error.value, Throttled)
+        finally:
+            await sender.close()
+        return time.monotonic() - began
+
+    with connect(kubeconfig=str(wrong_ca), metrics=metrics) as sink:
+        asyncio.run(send(sink))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the kernel; nobody ever answers
+        kubeconfig = token_kubeconfig(
+            tmp_path / "silent.kubeconfig",
+            server=f"https://127.0.0.1:{silent.getsockname()[1]}",
+            ca_pem=control_plane.ca_pem,
+            token="unused",
+        )
+        settings = KubeSettings(request_timeout=0.3)
+        with connect(kubeconfig=str(kubeconfig), metrics=metrics, settings=settings) as sink:
+            assert asyncio.run(send(sink)) < 5
+
+
+def test_requests_on_the_wire_match_the_blocking_sink(capture_server: Path) -> None:
+    _, metrics = _metrics()
+    involved = InvolvedObject("Pod", "web-0", "team-a", "v1", "0b1c", "42")
+    event = dataclasses.replace(
+        _event(involved), name="web-0.17f0", last_timestamp=1_700_000_060.0, count=2
+    )
+    with connect(kubeconfig=str(capture_server), metrics=metrics) as sink:
+        sink.create(event)
+        sink.patch(event, event.repeat_patch())
+        blocking = list(Capture.requests)
+        Capture.requests.clear()
+
+        async def send() -> None:
+            sender = sink.sender(2)
+            try:
+                await sender.send(Send(event))
+                await sender.send(Send(event, event.repeat_patch()))
+            finally:
+                await sender.close()
+
+        asyncio.run(send())
+    sent = list(Capture.requests)
+    assert (
+        [(m, p) for m, p, _, _ in sent]
+        == [(m, p) for m, p, _, _ in blocking]
+        == [
+            ("POST", "/api/v1/namespaces/team-a/events"),
+            ("PATCH", "/api/v1/namespaces/team-a/events/web-0.17f0"),
+        ]
+    )
+    for (_, _, headers, body), (_, _, theirs, their_body) in zip(sent, blocking, strict=True):
+        assert json.loads(body) == json.loads(their_body)
+        for name in ("content-type", "authorization", "accept"):
+            assert headers[name] == theirs[name]
+        assert headers["user-agent"] == theirs["user-agent"]
+    assert sent[1][2]["content-type"] == STRATEGIC_MERGE_PATCH
+    assert sent[0][2]["authorization"] == "Bearer t0ken"
+
+
+@pytest.mark.parametrize("retry_after", ["2", None])
+def test_a_429_is_throttled_with_its_retry_after(tmp_path: Path, retry_after: str | None) -> None:
+    """API Priority and Fairness answers 429 with Retry-After, EventRateLimit without."""
+
+    async def scenario() -> Throttled:
+        async def refuse(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            headers = {"Retry-After": retry_after} if retry_after else {}
+            body = {"kind": "Status", "status": "Failure", "reason": "TooManyRequests"}
+            return aiohttp.web.json_response(body, status=429, headers=headers)
+
+        app = aiohttp.web.Application()
+        app.router.add_route("*", "/{tail:.*}", refuse)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        kubeconfig = tmp_path / "limited.kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "c",
+                }
+            )
+        )
+        _, metrics = _metrics()
+        sender = connect(kubeconfig=str(kubeconfig), metrics=metrics).sender(1)
+        try:
+            with pytest.raises(Throttled) as throttled:
+                await sender.send(Send(_event(InvolvedObject("Pod", "p", "ns", "v1"))))
+            return throttled.value
+        finally:
+            await sender.close()
+            await runner.cleanup()
+
+    throttled = asyncio.run(scenario())
+    assert throttled.retry_after == (2.0 if retry_after else None)
+    assert "TooManyRequests" in str(throttled)
+
+
+def test_a_sink_without_a_client_configuration_has_no_sender() -> None:
+    _, metrics = _metrics()
+    sink = KubeSink(transport=_NoTransport(), metrics=metrics)
+    with pytest.raises(RuntimeError, match="without a client configuration"):
+        sink.sender(1)
+
+
+class _NoTransport:
+    server = "https://unused"
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("not asked")
+
+    def close(self) -> None:
+        pass
