@@ -15,7 +15,8 @@ after the other (the order rotates from run to run):
 - aiohttp: a bare session POSTing the orjson body (bench/writes_peer.py's way), 8 coroutines.
 
 Reported: this process's CPU time (user + system) per POST over the clock from the first POST to
-the last answer, and POSTs per second (which the apiserver on the same cores also bounds).
+the last answer, POSTs per second (which the apiserver on the same cores also bounds), and the
+CPU kube-apiserver and etcd spent per POST over the same span (when the benchmark started them).
 Checked: every POST answered 201. Median of `--runs` (min-max). Writes its section of
 BENCHMARKS.md; `--smoke` measures 200 Events once per client and writes nothing.
 """
@@ -41,7 +42,7 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from report import cluster, load_average, machine, spread, today, write_section
+from report import control_plane, load_average, machine, process_cpu, spread, today, write_section
 
 from sidecar.events import Event, InvolvedObject, make_event
 from sidecar.kube import connect
@@ -53,6 +54,14 @@ IN_FLIGHT = 8
 CLIENTS = ("kubernetes", "kubernetes.aio", "KubeSender", "aiohttp")
 #: One POST and its answer, as each client makes it.
 Post = Callable[[Event], Awaitable[int]]
+#: (the client's CPU ms per POST, POSTs/s, kube-apiserver's and etcd's CPU ms per POST).
+Measured = tuple[float, float, float]
+#: The servers' pids, when the benchmark started them (their CPU is measured too).
+SERVERS: dict[str, int] = {}
+
+
+def servers_cpu() -> float:
+    return sum(process_cpu(pid) for pid in SERVERS.values())
 
 
 def cpu() -> float:
@@ -79,24 +88,25 @@ def events(namespace: str, count: int, run: int, name: str) -> list[Event]:
     ]
 
 
-async def measure(post: Post, batch: list[Event]) -> tuple[float, float]:
-    """(CPU ms per POST, POSTs/s): `IN_FLIGHT` at a time; every answer must be 201."""
+async def measure(post: Post, batch: list[Event]) -> Measured:
+    """`IN_FLIGHT` POSTs at a time; every answer must be 201."""
     slots = asyncio.Semaphore(IN_FLIGHT)
 
     async def one(event: Event) -> int:
         async with slots:
             return await post(event)
 
-    began_cpu, began = cpu(), time.perf_counter()
+    began_cpu, began_servers, began = cpu(), servers_cpu(), time.perf_counter()
     statuses = await asyncio.gather(*(one(event) for event in batch))
     seconds, spent = time.perf_counter() - began, cpu() - began_cpu
+    servers = servers_cpu() - began_servers
     wrong = [status for status in statuses if status != 201]
     if wrong:
         raise SystemExit(f"{len(wrong)} POSTs were not answered 201: {sorted(set(wrong))}")
-    return spent / len(batch) * 1e3, len(batch) / seconds
+    return spent / len(batch) * 1e3, len(batch) / seconds, servers / len(batch) * 1e3
 
 
-async def blocking(kubeconfig: str, batch: list[Event]) -> tuple[float, float]:
+async def blocking(kubeconfig: str, batch: list[Event]) -> Measured:
     sink = connect(kubeconfig=kubeconfig, metrics=Metrics(CollectorRegistry()))
     pool = ThreadPoolExecutor(IN_FLIGHT)
     loop = asyncio.get_running_loop()
@@ -113,7 +123,7 @@ async def blocking(kubeconfig: str, batch: list[Event]) -> tuple[float, float]:
         sink.close()
 
 
-async def official_aio(kubeconfig: str, batch: list[Event]) -> tuple[float, float]:
+async def official_aio(kubeconfig: str, batch: list[Event]) -> Measured:
     from kubernetes.aio import client as aio_client  # noqa: PLC0415
     from kubernetes.aio import config as aio_config  # noqa: PLC0415
 
@@ -141,7 +151,7 @@ async def official_aio(kubeconfig: str, batch: list[Event]) -> tuple[float, floa
         await api.close()  # type: ignore[no-untyped-call]
 
 
-async def sender(kubeconfig: str, batch: list[Event]) -> tuple[float, float]:
+async def sender(kubeconfig: str, batch: list[Event]) -> Measured:
     ours = connect(kubeconfig=kubeconfig, metrics=Metrics(CollectorRegistry())).sender(IN_FLIGHT)
 
     async def post(event: Event) -> int:
@@ -155,7 +165,7 @@ async def sender(kubeconfig: str, batch: list[Event]) -> tuple[float, float]:
         await ours.close()
 
 
-async def bare(kubeconfig: str, batch: list[Event]) -> tuple[float, float]:
+async def bare(kubeconfig: str, batch: list[Event]) -> Measured:
     configuration = client.Configuration()
     config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
     headers = {"Accept": "application/json", "Content-Type": "application/json"}
@@ -178,7 +188,7 @@ async def bare(kubeconfig: str, batch: list[Event]) -> tuple[float, float]:
         await session.close()
 
 
-WAYS: dict[str, Callable[[str, list[Event]], Coroutine[Any, Any, tuple[float, float]]]] = {
+WAYS: dict[str, Callable[[str, list[Event]], Coroutine[Any, Any, Measured]]] = {
     "kubernetes": blocking,
     "kubernetes.aio": official_aio,
     "KubeSender": sender,
@@ -195,8 +205,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.events = 1, 200
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in CLIENTS}
-    with cluster(args.kubeconfig) as (kubeconfig, origin):
+    results: dict[str, list[Measured]] = {name: [] for name in CLIENTS}
+    with control_plane(args.kubeconfig) as started:
+        kubeconfig, origin = started.kubeconfig, started.origin
+        SERVERS.update(started.pids)
         api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         namespace = f"bench-clients-{int(time.time())}"
         client.CoreV1Api(api).create_namespace(
@@ -216,16 +228,16 @@ def main() -> None:
     report(args, origin, results)
 
 
-def report(
-    args: argparse.Namespace, origin: str, results: dict[str, list[tuple[float, float]]]
-) -> None:
+def report(args: argparse.Namespace, origin: str, results: dict[str, list[Measured]]) -> None:
     rows = []
     for name in CLIENTS:
-        cost = spread([ms for ms, _ in results[name]])
-        rate = spread([per_second for _, per_second in results[name]])
+        cost = spread([ms for ms, _, _ in results[name]])
+        rate = spread([per_second for _, per_second, _ in results[name]])
+        servers = spread([ms for _, _, ms in results[name]])
         rows.append(
             f"| {name} | {cost[0]:.2f} ({cost[1]:.2f}-{cost[2]:.2f}) "
-            f"| {rate[0]:,.0f} ({rate[1]:,.0f}-{rate[2]:,.0f}) |"
+            f"| {rate[0]:,.0f} ({rate[1]:,.0f}-{rate[2]:,.0f}) "
+            f"| {servers[0]:.2f} ({servers[1]:.2f}-{servers[2]:.2f}) |"
         )
     body = f"""## Writing clients: CPU per Event POST
 
@@ -234,11 +246,12 @@ def report(
 aiohttp {version("aiohttp")}.
 
 Each client POSTs {args.events:,} distinct core/v1 Events, {IN_FLIGHT} in flight, in one process
-(see the script's docstring). CPU is the process's own per POST; POSTs/s is bounded by the
-apiserver and etcd on the same cores too. Median of {args.runs} (min-max).
+(see the script's docstring). CPU is the process's own per POST, and kube-apiserver's and
+etcd's (from /proc) over the same span; POSTs/s is bounded by the servers on the same cores.
+Median of {args.runs} (min-max).
 
-| client | CPU ms per POST | POSTs/s |
-|---|---|---|
+| client | CPU ms per POST | POSTs/s | kube-apiserver + etcd CPU ms per POST |
+|---|---|---|---|
 {chr(10).join(rows)}
 
 The daemon writes through `KubeSender` (`sidecar/kube/sender.py`): the official client's asyncio

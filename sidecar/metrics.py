@@ -11,6 +11,7 @@ Importing this module imports `sidecar.exposition`, which turns off the `_create
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -22,6 +23,8 @@ from sidecar.model import DELAY_CAUSES, DROP_CAUSES, RELOAD_RESULTS
 from sidecar.pipeline import Tally
 from sidecar.transitions import TransitionTracker
 
+#: A metric with labels: `child` resolves its children once.
+_Labelled = TypeVar("_Labelled", Counter, Histogram)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Seconds an object stays in a state: from a second to a day.
 _STATE_BUCKETS = (
@@ -285,7 +288,7 @@ class Metrics:
         #: Children by metric and label values: `labels(...)` costs several times the
         #: increment (it validates and joins the values under a lock), and label values are
         #: few and bounded (see the module), so each is resolved once.
-        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         #: `transition_duration`'s children by (rule, from, to) as seen, for states the guard
         #: admitted; `forget_states` drops a rule's with the guard's memory of it.
         self._durations: dict[tuple[str, str, str], Histogram] = {}
@@ -309,11 +312,11 @@ class Metrics:
         self.rules_info.clear()
         self.rules_info.labels(digest[:16], str(rules)).set(1)
 
-    def child(self, metric: Counter, *values: str) -> Counter:
+    def child(self, metric: _Labelled, *values: str) -> _Labelled:
         """`metric.labels(*values)`, resolved once per label set. Safe from any thread: two
         threads resolving the same new set at once get the same child (`labels` is locked)."""
         key = (metric, values)
-        found = self._children.get(key)
+        found: _Labelled | None = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*values)
         return found

@@ -97,10 +97,11 @@ class Tick:
 
 
 QueueItem = Posting | Mark | Tick
-#: A look-up started ahead, or None when the sink knew the object then.
-LookingUp = asyncio.Future[InvolvedObject] | None
-#: A queued item taken ahead, with the look-ups of its object and its related object.
-Ahead = tuple[QueueItem, LookingUp, LookingUp]
+#: An object as resolved when its item was taken ahead: the sink's answer when it knew it, else
+#: the look-up started then (None: no object, e.g. no related one).
+Resolving = InvolvedObject | asyncio.Future[InvolvedObject] | None
+#: A queued item taken ahead, with its object and its related object being resolved.
+Ahead = tuple[QueueItem, Resolving, Resolving]
 #: How many queued items the poster takes ahead of the one it correlates.
 LOOKAHEAD = 64
 
@@ -297,20 +298,21 @@ class Poster:
         return self._ahead.popleft()
 
     def _look_ahead(self, item: QueueItem) -> Ahead:
-        """`item`, with look-ups started for its object and its related object, each unless
-        the sink knows it already."""
+        """`item`, with its object and its related object: the sink's answer when it knows
+        them, else their look-ups, started now."""
         if type(item) is not Posting:
             return item, None, None
         related = item.spec.related
         return (
             item,
-            self._start_lookup(item.spec.target),
-            None if related is None else self._start_lookup(related),
+            self._start_resolving(item.spec.target),
+            None if related is None else self._start_resolving(related),
         )
 
-    def _start_lookup(self, target: ObjectTarget) -> LookingUp:
-        if self.recorder.sink.knows(target):
-            return None
+    def _start_resolving(self, target: ObjectTarget) -> Resolving:
+        known = self.recorder.sink.known(target)
+        if known is not None:
+            return known
         future = self._looking_up.get(target)
         if future is None:
             future = asyncio.ensure_future(self._resolve(target))
@@ -331,21 +333,20 @@ class Poster:
         if self._looking_up.get(target) is done:
             del self._looking_up[target]
 
-    async def _resolved(self, target: ObjectTarget, looking_up: LookingUp) -> InvolvedObject:
-        """`target` resolved: the look-up started ahead, or the sink's answer when it knows
-        the object; else (forgotten since, e.g. its cache entry expired) looked up now."""
-        if looking_up is not None:
-            try:
-                return await looking_up
-            except Exception:  # the look-up thread closed: as a failed look-up answers
-                return unresolved(target)
-        sink = self.recorder.sink
-        if sink.knows(target):
-            return sink.resolve(target)
-        return await self._resolve(target)
+    async def _resolved(self, target: ObjectTarget, resolving: Resolving) -> InvolvedObject:
+        """`target` resolved, as `_look_ahead` found it or its look-up answers."""
+        if resolving is None:  # `_next` always starts it; kept total for other callers
+            resolving = self._start_resolving(target)
+        if type(resolving) is InvolvedObject:
+            return resolving
+        assert isinstance(resolving, asyncio.Future)
+        try:
+            return await resolving
+        except Exception:  # the look-up thread closed: as a failed look-up answers
+            return unresolved(target)
 
     async def _handle(
-        self, item: QueueItem, involved: LookingUp = None, related: LookingUp = None
+        self, item: QueueItem, involved: Resolving = None, related: Resolving = None
     ) -> bool:
         """Correlate a `Posting` (or decide a `Tick`) and start its writes, or take a `Mark`'s
         state and schedule its commit; True when tasks now own the item (and will call

@@ -61,9 +61,9 @@ class Sink(Protocol):
         preferred apiVersion). Never raises: a failed look-up yields the reference as given."""
         ...
 
-    def knows(self, target: ObjectTarget) -> bool:
-        """Whether `resolve` would answer at once, without asking anything (a cached or
-        local answer): the poster looks up ahead only the objects this says no to."""
+    def known(self, target: ObjectTarget) -> InvolvedObject | None:
+        """What `resolve` would answer at once, without asking anything (a cached or local
+        answer), or None when it would have to ask: the poster looks up ahead only those."""
         ...
 
     def create(self, event: Event) -> None: ...
@@ -155,8 +155,8 @@ class MemorySink:
         #: it (`replay -o writes`).
         self.on_write: Callable[[str, Event | ModernEvent], None] | None = None
 
-    def knows(self, target: ObjectTarget) -> bool:
-        return True
+    def known(self, target: ObjectTarget) -> InvolvedObject | None:
+        return self.resolve(target)
 
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
         involved = unresolved(target)

@@ -7,6 +7,7 @@ without a cluster; `tests/test_kube.py` runs the same code against a real kube-a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -135,6 +136,25 @@ def test_a_pod_gets_its_uid_then_comes_from_the_cache() -> None:
     assert lookup.resolve(target) == found
     assert len(api.asked) == asked
     assert (_counted(registry, "found"), _counted(registry, "hit")) == (1, 1)
+
+
+def test_a_cached_object_is_known_until_its_ttl_then_asked_again() -> None:
+    path = "/api/v1/namespaces/shop/pods/web-0"
+    api = CannedApi({**_discovery(), path: (200, _metadata("u1"))})
+    lookup, registry, clock = _lookup(api, KubeSettings(lookup_ttl=30.0))
+    target = ObjectTarget("Pod", "web-0", "shop")
+    assert lookup.known(target) is None  # never asked: `resolve` would have to ask
+    found = lookup.resolve(target)
+    clock.now += 29.9
+    assert lookup.known(target) == found
+    assert lookup.known(ObjectTarget("Pod", "web-0", "shop", field_path="spec")) == replace(
+        found, field_path="spec"
+    )
+    clock.now += 0.1
+    assert lookup.known(target) is None
+    assert lookup.resolve(target) == found
+    assert [asked for _, _, asked in api.asked if asked == path] == [path, path]
+    assert (_counted(registry, "found"), _counted(registry, "hit")) == (2, 2)
 
 
 def test_a_kind_spelled_in_lower_case_is_found_in_its_group_past_a_broken_one() -> None:

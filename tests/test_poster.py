@@ -163,18 +163,18 @@ class SlowLookupSink(MemorySink):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self.known: set[ObjectTarget] = set()
+        self.seen: set[ObjectTarget] = set()
         self.lookups: dict[str, int] = {}
         self.running = 0
         self.most_running = 0
 
-    def knows(self, target: ObjectTarget) -> bool:
+    def known(self, target: ObjectTarget) -> InvolvedObject | None:
         with self._lock:
-            return target in self.known
+            return super().resolve(target) if target in self.seen else None
 
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
         with self._lock:
-            if target in self.known:
+            if target in self.seen:
                 return super().resolve(target)
             self.running += 1
             self.most_running = max(self.most_running, self.running)
@@ -182,7 +182,7 @@ class SlowLookupSink(MemorySink):
         time.sleep(0.02)
         with self._lock:
             self.running -= 1
-            self.known.add(target)
+            self.seen.add(target)
         return replace(super().resolve(target), uid=f"uid-{target.name}")
 
 

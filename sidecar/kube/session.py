@@ -92,4 +92,4 @@ async def timed_request(
         log.debug("%s answered %d", verb, status)
         return answer
     finally:
-        metrics.api_latency.labels(verb, result).observe(time.perf_counter() - began)
+        metrics.child(metrics.api_latency, verb, result).observe(time.perf_counter() - began)

@@ -152,6 +152,6 @@ class KubeSink:
         """See `ObjectLookup.resolve`: never raises."""
         return self.lookup.resolve(target)
 
-    def knows(self, target: ObjectTarget) -> bool:
-        """See `ObjectLookup.knows`."""
-        return self.lookup.knows(target)
+    def known(self, target: ObjectTarget) -> InvolvedObject | None:
+        """See `ObjectLookup.known`."""
+        return self.lookup.known(target)
