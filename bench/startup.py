@@ -44,7 +44,8 @@ RUN_STEPS = (
     ("the daemon (sources, consumer, poster, status server)", "sidecar.daemon"),
     ("the Kubernetes client (with requests, urllib3)", "kubernetes"),
     ("the Kubernetes sink (sidecar.kube)", "sidecar.kube"),
-    ("(not loaded by `run` any more: aiohttp.web, which the webhook uses)", "aiohttp.web"),
+    ("the writes (aiohttp's client: sidecar.kube.sender)", "sidecar.kube.sender"),
+    ("(not loaded by `run`: aiohttp.web, which the webhook uses)", "aiohttp.web"),
 )
 _RSS_PROBE = """
 import gc, importlib, sys

@@ -1,17 +1,18 @@
 """Turning `EventSpec`s into written Events: resolve, build, correlate, write with retries.
 
 The one place where every Event's fate is decided and counted, shared by `replay` and the daemon.
-It blocks while it retries, as client-go's recorder does, so it never runs on the event loop.
-`record` is `prepare` (resolve, build, correlate: in the order the lines came) then `write`; the
-daemon's poster calls `plan` (`prepare`'s writes, zero or more: a subclass may decide several,
-or none) and `tick` (writes not tied to a line, such as a series heartbeat) on one thread and
-`write` on several, one object's writes in order (`write_key`).
+`record` is `prepare` (resolve, build, correlate: in the order the lines came) then `write`,
+which blocks while it retries, as client-go's recorder does (`replay`, tests). The daemon's poster
+calls `plan` (`prepare`'s writes, zero or more: a subclass may decide several, or none; with the
+objects resolved already, so nothing waits) and `tick` (writes not tied to a line, such as a
+series heartbeat) in queue order, and makes the writes several at once, one object's in order
+(`write_key`), all on its event loop.
 
 How to write is decided apart from doing it: `write_steps` is a generator that yields each
 request (`Send`) and each wait (`Pause`) and is told, by an exception thrown in, when a request
-failed. `write` drives it with the sink's blocking calls and `sleep` (`replay`, tests); the
-daemon's poster drives the same steps from the event loop, several at once (`Poster`). So the
-retry, 409 and rate-limit rules exist once, whatever does the I/O.
+failed. `write` drives it with the sink's blocking calls and `sleep`; the poster drives the same
+steps with `await` (`sidecar.poster.drive`). So the retry, 409 and rate-limit rules exist once,
+whatever does the I/O.
 
 A 429 is honoured two ways. With Retry-After (API Priority and Fairness) the write sleeps that
 long (at most `retry_after_max_seconds`) and tries again. Without it (the `EventRateLimit`
@@ -231,7 +232,7 @@ class Recorder:
 
     def write(self, decision: Planned) -> RecordOutcome:
         """Make `write_steps(decision)` with the sink's blocking calls. Writes about one object
-        must not overlap (its back-off state is theirs); others may, on other threads."""
+        must not overlap (its back-off state is theirs); others may."""
         return drive(self.write_steps(decision), self.sink, self._sleep)
 
     def write_steps(self, decision: Planned) -> Steps[RecordOutcome]:

@@ -9,10 +9,10 @@ and a final PATCH when one has been quiet for the finish period) and at shutdown
 (`tick("pending")`).
 
 Deciding and writing are apart, as in `Recorder`: `plan` and `tick` decide (the cache's state
-changes only there, on the one thread that calls them, in the lines' order) and `write` makes one
-decided write, on any thread, each object's in order. So the daemon writes several Events at once
-in this mode too, and a checkpoint taken between two decisions (`export_series`) and committed once
-the writes decided before it ended holds exactly what the API has and what is only in memory.
+changes only there, in the lines' order) and `write_steps` makes one decided write, each
+object's in order. So the daemon writes several Events at once in this mode too, and a checkpoint
+taken between two decisions (`export_series`) and committed once the writes decided before it
+ended holds exactly what the API has and what is only in memory.
 """
 
 from __future__ import annotations
