@@ -106,23 +106,29 @@ def capture_server(tmp_path: Path) -> Iterator[Path]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    kubeconfig = tmp_path / "capture.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
-                ],
-                "users": [{"name": "u", "user": {"token": "t0ken"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
+    kubeconfig = plain_kubeconfig(
+        tmp_path / "capture.kubeconfig", f"http://127.0.0.1:{server.server_port}", "t0ken"
     )
     try:
         yield kubeconfig
     finally:
         server.shutdown()
         server.server_close()
+
+
+def plain_kubeconfig(path: Path, server: str, token: str = "t") -> Path:
+    """Write a kubeconfig for `server` (plain HTTP: a local fake or a closed port) with a bearer
+    `token`; return its path."""
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import plain_kubeconfig
 from tests.controlplane import ControlPlane
 from tests.daemon_support import (
     Sidecar,
@@ -181,19 +182,7 @@ def test_readyz_says_when_the_api_is_unreachable(tmp_path: Path) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    kubeconfig = plain_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
     args = [
         "--rules",
         str(write_rules(tmp_path)),

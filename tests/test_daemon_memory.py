@@ -7,12 +7,12 @@ a hanging API still ends the process within the drain deadline, with exit code 0
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from pathlib import Path
 
 from sidecar.inject.settings import InjectSettings
+from tests.conftest import plain_kubeconfig
 from tests.daemon_support import Sidecar, append, phase_lines, wait_for, write_rules
 
 MIB = 1024 * 1024
@@ -39,19 +39,7 @@ def test_a_hanging_api_and_a_flood_of_lines_keep_memory_bounded(tmp_path: Path) 
         black_hole.bind(("127.0.0.1", 0))
         black_hole.listen(1024)
         port = black_hole.getsockname()[1]
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                    "current-context": "x",
-                }
-            )
-        )
+        kubeconfig = plain_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
         log = tmp_path / "controller.log"
         process = Sidecar(
             [

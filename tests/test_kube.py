@@ -7,6 +7,7 @@ from the API or with the built kubectl, so what is asserted is what users will s
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -28,8 +29,9 @@ from sidecar.events import Event, EventNamer, InvolvedObject
 from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeConfigError, KubeSettings, KubeSink, connect
 from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget, RetrySettings
+from sidecar.poster import drive
 from sidecar.recorder import Recorder
-from sidecar.sinks import NotFound, Refused, Unreachable
+from sidecar.sinks import NotFound, Refused, Send, Unreachable
 from tests.conftest import Capture
 from tests.controlplane import REPO_ROOT, ControlPlane, token_kubeconfig
 
@@ -776,6 +778,27 @@ def test_unreachable_api_is_retried_then_counted(
         assert _dropped(registry, "retries_exhausted") == 1
         assert _requests(registry, "create", "unreachable") == 1 + 3
 
+        # The same steps driven from the event loop through the daemon's sender.
+        decision = recorder.prepare(_spec(target, "settings reloaded once more"))
+        assert not isinstance(decision, str)
+        pauses: list[float] = []
+
+        async def pause(seconds: float) -> None:
+            pauses.append(seconds)
+
+        async def write() -> Any:
+            sender = sink.sender(1)
+            try:
+                return await drive(recorder.write_steps(decision), sender, pause)
+            finally:
+                await sender.close()
+
+        assert asyncio.run(write()) == "retries_exhausted"
+        assert len(pauses) == 2
+        assert pauses[1] == 0.01
+        assert _dropped(registry, "retries_exhausted") == 2
+        assert _requests(registry, "create", "unreachable") == 1 + 3 + 3
+
 
 def test_an_api_that_never_answers_times_out_as_unreachable(
     control_plane: ControlPlane, tmp_path: Path
@@ -795,6 +818,18 @@ def test_an_api_that_never_answers_times_out_as_unreachable(
             began = time.monotonic()
             with pytest.raises(Unreachable):
                 sink.ping()
+            assert time.monotonic() - began < 5
+
+            async def send() -> None:  # the daemon's writes time out the same way
+                sender = sink.sender(1)
+                try:
+                    await sender.send(Send(_event(InvolvedObject("Pod", "web-0", "ns", "v1"))))
+                finally:
+                    await sender.close()
+
+            began = time.monotonic()
+            with pytest.raises(Unreachable):
+                asyncio.run(send())
             assert time.monotonic() - began < 5
 
 

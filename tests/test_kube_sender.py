@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -21,22 +20,16 @@ from kubernetes import client
 
 from sidecar.events import InvolvedObject
 from sidecar.events_v1 import ModernEvent, make_modern_event
-from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeSettings, KubeSink, connect
-from sidecar.model import ObjectTarget, RetrySettings
-from sidecar.poster import drive
-from sidecar.recorder import Recorder
+from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeSink, connect
 from sidecar.sinks import Refused, Send, Sender, SinkError, Throttled, Unreachable, send_to
-from tests.conftest import Capture
+from tests.conftest import Capture, plain_kubeconfig
 from tests.controlplane import ControlPlane, token_kubeconfig
 from tests.test_kube import (
     COMPONENT,
     HOST,
-    _closed_port,
     _event,
     _metrics,
-    _recorder,
     _requests,
-    _spec,
 )
 
 
@@ -143,41 +136,7 @@ def test_every_answer_means_what_it_means_for_the_blocking_sink(
     assert [e["series"]["count"] for e in stored if "series" in e] == [2, 2]
 
 
-def test_a_recorder_driven_through_the_sender_retries_and_drops_as_the_blocking_one(
-    control_plane: ControlPlane, tmp_path: Path
-) -> None:
-    closed = token_kubeconfig(
-        tmp_path / "closed.kubeconfig",
-        server=f"https://127.0.0.1:{_closed_port()}",
-        ca_pem=control_plane.ca_pem,
-        token="unused",
-    )
-    registry, metrics = _metrics()
-    with connect(kubeconfig=str(closed), metrics=metrics) as sink:
-        recorder: Recorder = _recorder(
-            sink, metrics, retry=RetrySettings(max_tries=3, interval_seconds=0.01)
-        )
-        decision = recorder.prepare(_spec(ObjectTarget("Pod", "web-0", "team-a", "", "")))
-        assert not isinstance(decision, str)
-        pauses: list[float] = []
-
-        async def pause(seconds: float) -> None:
-            pauses.append(seconds)
-
-        async def write() -> Any:
-            sender = sink.sender(1)
-            try:
-                return await drive(recorder.write_steps(decision), sender, pause)
-            finally:
-                await sender.close()
-
-        assert asyncio.run(write()) == "retries_exhausted"
-    assert len(pauses) == 2
-    assert pauses[1] == 0.01
-    assert _requests(registry, "create", "unreachable") == 3
-
-
-def test_a_server_that_never_answers_and_a_wrong_ca_are_unreachable(
+def test_a_server_with_a_certificate_from_another_ca_is_unreachable(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     stranger = trustme.CA()
@@ -190,31 +149,18 @@ def test_a_server_that_never_answers_and_a_wrong_ca_are_unreachable(
     event = _event(InvolvedObject("Pod", "web-0", "team-a", "v1"))
     _, metrics = _metrics()
 
-    async def send(sink: KubeSink) -> float:
+    async def send() -> None:
         sender = sink.sender(1)
-        began = time.monotonic()
         try:
             with pytest.raises(Unreachable) as error:
                 await sender.send(Send(event))
             assert not isinstance(error.value, Throttled)
+            assert "SSL" in str(error.value) or "certificate" in str(error.value)
         finally:
             await sender.close()
-        return time.monotonic() - began
 
     with connect(kubeconfig=str(wrong_ca), metrics=metrics) as sink:
-        asyncio.run(send(sink))
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)  # connections complete in the kernel; nobody ever answers
-        kubeconfig = token_kubeconfig(
-            tmp_path / "silent.kubeconfig",
-            server=f"https://127.0.0.1:{silent.getsockname()[1]}",
-            ca_pem=control_plane.ca_pem,
-            token="unused",
-        )
-        settings = KubeSettings(request_timeout=0.3)
-        with connect(kubeconfig=str(kubeconfig), metrics=metrics, settings=settings) as sink:
-            assert asyncio.run(send(sink)) < 5
+        asyncio.run(send())
 
 
 def test_requests_on_the_wire_match_the_blocking_sink(capture_server: Path) -> None:
@@ -273,19 +219,7 @@ def test_a_429_is_throttled_with_its_retry_after(tmp_path: Path, retry_after: st
         site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        kubeconfig = tmp_path / "limited.kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                    "current-context": "c",
-                }
-            )
-        )
+        kubeconfig = plain_kubeconfig(tmp_path / "limited.kubeconfig", f"http://127.0.0.1:{port}")
         _, metrics = _metrics()
         sender = connect(kubeconfig=str(kubeconfig), metrics=metrics).sender(1)
         try:
