@@ -45,8 +45,7 @@ class KubeSender:
         Unreachable: no answer (`Throttled` for a 429, with its Retry-After).
         NotFound: 404 (a create: the namespace is missing; a PATCH: the Event expired).
         Refused: any other error answer."""
-        verb, method, path, content_type = route(request)
-        body = request.event.to_body() if request.patch is None else request.patch
+        verb, method, path, content_type, body = route(request)
         headers = auth_headers(self._configuration, self._user_agent)
         headers["Accept"] = JSON
         headers["Content-Type"] = content_type

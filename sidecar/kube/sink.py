@@ -30,14 +30,15 @@ _CORE: Final = "/api/v1"
 _MODERN: Final = "/apis/events.k8s.io/v1"
 
 
-def route(request: Send) -> tuple[str, str, str, str]:
-    """(verb for `api_latency`, HTTP method, path, content type) of a write."""
+def route(request: Send) -> tuple[str, str, str, str, dict[str, Any]]:
+    """(verb for `api_latency`, HTTP method, path, content type, body) of a write."""
     event = request.event
     api = _CORE if type(event) is Event else _MODERN
     events = f"{api}/namespaces/{quote(event.namespace, safe='')}/events"
     if request.patch is None:
-        return "create", "POST", events, JSON
-    return "patch", "PATCH", f"{events}/{quote(event.name, safe='')}", STRATEGIC_MERGE_PATCH
+        return "create", "POST", events, JSON, event.to_body()
+    name = quote(event.name, safe="")
+    return "patch", "PATCH", f"{events}/{name}", STRATEGIC_MERGE_PATCH, request.patch
 
 
 class KubeSink:
@@ -111,8 +112,7 @@ class KubeSink:
         self._write(Send(event, patch))
 
     def _write(self, request: Send) -> None:
-        verb, method, path, content_type = route(request)
-        body = request.event.to_body() if request.patch is None else request.patch
+        verb, method, path, content_type, body = route(request)
         answer = send(self._transport, verb, method, path, body=body, content_type=content_type)
         if answer.status >= 300:
             raise refusal(verb, answer)
