@@ -151,6 +151,26 @@ class EventWatch:
 # -- the daemon ---------------------------------------------------------------------------------
 
 
+def started_port(stderr: Path, process: subprocess.Popen[bytes]) -> int:
+    """The /metrics port of `event-sidecar run` (`process`), from its "started" log line in
+    `stderr`, once it has written it."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the daemon exited early:\n{_tail(stderr)}")
+        for line in stderr.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if record.get("msg") == "started":
+                    return int(str(record["metrics"]).rsplit(":", 1)[1])
+        time.sleep(0.05)
+    raise SystemExit(f"the daemon did not start:\n{_tail(stderr)}")
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:]
+
+
 class Daemon:
     """`python -m sidecar run` as a child process."""
 
@@ -192,28 +212,15 @@ class Daemon:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
-        self.port = self._wait_started()
+        self.port = started_port(self.stderr_path, self.process)
         deadline = time.monotonic() + 20
         while not self._ready():
             if time.monotonic() > deadline:
-                raise SystemExit(f"the daemon never became ready:\n{self.stderr()[-3000:]}")
+                raise SystemExit(f"the daemon never became ready:\n{_tail(self.stderr_path)}")
             time.sleep(0.05)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
-
-    def _wait_started(self) -> int:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the daemon exited early:\n{self.stderr()[-3000:]}")
-            for line in self.stderr().splitlines():
-                with contextlib.suppress(ValueError):
-                    record = json.loads(line)
-                    if record.get("msg") == "started":
-                        return int(str(record["metrics"]).rsplit(":", 1)[1])
-            time.sleep(0.05)
-        raise SystemExit(f"the daemon did not start:\n{self.stderr()[-3000:]}")
 
     def _ready(self) -> bool:
         try:

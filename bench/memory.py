@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -50,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import generate
-from harness import samples
+from harness import samples, started_port
 from report import ROOT, cluster, machine, spread, today, write_section
 
 BENCH = ROOT / "bench"
@@ -106,20 +105,6 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
-
-
-def sidecar_port(stderr: Path, process: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the daemon exited early:\n{stderr.read_text()[-3000:]}")
-        for line in stderr.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if record.get("msg") == "started":
-                    return int(str(record["metrics"]).rsplit(":", 1)[1])
-        time.sleep(0.05)
-    raise SystemExit(f"the daemon did not start:\n{stderr.read_text()[-3000:]}")
 
 
 def wait_http(url: str, what: str, timeout: float = 20.0) -> None:
@@ -266,7 +251,7 @@ def one_run(
             stderr=(work / "mtail.stderr").open("wb"),
         )
         try:
-            port = sidecar_port(stderr_path, ours)
+            port = started_port(stderr_path, ours)
             ours_url = f"http://127.0.0.1:{port}/metrics"
             theirs_url = f"http://127.0.0.1:{mtail_port}/metrics"
             wait_http(ours_url, "the daemon")

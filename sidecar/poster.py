@@ -335,19 +335,15 @@ class Poster:
 
     async def _resolved(self, target: ObjectTarget, resolving: Resolving) -> InvolvedObject:
         """`target` resolved, as `_look_ahead` found it or its look-up answers."""
-        if resolving is None:  # `_next` always starts it; kept total for other callers
-            resolving = self._start_resolving(target)
         if type(resolving) is InvolvedObject:
             return resolving
-        assert isinstance(resolving, asyncio.Future)
+        assert isinstance(resolving, asyncio.Future)  # `_look_ahead` resolves every object
         try:
             return await resolving
         except Exception:  # the look-up thread closed: as a failed look-up answers
             return unresolved(target)
 
-    async def _handle(
-        self, item: QueueItem, involved: Resolving = None, related: Resolving = None
-    ) -> bool:
+    async def _handle(self, item: QueueItem, involved: Resolving, related: Resolving) -> bool:
         """Correlate a `Posting` (or decide a `Tick`) and start its writes, or take a `Mark`'s
         state and schedule its commit; True when tasks now own the item (and will call
         `_done`)."""

@@ -49,6 +49,23 @@ def core_recorder(
     return sink, namer, recorder
 
 
+def round_of_specs(namespace: str, repeat: int, message: str) -> list[EventSpec]:
+    """One round: every (object, reason) once, at second `repeat`; repeated rounds make each
+    a create then PATCHes, which must follow it in order."""
+    return [
+        EventSpec(
+            rule="r",
+            target=ObjectTarget("Pod", f"web-{obj}", namespace, "v1"),
+            type="Normal",
+            reason=f"Reason{reason}",
+            message=message,
+            time=1_700_000_000.0 + repeat,
+        )
+        for obj in range(OBJECTS)
+        for reason in range(REASONS)
+    ]
+
+
 def _writer_threads() -> set[int | None]:
     return {t.ident for t in threading.enumerate() if "write" in t.name}
 
@@ -94,17 +111,8 @@ async def test_many_events_written_eight_at_a_time_are_stored_with_their_counts(
     events: asyncio.Queue[QueueItem] = asyncio.Queue()
     # Each (object, reason) repeated: a create then PATCHes, which must follow it in order.
     for repeat in range(REPEATS):
-        for obj in range(OBJECTS):
-            for reason in range(REASONS):
-                spec = EventSpec(
-                    rule="r",
-                    target=ObjectTarget("Pod", f"web-{obj}", NAMESPACE, "v1"),
-                    type="Normal",
-                    reason=f"Reason{reason}",
-                    message="same message",
-                    time=1_700_000_000.0 + repeat,
-                )
-                events.put_nowait(Posting(spec, time.monotonic()))
+        for spec in round_of_specs(NAMESPACE, repeat, "same message"):
+            events.put_nowait(Posting(spec, time.monotonic()))
     # By default the poster writes through the sink's own sender: aiohttp, no writer threads.
     writers = _writer_threads()
     assert isinstance(Poster(asyncio.Queue(), recorder, namer, metrics, print).sender, KubeSender)
@@ -164,17 +172,8 @@ async def test_series_written_eight_at_a_time_keep_their_order_and_the_checkpoin
 
     events: asyncio.Queue[QueueItem] = asyncio.Queue()
     for repeat in range(REPEATS):
-        for obj in range(OBJECTS):
-            for reason in range(REASONS):
-                spec = EventSpec(
-                    rule="r",
-                    target=ObjectTarget("Pod", f"web-{obj}", namespace, "v1"),
-                    type="Normal",
-                    reason=f"Reason{reason}",
-                    message=f"message {repeat}",
-                    time=1_700_000_000.0 + repeat,
-                )
-                events.put_nowait(Posting(spec, time.monotonic()))
+        for spec in round_of_specs(namespace, repeat, f"message {repeat}"):
+            events.put_nowait(Posting(spec, time.monotonic()))
         events.put_nowait(Mark(Checkpoint()))
     events.put_nowait(Tick("pending"))
     events.put_nowait(Mark(Checkpoint()))
