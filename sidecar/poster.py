@@ -5,10 +5,11 @@ Everything runs on the event loop, and nothing in it blocks:
 - correlation (`Recorder.plan`: build, correlate, and in events.k8s.io/v1 mode observe the
   series) runs inline, in queue order, so dedup, aggregation and series decide exactly as a
   serial writer would. It needs each Event's object resolved, and resolving an object the sink
-  does not know yet is a GET (the blocking client, on look-up threads), so the poster looks
-  ahead: the objects of the Postings already queued (up to `LOOKAHEAD` items) are looked up at
-  once, `writes` at a time, and correlation takes the answers in order. A burst about many new
-  objects (a controller's start) costs a round trip per `writes` objects, not one per object;
+  does not know yet is a GET (through the `Sender`: the Kubernetes sink's on the event loop), so
+  the poster looks ahead: the objects of the Postings already queued (up to `LOOKAHEAD` items)
+  are looked up at once, `writes` at a time, and correlation takes the answers in order. A
+  burst about many new objects (a controller's start) costs a round trip per `writes` objects,
+  not one per object;
 - the writes it decides are coroutines (`Recorder.write_steps`, driven by `drive` over a
   `Sender`: the Kubernetes sink's is aiohttp, with a kept-alive connection per write in flight),
   `writes` (default 8) at a time. Each object's writes are chained: one for object X starts
@@ -26,7 +27,8 @@ Everything runs on the event loop, and nothing in it blocks:
   for the tick's writes queued before it.
 
 A sink without a `sender` of its own (the memory sink of `--dry-run`, tests' sinks) is written
-through `ThreadedSender`: its blocking calls on daemon threads, one per write in flight.
+and resolved through `ThreadedSender`: its blocking calls on daemon threads, one per write or
+look-up in flight.
 
 What holds across a crash (`kill -9`), for the file source:
 - No line is skipped: a file's offset is checkpointed only after the Events of the lines before it
@@ -56,7 +58,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.correlate import CorrelationState
@@ -69,6 +71,8 @@ from sidecar.sinks import Send, Sender, Sink, SinkError, send_to, unresolved
 from sidecar.threads import WorkerThread
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,26 +185,46 @@ async def drive(
         return stop.value
 
 
-class ThreadedSender:
-    """A `Sender` over a blocking `Sink`: each request on one of `threads` daemon threads."""
+class _Threads:
+    """Daemon threads taking blocking calls, one call per idle thread."""
 
-    def __init__(self, sink: Sink, threads: int) -> None:
-        self._sink = sink
-        self._threads = [WorkerThread(f"event-sidecar-write-{n}") for n in range(threads)]
+    def __init__(self, name: str, threads: int) -> None:
+        self._threads = [WorkerThread(f"{name}-{n}") for n in range(threads)]
         self._idle: asyncio.Queue[WorkerThread] = asyncio.Queue()
         for thread in self._threads:
             self._idle.put_nowait(thread)
 
-    async def send(self, request: Send) -> None:
+    async def call(self, function: Callable[[], _T]) -> _T:
         thread = await self._idle.get()
         try:
-            await thread.call(lambda: send_to(self._sink, request))
+            return await thread.call(function)
         finally:
             self._idle.put_nowait(thread)
 
-    async def close(self) -> None:
+    def close(self) -> None:
         for thread in self._threads:
             thread.close()
+
+
+class ThreadedSender:
+    """A `Sender` over a blocking `Sink`: each write on one of `threads` daemon threads, each
+    look-up on one of `threads` others."""
+
+    def __init__(self, sink: Sink, threads: int) -> None:
+        self._sink = sink
+        self._writers = _Threads("event-sidecar-write", threads)
+        self._lookups = _Threads("event-sidecar-lookup", threads)
+
+    async def send(self, request: Send) -> None:
+        await self._writers.call(lambda: send_to(self._sink, request))
+
+    async def resolve(self, target: ObjectTarget) -> InvolvedObject:
+        """`sink.resolve` (which never raises) on an idle look-up thread."""
+        return await self._lookups.call(lambda: self._sink.resolve(target))
+
+    async def close(self) -> None:
+        self._writers.close()
+        self._lookups.close()
 
 
 class Poster:
@@ -251,11 +275,8 @@ class Poster:
         self._ahead: deque[Ahead] = deque()
         #: Look-ups under way, by object, shared by the Postings ahead about the same object.
         self._looking_up: dict[ObjectTarget, asyncio.Future[InvolvedObject]] = {}
-        self._lookups = [WorkerThread(f"event-sidecar-lookup-{n}") for n in range(writes)]
-        #: Look-up threads not busy.
-        self._idle_lookups: asyncio.Queue[WorkerThread] = asyncio.Queue()
-        for lookup in self._lookups:
-            self._idle_lookups.put_nowait(lookup)
+        #: At most `writes` look-ups being made.
+        self._asking = asyncio.Semaphore(writes)
 
     async def run(self) -> None:
         """Until cancelled."""
@@ -272,11 +293,9 @@ class Poster:
         finally:
             for looking_up in self._looking_up.values():
                 looking_up.cancel()
-            for thread in self._lookups:
-                thread.close()
 
     async def close(self) -> None:
-        """Close the sender's connections (after `run` ended)."""
+        """Close the sender's connections and threads (after `run` ended)."""
         await self.sender.close()
 
     def _done(self) -> None:
@@ -321,12 +340,9 @@ class Poster:
         return future
 
     async def _resolve(self, target: ObjectTarget) -> InvolvedObject:
-        """`sink.resolve` (which never raises) on an idle look-up thread."""
-        thread = await self._idle_lookups.get()
-        try:
-            return await thread.call(lambda: self.recorder.sink.resolve(target))
-        finally:
-            self._idle_lookups.put_nowait(thread)
+        """The sender's `resolve` (which never raises), `writes` at a time."""
+        async with self._asking:
+            return await self.sender.resolve(target)
 
     def _looked_up(self, target: ObjectTarget, done: asyncio.Future[InvolvedObject]) -> None:
         # Postings taken later look up again (or find it cached), as a serial writer would.
@@ -340,7 +356,7 @@ class Poster:
         assert isinstance(resolving, asyncio.Future)  # `_look_ahead` resolves every object
         try:
             return await resolving
-        except Exception:  # the look-up thread closed: as a failed look-up answers
+        except Exception:  # e.g. the look-up thread closed: as a failed look-up answers
             return unresolved(target)
 
     async def _handle(self, item: QueueItem, involved: Resolving, related: Resolving) -> bool:

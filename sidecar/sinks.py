@@ -10,7 +10,8 @@ Errors, in one hierarchy so callers catch the sink's meaning and never a library
       the Event expired or was deleted (`event_missing`), and the Recorder re-creates it.
 
 Writes are requests (`Send`): the Recorder decides them without doing them, and a driver makes
-them, on a `Sink` (blocking: `send_to`) or on a `Sender` (asyncio: the daemon's poster).
+them, on a `Sink` (blocking: `send_to`) or on a `Sender` (asyncio: the daemon's poster, which
+also resolves objects through it).
 """
 
 from __future__ import annotations
@@ -85,12 +86,16 @@ class Send:
 
 
 class Sender(Protocol):
-    """Makes `Send`s from the event loop, with a `Sink`'s errors."""
+    """Makes `Send`s from the event loop, with a `Sink`'s errors, and resolves objects there."""
 
     async def send(self, request: Send) -> None:
         """Raises:
         Unreachable: no answer (retry); `Throttled` for a 429.
         Refused: any other error answer (`NotFound` for a 404)."""
+        ...
+
+    async def resolve(self, target: ObjectTarget) -> InvolvedObject:
+        """The sink's `resolve`, from the event loop. Never raises."""
         ...
 
     async def close(self) -> None: ...

@@ -1,10 +1,11 @@
 """The one way the sidecar runs blocking work off the event loop: a named daemon thread per job.
 
-Each blocking concern (object look-ups and the API ping through the blocking client, checkpoint
-writes, a blocking sink's writes under `--dry-run`) gets its own `WorkerThread` rather than
-`asyncio.to_thread`: the default executor's threads are joined at exit, so a look-up or a ping
-hanging until its timeout would hold up a shutdown whose deadline already passed. Jobs on one
-thread run one after another, which also gives the checkpoint its "one write at a time" for free.
+Each blocking concern (look-ups that need API discovery and the API ping through the blocking
+client, checkpoint writes, a blocking sink's writes and look-ups under `--dry-run`) gets its own
+`WorkerThread` rather than `asyncio.to_thread`: the default executor's threads are joined at
+exit, so a look-up or a ping hanging until its timeout would hold up a shutdown whose deadline
+already passed. Jobs on one thread run one after another, which also gives the checkpoint its
+"one write at a time" for free.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.events import InvolvedObject
-from sidecar.kube.lookup import ObjectLookup
+from sidecar.kube.discovery import NotDiscovered
+from sidecar.kube.lookup import Fetch, ObjectLookup, begin, conclude
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.sink import KubeSink
 from sidecar.kube.transport import Answer
@@ -246,6 +247,71 @@ def test_an_unknown_kind_rediscovers_at_most_once_per_interval() -> None:
     clock.now += 30
     assert lookup.resolve(target).uid == "g"
     assert _counted(registry, "unknown_kind") == 2
+
+
+def _fetched(
+    lookup: ObjectLookup, target: ObjectTarget, answer: Answer | Unreachable
+) -> tuple[str, InvolvedObject]:
+    """A look-up made as the event loop makes it: (the path of its GET, the object)."""
+    steps = lookup.steps(target, discover=False)
+    fetch = begin(steps)
+    assert isinstance(fetch, Fetch)
+    return fetch.path, conclude(steps, answer)
+
+
+def test_a_look_up_as_steps_asks_nothing_itself_once_its_kind_is_discovered() -> None:
+    api = CannedApi(_discovery())
+    lookup, registry, _ = _lookup(api)
+    web = ObjectTarget("Pod", "web-0", "shop", "", "")
+    with pytest.raises(NotDiscovered):
+        begin(lookup.steps(web, discover=False))
+    assert api.asked == []  # nothing asked on the caller's behalf
+    api.answers["/api/v1/namespaces/shop/pods/web-0"] = (200, _metadata("u0"))
+    lookup.resolve(web)  # discovers the core group (what a thread does, once per kind)
+    asked = len(api.asked)
+    path, found = _fetched(
+        lookup,
+        replace(web, name="web-1"),
+        Answer(200, json.dumps(_metadata("u1", "9")).encode()),
+    )
+    assert path == "/api/v1/namespaces/shop/pods/web-1"
+    assert found == InvolvedObject("Pod", "web-1", "shop", "v1", uid="u1", resource_version="9")
+    assert len(api.asked) == asked  # the caller made the GET
+    assert lookup.known(replace(web, name="web-1")) == found  # and its answer is cached
+    # The same answers as `resolve` for the rest: 404, 403, an error, no answer at all.
+    answers: list[tuple[str, Answer | Unreachable, LookupResult]] = [
+        ("gone", Answer(404, b"{}"), "not_found"),
+        ("secret", Answer(403, b"{}"), "forbidden"),
+        ("broken", Answer(500, b"{}"), "error"),
+        ("far", Unreachable("get: connection refused"), "error"),
+    ]
+    for name, answer, result in answers:
+        _, found = _fetched(lookup, replace(web, name=name), answer)
+        assert found == InvolvedObject("Pod", name, "shop", "v1")
+        assert _counted(registry, result), result
+    assert _counted(registry, "error") == 2
+    # A namespaced kind without a namespace needs no GET at all.
+    assert begin(lookup.steps(replace(web, namespace=""), discover=False)) == InvolvedObject(
+        "Pod", "web-0", "", "v1"
+    )
+
+
+def test_a_kind_not_found_in_cached_discovery_is_left_to_a_thread_when_rediscovery_is_due() -> None:
+    api = CannedApi(_discovery())
+    lookup, registry, clock = _lookup(api, KubeSettings(rediscover_interval=30.0))
+    gadget = ObjectTarget("Gadget", "g1", "shop", "v1", "")
+    lookup.resolve(gadget)  # discovers /api/v1: no Gadget there
+    assert _counted(registry, "unknown_kind") == 1
+    # Within the interval the cached documents answer: unknown, and no request.
+    assert begin(lookup.steps(gadget, discover=False)) == InvolvedObject(
+        "Gadget", "g1", "shop", "v1"
+    )
+    assert _counted(registry, "unknown_kind") == 2
+    clock.now += 30
+    asked = len(api.asked)
+    with pytest.raises(NotDiscovered):
+        begin(lookup.steps(gadget, discover=False))
+    assert len(api.asked) == asked
 
 
 def _sink(answers: dict[str, tuple[int, Any]]) -> KubeSink:

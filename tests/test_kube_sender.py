@@ -21,15 +21,22 @@ from kubernetes import client
 from sidecar.events import InvolvedObject
 from sidecar.events_v1 import ModernEvent, make_modern_event
 from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeSink, connect
+from sidecar.model import ObjectTarget
 from sidecar.sinks import Refused, Send, Sender, SinkError, Throttled, Unreachable, send_to
 from tests.conftest import Capture, plain_kubeconfig
 from tests.controlplane import ControlPlane, token_kubeconfig
 from tests.test_kube import (
     COMPONENT,
     HOST,
+    RQA_GROUP,
+    _create_pod,
+    _create_rqa,
     _event,
+    _lookups,
     _metrics,
     _requests,
+    install_sidecar_rbac,
+    rqa_crd,  # noqa: F401 - a fixture
 )
 
 
@@ -134,6 +141,73 @@ def test_every_answer_means_what_it_means_for_the_blocking_sink(
     )["items"]
     # Each writer's events.k8s.io/v1 Event, its series PATCHed to 2 (core/v1 ones have none).
     assert [e["series"]["count"] for e in stored if "series" in e] == [2, 2]
+
+
+@pytest.mark.usefixtures("rqa_crd")
+def test_look_ups_answer_as_the_blocking_sinks_and_fetch_objects_on_the_event_loop(
+    control_plane: ControlPlane,
+    kube_api_client: client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The sidecar's own RBAC: pods and the custom resource may be read, ConfigMaps may not.
+    token = install_sidecar_rbac(control_plane, kube_api_client, namespace, tmp_path)
+    kubeconfig = str(control_plane.token_kubeconfig(token, tmp_path / "sidecar.kubeconfig"))
+    pod_uid, _ = _create_pod(kube_api_client, namespace, "web-0")
+    other_uid, _ = _create_pod(kube_api_client, namespace, "web-1")
+    rqa_uid = _create_rqa(kube_api_client, namespace, "team-a")
+    client.CoreV1Api(kube_api_client).create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="quota-settings"))
+    )
+    targets = [
+        ObjectTarget("Pod", "web-0", namespace),
+        ObjectTarget("Pod", "web-1", namespace),
+        ObjectTarget("Pod", "gone", namespace),
+        ObjectTarget("ResourceQuotaAutoscaler", "team-a", namespace, "", RQA_GROUP),
+        ObjectTarget("ConfigMap", "quota-settings", namespace),
+        ObjectTarget("NoSuchKind", "n-0", namespace),
+    ]
+    blocking_registry, metrics = _metrics()
+    with connect(kubeconfig=kubeconfig, metrics=metrics) as blocking:
+        expected = [blocking.resolve(target) for target in targets]
+    assert [(found.uid, found.api_version) for found in expected] == [
+        (pod_uid, "v1"),
+        (other_uid, "v1"),
+        ("", "v1"),
+        (rqa_uid, f"{RQA_GROUP}/v1"),
+        ("", "v1"),
+        ("", ""),
+    ]
+
+    registry, metrics = _metrics()
+    with connect(kubeconfig=kubeconfig, metrics=metrics) as sink:
+        # What the sender hands whole to its discovery thread (the blocking client).
+        whole: list[str] = []
+        resolve = sink.lookup.resolve
+
+        def resolve_on_thread(target: ObjectTarget) -> InvolvedObject:
+            whole.append(target.name)
+            return resolve(target)
+
+        monkeypatch.setattr(sink.lookup, "resolve", resolve_on_thread)
+
+        async def through_sender() -> list[InvolvedObject]:
+            sender = sink.sender(4)
+            try:
+                return [await sender.resolve(target) for target in targets]
+            finally:
+                await sender.close()
+
+        resolved = asyncio.run(through_sender())
+    assert resolved == expected
+    # Only a kind's first look-up (and a kind nowhere in discovery) needs discovery requests;
+    # the others' GETs were made on the event loop.
+    assert whole == ["web-0", "team-a", "n-0"]
+    for result in ("found", "forbidden", "not_found", "unknown_kind"):
+        assert _lookups(registry, result) == _lookups(blocking_registry, result), result
+    assert _requests(registry, "get", "200") == 3
+    assert _requests(registry, "get", "403") == _requests(registry, "get", "404") == 1
 
 
 def test_a_server_with_a_certificate_from_another_ca_is_unreachable(

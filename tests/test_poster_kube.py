@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.checkpoint import Checkpoint
 from sidecar.correlate import Correlator, CorrelatorSettings
+from sidecar.events import InvolvedObject
 from sidecar.events_v1 import SeriesCache
 from sidecar.kube import KubeSink, connect
 from sidecar.kube.sender import KubeSender
@@ -84,6 +85,9 @@ class _InFlight:
             await self.sender.send(request)
         finally:
             self.now -= 1
+
+    async def resolve(self, target: ObjectTarget) -> InvolvedObject:
+        return await self.sender.resolve(target)
 
     async def close(self) -> None:
         await self.sender.close()

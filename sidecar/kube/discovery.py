@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +44,10 @@ class LookupFailed(Exception):
     """A request failed in a way that says nothing about the kind or object (5xx, 403, ...)."""
 
 
+class NotDiscovered(Exception):
+    """`find_cached` cannot answer without a discovery request."""
+
+
 class Discovery:
     """Finds the resource serving a kind. Thread-safe: the poster's thread and `replay` share it.
 
@@ -64,6 +69,9 @@ class Discovery:
             settings.cache_size, settings.discovery_ttl, timer=clock
         )
         self._discovered_at = 0.0
+        #: Set on a thread while `find_cached` searches: a document not cached raises instead
+        #: of being asked for.
+        self._offline = threading.local()
 
     def find_resource(self, target: ObjectTarget) -> Resource | None:
         """Search cached discovery; on a miss, discover afresh (rate-limited) and search again."""
@@ -79,6 +87,34 @@ class Discovery:
         log.debug("kind %s not in discovery; discovering again", target.kind)
         return self._search(target)
 
+    def find_cached(self, target: ObjectTarget) -> Resource | None:
+        """What `find_resource` answers, from the cached documents alone: the event loop asks
+        this, and leaves to a thread what needs a request.
+
+        Raises:
+            NotDiscovered: a document the search needs is not cached, or the kind is missing
+                and a fresh discovery is due.
+        """
+        with self.cached_only():
+            found = self._search(target)
+        if found is None:
+            with self._lock:
+                due = self._clock() - self._discovered_at >= self.settings.rediscover_interval
+            if due:
+                raise NotDiscovered(target.kind)
+        return found
+
+    @contextmanager
+    def cached_only(self) -> Iterator[None]:
+        """Within it, on this thread, a document not cached raises `NotDiscovered` instead of
+        being asked for (`best_version` then answers "")."""
+        before = getattr(self._offline, "active", False)
+        self._offline.active = True
+        try:
+            yield
+        finally:
+            self._offline.active = before
+
     def best_version(self, target: ObjectTarget) -> str:
         """The apiVersion to report when the kind could not be resolved."""
         if target.api_version:
@@ -88,7 +124,7 @@ class Discovery:
         if target.api_group:
             try:
                 group = self._group(target.api_group)
-            except (Unreachable, LookupFailed):
+            except (Unreachable, LookupFailed, NotDiscovered):
                 return ""
             if group is not None:
                 return group[0]
@@ -173,6 +209,8 @@ class Discovery:
         with self._lock:
             if path in self._documents:
                 return self._documents[path]
+        if getattr(self._offline, "active", False):
+            raise NotDiscovered(path)
         answer = get(self._transport, "discover", path, JSON)
         if answer.status == 200:
             document = answer.json()

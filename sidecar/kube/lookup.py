@@ -6,16 +6,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Final
+from collections.abc import Callable, Generator
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import Final, cast
 from urllib.parse import quote
 
 from sidecar.events import InvolvedObject
-from sidecar.kube.discovery import Discovery, LookupFailed, Resource, root_of
+from sidecar.kube.discovery import Discovery, LookupFailed, NotDiscovered, Resource, root_of
 from sidecar.kube.errors import describe
 from sidecar.kube.settings import KubeSettings
-from sidecar.kube.transport import Transport, get
+from sidecar.kube.transport import Answer, Transport, get
 from sidecar.lru import LRU
 from sidecar.metrics import Metrics
 from sidecar.model import LOOKUP_RESULTS, LookupResult, ObjectTarget
@@ -29,6 +30,40 @@ METADATA_ONLY: Final = (
 )
 #: Answers worth caching for `lookup_ttl`; `error` (no answer, or 5xx) is asked again next time.
 _CACHED: Final[frozenset[LookupResult]] = frozenset({"found", "forbidden", "not_found"})
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """The request a look-up makes once its kind is known: GET `path`, the object's metadata
+    (`METADATA_ONLY`), to fill in `reference`."""
+
+    path: str
+    reference: InvolvedObject
+
+
+#: A look-up as steps (`ObjectLookup.steps`): yields its `Fetch`, is sent the `Answer` (or thrown
+#: `Unreachable`), returns the object.
+LookupSteps = Generator[Fetch, Answer, InvolvedObject]
+
+
+def begin(steps: LookupSteps) -> Fetch | InvolvedObject:
+    """The look-up's request, or its answer when it needs none."""
+    try:
+        return next(steps)
+    except StopIteration as stop:
+        return cast(InvolvedObject, stop.value)
+
+
+def conclude(steps: LookupSteps, answer: Answer | Unreachable) -> InvolvedObject:
+    """Hand a look-up the answer to its `Fetch` (or the failure to get one); its object."""
+    try:
+        if isinstance(answer, Unreachable):
+            steps.throw(answer)
+        else:
+            steps.send(answer)
+    except StopIteration as stop:
+        return cast(InvolvedObject, stop.value)
+    raise RuntimeError("a look-up makes one request")
 
 
 class ObjectLookup:
@@ -64,15 +99,45 @@ class ObjectLookup:
         cached = self.known(target)
         if cached is not None:
             return cached
-        key = _cache_key(target)
+        steps = self.steps(target)
+        fetch = begin(steps)
+        if not isinstance(fetch, Fetch):
+            return fetch
         try:
-            found, result = self._look_up(target)
+            answer = get(self._transport, "get", fetch.path, METADATA_ONLY)
+        except Unreachable as error:
+            return conclude(steps, error)
+        return conclude(steps, answer)
+
+    def steps(self, target: ObjectTarget, *, discover: bool = True) -> LookupSteps:
+        """`resolve` after the cache, as steps: the object's GET is yielded (a `Fetch`) for the
+        caller to make, and its `Answer` sent back (or `Unreachable` thrown in), so the event
+        loop makes it on its own connections (`KubeSender.resolve`). With `discover` False,
+        discovery answers from its cache alone (no request on the event loop).
+
+        Raises:
+            NotDiscovered: (`discover` False) before any step, when discovery must ask.
+        """
+        cached_only = nullcontext if discover else self.discovery.cached_only
+        try:
+            with cached_only():
+                located = self._locate(target, discover=discover)
+            if isinstance(located, Fetch):
+                answer = yield located
+                with cached_only():
+                    found, result = self._interpret(located, answer)
+            else:
+                found, result = located
+        except NotDiscovered:
+            raise
         except (Unreachable, LookupFailed) as error:
             log.debug(
                 "cannot look up %s %s/%s: %s", target.kind, target.namespace, target.name, error
             )
             self._count("error")
-            return replace(unresolved(target), api_version=self.discovery.best_version(target))
+            with cached_only():
+                version = self.discovery.best_version(target)
+            return replace(unresolved(target), api_version=version)
         except Exception as error:  # never raise: an Event without uid beats no Event
             log.debug("look-up of %s %s failed", target.kind, target.name, exc_info=error)
             self._count("error")
@@ -81,7 +146,7 @@ class ObjectLookup:
         if result in _CACHED:
             expires = self._clock() + self._ttl
             with self._lock:
-                self._cache.put(key, (expires, replace(found, field_path="")))
+                self._cache.put(_cache_key(target), (expires, replace(found, field_path="")))
         return found
 
     def known(self, target: ObjectTarget) -> InvolvedObject | None:
@@ -99,11 +164,15 @@ class ObjectLookup:
         # Cached without a field path; most references have none, and the answer is frozen.
         return replace(cached, field_path=target.field_path) if target.field_path else cached
 
-    def _look_up(self, target: ObjectTarget) -> tuple[InvolvedObject, LookupResult]:
-        resource = self.discovery.find_resource(target)
+    def _locate(
+        self, target: ObjectTarget, *, discover: bool
+    ) -> Fetch | tuple[InvolvedObject, LookupResult]:
+        """The GET that finds the object, or the answer when none is needed."""
+        discovery = self.discovery
+        resource = discovery.find_resource(target) if discover else discovery.find_cached(target)
         if resource is None:
             return replace(
-                unresolved(target), api_version=self.discovery.best_version(target)
+                unresolved(target), api_version=discovery.best_version(target)
             ), "unknown_kind"
         reference = InvolvedObject(
             kind=resource.kind,
@@ -115,8 +184,12 @@ class ObjectLookup:
         if resource.namespaced and not target.namespace:
             # A namespaced kind named without a namespace cannot be fetched.
             return reference, "not_found"
-        path = object_path(resource, reference)
-        answer = get(self._transport, "get", path, METADATA_ONLY)
+        return Fetch(object_path(resource, reference), reference)
+
+    @staticmethod
+    def _interpret(fetch: Fetch, answer: Answer) -> tuple[InvolvedObject, LookupResult]:
+        """What the object's GET answered."""
+        reference = fetch.reference
         if answer.status == 200:
             metadata = answer.json().get("metadata") or {}
             live = replace(
@@ -129,7 +202,7 @@ class ObjectLookup:
             return reference, "forbidden"
         if answer.status == 404:
             return reference, "not_found"
-        raise LookupFailed(f"GET {path}: {describe(answer)}")
+        raise LookupFailed(f"GET {fetch.path}: {describe(answer)}")
 
     def _count(self, result: LookupResult) -> None:
         self._metrics.object_lookups.labels(result).inc()

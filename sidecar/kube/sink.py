@@ -1,5 +1,5 @@
 """`KubeSink`: Event writes (create, strategic-merge PATCH), the readiness ping, and look-ups;
-its `sender` makes the same writes from the event loop."""
+its `sender` makes the same writes and look-ups from the event loop."""
 
 from __future__ import annotations
 
@@ -118,14 +118,20 @@ class KubeSink:
             raise refusal(verb, answer)
 
     def sender(self, connections: int) -> KubeSender:
-        """The same writes from the event loop (`KubeSender`), on up to `connections` kept-alive
-        connections: what the daemon's poster writes through."""
+        """The same writes and look-ups from the event loop (`KubeSender`, sharing this sink's
+        look-up cache), up to `connections` of each in flight: what the daemon's poster writes
+        and resolves through."""
         if self._configuration is None:
             raise RuntimeError("this KubeSink was built without a client configuration")
         from sidecar.kube.sender import KubeSender  # noqa: PLC0415 - see the import above
 
         return KubeSender(
-            self._configuration, self._user_agent, self._metrics, self.settings, connections
+            self._configuration,
+            self._user_agent,
+            self._metrics,
+            self.settings,
+            connections,
+            lookup=self.lookup,
         )
 
     def choose_events_api(self, namespace: str | None = None) -> tuple[EventsApi, str]:
