@@ -68,8 +68,9 @@ def connect(
     # Retries belong to the Recorder (and only for transport errors): urllib3 must not add its
     # own, hidden ones.
     configuration.retries = False
-    # Look-ups run on several threads at once: keep a connection for each (urllib3 discards
-    # connections beyond the pool's size, and each new one costs a TLS handshake).
+    # Several threads may call it at once (the daemon's ping and discovery threads, a caller's
+    # own): keep a connection for each (urllib3 discards connections beyond the pool's size, and
+    # each new one costs a TLS handshake).
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, 64)
     api = k8s_client.ApiClient(configuration)
     api.user_agent = USER_AGENT
