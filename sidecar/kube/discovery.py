@@ -49,7 +49,8 @@ class NotDiscovered(Exception):
 
 
 class Discovery:
-    """Finds the resource serving a kind. Thread-safe: the poster's thread and `replay` share it.
+    """Finds the resource serving a kind. Thread-safe: the daemon's event loop (`find_cached`) and
+    its discovery thread share it.
 
     Raises `Unreachable` (no answer) and `LookupFailed` (an answer that says nothing).
     """
