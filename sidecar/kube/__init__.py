@@ -14,10 +14,12 @@ One concern per module:
 - `errors`: what an HTTP error answer means (`Refused` causes, `NotFound`, 429 as `Unreachable`);
 - `discovery`: which group/version serves a kind, hand-written and cached (the client's dynamic
   discovery writes a cache file to the temporary folder; the root filesystem is read-only);
-- `lookup`: an involved object's uid and resourceVersion, cached;
+- `lookup`: an involved object's uid and resourceVersion, cached; its GET as a step, so either
+  client can make it;
 - `sink`: `KubeSink`, the `Sink`: create, PATCH, ping, resolve;
 - `session`: an aiohttp session with the configuration's credentials, and a timed request;
-- `sender`: `KubeSender`, the `Sender`: the sink's writes from the event loop (the daemon's);
+- `sender`: `KubeSender`, the `Sender`: the sink's writes and look-ups from the event loop (the
+  daemon's);
 - `logs`: `PodLogClient`, the pod log API streamed (the pod log source's edge).
 """
 
