@@ -28,6 +28,7 @@ from sidecar.cli import build_parser
 from sidecar.cli.inject import _settings
 from sidecar.inject import InjectSettings
 from tests.controlplane import REPO_ROOT, ControlPlane, build_control_plane
+from tests.sidecar_rbac import assert_sidecar_grants
 from tests.test_webhook_e2e import ensure_namespaces, install_minimal_crds
 
 CHART = REPO_ROOT / "charts" / "kube-event-sidecar"
@@ -323,7 +324,10 @@ def test_a_provided_secret_needs_its_ca_bundle(helm: Helm) -> None:
 def test_the_sidecar_rbac_is_the_kustomize_rbac(helm: Helm, kubectl: Path) -> None:
     ours = helm.template("--set-json", 'sidecarRbac.namespaces=["event-sidecar"]')
     theirs = kustomize(kubectl, MANIFESTS / "sidecar-rbac")
-    for name in ("event-sidecar-events", "event-sidecar-lookup"):
+    names = {o["metadata"]["name"] for o in theirs if o["kind"] == "ClusterRole"}
+    assert names == {"event-sidecar-events", "event-sidecar-lookup", "event-sidecar-pod-logs"}
+    assert names == {o["metadata"]["name"] for o in ours if o["kind"] == "ClusterRole"}
+    for name in names:
         assert (
             only(ours, "ClusterRole", name)["rules"] == only(theirs, "ClusterRole", name)["rules"]
         )
@@ -335,11 +339,27 @@ def test_the_sidecar_rbac_is_the_kustomize_rbac(helm: Helm, kubectl: Path) -> No
     assert not [o for o in helm.template() if o["kind"] in ("RoleBinding",)]
 
 
+def test_the_pod_log_grant_can_be_left_out(helm: Helm) -> None:
+    objects = helm.template(
+        "--set-json",
+        'sidecarRbac.namespaces=["event-sidecar"]',
+        "--set",
+        "sidecarRbac.podLogs=false",
+    )
+    roles = {o["metadata"]["name"] for o in objects if o["kind"] in ("ClusterRole", "RoleBinding")}
+    assert roles == {"event-sidecar-events", "event-sidecar-lookup"}
+
+
 def test_the_chart_copies_are_the_kustomize_files() -> None:
     for copy_name, original in (
         ("policy.yaml", MANIFESTS / "policy" / "policy.yaml"),
         ("dashboard.json", MANIFESTS / "monitoring" / "dashboard.json"),
         ("alerts.rules.yaml", MANIFESTS / "monitoring" / "alerts.rules.yaml"),
+        *(
+            (f"sidecar-rbac/{f.name}", f)
+            for f in sorted((MANIFESTS / "sidecar-rbac").glob("clusterrole-*.yaml"))
+            if f.name != "clusterrole-lookup.yaml"  # the chart's look-up rules are values
+        ),
     ):
         assert (CHART / "files" / copy_name).read_text() == original.read_text(), copy_name
 
@@ -522,3 +542,38 @@ def test_a_real_install_keeps_its_certificate_across_upgrades_and_runs_restricte
     with pytest.raises(ApiException) as refused:
         core.create_namespaced_pod(release_namespace, pod, dry_run="All")
     assert refused.value.status == 403 and "restricted" in str(refused.value.body)
+
+
+@pytest.mark.parametrize("pod_logs", [True, False], ids=["default", "no-pod-logs"])
+def test_the_charts_service_account_can_do_exactly_what_each_source_needs(
+    helm: Helm, control_plane: ControlPlane, release_namespace: str, pod_logs: bool
+) -> None:
+    """A real install's RBAC, asked of the apiserver as the sidecar's ServiceAccount: the pod log
+    source (the injection default) may read pods/log in its namespace, nothing more is allowed."""
+    name = f"es-{uuid.uuid4().hex[:8]}"
+    kubeconfig = ("--kubeconfig", str(control_plane.kubeconfig))
+    helm.run(
+        "install",
+        name,
+        str(CHART),
+        "-n",
+        release_namespace,
+        *kubeconfig,
+        "--set",
+        f"fullnameOverride={name}",
+        "--set-json",
+        f'sidecarRbac.namespaces=["{release_namespace}"]',
+        "--set",
+        f"sidecarRbac.podLogs={str(pod_logs).lower()}",
+        "--set-json",
+        'webhook.objectSelector={"matchLabels": {"no-pod-has-this-label": "true"}}',
+    )
+    subject = f"--as=system:serviceaccount:{release_namespace}:event-sidecar"
+
+    def can_i(*args: str) -> str:
+        return control_plane.kubectl("auth", "can-i", *args, subject, check=False).stdout.strip()
+
+    try:
+        assert_sidecar_grants(can_i, release_namespace, pod_logs=pod_logs)
+    finally:
+        helm.run("uninstall", name, "-n", release_namespace, *kubeconfig)

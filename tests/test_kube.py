@@ -34,6 +34,7 @@ from sidecar.recorder import Recorder
 from sidecar.sinks import NotFound, Refused, Send, Unreachable
 from tests.conftest import Capture
 from tests.controlplane import REPO_ROOT, ControlPlane, token_kubeconfig
+from tests.sidecar_rbac import assert_sidecar_grants
 
 COMPONENT = "legacy-quota-controller"
 HOST = "legacy-quota-controller-7d9f8-x2x4q"
@@ -563,6 +564,7 @@ def test_least_privilege_rbac_writes_events_and_looks_up_only_what_it_may(
         return out.stdout.strip()
 
     # Exactly the rules in the manifests, nothing else; discovery comes with being authenticated.
+    assert_sidecar_grants(can_i, namespace)
     assert can_i("create", "events", "-n", namespace) == "yes"
     assert can_i("patch", "events", "-n", namespace) == "yes"
     for verb in ("get", "list", "watch", "update", "delete"):
