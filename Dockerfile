@@ -10,7 +10,12 @@
 # PYTHONDONTWRITEBYTECODE stops Python from trying again, and nothing uses /tmp, so it runs with
 # `readOnlyRootFilesystem: true`. tests/test_dockerfile.py installs the package the same way.
 
-FROM python:3.11-slim AS build
+# BASE: the official Python image by default; any image with Python 3.11 at `python` on PATH and
+# its venv module works (the tests build on a stand-in made from Debian packages, since no
+# registry but the package registries is reachable there: tools/build-image.sh).
+ARG BASE=python:3.11-slim
+
+FROM ${BASE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
@@ -18,7 +23,7 @@ COPY pyproject.toml README.md ./
 COPY sidecar ./sidecar
 RUN pip wheel --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM ${BASE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
