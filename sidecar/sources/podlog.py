@@ -30,9 +30,9 @@ the kubelet rotated it away). Lines a resumed stream shows again are counted as 
 A followed stream that stays silent for `stall_check` seconds is checked against a one-off read of
 the log: a server that reads the log file as the kubelet does (kwok) keeps its offset when the file
 is truncated, and its stream stalls, silently, until the file grows past that offset again. When
-the log holds lines the stream did not deliver, the stream is dropped and opened again; when none
-of the lines recorded lately is in the log any more, it was truncated (`pod_log_truncations`),
-and the new stream reads it from its start.
+the log holds lines the stream did not deliver (still, a second later), the stream is dropped and
+opened again; when none of the lines recorded lately is in the log any more, it was truncated
+(`pod_log_truncations`), and the new stream reads it from its start.
 
 Backpressure: like the file source, it waits for room in the block queue; meanwhile the stream is
 not read and the apiserver's and kubelet's buffers fill (HTTP flow control); what does not fit is
@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 #: Room for the kubelet's timestamp prefix on top of the controller's longest line.
 _STAMP_ROOM = 64
 GAP_REASONS = ("instance_missed", "previous_unavailable", "rotated")
+#: Seconds a stream found behind the log is given to catch up before it is taken as stalled:
+#: the look may have caught lines the stream was about to send.
+_STALL_GRACE = 1.0
 
 
 class LogAPI(Protocol):
@@ -217,8 +220,16 @@ class PodLogSource:
                     done, _ = await asyncio.wait({pending}, timeout=settings.stall_check)
                     if done:
                         break
-                    if await self._stalled(framing):
-                        return read
+                    truncated = await self._undelivered(framing)
+                    if truncated is None:
+                        continue
+                    # Lines written just now may be in the look but not yet in the stream.
+                    grace = min(settings.stall_check, _STALL_GRACE)
+                    done, _ = await asyncio.wait({pending}, timeout=grace)
+                    if done:
+                        break
+                    self._stalled(truncated=truncated)
+                    return read
                 chunk = await pending
                 pending = None
                 if chunk is None:
@@ -302,10 +313,10 @@ class PodLogSource:
             )
         )
 
-    async def _stalled(self, framing: _Framing) -> bool:
-        """The followed stream is silent: whether the log holds lines it did not deliver (then
-        it is dropped, and opened again). When none of the lines recorded lately is in the log
-        any more, the log was truncated: counted, and read again from its start."""
+    async def _undelivered(self, framing: _Framing) -> bool | None:
+        """The followed stream is silent: whether the log holds lines it did not deliver. None:
+        it does not; else whether none of the lines recorded lately is in the log any more (it
+        was truncated)."""
         try:
             body = b"".join(
                 [
@@ -315,7 +326,7 @@ class PodLogSource:
             )
         except PodLogError as error:
             log.debug("pod log: cannot look for a stalled stream: %s", error)
-            return False
+            return None
         ours = {key for _, key in self.filter.recent} | {key for *_, key in framing.waiting}
         if framing.lines.partial:
             partial = split_stamp(framing.lines.partial + b"\n")
@@ -332,8 +343,13 @@ class PodLogSource:
             else:
                 undelivered = True
         if not undelivered:
-            return False
-        if ours and not found:
+            return None
+        return bool(ours) and not found
+
+    def _stalled(self, *, truncated: bool) -> None:
+        """The stream stalled: it is dropped and opened again. A truncated log is counted and
+        read from its start."""
+        if truncated:
             self.metrics.pod_log_truncations.inc()
             log.warning(
                 "pod log: truncated (the stream stalled at its old end); reading it from its start",
@@ -345,4 +361,3 @@ class PodLogSource:
                 "pod log: the stream stalled with lines undelivered; opening it again",
                 extra={"source": self.name},
             )
-        return True
