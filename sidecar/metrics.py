@@ -226,6 +226,17 @@ class Metrics:
             "Pod log streams that ended or failed and were opened again.",
             registry=registry,
         )
+        self.pod_log_lines_skipped = Counter(
+            "event_sidecar_pod_log_lines_skipped",
+            "Pod log lines a resumed stream showed again, skipped as already read.",
+            registry=registry,
+        )
+        self.pod_log_truncations = Counter(
+            "event_sidecar_pod_log_truncations",
+            "Followed pod logs found truncated under a stalled stream, and read again from their "
+            "start.",
+            registry=registry,
+        )
         self.source_lag = Gauge(
             "event_sidecar_source_lag_bytes",
             "Bytes written to a source but not read yet.",

@@ -163,9 +163,10 @@ class FilePosition:
 class PodLogPosition:
     """How far one container's log, read through the pod log API, is turned into recorded Events.
 
-    The kubelet's timestamps (nanoseconds) identify a line; `sinceTime` takes whole seconds, so a
-    resumed stream starts at `stamp`'s second and every line up to `stamp`, and the lines stamped
-    exactly `stamp` whose digests are in `seen`, are skipped as already processed.
+    The kubelet's timestamp (nanoseconds) and the content identify a line; `sinceTime` takes
+    whole seconds, so a resumed stream starts at the second a little before `stamp`
+    (`sidecar.stamps.SLACK`) and shows the lines in `seen` again first: those are skipped as
+    already processed, and everything after them is read.
     """
 
     container: str
@@ -173,9 +174,10 @@ class PodLogPosition:
     container_id: str = ""
     #: That instance's `restartCount`: a jump of more than one is a whole instance never read.
     restart_count: int = 0
-    #: Nanoseconds since the epoch of the last processed line; 0 before any.
+    #: Nanoseconds since the epoch of the latest stamp processed; 0 before any.
     stamp: int = 0
-    #: Digests (hex) of the processed lines stamped exactly `stamp`.
+    #: `<stamp>:<digest>` of the processed lines a resumed stream shows again, in the log's order
+    #: (an earlier version kept the bare digests of the lines stamped exactly `stamp`).
     seen: tuple[str, ...] = ()
 
 

@@ -110,10 +110,15 @@ class LineFramer:
     a block never ends inside a record and an offset after a block is after a complete record. A
     line that grows past `limit` without a newline is dropped as it streams in (counted in
     `too_long`), so one runaway line cannot exhaust memory.
+
+    `records=False` frames lines only: for bytes that are not yet the controller's own (the pod
+    log's lines, each behind the kubelet's timestamp), where a record's head is not at the start
+    of its line; their lines are framed into records once the timestamps are off.
     """
 
-    def __init__(self, limit: int = DEFAULT_MAX_LINE_BYTES) -> None:
+    def __init__(self, limit: int = DEFAULT_MAX_LINE_BYTES, *, records: bool = True) -> None:
         self.limit = limit
+        self._records = records
         self._partial = b""
         #: Complete lines of a multi-line record that has not ended yet.
         self._held = b""
@@ -152,7 +157,7 @@ class LineFramer:
             block = data[: cut + 1]
         self._partial = data[cut + 1 :]
         self._check_partial()
-        held = incomplete_tail(block, self.limit)
+        held = incomplete_tail(block, self.limit) if self._records else -1
         # A record whose next line (the partial one) would take it past the limit ends here: its
         # lines go now, and what is held back stays within one limit.
         if held == -1 or len(block) - held + len(self._partial) > self.limit:
@@ -160,6 +165,11 @@ class LineFramer:
             return block
         self._held = block[held:]
         return block[:held]
+
+    @property
+    def partial(self) -> bytes:
+        """The last line's bytes so far, its newline not yet seen."""
+        return self._partial
 
     def take_too_long(self) -> int:
         """Lines dropped since the last call: what the caller has not counted yet."""

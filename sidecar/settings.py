@@ -113,6 +113,10 @@ class PodLogSettings:
     backoff_max: float = 30.0
     #: Bytes; as for files.
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: Seconds a followed stream may stay silent before the log is read once to see whether the
+    #: stream stalled (a log truncated under a kubelet-like reader); one small request per
+    #: interval while the controller is quiet.
+    stall_check: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,15 @@ def test_pending_counts_a_held_record_so_offsets_stop_before_it() -> None:
     assert framer.pending == 0
 
 
+def test_a_framer_of_lines_only_holds_nothing_but_the_partial_line() -> None:
+    # The pod log's lines, before their timestamps are off: records are framed afterwards.
+    framer = LineFramer(LIMIT, records=False)
+    cut = PANIC.rfind(b"\n", 0, 30) + 1
+    assert framer.feed(PANIC[:30]) == PANIC[:cut]
+    assert framer.partial == PANIC[cut:30]
+    assert framer.pending == len(framer.partial)
+
+
 def test_the_prefilter_hands_over_the_whole_record_whatever_line_the_literal_is_in() -> None:
     for literal in (b"boom", b"main.run", b"b: 2", b"config"):
         candidates = select_lines(LOG, frozenset([literal]), LIMIT).candidates

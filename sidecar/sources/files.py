@@ -25,7 +25,10 @@ so backpressure loses nothing.
   what we had seen, the unread bytes are counted (`bytes_lost{cause="truncated"}`). Before each read
   is handed over, the file's first bytes are checked: a truncated file that grew past our offset
   is never read from the middle of its new content, so no line is handed over twice. Lines written
-  between the copy and the truncation are lost, as with every log shipper.
+  between the copy and the truncation are lost, as with every log shipper. A copy made over the
+  previous one (`cp app.log app.log.1`: same inode, new bytes) may still be open, being read or
+  waiting out `rotate_wait`: its changed first bytes show it was written over; it is dropped, what
+  was unread of it counted in `bytes_lost` (truly lost), and it is then found as the new copy.
 - **Change detection.** inotify on the directories when available, else polling. Both run the same
   scan and read code, so the results are the same, within polling's limit above.
 - **Positions.** Each block carries every file's offset just past the last complete line handed
@@ -350,7 +353,11 @@ class FileSource:
 
     def _truncated(self, followed: _Followed) -> None:
         """Read what was unread from the copy, if there is one, else count it; then read the file
-        again from its start."""
+        again from its start. A rotated file (a copy, or renamed away) is not truncated but
+        written over: see `_overwritten`."""
+        if followed.gone_since is not None:
+            self._overwritten(followed)
+            return
         self.metrics.rotations.labels(self.name, "truncate").inc()
         unread = max(followed.seen_size, followed.offset) - followed.committed
         copy = self._open_copy(followed)
@@ -372,6 +379,23 @@ class FileSource:
         followed.generation += 1
         self._dirty = True
 
+    def _overwritten(self, followed: _Followed) -> None:
+        """A rotated file whose first bytes changed: the next `cp app.log app.log.1` wrote over
+        the previous copy in place (same inode, new content). It is not the file we were reading
+        any more: what we had not read of it is lost (counted), and its new content is the copy of
+        the next truncation, opened afresh by `_open_copy` (never read on from our old offset,
+        which would hand over the middle of lines already read from the log)."""
+        unread = max(followed.seen_size, followed.offset) - followed.committed
+        if unread > 0:
+            self.metrics.bytes_lost.labels(self.name, "truncated").inc(unread)
+            log.warning(
+                "copy written over before it was read to its end; unread bytes lost",
+                extra={"path": followed.path, "bytes": unread},
+            )
+        del self._files[followed.file_id]
+        os.close(followed.fd)
+        self._dirty = True
+
     def _open_copy(self, followed: _Followed) -> _Followed | None:
         """copytruncate's copy of `followed`: the file beside it that starts with the same bytes
         and is at least as long as what we handed over, opened to be read from there on."""
@@ -380,7 +404,7 @@ class FileSource:
             entries = list(os.scandir(directory or "."))
         except OSError:
             return None
-        best: tuple[int, os.DirEntry[str]] | None = None
+        best: tuple[int, os.DirEntry[str], _Followed | None] | None = None
         for entry in entries:
             try:
                 if not entry.is_file(follow_symlinks=False):
@@ -388,9 +412,13 @@ class FileSource:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
+            held = self._files.get((info.st_dev, info.st_ino))
+            if held is not None and (
+                held.gone_since is None or held.starts_with(held.fingerprint, held.fingerprint_size)
+            ):
+                continue  # a file we follow, still what we read (not a copy written over it)
             if (
-                (info.st_dev, info.st_ino) in self._files
-                or info.st_size < max(followed.committed, followed.fingerprint_size, 1)
+                info.st_size < max(followed.committed, followed.fingerprint_size, 1)
                 or os.path.realpath(entry.path) in self._exclude
                 or (best is not None and best[0] >= info.st_size)
             ):
@@ -401,10 +429,12 @@ class FileSource:
             except OSError:
                 continue
             if fingerprint(head) == followed.fingerprint:
-                best = (info.st_size, entry)
+                best = (info.st_size, entry, held)
         if best is None:
             return None
-        entry = best[1]
+        _, entry, held = best
+        if held is not None:
+            self._overwritten(held)
         copy = self._open_rotated(entry.path, followed.committed, followed)
         if copy is not None:
             self._open_later_copies(entry.path, followed)
