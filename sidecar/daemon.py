@@ -389,6 +389,8 @@ class Daemon:
                 reload=reload,
             )
             self.http_port = self._status.start(http.host, http.port)
+            # The tracker changes on this loop: scrapes count it here too, never on their thread.
+            self.metrics.census_on(self._status.on_loop)
             if self.sockets is not None:
                 await self.sockets.start()
         except OSError as error:

@@ -85,6 +85,18 @@ def test_a_wedged_loop_fails_liveness_and_readiness(loop: asyncio.AbstractEventL
         server.close()
 
 
+def test_on_loop_runs_on_the_loop_or_at_once_from_it(loop: asyncio.AbstractEventLoop) -> None:
+    server = StatusServer(CollectorRegistry(), dict, loop)
+    on_loop = server.on_loop(threading.get_ident)
+    assert on_loop is not None and on_loop != threading.get_ident()
+
+    async def from_the_loop() -> int | None:
+        return server.on_loop(threading.get_ident)  # would wait for itself without the shortcut
+
+    from_itself = asyncio.run_coroutine_threadsafe(from_the_loop(), loop).result(timeout=2)
+    assert from_itself == on_loop
+
+
 def test_a_failing_liveness_check_fails_healthz(loop: asyncio.AbstractEventLoop) -> None:
     liveness = {"tasks": True}
     server = StatusServer(CollectorRegistry(), dict, loop, liveness=lambda: liveness)
