@@ -263,6 +263,15 @@ class Metrics:
             "Pod log streams that ended or failed and were opened again.",
             registry=registry,
         )
+        self.source_unreadable = Gauge(
+            "event_sidecar_source_unreadable",
+            "1 while a source has failed to read without a break for --unreadable-seconds, by "
+            "source and reason (forbidden, not_found, refused: the pod log API's answer; "
+            "missing: no file matches a --file pattern; unreadable: its files cannot be opened); "
+            "0 once it reads. The sidecar's pod then also gets a SourceUnreadable Event.",
+            ["source", "reason"],
+            registry=registry,
+        )
         self.source_lag = Gauge(
             "event_sidecar_source_lag_bytes",
             "Bytes written to a source but not read yet.",

@@ -12,7 +12,11 @@ of objects per state behind `/metrics`, `Metrics.census_on`), and a loop that do
 not answer within `loop_timeout` fails `/healthz`: a wedged loop still fails the kubelet's
 liveness probe, as with a server on the loop itself. `/healthz` also fails (503, naming it) when
 a liveness check does not hold (a supervised task ended); `/readyz` names each check, for
-`kubectl describe`.
+`kubectl describe`, and leaves out those named by `?exclude=NAME` (repeatable, as on
+kube-apiserver's `/readyz`): the injected readiness probe leaves out `api`, so that an apiserver
+outage, which the sidecar rides out by retrying, does not take every injected pod out of its
+Services, and `sources`, which flips while a pod log stream reconnects (`sources_readable`
+stands for a source failing for good).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
@@ -151,6 +156,8 @@ class StatusServer:
             checks = self.on_loop(lambda: dict(self._readiness()))
             if checks is None:
                 checks = {"event_loop": False}
+            for name in parse_qs(environ.get("QUERY_STRING", "")).get("exclude", ()):
+                checks.pop(name, None)
             ready = all(checks.values())
             body_bytes = orjson.dumps({"ready": ready, "checks": checks})
             return _answer(start_response, 200 if ready else 503, body_bytes, "application/json")

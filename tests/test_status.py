@@ -67,6 +67,25 @@ def test_metrics_health_and_readiness(loop: asyncio.AbstractEventLoop) -> None:
         get(port, "/healthz")
 
 
+def test_readiness_leaves_out_the_excluded_checks(loop: asyncio.AbstractEventLoop) -> None:
+    """`?exclude=` as on kube-apiserver's `/readyz`: the injected probe leaves out `api` and
+    `sources`; unknown names are ignored."""
+    readiness = {"sources": False, "sources_readable": True, "rules": True, "api": False}
+    server, port, _ = serve(loop, readiness)
+    try:
+        assert get(port, "/readyz")[0] == 503
+        status, body = get(port, "/readyz?exclude=api&exclude=sources&exclude=nothing")
+        assert status == 200
+        assert orjson.loads(body) == {
+            "ready": True,
+            "checks": {"sources_readable": True, "rules": True},
+        }
+        readiness["sources_readable"] = False
+        assert get(port, "/readyz?exclude=api&exclude=sources")[0] == 503
+    finally:
+        server.close()
+
+
 def test_a_wedged_loop_fails_liveness_and_readiness(loop: asyncio.AbstractEventLoop) -> None:
     server, port, _ = serve(loop, {"rules": True}, timeout=0.3)
     try:
