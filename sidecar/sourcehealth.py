@@ -1,7 +1,7 @@
 """A source that cannot be read for good, said where users look.
 
-A sidecar refused its source (403 on `pods/log`: a chart once did not grant it; a `--pod-log`
-container the pod does not have) or without one (no file matches `--file` for minutes) used to
+A sidecar refused its source (403 on `pods/log`: a chart once did not grant it) or without one
+(no file matches `--file` for minutes) used to
 keep `/healthz` 200, flip only `/readyz` (which no probe asked) and log a warning per retry: it
 sat silently useless. Now, once a source's reads have failed without a break for
 `unreadable_seconds` (60 s: longer than an apiserver's restart and its first refusals, shorter
@@ -16,11 +16,13 @@ than anyone's patience):
   Normal `SourceReadable` once it reads again, so `kubectl describe pod` tells the whole story.
 
 Reasons are a fixed vocabulary (`UnreadableReason`), so the label stays bounded: `forbidden` (401
-or 403), `not_found` (404: the pod), `refused` (another answer, such as 400 for a container the
-pod does not have) for the pod log; `missing` (a `--file` pattern matches nothing) and
-`unreadable` (it matches only files that cannot be opened) for files. An API that does not answer
-at all is not the source's fault: `/readyz`'s `api` check says that, and no Event could be
-written meanwhile anyway.
+or 403), `not_found` (404: the pod), `refused` (another error answer) for the pod log; `missing`
+(a `--file` pattern matches nothing) and `unreadable` (it matches only files that cannot be
+opened) for files. An API that does not answer at all is not the source's fault: `/readyz`'s
+`api` check says that, and no Event could be written meanwhile anyway. Nor is a container
+without a running instance (not started yet, or crashing: `kubectl get pods` shows that), which
+also covers a `--pod-log` name the pod does not have: the pod's status names no such container,
+so no log is ever asked for.
 
 The pod log source is watched through its API (`WatchedLogAPI`, between the source and the
 client) and the file source from outside (its patterns against the files it follows), so that
