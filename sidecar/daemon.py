@@ -51,6 +51,13 @@ from sidecar.reload import RulesReloader
 from sidecar.rules import RuleSet
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
+from sidecar.sourcehealth import (
+    FILE_REASONS,
+    POD_LOG_REASONS,
+    SourceWatch,
+    WatchedLogAPI,
+    file_failure,
+)
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
 from sidecar.sources.podlog import LogAPI, PodLogSource
@@ -116,6 +123,16 @@ class Daemon:
         )
         self.events: asyncio.Queue[QueueItem] = asyncio.Queue(queues.events)
         mark_interval = settings.checkpoint.interval * _MARK_FRACTION
+        self._stop = asyncio.Event()
+        #: Says when a source cannot be read for good (`sidecar.sourcehealth`).
+        self.source_watch = SourceWatch(
+            metrics,
+            self.events,
+            after=settings.http.unreadable_seconds,
+            pod=settings.pod_log.pod,
+            namespace=settings.pod_log.namespace,
+            stopping=self._stop.is_set,
+        )
 
         self.checkpointer: Checkpointer | None = None
         #: Opened at start-up (`_open_files`: it reads the checkpoint), not here.
@@ -130,7 +147,12 @@ class Daemon:
         #: Opened at start-up (`_open_pod_log`: it reads the checkpoint), not here.
         self.pod_log: PodLogSource | None = None
         self.pod_log_consumer: BlockConsumer | None = None
-        self._pod_log_api = pod_log_api
+        self._pod_log_api: LogAPI | None = None
+        if pod_log_api is not None:
+            watched = WatchedLogAPI(pod_log_api)
+            self._pod_log_api = watched
+            if settings.pod_log.container:
+                self.source_watch.watch("pod-log", watched.failure, POD_LOG_REASONS)
         if settings.pod_log.container and pod_log_api is not None and self.checkpointer is None:
             self._add_pod_log_consumer(processor, year, mark_interval)
 
@@ -167,7 +189,6 @@ class Daemon:
         self._status: StatusServer | None = None
         #: The port `/metrics` is served on, once started.
         self.http_port = 0
-        self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         #: The supervised task that ended on its own, once one did (for `/healthz`).
         self.failed_task: str | None = None
@@ -252,6 +273,8 @@ class Daemon:
             resume=resume,
             exclude=frozenset({str(checkpoint_path.resolve())}),
         )
+        source, patterns = self.files, files.paths
+        self.source_watch.watch("file", lambda: file_failure(patterns, source), FILE_REASONS)
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         """Take up the transition, correlation and series state saved with the positions."""
@@ -325,6 +348,9 @@ class Daemon:
         ]
         return {
             "sources": bool(sources) and all(sources),
+            # A source failing for good, where `sources` also flips while a stream reconnects:
+            # what the injected readiness probe asks (`/readyz?exclude=sources&exclude=api`).
+            "sources_readable": self.source_watch.readable,
             "rules": bool(self.rules.rules),
             "api": self.api_reachable,
         }
@@ -389,6 +415,8 @@ class Daemon:
                 reload=reload,
             )
             self.http_port = self._status.start(http.host, http.port)
+            # The tracker changes on this loop: scrapes count it here too, never on their thread.
+            self.metrics.census_on(self._status.on_loop)
             if self.sockets is not None:
                 await self.sockets.start()
         except OSError as error:
@@ -422,6 +450,8 @@ class Daemon:
             self._spawn("series-heartbeat", self._heartbeat_forever())
         if self.reloader is not None:
             self._spawn("rules-reload", self.reloader.run())
+        if self.source_watch.watched:
+            self._spawn("source-watch", self.source_watch.run())
 
         stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
         done, _ = await asyncio.wait(

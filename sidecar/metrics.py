@@ -11,7 +11,7 @@ Importing this module imports `sidecar.exposition`, which turns off the `_create
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -25,6 +25,7 @@ from sidecar.transitions import TransitionTracker
 
 #: A metric with labels: `child` resolves its children once.
 _Labelled = TypeVar("_Labelled", Counter, Histogram)
+_T = TypeVar("_T")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Seconds an object stays in a state: from a second to a day.
 _STATE_BUCKETS = (
@@ -44,11 +45,36 @@ _STATE_BUCKETS = (
 )
 
 
+class OnOwner(Protocol):
+    """Runs a call on the thread that owns some state and returns its result, or None when that
+    thread does not answer in time (`StatusServer.on_loop` for the daemon's event loop)."""
+
+    def __call__(self, call: Callable[[], _T]) -> _T | None: ...
+
+
+def _here(call: Callable[[], _T]) -> _T | None:
+    """The state is owned by the caller's thread (`replay`, `explain`, tests): call it."""
+    return call()
+
+
+#: One row of the per-state gauges: (rule, state) labels, objects, seconds the oldest stayed.
+_StateRow = tuple[tuple[str, str], int, float | None]
+
+
 class _StateCollector(Collector):
     """`objects_in_state` and `state_oldest_seconds`, counted from the tracker at scrape time.
 
     A scrape walks the tracker once (O(objects), every scrape interval) instead of every line
     paying for gauge updates. Objects whose last line is older than the TTL are left out.
+
+    The tracker belongs to the thread that feeds it lines (the daemon's event loop), and a scrape
+    arrives on another (the status server's): walking the tracker's dict there while the loop
+    changes it failed the scrape ("dictionary changed size during iteration"), so the walk runs
+    through `owner`, on the tracker's own thread, and the scrape renders the rows it returns.
+    Counted there, every row is one consistent moment of the tracker, and the loop is held for
+    the walk only, never for the rendering. When the owner does not answer in time (a wedged
+    loop, which fails `/healthz` too), the two families are exposed empty: no count rather than
+    a stale one.
     """
 
     def __init__(self, guard: LabelGuard) -> None:
@@ -56,6 +82,7 @@ class _StateCollector(Collector):
         self.tracker: TransitionTracker | None = None
         self.clock: Callable[[], float] = lambda: 0.0
         self.ttl = 0.0
+        self.owner: OnOwner = _here
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         in_state = GaugeMetricFamily(
@@ -70,21 +97,31 @@ class _StateCollector(Collector):
             "the lines' times), by rule and state: what a 'stuck in a state' alert watches.",
             labels=["rule", "state"],
         )
-        if self.tracker is not None:
-            now = self.clock()
-            merged: dict[tuple[str, str], tuple[int, float | None]] = {}
-            for (rule, state), count in self.tracker.census(now - self.ttl).items():
-                label = (rule, self.guard.admit(rule, state))
-                objects, since = merged.get(label, (0, None))
-                if count.oldest_since is not None and (since is None or count.oldest_since < since):
-                    since = count.oldest_since
-                merged[label] = (objects + count.objects, since)
-            for label, (objects, since) in sorted(merged.items()):
-                in_state.add_metric(label, objects)
-                if since is not None:
-                    oldest.add_metric(label, max(0.0, now - since))
+        rows = self.owner(self.rows) if self.tracker is not None else None
+        for label, objects, stayed in rows or ():
+            in_state.add_metric(label, objects)
+            if stayed is not None:
+                oldest.add_metric(label, stayed)
         yield in_state
         yield oldest
+
+    def rows(self) -> list[_StateRow]:
+        """The census, its states through the guard (on the tracker's thread, as the histogram's
+        are), sorted by label."""
+        if self.tracker is None:
+            return []
+        now = self.clock()
+        merged: dict[tuple[str, str], tuple[int, float | None]] = {}
+        for (rule, state), count in self.tracker.census(now - self.ttl).items():
+            label = (rule, self.guard.admit(rule, state))
+            objects, since = merged.get(label, (0, None))
+            if count.oldest_since is not None and (since is None or count.oldest_since < since):
+                since = count.oldest_since
+            merged[label] = (objects + count.objects, since)
+        return [
+            (label, objects, None if since is None else max(0.0, now - since))
+            for label, (objects, since) in sorted(merged.items())
+        ]
 
 
 class Metrics:
@@ -237,6 +274,15 @@ class Metrics:
             "start.",
             registry=registry,
         )
+        self.source_unreadable = Gauge(
+            "event_sidecar_source_unreadable",
+            "1 while a source has failed to read without a break for --unreadable-seconds, by "
+            "source and reason (forbidden, not_found, refused: the pod log API's answer; "
+            "missing: no file matches a --file pattern; unreadable: its files cannot be opened); "
+            "0 once it reads. The sidecar's pod then also gets a SourceUnreadable Event.",
+            ["source", "reason"],
+            registry=registry,
+        )
         self.source_lag = Gauge(
             "event_sidecar_source_lag_bytes",
             "Bytes written to a source but not read yet.",
@@ -317,6 +363,11 @@ class Metrics:
         """Export the per-state gauges of `tracker`; objects silent for `ttl` seconds by `clock`
         are not counted."""
         self._states.tracker, self._states.clock, self._states.ttl = tracker, clock, ttl
+
+    def census_on(self, owner: OnOwner) -> None:
+        """Count the per-state gauges through `owner`, on the thread that changes the tracker
+        (the daemon's event loop), whichever thread scrapes."""
+        self._states.owner = owner
 
     def show_rules(self, digest: str, rules: int) -> None:
         """`rules_info` names only the rules that run now."""

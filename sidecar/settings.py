@@ -149,6 +149,10 @@ class HttpSettings:
     port: int = 8090
     #: Seconds between API reachability checks for `/readyz`.
     ping_interval: float = 5.0
+    #: Seconds a source may fail to read without a break before it is reported unreadable
+    #: (`sidecar.sourcehealth`: a metric, `/readyz`, a Warning Event on the pod). A minute: more
+    #: than an apiserver restart with its first refusals, or a log file rotated and re-created.
+    unreadable_seconds: float = 60.0
     #: Also expose the `_created` series of counters and histograms. Off: nothing queries them,
     #: and they add a series per label set.
     created_series: bool = False

@@ -16,6 +16,7 @@ also resolves objects through it).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, TypeVar
@@ -138,6 +139,11 @@ class MemorySink:
     no older Event) and `writes` stays empty, so that memory does not grow with the log. An Event
     forgotten that way answers a PATCH with `event_missing`, as an expired one does on the
     apiserver, and the Recorder creates it again.
+
+    Writes may come from several threads at once (the daemon's poster makes `--writes` of them
+    on its own threads), so each is made whole under one lock: two threads evicting the same
+    oldest Event raised KeyError, and one reading the dict another changed, RuntimeError. A
+    write is a few dict operations, so the lock is never held for long.
     """
 
     def __init__(
@@ -159,6 +165,7 @@ class MemorySink:
         #: Called with each create or PATCH ("create" or "patch") and the Event as stored after
         #: it (`replay -o writes`).
         self.on_write: Callable[[str, Event | ModernEvent], None] | None = None
+        self._lock = threading.Lock()
 
     def known(self, target: ObjectTarget) -> InvolvedObject | None:
         return self.resolve(target)
@@ -175,30 +182,29 @@ class MemorySink:
 
     def create(self, event: Event) -> None:
         key = (event.namespace, event.name)
-        if key in self.events:
-            raise Refused("conflict", f"events {event.name!r} already exists")
-        self._store(self.events, key, event)
-        self._note("create", event)
-        self.last = event
+        with self._lock:
+            if key in self.events:
+                raise Refused("conflict", f"events {event.name!r} already exists")
+            self._store(self.events, key, event)
+            self._note("create", event)
+            self.last = event
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None:
         key = (event.namespace, event.name)
-        stored = self.events.get(key)
-        if stored is None:
-            raise NotFound("event_missing", f'events "{event.name}" not found')
-        # Only what the strategic-merge patch names changes, as on the apiserver.
-        self._store(
-            self.events,
-            key,
-            replace(
+        with self._lock:
+            stored = self.events.get(key)
+            if stored is None:
+                raise NotFound("event_missing", f'events "{event.name}" not found')
+            # Only what the strategic-merge patch names changes, as on the apiserver.
+            patched = replace(
                 stored,
                 count=patch["count"],
                 message=patch["message"],
                 last_timestamp=event.last_timestamp,
-            ),
-        )
-        self.last = self.events[key]
-        self._note("patch", self.last)
+            )
+            self._store(self.events, key, patched)
+            self.last = patched
+            self._note("patch", patched)
 
     def _store(
         self, events: dict[tuple[str, str], _Stored], key: tuple[str, str], event: _Stored
@@ -220,20 +226,21 @@ class MemorySink:
 
     def create_modern(self, event: ModernEvent) -> None:
         key = (event.namespace, event.name)
-        if key in self.modern:
-            raise Refused("conflict", f"events {event.name!r} already exists")
-        self._store(self.modern, key, event)
-        self._note("create", event)
+        with self._lock:
+            if key in self.modern:
+                raise Refused("conflict", f"events {event.name!r} already exists")
+            self._store(self.modern, key, event)
+            self._note("create", event)
 
     def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None:
         key = (event.namespace, event.name)
-        stored = self.modern.get(key)
-        if stored is None:
-            raise NotFound("event_missing", f'events "{event.name}" not found')
-        series = patch["series"]
-        self._store(
-            self.modern,
-            key,
-            replace(stored, series_count=series["count"], last_observed=event.last_observed),
-        )
-        self._note("patch", self.modern[key])
+        with self._lock:
+            stored = self.modern.get(key)
+            if stored is None:
+                raise NotFound("event_missing", f'events "{event.name}" not found')
+            series = patch["series"]
+            patched = replace(
+                stored, series_count=series["count"], last_observed=event.last_observed
+            )
+            self._store(self.modern, key, patched)
+            self._note("patch", patched)

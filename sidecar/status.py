@@ -7,11 +7,16 @@ BENCHMARKS.md, memory), and a run against the API only aiohttp's client, for its
 webhook, which serves TLS admission requests at volume, keeps aiohttp (`sidecar.http`).
 
 Requests are answered on the server's threads, but the checks run on the daemon's event loop
-(`call_soon_threadsafe`), so they see the daemon's state as its tasks do, and a loop that does
+(`call_soon_threadsafe`), so they see the daemon's state as its tasks do (and so does the count
+of objects per state behind `/metrics`, `Metrics.census_on`), and a loop that does
 not answer within `loop_timeout` fails `/healthz`: a wedged loop still fails the kubelet's
 liveness probe, as with a server on the loop itself. `/healthz` also fails (503, naming it) when
 a liveness check does not hold (a supervised task ended); `/readyz` names each check, for
-`kubectl describe`.
+`kubectl describe`, and leaves out those named by `?exclude=NAME` (repeatable, as on
+kube-apiserver's `/readyz`): the injected readiness probe leaves out `api`, so that an apiserver
+outage, which the sidecar rides out by retrying, does not take every injected pod out of its
+Services, and `sources`, which flips while a pod log stream reconnects (`sources_readable`
+stands for a source failing for good).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
@@ -108,8 +114,18 @@ class StatusServer:
             self._thread.join()
             self._thread = None
 
-    def _on_loop(self, call: Callable[[], _T]) -> _T | None:
-        """`call()` run on the event loop; None when the loop does not answer in time."""
+    def on_loop(self, call: Callable[[], _T]) -> _T | None:
+        """`call()` run on the event loop; None when the loop does not answer in time.
+
+        Called from the loop itself (a test rendering the registry there), it calls at once:
+        waiting for the loop from the loop would only time out.
+        """
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # the usual case: a server thread, which runs no loop
+            running = None
+        if running is self._loop:
+            return call()
         answer: concurrent.futures.Future[_T] = concurrent.futures.Future()
 
         def run() -> None:
@@ -130,23 +146,25 @@ class StatusServer:
             body: Iterable[bytes] = self._metrics(environ, start_response)
             return body
         if path == "/healthz":
-            alive = self._on_loop(lambda: dict(self._liveness()))
+            alive = self.on_loop(lambda: dict(self._liveness()))
             if alive is not None and all(alive.values()):
                 return _answer(start_response, 200, b"ok\n", "text/plain; charset=utf-8")
             failing = alive if alive is not None else {"event_loop": False}
             report = {"alive": False, "checks": failing}
             return _answer(start_response, 503, orjson.dumps(report), "application/json")
         if path == "/readyz":
-            checks = self._on_loop(lambda: dict(self._readiness()))
+            checks = self.on_loop(lambda: dict(self._readiness()))
             if checks is None:
                 checks = {"event_loop": False}
+            for name in parse_qs(environ.get("QUERY_STRING", "")).get("exclude", ()):
+                checks.pop(name, None)
             ready = all(checks.values())
             body_bytes = orjson.dumps({"ready": ready, "checks": checks})
             return _answer(start_response, 200 if ready else 503, body_bytes, "application/json")
         if path == "/-/reload" and self._reload is not None:
             if environ.get("REQUEST_METHOD") != "POST":
                 return _answer(start_response, 405, b"POST only\n", "text/plain; charset=utf-8")
-            outcome = self._on_loop(self._reload)
+            outcome = self.on_loop(self._reload)
             if outcome is None:
                 outcome = (
                     503,

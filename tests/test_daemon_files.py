@@ -50,7 +50,12 @@ def test_appended_lines_become_events_that_kubectl_shows(
         assert http_get(process.url("/healthz"))[0] == 200
         status, body = http_get(process.url("/readyz"))
         assert status == 200
-        assert json.loads(body)["checks"] == {"sources": True, "rules": True, "api": True}
+        assert json.loads(body)["checks"] == {
+            "sources": True,
+            "sources_readable": True,
+            "rules": True,
+            "api": True,
+        }
         assert process.terminate() == 0
     # Its own logs are JSON on stderr.
     assert all(record["level"] in ("info", "warning") for record in process.logs())
@@ -201,7 +206,7 @@ def test_readyz_says_when_the_api_is_unreachable(tmp_path: Path) -> None:
             return json.loads(body)["checks"] if status == 503 else None
 
         checks = wait_for(not_ready, "/readyz to answer 503")
-        assert checks == {"sources": True, "rules": True, "api": False}
+        assert checks == {"sources": True, "sources_readable": True, "rules": True, "api": False}
         assert http_get(process.url("/healthz"))[0] == 200
         assert process.terminate() == 0
     finally:

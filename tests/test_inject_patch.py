@@ -249,6 +249,20 @@ def test_the_sidecar_reads_the_apps_log_directory_and_its_rules() -> None:
     }
 
 
+def test_the_sidecar_has_a_readiness_probe_that_asks_what_lasts() -> None:
+    """A sidecar that cannot read its source for good shows not ready in `kubectl get pods`;
+    an apiserver outage or a reconnecting stream does not (see `patch.probes`)."""
+    for pod in (minimal_pod(), minimal_pod(log_path="/var/log/ctl/*.log")):
+        [sidecar] = sidecars(inject(pod))
+        assert sidecar["readinessProbe"] == {
+            "httpGet": {"path": "/readyz?exclude=api&exclude=sources", "port": "sidecar-metrics"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        }
+        assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
 def test_annotation_keys_are_escaped_as_json_pointer_tokens() -> None:
     pod = minimal_pod(image="reg.test/sc:2")
     patch = build_patch(pod, SETTINGS)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar.exposition import show_created_series
@@ -10,6 +13,8 @@ from sidecar.pipeline import LinePipeline, Processor
 from sidecar.rules import compile_rules, parse_rules
 from sidecar.transitions import TransitionTracker
 from tests.daemon_support import RULES, phase_line
+
+_T = TypeVar("_T")
 
 
 def feed(metrics: Metrics, tracker: TransitionTracker, lines: list[bytes]) -> None:
@@ -112,6 +117,33 @@ def test_objects_in_state_counts_recent_objects_and_the_oldest_age() -> None:
     now[0] = 2300.0
     assert get("event_sidecar_objects_in_state", pending) == 1
     assert b"web-" not in generate_latest(registry)  # never object names
+
+
+def test_the_census_runs_through_the_trackers_owner() -> None:
+    """The daemon counts on its event loop (`census_on`); a loop that does not answer leaves the
+    two families empty rather than failing the scrape or showing a stale count."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    tracker = TransitionTracker()
+    feed(metrics, tracker, [phase_line("ns", "web-a", "Pending", 1000.0)])
+    metrics.follow_states(tracker, lambda: 1000.0, ttl=1200.0)
+    calls: list[str] = []
+
+    def owner(call: Callable[[], _T]) -> _T | None:
+        calls.append("owner")
+        return call()
+
+    metrics.census_on(owner)
+    pending = {"rule": "phase", "state": "Pending"}
+    assert registry.get_sample_value("event_sidecar_objects_in_state", pending) == 1
+    assert calls == ["owner"]
+
+    def wedged(call: Callable[[], _T]) -> _T | None:
+        return None
+
+    metrics.census_on(wedged)
+    assert registry.get_sample_value("event_sidecar_objects_in_state", pending) is None
+    assert b"event_sidecar_objects_in_state gauge" in generate_latest(registry)
 
 
 def test_no_created_series_unless_asked() -> None:

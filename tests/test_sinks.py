@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import sys
+import threading
 from dataclasses import replace
 
 import pytest
@@ -81,3 +84,34 @@ def alive_events() -> int:
     """Event objects reachable in this process (other tests' included)."""
     gc.collect()
     return sum(1 for thing in gc.get_objects() if isinstance(thing, Event))
+
+
+def test_a_bounded_sink_takes_writes_from_many_threads() -> None:
+    """`run --dry-run` writes to the memory sink from the poster's `--writes` threads at once;
+    two evictions of the same oldest Event once raised KeyError under load."""
+    sink = MemorySink(keep=4)
+    failures: list[BaseException] = []
+    rounds = 3000
+
+    def write(thread: int) -> None:
+        try:
+            for i in range(rounds):
+                event = replace(an_event(), name=f"web-0.{thread}.{i}")
+                sink.create(event)
+                with contextlib.suppress(NotFound):  # evicted meanwhile: expired, as expected
+                    sink.patch(event, event.repeat_patch())
+        except BaseException as error:  # any failure fails the test below
+            failures.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows at once
+    try:
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
+    assert len(sink.events) == 4

@@ -67,6 +67,25 @@ def test_metrics_health_and_readiness(loop: asyncio.AbstractEventLoop) -> None:
         get(port, "/healthz")
 
 
+def test_readiness_leaves_out_the_excluded_checks(loop: asyncio.AbstractEventLoop) -> None:
+    """`?exclude=` as on kube-apiserver's `/readyz`: the injected probe leaves out `api` and
+    `sources`; unknown names are ignored."""
+    readiness = {"sources": False, "sources_readable": True, "rules": True, "api": False}
+    server, port, _ = serve(loop, readiness)
+    try:
+        assert get(port, "/readyz")[0] == 503
+        status, body = get(port, "/readyz?exclude=api&exclude=sources&exclude=nothing")
+        assert status == 200
+        assert orjson.loads(body) == {
+            "ready": True,
+            "checks": {"sources_readable": True, "rules": True},
+        }
+        readiness["sources_readable"] = False
+        assert get(port, "/readyz?exclude=api&exclude=sources")[0] == 503
+    finally:
+        server.close()
+
+
 def test_a_wedged_loop_fails_liveness_and_readiness(loop: asyncio.AbstractEventLoop) -> None:
     server, port, _ = serve(loop, {"rules": True}, timeout=0.3)
     try:
@@ -83,6 +102,18 @@ def test_a_wedged_loop_fails_liveness_and_readiness(loop: asyncio.AbstractEventL
         assert get(port, "/healthz") == (200, b"ok\n")  # the loop answers again
     finally:
         server.close()
+
+
+def test_on_loop_runs_on_the_loop_or_at_once_from_it(loop: asyncio.AbstractEventLoop) -> None:
+    server = StatusServer(CollectorRegistry(), dict, loop)
+    on_loop = server.on_loop(threading.get_ident)
+    assert on_loop is not None and on_loop != threading.get_ident()
+
+    async def from_the_loop() -> int | None:
+        return server.on_loop(threading.get_ident)  # would wait for itself without the shortcut
+
+    from_itself = asyncio.run_coroutine_threadsafe(from_the_loop(), loop).result(timeout=2)
+    assert from_itself == on_loop
 
 
 def test_a_failing_liveness_check_fails_healthz(loop: asyncio.AbstractEventLoop) -> None:

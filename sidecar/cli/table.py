@@ -224,6 +224,13 @@ RUN_OPTIONS: Final = (
         to=("queues.writes",),
     ),
     Option(
+        "--unreadable-seconds",
+        "seconds a source may fail to read without a break before /readyz, "
+        "event_sidecar_source_unreadable and a Warning Event on the pod say so",
+        parse=positive_float,
+        to=("http.unreadable_seconds",),
+    ),
+    Option(
         "--drain-seconds",
         "on SIGTERM, seconds to write queued Events",
         parse=non_negative_float,

@@ -234,12 +234,7 @@ def _sidecar(plan: _Plan, settings: InjectSettings) -> dict[str, Any]:
         "ports": [
             {"name": METRICS_PORT_NAME, "containerPort": plan.metrics_port, "protocol": "TCP"}
         ],
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
-            "periodSeconds": 20,
-            "timeoutSeconds": 3,
-            "failureThreshold": 3,
-        },
+        **probes(),
         "resources": options.resources.to_container() if options.resources else settings.resources,
         "securityContext": restricted_security_context(settings.run_as_user),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -248,6 +243,38 @@ def _sidecar(plan: _Plan, settings: InjectSettings) -> dict[str, Any]:
     if plan.native:
         container["restartPolicy"] = "Always"
     return container
+
+
+#: What the readiness probe asks: `/readyz` without `api` and `sources` (see `probes`).
+READINESS_PATH: Final = "/readyz?exclude=api&exclude=sources"
+
+
+def probes() -> dict[str, Any]:
+    """The sidecar's liveness and readiness probes (the webhook, `inject` and the policy's).
+
+    Liveness (`/healthz`): the event loop answers and no supervised task ended; failing it
+    restarts the sidecar, which is what helps then. Readiness asks whether the sidecar does its
+    job: its rules loaded and no source unreadable for `--unreadable-seconds` (a 403 on
+    `pods/log`, a log file that never appears), so such a pod shows not ready in `kubectl get
+    pods` instead of sitting silently useless. It leaves out `api`: an apiserver outage is
+    ridden out by retrying, and must not take every injected pod out of its Services at once;
+    and `sources`, which flips while a pod log stream reconnects. A sidecar's readiness is the
+    pod's (a native sidecar's too), so it is kept to what lasts.
+    """
+    return {
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
+            "periodSeconds": 20,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": READINESS_PATH, "port": METRICS_PORT_NAME},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+    }
 
 
 def restricted_security_context(uid: int) -> dict[str, Any]:

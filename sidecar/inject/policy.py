@@ -39,6 +39,7 @@ from sidecar.inject.patch import (
     STATE_SIZE_LIMIT,
     STATE_VOLUME,
     escape,
+    probes,
     restricted_security_context,
 )
 from sidecar.inject.settings import InjectSettings
@@ -268,12 +269,7 @@ def _sidecar(settings: InjectSettings) -> dict[str, Any]:
                 "protocol": "TCP",
             }
         ],
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
-            "periodSeconds": 20,
-            "timeoutSeconds": 3,
-            "failureThreshold": 3,
-        },
+        **probes(),
         "resources": settings.resources,
         "securityContext": restricted_security_context(uid),
         "terminationMessagePolicy": "FallbackToLogsOnError",
