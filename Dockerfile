@@ -24,15 +24,24 @@ COPY sidecar ./sidecar
 RUN pip wheel --wheel-dir /wheels .
 
 FROM ${BASE}
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
+# One layer, trimmed before it is committed: pip and setuptools are not needed at run time, and
+# kubernetes.aio (an asyncio copy of the whole generated client, about 68 MB) is never imported:
+# the sidecar's one Kubernetes module uses kubernetes.client and kubernetes.config, and makes its
+# asynchronous requests with aiohttp (tests/test_image.py runs every command on the result).
+# Bytecode is compiled here, explicitly: the root filesystem is read-only at run time, so without
+# it every start would compile the client's modules again in memory.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-index --find-links /wheels kube-event-sidecar \
+    && /opt/venv/bin/pip install --no-index --no-compile --find-links /wheels kube-event-sidecar \
+    && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
+    && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio \
+    && python -m compileall -q -j 0 /opt/venv/lib \
     && /opt/venv/bin/event-sidecar --version
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
 # 65532 is distroless' "nonroot"; the injected sidecar's securityContext uses the same UID/GID.
 USER 65532:65532
 WORKDIR /

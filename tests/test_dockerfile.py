@@ -40,7 +40,8 @@ def instructions() -> list[tuple[str, str]]:
 def test_the_dockerfile_is_multi_stage_non_root_and_read_only_friendly() -> None:
     steps = instructions()
     froms = [args for kw, args in steps if kw == "FROM"]
-    assert froms == ["python:3.11-slim AS build", "python:3.11-slim"]
+    assert froms == ["${BASE} AS build", "${BASE}"]
+    assert ("ARG", "BASE=python:3.11-slim") in steps, "the official image stays the default base"
     final = steps[max(i for i, (kw, _) in enumerate(steps) if kw == "FROM") :]
     [user] = [args for kw, args in final if kw == "USER"]
     uid, _, gid = user.partition(":")
