@@ -159,10 +159,12 @@ class Metrics:
         )
         self.events_delayed = Counter(
             "event_sidecar_events_delayed",
-            "Waits before an Event write was tried again because the API throttled it (429), by "
-            "cause: retry_after (the answer said how long: API Priority and Fairness) or "
-            "rate_limited (it did not: the EventRateLimit admission plugin; the object backs "
-            "off).",
+            "Waits before an Event write was tried again, by cause: retry_after (a 429 that "
+            "said how long: API Priority and Fairness), rate_limited (a 429 that did not: the "
+            "EventRateLimit admission plugin; the object backs off), unreachable (no answer), "
+            "unavailable (a 5xx with Retry-After: an apiserver shutting down), "
+            "forbidden_transient (a 403 soon after the API was out of reach or the start: RBAC "
+            "caches still filling).",
             ["cause"],
             registry=registry,
         )

@@ -71,8 +71,13 @@ RecordOutcome = Written | AlreadyWritten | DropCause | Literal["series"]
 
 #: Why a write waited before it was tried again (`events_delayed{cause}`): `retry_after` is a 429
 #: with a Retry-After header (API Priority and Fairness), `rate_limited` one without it (the
-#: `EventRateLimit` admission plugin).
-DelayCause = Literal["retry_after", "rate_limited"]
+#: `EventRateLimit` admission plugin); `unreachable` no answer (connection refused or lost, a
+#: timeout); `unavailable` a 5xx with Retry-After (an apiserver shutting down);
+#: `forbidden_transient` a 403 soon after the API was out of reach or the sidecar started (an
+#: apiserver's RBAC caches still filling).
+DelayCause = Literal[
+    "retry_after", "rate_limited", "unreachable", "unavailable", "forbidden_transient"
+]
 DELAY_CAUSES: Final[tuple[DelayCause, ...]] = get_args(DelayCause)
 
 #: `object_lookups{result}`: `hit` is any answer from the cache (found, forbidden or not found);

@@ -21,7 +21,9 @@ Everything runs on the event loop, and nothing in it blocks:
 - a `Mark` is committed once every write queued before it has ended (written or counted as
   dropped), with the correlator's state (and the series state, in events.k8s.io/v1 mode) taken
   when the mark was reached (after every decision before it, before any after it); marks are
-  committed in order;
+  committed in order. A write abandoned instead (`drop_queued`: the shutdown's deadline passed
+  while it still waited for the API) ends nothing: the marks after it are never committed, so
+  the checkpoint stays behind its line and the next start reads it again;
 - a `Tick` (the series heartbeat, the shutdown's last series counts) is decided in queue order
   too, and its writes chained like the others: a series' PATCHes never cross, and a mark waits
   for the tick's writes queued before it.
@@ -108,6 +110,11 @@ Resolving = InvolvedObject | asyncio.Future[InvolvedObject] | None
 Ahead = tuple[QueueItem, Resolving, Resolving]
 #: How many queued items the poster takes ahead of the one it correlates.
 LOOKAHEAD = 64
+
+
+def _committed(mark: asyncio.Task[bool]) -> bool:
+    """Whether an ended mark's commit was made (a cancelled one was not)."""
+    return not mark.cancelled() and mark.result()
 
 
 class _Countdown:
@@ -268,7 +275,9 @@ class Poster:
         self._chains: dict[ObjectKey, asyncio.Task[None]] = {}
         #: Every write not ended yet, and the last mark not committed yet.
         self._pending: set[asyncio.Task[None]] = set()
-        self._last_mark: asyncio.Task[None] | None = None
+        #: The last mark's commit: True once committed, False when a write before it was
+        #: abandoned (then no later mark commits either).
+        self._last_mark: asyncio.Task[bool] | None = None
         #: Outcomes so far (create, patch or a drop cause), for logs and tests.
         self.outcomes: dict[str, int] = {}
         #: Items taken off `events` ahead of the one being handled, in order.
@@ -277,17 +286,22 @@ class Poster:
         self._looking_up: dict[ObjectTarget, asyncio.Future[InvolvedObject]] = {}
         #: At most `writes` look-ups being made.
         self._asking = asyncio.Semaphore(writes)
+        #: The Posting being handled while none of its writes is started yet (waiting for its
+        #: object's look-up, or for a slot): `drop_queued` counts it if `run` is cancelled then.
+        self._handling: Posting | None = None
 
     async def run(self) -> None:
         """Until cancelled."""
         try:
             while True:
                 item, involved, related = await self._next()
+                self._handling = item if type(item) is Posting else None
                 try:
                     handed_over = await self._handle(item, involved, related)
                 except BaseException:
                     self.events.task_done()
                     raise
+                self._handling = None
                 if not handed_over:
                     self._done()
         finally:
@@ -367,8 +381,9 @@ class Poster:
             # Every decision before the mark is taken, none after: the correlator is at the
             # mark's point, whatever writes are still in flight.
             state = self._export()
-            waits = [*self._pending, *([self._last_mark] if self._last_mark else [])]
-            mark = asyncio.create_task(self._commit_after(waits, item, state))
+            mark = asyncio.create_task(
+                self._commit_after(list(self._pending), self._last_mark, item, state)
+            )
             self._last_mark = mark
             return True
         if type(item) is Tick:
@@ -406,6 +421,7 @@ class Poster:
             await self._slots.acquire()
             key = self.recorder.write_key(decision)
             task = asyncio.create_task(self._write(self._chains.get(key), decision, item))
+            self._handling = None  # counted with the writes from now on
             self._chains[key] = task
             self._pending.add(task)
             task.add_done_callback(
@@ -448,19 +464,38 @@ class Poster:
 
     async def _commit_after(
         self,
-        waits: list[asyncio.Task[Any]],
+        writes: list[asyncio.Task[None]],
+        previous: asyncio.Task[bool] | None,
         mark: Mark,
         state: tuple[CorrelationState, tuple[SeriesRecord, ...]],
-    ) -> None:
-        """Commit `mark` (with the correlator's `state` at its point) once `waits` ended."""
+    ) -> bool:
+        """Commit `mark` (with the correlator's `state` at its point) once `writes` and the
+        `previous` mark's commit ended; True when committed.
+
+        Not when one of `writes` was cancelled, or `previous` was not committed: a cancelled
+        write is one `drop_queued` abandoned at a shutdown past its deadline (`asyncio.wait`
+        returns for it as for a write that ended), so its Event may not be stored and its line
+        must be read again at the next start.
+        """
         try:
+            waits: list[asyncio.Task[Any]] = [*writes, *([previous] if previous else [])]
             if waits:
                 await asyncio.wait(waits)
+            abandoned = sum(1 for write in writes if write.cancelled())
+            if abandoned or (previous is not None and not _committed(previous)):
+                log.info(
+                    "checkpoint not saved: Events before it were not written",
+                    extra={"abandoned": abandoned},
+                )
+                return False
             mark.reached = True
             correlation, series = state
-            self.commit(replace(mark.checkpoint, correlation=correlation, series=series))
-        except Exception:
-            log.exception("cannot commit a checkpoint")
+            try:
+                self.commit(replace(mark.checkpoint, correlation=correlation, series=series))
+            except Exception:
+                # Every write before it ended: the marks after it may still commit.
+                log.exception("cannot commit a checkpoint")
+            return True
         finally:
             self._done()
 
@@ -480,6 +515,9 @@ class Poster:
     def drop_queued(self, cause: DropCause) -> int:
         """Count everything still queued as dropped (shutdown past its deadline)."""
         dropped = 0
+        if self._handling is not None:
+            self._handling = None
+            dropped += 1
         while self._ahead:
             item, _, _ = self._ahead.popleft()
             self.events.task_done()

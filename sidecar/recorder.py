@@ -21,6 +21,13 @@ admission plugin, whose limits are per namespace and per source and object) the 
 Warnings wait and are tried again, so the budget goes to what matters. Every wait is counted in
 `events_delayed{cause}`, every drop in `events_dropped{cause}`.
 
+What else is tried again, as client-go does (`sidecar.kube.errors` says which answers): no
+answer (`Unreachable`: `retry.interval_seconds` apart, the first wait a random part of it), a 5xx
+with Retry-After (`Unavailable`: an apiserver shutting down; that long), and a 403 soon after the
+API was out of reach (`NotYetAllowed`: an apiserver's RBAC caches still filling; as no answer).
+All of them take from the same `retry.max_tries`; when they run out, the last failure names the
+drop: `rate_limited` after a 429, `forbidden` after a 403, else `retries_exhausted`.
+
 An Event's time (firstTimestamp, lastTimestamp, and the correlator's clock) is its line's time,
 clamped to the wall clock when the line claims the future; a line without a time gets `clock()`
 (the wall clock in `run`, the last line's time in `replay`). So a backlog read after downtime
@@ -51,7 +58,18 @@ from sidecar.model import (
     RetrySettings,
     Written,
 )
-from sidecar.sinks import NotFound, Refused, Send, Sink, SinkError, Throttled, Unreachable, send_to
+from sidecar.sinks import (
+    NotFound,
+    NotYetAllowed,
+    Refused,
+    Send,
+    Sink,
+    SinkError,
+    Throttled,
+    Unavailable,
+    Unreachable,
+    send_to,
+)
 
 log = logging.getLogger(__name__)
 _DEFAULT_RETRY = RetrySettings()
@@ -262,20 +280,23 @@ class Recorder:
         attempt: Callable[[], Steps[Written | AlreadyWritten]],
     ) -> Steps[Written | AlreadyWritten | DropCause]:
         """The steps of one write (`attempt`) for the Event named `event` (namespace, name)
-        about the object `key`, as client-go retries it plus the rate-limit handling: transport
-        errors are retried `retry.max_tries` times; a 429 with Retry-After waits that long; one
-        without it (EventRateLimit) backs the object off, dropping a Normal Event and delaying a
-        Warning; every other refusal is a counted drop."""
+        about the object `key`, as client-go retries it plus the rate-limit handling (see the
+        module docstring): transport errors, a 5xx with Retry-After and a 403 soon after the API
+        was out of reach are retried, `retry.max_tries` tries in all; a 429 with Retry-After
+        waits that long; one without it (EventRateLimit) backs the object off, dropping a Normal
+        Event and delaying a Warning; every other refusal is a counted drop."""
         namespace, name = event
         waited = yield from self._wait_backoff(key, warning)
         if waited is not None:
             return waited
-        throttled = False
+        #: What to count if the tries run out: named after the last failure.
+        exhausted: DropCause = "retries_exhausted"
         for tries in range(1, self.retry.max_tries + 1):
+            last_try = tries == self.retry.max_tries
             try:
                 written = yield from attempt()
             except Throttled as error:
-                throttled = True
+                exhausted = "rate_limited"
                 if error.retry_after is not None:
                     wait = min(error.retry_after, self.retry.retry_after_max_seconds)
                     yield self._delay("retry_after", wait)
@@ -292,8 +313,35 @@ class Recorder:
                     return self._drop("rate_limited")
                 yield self._delay("rate_limited", wait)
                 continue
+            except Unavailable as error:
+                exhausted = "retries_exhausted"
+                log.warning(
+                    "the API is unavailable for Event %s/%s (try %d of %d): %s",
+                    namespace,
+                    name,
+                    tries,
+                    self.retry.max_tries,
+                    error,
+                )
+                if not last_try:
+                    wait = min(error.retry_after, self.retry.retry_after_max_seconds)
+                    yield self._delay("unavailable", wait)
+                continue
+            except NotYetAllowed as error:
+                exhausted = "forbidden"
+                log.warning(
+                    "the API refused Event %s/%s for now (try %d of %d): %s",
+                    namespace,
+                    name,
+                    tries,
+                    self.retry.max_tries,
+                    error,
+                )
+                if not last_try:
+                    yield self._delay("forbidden_transient", self._retry_interval(tries))
+                continue
             except Unreachable as error:
-                throttled = False
+                exhausted = "retries_exhausted"
                 log.warning(
                     "cannot reach the API for Event %s/%s (try %d of %d): %s",
                     namespace,
@@ -302,9 +350,8 @@ class Recorder:
                     self.retry.max_tries,
                     error,
                 )
-                if tries < self.retry.max_tries:
-                    factor = self._jitter() if tries == 1 else 1.0
-                    yield Pause(self.retry.interval_seconds * factor)
+                if not last_try:
+                    yield self._delay("unreachable", self._retry_interval(tries))
                 continue
             except Refused as error:
                 log.warning("the API refused Event %s/%s: %s", namespace, name, error)
@@ -313,7 +360,13 @@ class Recorder:
                 return self._drop("rejected" if cause == "event_missing" else cause)
             self._backoff.pop(key, None)
             return written
-        return self._drop("rate_limited" if throttled else "retries_exhausted")
+        return self._drop(exhausted)
+
+    def _retry_interval(self, tries: int) -> float:
+        """The wait after failed try number `tries`: the first a random part of the interval,
+        so that many clients do not retry in step after an apiserver outage."""
+        factor = self._jitter() if tries == 1 else 1.0
+        return self.retry.interval_seconds * factor
 
     def _wait_backoff(self, key: ObjectKey, warning: bool) -> Steps[DropCause | None]:
         """While `key` backs off, drop a Normal Event (`rate_limited`), make a Warning wait."""

@@ -5,6 +5,11 @@ Errors, in one hierarchy so callers catch the sink's meaning and never a library
 - `SinkError`: base class.
   - `Unreachable`: the API could not be reached or did not answer (transport errors). The only
     error worth retrying, as in client-go.
+    - `Throttled`: 429, with the Retry-After asked for, if any.
+    - `Unavailable`: a 5xx with Retry-After (an apiserver shutting down): client-go's REST
+      client waits that long and tries again.
+    - `NotYetAllowed`: a 403 soon after the API was out of reach (or after the start): an
+      apiserver that just started refuses until its RBAC caches are filled.
   - `Refused`: the API answered no; final. `cause` is a `model.RefusalCause`.
     - `NotFound`: 404. For a create the namespace is missing (`namespace_missing`); for a PATCH
       the Event expired or was deleted (`event_missing`), and the Recorder re-creates it.
@@ -43,6 +48,22 @@ class Throttled(Unreachable):
     def __init__(self, detail: str, retry_after: float | None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class Unavailable(Unreachable):
+    """A 5xx answered with Retry-After: `retry_after` seconds, then try again (client-go's REST
+    client does so for any 5xx or 429 with the header; a shutting-down apiserver sends 503 with
+    `Retry-After: 1`). A 5xx without it is final, as in client-go."""
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class NotYetAllowed(Unreachable):
+    """A 403 the sink holds for transient: it came soon after the API was out of reach (or
+    after the start), when an apiserver's RBAC caches may still be filling. Tried again; a
+    403 once that time is over is `Refused("forbidden")`."""
 
 
 class Refused(SinkError):

@@ -17,12 +17,30 @@ import aiohttp.web
 import pytest
 import trustme
 from kubernetes import client
+from prometheus_client import CollectorRegistry
 
-from sidecar.events import InvolvedObject
+from sidecar.correlate import Correlator, CorrelatorSettings
+from sidecar.events import Event, EventNamer, InvolvedObject
 from sidecar.events_v1 import ModernEvent, make_modern_event
 from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeSink, connect
-from sidecar.model import ObjectTarget
-from sidecar.sinks import Refused, Send, Sender, SinkError, Throttled, Unreachable, send_to
+from sidecar.kube.errors import ApiContact, refusal
+from sidecar.kube.transport import Answer
+from sidecar.metrics import Metrics
+from sidecar.model import EventSpec, ObjectTarget, RetrySettings
+from sidecar.recorder import Recorder
+from sidecar.sinks import (
+    MemorySink,
+    NotFound,
+    NotYetAllowed,
+    Refused,
+    Send,
+    Sender,
+    SinkError,
+    Throttled,
+    Unavailable,
+    Unreachable,
+    send_to,
+)
 from tests.conftest import Capture, plain_kubeconfig
 from tests.controlplane import ControlPlane, token_kubeconfig
 from tests.test_kube import (
@@ -324,3 +342,210 @@ class _NoTransport:
 
     def close(self) -> None:
         pass
+
+
+def _status(code: int, reason: str, message: str, **details: Any) -> bytes:
+    body = {"kind": "Status", "status": "Failure", "code": code, "reason": reason}
+    return json.dumps({**body, "message": message, **details}).encode()
+
+
+_SHUTTING_DOWN = _status(503, "ServiceUnavailable", "apiserver is shutting down")
+_FORBIDDEN = _status(403, "Forbidden", 'events is forbidden: User "system:serviceaccount:x:y"')
+_TERMINATING = _status(
+    403,
+    "Forbidden",
+    "unable to create new content in namespace x because it is being terminated",
+    details={"causes": [{"reason": "NamespaceTerminating"}]},
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "transient", "error", "cause"),
+    [
+        # client-go's REST client retries a 429 or any 5xx with Retry-After (`checkWait`).
+        (Answer(429, b"", 5.0), False, Throttled, ""),
+        (Answer(429, b"", None), False, Throttled, ""),
+        (Answer(503, _SHUTTING_DOWN, 1.0), False, Unavailable, ""),
+        (Answer(500, b"etcdserver: leader changed", 2.0), False, Unavailable, ""),
+        # Without Retry-After a 5xx is final, as client-go's recorder has it.
+        (Answer(503, _SHUTTING_DOWN, None), False, Refused, "rejected"),
+        (Answer(500, b"internal error", None), False, Refused, "rejected"),
+        # A 403 soon after the API was out of reach is tried again; later it is final.
+        (Answer(403, _FORBIDDEN), True, NotYetAllowed, ""),
+        (Answer(403, _FORBIDDEN), False, Refused, "forbidden"),
+        # A terminating namespace does not come back: final whenever.
+        (Answer(403, _TERMINATING), True, Refused, "namespace_terminating"),
+        (Answer(404, b"", None), True, NotFound, "namespace_missing"),
+        (Answer(409, b"", None), True, Refused, "conflict"),
+        (Answer(422, b"", None), True, Refused, "invalid"),
+        (Answer(401, b"", None), True, Refused, "rejected"),
+    ],
+)
+def test_which_answers_are_tried_again(
+    answer: Answer, transient: bool, error: type[SinkError], cause: str
+) -> None:
+    """The classification rules alone (pure): see `sidecar.kube.errors`."""
+    refused = refusal("create", answer, forbidden_transient=transient)
+    assert type(refused) is error
+    if isinstance(refused, Refused):
+        assert refused.cause == cause
+    else:
+        assert isinstance(refused, Unreachable)  # what the Recorder tries again
+    if isinstance(refused, Unavailable):
+        assert refused.retry_after == answer.retry_after
+
+
+def test_a_403_is_transient_only_for_the_grace_after_the_api_was_out_of_reach() -> None:
+    now = [100.0]
+    contact = ApiContact(30.0, clock=lambda: now[0])
+    assert contact.forbidden_transient()  # right after the start
+    now[0] = 129.9
+    assert contact.forbidden_transient()
+    now[0] = 130.0
+    assert not contact.forbidden_transient()  # a lasting 403 is `forbidden`
+    contact.answered(403)  # a 403 does not extend it
+    contact.answered(200)
+    assert not contact.forbidden_transient()
+    contact.lost()  # no answer: e.g. the apiserver restarting
+    now[0] = 150.0
+    assert contact.forbidden_transient()
+    now[0] = 160.0
+    contact.answered(503)  # a 5xx counts as out of reach
+    now[0] = 189.0
+    assert contact.forbidden_transient()
+    now[0] = 190.0
+    assert not contact.forbidden_transient()
+
+
+class _Answering(MemorySink):
+    """Each create fails as scripted, then succeeds."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def create(self, event: Event) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        super().create(event)
+
+
+def _retrying(failures: list[Exception]) -> tuple[Recorder, list[float], CollectorRegistry]:
+    registry = CollectorRegistry()
+    sleeps: list[float] = []
+    recorder = Recorder(
+        sink=_Answering(failures),
+        correlator=Correlator(CorrelatorSettings(), EventNamer()),
+        namer=EventNamer(),
+        metrics=Metrics(registry),
+        component="c",
+        host="h",
+        clock=lambda: 1_700_000_000.0,
+        retry=RetrySettings(max_tries=4, interval_seconds=2.0),
+        sleep=sleeps.append,
+        jitter=lambda: 0.5,
+    )
+    return recorder, sleeps, registry
+
+
+def _delayed(registry: CollectorRegistry, cause: str) -> float:
+    value = registry.get_sample_value("event_sidecar_events_delayed_total", {"cause": cause})
+    return value or 0.0
+
+
+_POD = ObjectTarget("Pod", "web-0", "shop", "v1")
+
+
+@pytest.mark.parametrize(
+    ("failures", "outcome", "sleeps", "delayed"),
+    [
+        # The graceful shutdown's 503 waits its Retry-After, then the restart's refused
+        # connections and first 403s are tried again: the Event is written.
+        (
+            [
+                Unavailable("503 apiserver is shutting down", 1.0),
+                Unreachable("connection refused"),
+                NotYetAllowed("403 events is forbidden"),
+            ],
+            "create",
+            [1.0, 2.0, 2.0],
+            {"unavailable": 1, "unreachable": 1, "forbidden_transient": 1},
+        ),
+        # A Retry-After above the ceiling is capped, as a 429's is.
+        ([Unavailable("503", 3600.0)], "create", [30.0], {"unavailable": 1}),
+        # A 403 tried again until the tries run out is `forbidden`, not `retries_exhausted`.
+        (
+            [NotYetAllowed("403")] * 4,
+            "forbidden",
+            [1.0, 2.0, 2.0],
+            {"forbidden_transient": 3},
+        ),
+        ([Unavailable("503", 1.0)] * 4, "retries_exhausted", [1.0] * 3, {"unavailable": 3}),
+        # Past the grace the sink raises `Refused("forbidden")`: final at once.
+        (
+            [NotYetAllowed("403"), Refused("forbidden", "403")],
+            "forbidden",
+            [1.0],
+            {"forbidden_transient": 1},
+        ),
+    ],
+)
+def test_the_recorder_tries_again_what_client_go_tries_again(
+    failures: list[Exception], outcome: str, sleeps: list[float], delayed: dict[str, int]
+) -> None:
+    recorder, slept, registry = _retrying(failures)
+    spec = EventSpec("r", _POD, "Normal", "Started", "started", None)
+    assert recorder.record(spec) == outcome
+    assert slept == sleeps
+    for cause in ("unavailable", "unreachable", "forbidden_transient"):
+        assert _delayed(registry, cause) == delayed.get(cause, 0), cause
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "expected"),
+    [(503, "1", Unavailable), (500, "2", Unavailable), (503, None, Refused)],
+)
+def test_a_5xx_with_retry_after_is_unavailable_for_both_clients(
+    tmp_path: Path, status: int, retry_after: str | None, expected: type[SinkError]
+) -> None:
+    """A shutting-down apiserver's answer, on the wire: the sender (aiohttp) and the blocking
+    sink (the client's urllib3) both read its Retry-After."""
+    body = json.loads(_SHUTTING_DOWN)
+
+    async def scenario() -> tuple[SinkError, SinkError]:
+        async def refuse(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            headers = {"Retry-After": retry_after} if retry_after else {}
+            return aiohttp.web.json_response(body, status=status, headers=headers)
+
+        app = aiohttp.web.Application()
+        app.router.add_route("*", "/{tail:.*}", refuse)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        kubeconfig = plain_kubeconfig(tmp_path / "closing.kubeconfig", f"http://127.0.0.1:{port}")
+        _, metrics = _metrics()
+        sink = connect(kubeconfig=str(kubeconfig), metrics=metrics)
+        sender = sink.sender(1)
+        event = _event(InvolvedObject("Pod", "p", "ns", "v1"))
+        try:
+            with pytest.raises(SinkError) as sent:
+                await sender.send(Send(event))
+            with pytest.raises(SinkError) as blocking:
+                await asyncio.to_thread(sink.create, event)
+            return sent.value, blocking.value
+        finally:
+            await sender.close()
+            sink.close()
+            await runner.cleanup()
+
+    for error in asyncio.run(scenario()):
+        assert type(error) is expected
+        assert "apiserver is shutting down" in str(error)
+        if isinstance(error, Unavailable):
+            assert retry_after is not None
+            assert error.retry_after == float(retry_after)
+        else:
+            assert isinstance(error, Refused)
+            assert error.cause == "rejected"

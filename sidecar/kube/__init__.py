@@ -11,7 +11,8 @@ One concern per module:
 - `config`: loading the client configuration (kubeconfig, in-cluster, `$KUBECONFIG`);
 - `transport`: one request through the client's `call_api`, timed, transport errors mapped to
   `Unreachable`; the `Transport` protocol the rest is written against (tests use canned answers);
-- `errors`: what an HTTP error answer means (`Refused` causes, `NotFound`, 429 as `Unreachable`);
+- `errors`: what an HTTP error answer means (`Refused` causes, `NotFound`; what client-go tries
+  again as `Unreachable`: 429, a 5xx with Retry-After, and a 403 soon after an outage);
 - `discovery`: which group/version serves a kind, hand-written and cached (the client's dynamic
   discovery writes a cache file to the temporary folder; the root filesystem is read-only);
 - `lookup`: an involved object's uid and resourceVersion, cached; its GET as a step, so either

@@ -18,7 +18,7 @@ from kubernetes import client as k8s_client
 
 from sidecar.events import InvolvedObject
 from sidecar.kube.discovery import NotDiscovered
-from sidecar.kube.errors import refusal
+from sidecar.kube.errors import ApiContact, refusal
 from sidecar.kube.lookup import METADATA_ONLY, Fetch, ObjectLookup, begin, conclude
 from sidecar.kube.session import auth_headers, open_session, timed_request
 from sidecar.kube.settings import KubeSettings
@@ -43,6 +43,7 @@ class KubeSender:
         connections: int,
         *,
         lookup: ObjectLookup,
+        contact: ApiContact | None = None,
     ) -> None:
         self._configuration = configuration
         self._user_agent = user_agent
@@ -50,6 +51,8 @@ class KubeSender:
         self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
         self._connections = connections
         self._lookup = lookup
+        #: When the API was last out of reach (the sink's, shared with its ping).
+        self._contact = contact or ApiContact(settings.forbidden_grace)
         #: Opened on the first request: a session belongs to the loop it was made on.
         self._session: aiohttp.ClientSession | None = None
         #: Look-ups that need discovery, on the blocking client (started when first needed).
@@ -57,7 +60,9 @@ class KubeSender:
 
     async def send(self, request: Send) -> None:
         """Raises:
-        Unreachable: no answer (`Throttled` for a 429, with its Retry-After).
+        Unreachable: no answer (`Throttled` for a 429, with its Retry-After; `Unavailable` for
+            a 5xx with Retry-After; `NotYetAllowed` for a 403 soon after the API was out of
+            reach: see `sidecar.kube.errors`).
         NotFound: 404 (a create: the namespace is missing; a PATCH: the Event expired).
         Refused: any other error answer."""
         verb, method, path, content_type, body = route(request)
@@ -65,7 +70,8 @@ class KubeSender:
             verb, method, path, JSON, content_type=content_type, body=orjson.dumps(body)
         )
         if answer.status >= 300:
-            raise refusal(verb, answer)
+            transient = self._contact.forbidden_transient()
+            raise refusal(verb, answer, forbidden_transient=transient)
 
     async def resolve(self, target: ObjectTarget) -> InvolvedObject:
         """`ObjectLookup.resolve` from the event loop (see the module docstring). Never raises."""
@@ -106,16 +112,22 @@ class KubeSender:
             # Writes and look-ups are each `connections` at most in flight (the poster's
             # bounds): a connection for each, so neither waits for the other's.
             self._session = open_session(self._configuration, limit=2 * self._connections)
-        return await timed_request(
-            self._session,
-            self._metrics,
-            verb,
-            method,
-            path,
-            headers=headers,
-            body=body,
-            timeout=self._timeout,
-        )
+        try:
+            answer = await timed_request(
+                self._session,
+                self._metrics,
+                verb,
+                method,
+                path,
+                headers=headers,
+                body=body,
+                timeout=self._timeout,
+            )
+        except Unreachable:
+            self._contact.lost()
+            raise
+        self._contact.answered(answer.status)
+        return answer
 
     async def close(self) -> None:
         """Close the connections (and the discovery thread)."""

@@ -82,9 +82,7 @@ async def timed_request(
             ) as response:
                 status = response.status
                 answer = Answer(
-                    status,
-                    await response.read(),
-                    retry_after(response.headers) if status == 429 else None,
+                    status, await response.read(), retry_after(status, response.headers)
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise Unreachable(f"{verb}: {type(error).__name__}: {error}") from error

@@ -20,6 +20,14 @@ class KubeSettings:
     rediscover_interval: float = 30.0
     #: Entries per cache (discovery documents; object look-ups).
     cache_size: int = 2048
+    #: Seconds after the API was last out of reach (no answer, or a 5xx), and after the start,
+    #: during which a 403 to an Event write is tried again instead of counted as `forbidden`.
+    #: A kube-apiserver that just (re)started answers 403 to what RBAC allows until its
+    #: RoleBinding caches are filled (a few seconds; more on a loaded node), and a sidecar may
+    #: start before the RoleBinding applied with it is seen. Bounded, so that a RoleBinding
+    #: really missing is counted (`forbidden`) this long, plus one retry interval, after the
+    #: API was last out of reach.
+    forbidden_grace: float = 30.0
 
 
 DEFAULT_SETTINGS: Final = KubeSettings()

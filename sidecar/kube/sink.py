@@ -10,7 +10,7 @@ from kubernetes import client as k8s_client
 
 from sidecar.events import Event, InvolvedObject
 from sidecar.events_v1 import ModernEvent
-from sidecar.kube.errors import describe, refusal
+from sidecar.kube.errors import ApiContact, describe, refusal
 from sidecar.kube.events_api import choose_events_api, own_namespace
 from sidecar.kube.lookup import ObjectLookup
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
@@ -46,7 +46,9 @@ class KubeSink:
 
     Every request is timed by the transport in `api_latency{verb, result}`: verb is `create`,
     `patch`, `get` (an object's metadata), `discover` or `ping`. Nothing is logged above debug:
-    the Recorder decides what is worth a warning.
+    the Recorder decides what is worth a warning. `contact` (shared with its `sender`) notes
+    when the API was last out of reach, so that a 403 soon after is tried again (see
+    `sidecar.kube.errors`).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class KubeSink:
         self._configuration = configuration
         self._user_agent = user_agent
         self.lookup = ObjectLookup(transport, metrics, settings)
+        self.contact = ApiContact(settings.forbidden_grace)
 
     @property
     def server(self) -> str:
@@ -84,7 +87,9 @@ class KubeSink:
         """POST the Event to `/api/v1/namespaces/<event namespace>/events`.
 
         Raises:
-            Unreachable: transport error or timeout (retry).
+            Unreachable: transport error or timeout (retry); `Throttled` for a 429,
+                `Unavailable` for a 5xx with Retry-After, `NotYetAllowed` for a 403 soon after
+                the API was out of reach (see `sidecar.kube.errors`).
             NotFound: 404, the namespace does not exist (`namespace_missing`).
             Refused: any other status (cause: namespace_terminating, forbidden, conflict,
                 invalid, rejected).
@@ -113,9 +118,14 @@ class KubeSink:
 
     def _write(self, request: Send) -> None:
         verb, method, path, content_type, body = route(request)
-        answer = send(self._transport, verb, method, path, body=body, content_type=content_type)
+        try:
+            answer = send(self._transport, verb, method, path, body=body, content_type=content_type)
+        except Unreachable:
+            self.contact.lost()
+            raise
+        self.contact.answered(answer.status)
         if answer.status >= 300:
-            raise refusal(verb, answer)
+            raise refusal(verb, answer, forbidden_transient=self.contact.forbidden_transient())
 
     def sender(self, connections: int) -> KubeSender:
         """The same writes and look-ups from the event loop (`KubeSender`, sharing this sink's
@@ -132,6 +142,7 @@ class KubeSink:
             self.settings,
             connections,
             lookup=self.lookup,
+            contact=self.contact,
         )
 
     def choose_events_api(self, namespace: str | None = None) -> tuple[EventsApi, str]:
@@ -144,7 +155,12 @@ class KubeSink:
         Raises:
             Unreachable: no answer, or an answer other than 200 (e.g. 401 for a bad token).
         """
-        answer = get(self._transport, "ping", "/version", JSON)
+        try:
+            answer = get(self._transport, "ping", "/version", JSON)
+        except Unreachable:
+            self.contact.lost()
+            raise
+        self.contact.answered(answer.status)
         if answer.status != 200:
             raise Unreachable(f"GET /version answered {describe(answer)}")
         try:

@@ -30,8 +30,9 @@ JSON: Final = "application/json"
 class Answer:
     status: int
     body: bytes
-    #: The Retry-After header in seconds, when the answer has one (a 429 from API Priority and
-    #: Fairness); the `EventRateLimit` admission plugin's 429 has none.
+    #: The Retry-After header in seconds, when a 429 or a 5xx has one (API Priority and
+    #: Fairness; an apiserver shutting down); the `EventRateLimit` admission plugin's 429 has
+    #: none. See `retry_after`.
     retry_after: float | None = None
 
     def json(self) -> Any:
@@ -118,18 +119,14 @@ class ClientTransport:
                 if not error.status:
                     # The client reports TLS failures as an ApiException with status 0.
                     raise Unreachable(f"{verb}: {error.reason}") from error
-                answer = Answer(
-                    int(error.status),
-                    _as_bytes(error.body),
-                    retry_after(error.headers),
-                )
+                status = int(error.status)
+                answer = Answer(status, _as_bytes(error.body), retry_after(status, error.headers))
             except (urllib3.exceptions.HTTPError, OSError) as error:
                 raise Unreachable(f"{verb}: {type(error).__name__}: {error}") from error
             else:
+                status = int(response.status)
                 answer = Answer(
-                    int(response.status),
-                    _as_bytes(response.read()),
-                    retry_after(response.headers) if response.status == 429 else None,
+                    status, _as_bytes(response.read()), retry_after(status, response.headers)
                 )
             result = str(answer.status)
             log.debug("%s answered %d", verb, answer.status)
@@ -138,9 +135,10 @@ class ClientTransport:
             self._metrics.api_latency.labels(verb, result).observe(time.perf_counter() - began)
 
 
-def retry_after(headers: Any) -> float | None:
-    """Retry-After in seconds (the apiserver sends whole seconds), or None."""
-    if headers is None:
+def retry_after(status: int, headers: Any) -> float | None:
+    """Retry-After in seconds (the apiserver sends whole seconds) of a 429 or a 5xx, the answers
+    client-go's REST client honours it on (`rest/with_retry.go`, `checkWait`); else None."""
+    if headers is None or not (status == 429 or status >= 500):
         return None
     value = headers.get("Retry-After")
     if value is None:
