@@ -8,7 +8,8 @@
 # a venv. The final image runs as a numeric non-root user (so `runAsNonRoot` can be verified
 # without a passwd lookup) and never writes at run time: bytecode is compiled at install time,
 # PYTHONDONTWRITEBYTECODE stops Python from trying again, and nothing uses /tmp, so it runs with
-# `readOnlyRootFilesystem: true`. tests/test_dockerfile.py installs the package the same way.
+# `readOnlyRootFilesystem: true`. tools/build-image.sh builds it (`make image`); tests/test_image.py
+# runs the result locked down.
 
 # BASE: the official Python image by default; any image with Python 3.11 at `python` on PATH and
 # its venv module works (the tests build on a stand-in made from Debian packages, since no

@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+BASE ?=
 
-.PHONY: demo demo-cluster test lint unit system-deps control-plane clean
+.PHONY: demo demo-cluster test lint unit system-deps control-plane image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,17 +29,28 @@ demo-cluster: $(STAMP)
 test: lint system-deps
 	$(BIN)/pytest
 
-## Debian's prometheus (scrapes /metrics in the tests), mtail (the benchmark peer) and GNU time
-## (the benchmarks' CPU and peak-memory meter).
+## Debian's prometheus (scrapes /metrics in the tests), mtail (the benchmark peer), GNU time
+## (the benchmarks' CPU and peak-memory meter), and what builds and runs the image without a
+## registry (buildah, podman and runc; mmdebstrap for the stand-in base; see tools/build-image.sh).
+SYSTEM_PACKAGES := prometheus mtail time buildah podman runc netavark aardvark-dns iptables \
+	catatonit mmdebstrap containernetworking-plugins
 system-deps:
-	@if ! command -v prometheus >/dev/null || ! command -v mtail >/dev/null || [ ! -x /usr/bin/time ]; then \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then \
-			echo "the tests need Debian's prometheus, mtail and time: sudo apt-get install prometheus mtail time" >&2; \
+			echo "the tests need Debian's$$missing: sudo apt-get install$$missing" >&2; \
 			exit 1; \
 		fi; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus mtail time; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+## Build the image from the Dockerfile with buildah, tagged as the manifests name it. BASE=debian
+## builds on a stand-in made from Debian packages, for machines that reach no container registry.
+image: $(STAMP)
+	BASE=$(BASE) PYTHON=$(BIN)/python tools/build-image.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
