@@ -384,7 +384,7 @@ def _other_json_shapes(
             "fields" in obj
             or "spans" in obj
             or "span" in obj
-            or (time_key == "timestamp" and raw_level in _TRACING_LEVELS)
+            or (time_key == "timestamp" and type(raw_level) is str and raw_level in _TRACING_LEVELS)
         ):
             if message is None:
                 event = obj.get("fields")

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sidecar.decode import UNRECOGNISED, decode, parse_level
@@ -477,7 +477,25 @@ SHAPE_KEYS = [
 
 @PROPERTY
 @given(st.dictionaries(st.sampled_from(SHAPE_KEYS) | st.text(max_size=8), json_values, max_size=8))
+@example({"timestamp": 1, "level": {"a": 1}, "target": "x"})  # raised TypeError: unhashable
+@example({"timestamp": 1, "level": [1], "target": "x"})
+@example({"levelname": {"a": 1}, "name": [], "asctime": {}, "created": "x"})
+@example({"logger_name": 1, "level_value": None, "message": {"a": 1}})
 def test_other_json_shapes_with_any_values(obj: dict[str, Any]) -> None:
+    check_decoded(decode(orjson.dumps(obj), year=YEAR))
+
+
+@PROPERTY
+@given(
+    st.sampled_from(["target", "logger_name", "levelname", "severity"]).flatmap(
+        lambda trigger: st.fixed_dictionaries(
+            {trigger: json_values},
+            optional={key: json_values for key in SHAPE_KEYS if key != trigger},
+        )
+    )
+)
+def test_each_shape_with_any_values(obj: dict[str, Any]) -> None:
+    """Every key set that leads into a shape's detection, with values of any JSON type."""
     check_decoded(decode(orjson.dumps(obj), year=YEAR))
 
 
