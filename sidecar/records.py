@@ -15,6 +15,10 @@ import orjson
 #: Canonical level names. Decoders map every spelling onto one of these so that a rule written
 #: `level: warning` matches klog's `W`, logrus' `warning` and slog's `WARN` alike.
 LEVELS = ("debug", "info", "warning", "error", "fatal")
+#: The level of a line whose level the decoder could not read (a number or word it does not
+#: know). Deliberately not one of `LEVELS`: no `level:` condition names it, so such a line never
+#: passes for `info` (or anything else) by accident.
+UNKNOWN_LEVEL = "unknown"
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
@@ -29,7 +33,8 @@ class ObjectRef:
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
-# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it
+# once its decoder has returned it (a decoder sets the rare `missing` right after building it).
 @dataclass(slots=True)
 class Record:
     """One decoded log line.
@@ -49,8 +54,15 @@ class Record:
     time_out_of_range: bool = False
     logger: str = ""
     fields: dict[str, Any] = field(default_factory=dict)
-    #: Which decoder produced the record (`json`, `zap-console`, `klog`, `logfmt`).
+    #: Which decoder produced the record (`json`, `zap-console`, `klog`, `logfmt`, ...).
     format: str = ""
+    #: What the line did not give, of `time`, `level` and `message`, in that order: the record
+    #: holds a stand-in (no time, so the read time and a clock-based Event name; `info`; an
+    #: empty message). Empty for nearly every line. A time out of range is not listed here
+    #: (`time_out_of_range` is), nor is a level given but not understood (that is
+    #: `UNKNOWN_LEVEL`). Callers count it, so that a log whose time key is not a known one
+    #: does not quietly get Event names that change on every replay.
+    missing: tuple[str, ...] = ()
 
     def ref(self, key: str) -> ObjectRef | None:
         """The object reference held by field `key`; `""` means the top-level pair of
