@@ -124,6 +124,7 @@ def to_json(line: LineTrace, written: Recorded | None) -> dict[str, Any]:
             "logger": record.logger,
             "message": record.message,
             "fields": record.fields,
+            "missing": list(record.missing),
         }
     trace = line.trace
     if trace is not None:
@@ -188,6 +189,11 @@ def format_text(line: LineTrace, written: Recorded | None) -> str:
         )
         if record.fields:
             say("    fields: " + " ".join(f"{k}={_one_line(v)}" for k, v in record.fields.items()))
+        if record.missing:
+            say(
+                f"    not in the line: {', '.join(record.missing)} (stand-ins: the read time, "
+                "level info, an empty message)"
+            )
     if trace is not None:
         for tried in trace.tried:
             if tried.failed is None:

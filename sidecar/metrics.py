@@ -199,6 +199,14 @@ class Metrics:
             ["source"],
             registry=registry,
         )
+        self.lines_incomplete = Counter(
+            "event_sidecar_lines_incomplete",
+            "Decoded lines by what they lacked: time (the read time stands in, and the Event's "
+            "name changes on every replay), level (read as info), message (empty), or "
+            "unknown_level (a level given but not understood, which no level condition matches).",
+            ["source", "why"],
+            registry=registry,
+        )
         self.rule_matches = Counter(
             "event_sidecar_rule_matches", "Lines matched, by rule.", ["rule"], registry=registry
         )
@@ -402,6 +410,8 @@ class Metrics:
             child(self.transitions_unchanged, rule).inc(number)
         if tally.time_out_of_range:
             child(self.lines_time_out_of_range, source).inc(tally.time_out_of_range)
+        for why, number in tally.incomplete.items():
+            child(self.lines_incomplete, source, why).inc(number)
         if tally.evictions:
             self.transition_evictions.inc(tally.evictions)
         if tally.durations:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from sidecar.decode import Undecodable, decode, years_at
 from sidecar.model import EventSpec, ObjectTarget
-from sidecar.records import Record, text_of
+from sidecar.records import UNKNOWN_LEVEL, Record, text_of
 from sidecar.rules import CompiledRule, MissingField, RuleSet, render
 from sidecar.rules.compile import is_absent
 from sidecar.scan import select_lines
@@ -208,6 +208,9 @@ class Tally:
     unchanged: Counter[str] = field(default_factory=Counter)
     #: Decoded lines whose time was out of range and dropped (the read time stands in).
     time_out_of_range: int = 0
+    #: Decoded lines by what they did not give (`time`, `level`, `message`: `Record.missing`)
+    #: or gave but not understood (`unknown_level`): never silently a stand-in.
+    incomplete: Counter[str] = field(default_factory=Counter)
     #: Objects whose transition state was forgotten to stay within the tracker's bound.
     evictions: int = 0
     #: Transitions whose duration is known, for `transition_duration_seconds`.
@@ -238,6 +241,8 @@ class LineCounts:
     specs: int = 0
     #: Decoded lines whose time was out of range and dropped (the read time stands in).
     time_out_of_range: int = 0
+    #: As `Tally.incomplete`.
+    incomplete: Counter[str] = field(default_factory=Counter)
 
     def add(self, tally: Tally, specs: int) -> None:
         self.read += tally.lines
@@ -251,6 +256,7 @@ class LineCounts:
         self.unchanged += tally.unchanged.total()
         self.specs += specs
         self.time_out_of_range += tally.time_out_of_range
+        self.incomplete.update(tally.incomplete)
 
 
 class LinePipeline:
@@ -294,6 +300,8 @@ class LinePipeline:
                 undecodable[record.reason] += 1
                 continue
             assert type(record) is Record
+            if record.missing or record.level == UNKNOWN_LEVEL:
+                _count_incomplete(record, tally.incomplete, timed=default_time is not None)
             if record.time is None and default_time is not None:
                 record = replace(record, time=default_time)
             if record.time is not None:
@@ -320,3 +328,12 @@ class LinePipeline:
         tally.durations = processor.take_durations()
         self.counts.add(tally, len(specs))
         return Fed(specs, tally)
+
+
+def _count_incomplete(record: Record, counts: Counter[str], *, timed: bool) -> None:
+    """Count what `record` did not give, or gave in a form not understood (rare: kept off the
+    loop above). `timed`: the source stamps every line (the kubelet's time, for the pod log),
+    so a line without a time of its own still has a stable one."""
+    counts.update(m for m in record.missing if not (timed and m == "time"))
+    if record.level == UNKNOWN_LEVEL:
+        counts["unknown_level"] += 1

@@ -101,6 +101,7 @@ class ReplayResult:
             "skipped": counts.skipped,
             "decoded": counts.decoded,
             "undecodable": dict(sorted(counts.undecodable.items())),
+            "incomplete": dict(sorted(counts.incomplete.items())),
             "too_long": counts.too_long,
             "matched": counts.matched,
             "unchanged": counts.unchanged,

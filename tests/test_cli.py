@@ -297,3 +297,35 @@ def test_replay_in_events_k8s_io_v1_mode_writes_what_run_would(
     captured = capsys.readouterr()
     assert "writing Events to v1: no cluster" in captured.err
     assert all(orjson.loads(line)["apiVersion"] == "v1" for line in captured.out.splitlines())
+
+
+def test_lines_without_a_time_or_with_an_unknown_level_are_counted_not_silent(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A JSON line whose time key is not a known one, and one whose level is a number no logger
+    agrees on, decode (their rules still match) but are counted in the summary and metrics."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "component: c\nrules:\n  - name: seen\n    match: {message: Observed}\n"
+        '    object: {apiVersion: v1, kind: ConfigMap, namespace: ns, name: "{name}"}\n'
+        "    reason: Observed\n    message: observed {name}\n"
+    )
+    log = tmp_path / "in.log"
+    log.write_bytes(
+        b'{"level":"info","ts":1700000000,"msg":"Observed","name":"a"}\n'
+        b'{"level":"info","when":"2026-01-01T00:00:00Z","msg":"Observed","name":"b"}\n'
+        b'{"level":3,"ts":1700000001,"msg":"Observed","name":"c"}\n'
+    )
+    assert main(["replay", str(log), "--rules", str(rules), "--metrics", "-o", "none"]) == 0
+    captured = capsys.readouterr()
+    assert "incomplete: 2 (1 time, 1 unknown_level)" in captured.err
+    samples = {
+        (s.name, s.labels.get("why")): s.value
+        for family in text_string_to_metric_families(captured.out)
+        for s in family.samples
+        if s.name == "event_sidecar_lines_incomplete_total"
+    }
+    assert samples == {
+        ("event_sidecar_lines_incomplete_total", "time"): 1,
+        ("event_sidecar_lines_incomplete_total", "unknown_level"): 1,
+    }

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from sidecar.cli import main
-from sidecar.explain import explain_line
+from sidecar.explain import explain_line, format_text, to_json
 from sidecar.pipeline import Processor, RuleMiss, Unchanged
 from sidecar.rules import compile_rules, parse_rules
 from sidecar.transitions import TransitionTracker
@@ -130,3 +130,13 @@ def test_explain_text_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "case cases[1] says emit: false: no Event" in out
     assert "event (by cases[0]): Warning NodeFailed: Running -> Failed" in out
     assert "create: default/n1." in out
+
+
+def test_what_a_line_did_not_give_is_said() -> None:
+    traced = explain(processor(), '{"msg": "Status", "node": "n1", "ready": "False", "why": "x"}')
+    assert traced.record is not None and traced.record.missing == ("time", "level")
+    assert to_json(traced, None)["record"]["missing"] == ["time", "level"]
+    assert "not in the line: time, level" in format_text(traced, None)
+    complete = explain(processor(), "level=info ts=1700000000 msg=Status node=n1 ready=True")
+    assert complete.record is not None and complete.record.missing == ()
+    assert "not in the line" not in format_text(complete, None)

@@ -304,9 +304,13 @@ def open_input(path: str) -> BinaryIO:
     return open(path, "rb")  # noqa: PTH123 - closed by the caller's with-block
 
 
+def _detail(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {why}" for why, n in counts.items())
+
+
 def _format_summary(summary: dict[str, Any]) -> str:
     undecodable = summary["undecodable"]
-    detail = ", ".join(f"{n} {why}" for why, n in undecodable.items())
+    detail = _detail(undecodable)
     dropped = summary["dropped"]
     return "\n".join(
         [
@@ -314,6 +318,11 @@ def _format_summary(summary: dict[str, Any]) -> str:
             f"skipped by pre-filter: {summary['skipped']}",
             f"decoded: {summary['decoded']}",
             f"undecodable: {sum(undecodable.values())}" + (f" ({detail})" if detail else ""),
+            *(
+                [f"incomplete: {sum(incomplete.values())} ({_detail(incomplete)})"]
+                if (incomplete := summary["incomplete"])
+                else []
+            ),
             f"too long: {summary['too_long']}",
             f"matched: {summary['matched']}",
             f"unchanged: {summary['unchanged']}",
