@@ -15,7 +15,7 @@ from sidecar.decode import Undecodable, YearOf, decode
 from sidecar.events import Event, rfc3339
 from sidecar.model import EventSpec
 from sidecar.multiline import spans
-from sidecar.pipeline import Outcome, Processor, RuleMiss, Trace, Unchanged
+from sidecar.pipeline import Consumed, Outcome, Processor, RuleMiss, Trace, Unchanged
 from sidecar.records import Record, text_of
 from sidecar.scan import select_lines
 
@@ -107,6 +107,8 @@ def _verdict(line: LineTrace) -> str:
         return "missing_field"
     if type(outcome) is Unchanged:
         return "unchanged"
+    if type(outcome) is Consumed:
+        return "consumed"
     return "event"
 
 
@@ -140,6 +142,8 @@ def to_json(line: LineTrace, written: Recorded | None) -> dict[str, Any]:
             }
             for tried in trace.tried
         ]
+        if trace.captures:
+            out["captures"] = trace.captures
         if trace.target is not None:
             target = trace.target
             out["object"] = {
@@ -203,6 +207,8 @@ def format_text(line: LineTrace, written: Recorded | None) -> str:
                 say(f"  rule {tried.rule}: {tried.failed} wants {tried.wants}; the line has {seen}")
         if not trace.tried or trace.tried[-1].failed is not None:
             say("  no rule matched")
+        if trace.captures:
+            say("  captures: " + " ".join(f"{k}={_one_line(v)}" for k, v in trace.captures.items()))
         if trace.target is not None:
             target = trace.target
             where = f"{target.namespace}/{target.name}" if target.namespace else target.name
@@ -223,6 +229,8 @@ def format_text(line: LineTrace, written: Recorded | None) -> str:
             say("  first sighting and the rule says first: skip: no Event")
         else:
             say("  state unchanged: no Event")
+    elif type(outcome) is Consumed:
+        say("  the rule says emit: false: the line is consumed, no Event (later rules skip it)")
     elif type(outcome) is EventSpec:
         chosen = f" (by {_case(trace)})" if trace is not None and trace.key is not None else ""
         say(f"  event{chosen}: {outcome.type} {outcome.reason}: {outcome.message}")

@@ -41,7 +41,17 @@ class Unchanged:
     rule: str
 
 
-Outcome = EventSpec | RuleMiss | Unchanged | None
+# Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
+# (its __init__ goes through object.__setattr__). Immutable by convention: nothing assigns to it.
+@dataclass(slots=True)
+class Consumed:
+    """A rule with `emit: false` matched: the line is taken, without an Event, from the rules
+    after it."""
+
+    rule: str
+
+
+Outcome = EventSpec | RuleMiss | Unchanged | Consumed | None
 
 
 #: A transition with a known duration: (tracker, from, to, seconds the object stayed in from).
@@ -76,6 +86,8 @@ class Trace:
     case: int | None = None
     #: False when the chosen case says `emit: false`.
     emit: bool = True
+    #: What the rule's named groups captured on the line (empty: none).
+    captures: dict[str, str] = field(default_factory=dict)
 
 
 class Processor:
@@ -107,6 +119,15 @@ class Processor:
             rule = _trace_match(self.rules, record, trace)
         if rule is None:
             return None
+        if not rule.emit:
+            return Consumed(rule.name)
+        if rule.captures is not None:
+            captured = rule.captures(record)
+            if trace is not None:
+                trace.captures = captured
+            # A copy: the captures are the rule's, not the line's (the next rule, or `explain`,
+            # sees the line as decoded). A group named like a field of the line hides it.
+            record = replace(record, fields={**record.fields, **captured})
         event_type, reason = rule.type, rule.reason
         try:
             target = rule.resolve_object(record)
@@ -316,7 +337,7 @@ class LinePipeline:
                 specs.append(outcome)
             elif type(outcome) is RuleMiss:
                 misses[(outcome.rule, outcome.field)] += 1
-            else:
+            elif type(outcome) is Unchanged:
                 unchanged[outcome.rule] += 1
 
         tally.lines = selection.lines + too_long

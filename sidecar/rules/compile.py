@@ -15,7 +15,7 @@ from typing import Any
 
 from sidecar.model import ObjectTarget
 from sidecar.records import ObjectRef, Record, text_of
-from sidecar.rules.regex import compile_search
+from sidecar.rules.regex import compile_captures, compile_search, required_strings
 from sidecar.rules.schema import (
     Case,
     Condition,
@@ -122,6 +122,11 @@ class CompiledRule:
     #: optional `related` object.
     action: str = ""
     resolve_related: Callable[[Record], ObjectTarget] | None = None
+    #: The named groups of the rule's `regex:` conditions on a matched line, which its
+    #: templates, object and transition read as fields; None: the rule has no named group.
+    captures: Callable[[Record], dict[str, str]] | None = None
+    #: False: the rule consumes the lines it matches without an Event (`emit: false`).
+    emit: bool = True
 
     def first_failure(self, record: Record) -> Check | None:
         """The first condition `record` fails (None: the rule matches).
@@ -195,6 +200,8 @@ def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRul
         matches=_combine(checks),
         resolve_object=_compile_object(rule.object, compile_template),
         literals=_literals(rule.match),
+        captures=_compile_captures(rule.match),
+        emit=rule.emit,
         checks=checks,
         action=rule.action or "",
         resolve_related=(
@@ -235,6 +242,9 @@ def _compile_case(
 
 
 def _compile_test(condition: Condition) -> Test:
+    if condition.not_ is not None:
+        inner = _compile_test(condition.not_)
+        return lambda value: not inner(value)
     if condition.regex is not None:
         search = compile_search(condition.regex)
         return lambda value: value is not _ABSENT and search(text_of(value))
@@ -344,6 +354,8 @@ def _compile_checks(match: Match) -> tuple[Check, ...]:
 
 def describe(condition: Condition) -> str:
     """A condition as the rules file says it, for people: `= "Ready"`, `regex "^x"`, ..."""
+    if condition.not_ is not None:
+        return f"not ({describe(condition.not_)})"
     if condition.regex is not None:
         return f"regex {text_of(condition.regex)}"
     if condition.any is not None:
@@ -514,8 +526,12 @@ def _literals(match: Match) -> frozenset[bytes] | None:
     candidates: list[frozenset[bytes] | None] = []
     if match.message is not None:
         candidates.append(_condition_literals(match.message))
+        candidates.extend(_regex_literals(match.message, any_value=False))
+    if match.logger is not None:
+        candidates.extend(_regex_literals(match.logger, any_value=False))
     for condition in match.fields.values():
         candidates.append(_condition_literals(condition))
+        candidates.extend(_regex_literals(condition, any_value=True))
     usable = [found for found in candidates if found is not None]
     if not usable:
         return None
@@ -536,16 +552,92 @@ def _condition_literals(condition: Condition) -> frozenset[bytes] | None:
         # text inside a value may have spaces the compact spelling lacks.
         if type(value) is not str or value.startswith(("{", "[")):
             return None
-        runs = _verbatim_runs(value)
-        if not runs:
+        spellings = _spellings(value)
+        if spellings is None:
             return None
-        run = max(runs, key=len)
-        found.add(run.encode())
-        if not run.isascii():
-            # Encoders that write ASCII only (Python's json, Jackson) escape the rest as \uXXXX,
-            # in lower or upper case hexadecimal; a line may hold any of these spellings.
-            escaped = json.dumps(run)[1:-1]
-            found.add(escaped.encode())
-            upper = _UPPER_ESCAPES.sub(lambda match: "\\u" + match.group()[2:].upper(), escaped)
-            found.add(upper.encode())
+        found |= spellings
     return frozenset(found)
+
+
+def _spellings(value: str) -> frozenset[bytes] | None:
+    """The byte strings one of which a line holding the text `value` contains: the longest
+    stretch of it written verbatim, in each spelling encoders give it."""
+    runs = _verbatim_runs(value)
+    if not runs:
+        return None
+    run = max(runs, key=len)
+    found = {run.encode()}
+    if not run.isascii():
+        # Encoders that write ASCII only (Python's json, Jackson) escape the rest as \uXXXX,
+        # in lower or upper case hexadecimal; a line may hold any of these spellings.
+        escaped = json.dumps(run)[1:-1]
+        found.add(escaped.encode())
+        upper = _UPPER_ESCAPES.sub(lambda match: "\\u" + match.group()[2:].upper(), escaped)
+        found.add(upper.encode())
+    return frozenset(found)
+
+
+#: Characters of the JSON text of a non-string value (`text_of`) that the line may spell
+#: otherwise: separators (`{"a": 1}` against the compact `{"a":1}`) and number spellings.
+_STRUCTURE = frozenset("{}[]:,")
+_NUMERIC = frozenset("0123456789.eE+-")
+
+
+def _regex_literals(condition: Condition, *, any_value: bool) -> list[frozenset[bytes] | None]:
+    """Literals from the strings every text a `regex:` condition matches contains.
+
+    The message and the logger are strings, written in the line as they are (but for escapes,
+    which `_spellings` stops at); a field's value may be a number or an object, whose JSON text
+    (what the regex searches) the line may spell differently, so for a field (`any_value`) only
+    a string that cannot come from a number or the separators of an object's text is used.
+    """
+    if condition.regex is None:
+        return []
+    out: list[frozenset[bytes] | None] = []
+    for strings in required_strings(condition.regex):
+        found: set[bytes] = set()
+        for string in strings:
+            if any_value and (not _STRUCTURE.isdisjoint(string) or set(string) <= _NUMERIC):
+                break
+            spellings = _spellings(string)
+            if spellings is None:
+                break
+            found |= spellings
+        else:
+            out.append(frozenset(found))
+    return out
+
+
+def _compile_captures(match: Match) -> Callable[[Record], dict[str, str]] | None:
+    """What the named groups of the match's `regex:` conditions capture on a matched line.
+
+    Run once per matched line (a second search of the values the match searched), never on the
+    lines that fail the match. A group that did not take part in the match is left out, so a
+    template naming it misses as for an absent field.
+    """
+    extractors: list[tuple[Callable[[Record], Any], Callable[[str], dict[str, str]]]] = []
+    conditions: list[tuple[Callable[[Record], Any], Condition | None]] = [
+        (_attribute("message"), match.message),
+        (_attribute("logger"), match.logger),
+    ]
+    conditions.extend(
+        (_field_value(tuple(name.split("."))), condition)
+        for name, condition in match.fields.items()
+    )
+    for value_of, condition in conditions:
+        if condition is not None and condition.regex is not None:
+            captures = compile_captures(condition.regex)
+            if captures is not None:
+                extractors.append((value_of, captures))
+    if not extractors:
+        return None
+
+    def capture(record: Record) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for value_of, captures in extractors:
+            value = value_of(record)
+            if value is not _ABSENT:
+                found.update(captures(text_of(value)))
+        return found
+
+    return capture

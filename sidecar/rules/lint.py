@@ -147,6 +147,8 @@ def _rule_warnings(rule: Rule, env: Mapping[str, str]) -> Iterator[tuple[Locatio
 
 
 def _compared_values(condition: Condition) -> list[Any]:
+    if condition.not_ is not None:
+        return _compared_values(condition.not_)
     if condition.any is not None:
         return list(condition.any)
     if "equals" in condition.model_fields_set:
@@ -207,6 +209,9 @@ def _condition_covers(first: Condition | None, later: Condition | None) -> bool:
         return False
     if first == later:
         return True
+    if first.not_ is not None or later.not_ is not None:
+        # `not` holds on absent values too; judged equal only (above), never by its inside.
+        return False
     if first.exists is True:
         # equals, any and regex all need the value to be there.
         return later.exists is not False

@@ -7,7 +7,8 @@ component: quota-autoscaler          # source.component and reportingComponent o
 rules:
   - name: quota-expanded             # unique; the `rule` label of the match counter
     match:                           # all conditions must hold
-      message: Reconciled quota      # equality, or {any: [...]}, {regex: ...}, {exists: bool}
+      message: Reconciled quota      # equality, or {any: [...]}, {regex: ...}, {exists: bool},
+                                     # {not: condition}; a regex's named groups become fields
       level: info                    # one level or a list
       logger: quota                  # optional, same forms as message
       fields: {resource: {any: [cpu, memory]}, hard: {exists: true}}
@@ -42,6 +43,8 @@ _REASON = re.compile(r"[A-Z][A-Za-z0-9]*")
 _RULE_NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
 _API_VERSION = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?")
 _KIND = re.compile(r"[A-Z][A-Za-z0-9]*")
+#: The reason of an `emit: false` rule that gives none: it is never written anywhere.
+CONSUMED_REASON = "Consumed"
 
 
 class _Strict(BaseModel):
@@ -52,12 +55,19 @@ Scalar = str | int | float | bool | None
 
 
 class Condition(_Strict):
-    """How one value is tested. A bare scalar in the file means `{equals: scalar}`."""
+    """How one value is tested. A bare scalar in the file means `{equals: scalar}`.
+
+    `not` holds where the condition it wraps does not, an absent value included: `{not: Ready}`
+    holds for a line without the field, as `Ready` does not.
+    """
 
     equals: Scalar = None
     any: tuple[Scalar, ...] | None = Field(default=None, min_length=1)
     regex: str | None = None
     exists: bool | None = None
+    not_: Condition | None = Field(default=None, alias="not")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -71,11 +81,13 @@ class Condition(_Strict):
     @model_validator(mode="after")
     def _exactly_one(self) -> Condition:
         given = [name for name in ("any", "regex", "exists") if getattr(self, name) is not None]
+        if self.not_ is not None:
+            given.append("not")
         if "equals" in self.model_fields_set:
             given.append("equals")
         if len(given) != 1:
             raise ValueError(
-                "a condition is a value, or exactly one of equals, any, regex, exists; "
+                "a condition is a value, or exactly one of equals, any, regex, exists, not; "
                 f"got {', '.join(given) or 'none'}"
             )
         return self
@@ -243,6 +255,10 @@ class Case(_Strict):
 class Rule(_Strict):
     name: str
     match: Match
+    #: False: the rule consumes the lines it matches and emits nothing, so that no later rule
+    #: sees them (an exception kept out of a broader rule below it). Such a rule needs no
+    #: reason, object or message, and takes no transition.
+    emit: bool = True
     #: None means `auto`: controller-runtime's controllerGroup/controllerKind and namespace/name.
     object: ObjectSpec | None = None
     #: events.k8s.io/v1's `related`: a second object the Event concerns (e.g. the Pod a change
@@ -257,6 +273,22 @@ class Rule(_Strict):
     type: Literal["Normal", "Warning"] = "Normal"
     reason: str = Field(max_length=128)
     message: str = "{message}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _consuming_needs_no_reason(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("emit") is False and "reason" not in data:
+            return {**data, "reason": CONSUMED_REASON}
+        return data
+
+    @model_validator(mode="after")
+    def _consuming_has_no_transition(self) -> Rule:
+        if not self.emit and self.transition is not None:
+            raise ValueError(
+                "emit: false consumes the line without an Event, so a transition would never "
+                "be reported; to remember a state silently, use a case with emit: false"
+            )
+        return self
 
     @field_validator("object", mode="before")
     @classmethod

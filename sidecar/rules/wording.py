@@ -12,7 +12,7 @@ from typing import Any
 
 from sidecar.validation import error_path
 
-_CONDITION_KEYS = ("equals", "any", "regex", "exists")
+_CONDITION_KEYS = ("equals", "any", "regex", "exists", "not")
 #: The keys each mapping of a rules file accepts, by the name of the key that holds it.
 _KEYS: dict[str, tuple[str, ...]] = {
     "": ("component", "rules"),
@@ -63,7 +63,7 @@ def _context(parents: list[str]) -> str:
     before = parents[-2] if len(parents) > 1 else ""
     if last in ("message", "msg", "logger") and before == "match":
         return "condition"
-    if before == "fields" or (before == "when" and last in ("to", "from")):
+    if before == "fields" or (before == "when" and last in ("to", "from")) or last == "not":
         return "condition"
     if last.isdigit() and before == "cases":
         return "case"
