@@ -73,14 +73,18 @@ class Record:
         fields = self.fields
         if key == "":
             return _ref_of(fields)
-        value = fields.get(key)
-        if type(value) is dict:
-            return _ref_of(value)
-        if type(value) is str and "/" in value and _NAMESPACED_NAME.fullmatch(value):
-            # klog's KObj renders `namespace/name`.
-            namespace, _, name = value.partition("/")
-            return ObjectRef(name, namespace)
-        return None
+        return ref_of(fields.get(key))
+
+
+def ref_of(value: Any) -> ObjectRef | None:
+    """The object reference a value holds: `{name, namespace}`, or klog's `namespace/name`."""
+    if type(value) is dict:
+        return _ref_of(value)
+    if type(value) is str and "/" in value and _NAMESPACED_NAME.fullmatch(value):
+        # klog's KObj renders `namespace/name`.
+        namespace, _, name = value.partition("/")
+        return ObjectRef(name, namespace)
+    return None
 
 
 _NAMESPACED_NAME = re.compile(

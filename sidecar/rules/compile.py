@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.model import ObjectTarget
-from sidecar.records import ObjectRef, Record, text_of
+from sidecar.records import ObjectRef, Record, ref_of, text_of
+from sidecar.rules.paths import Path, format_path, is_plain, lookup_path
+from sidecar.rules.paths import field_path as path_of
 from sidecar.rules.regex import compile_captures, compile_search, required_strings
 from sidecar.rules.schema import (
     Case,
@@ -26,7 +28,7 @@ from sidecar.rules.schema import (
     Scalar,
     Transition,
 )
-from sidecar.rules.templates import ENV, MissingField, Template, bind_env, lookup_path
+from sidecar.rules.templates import ENV, MissingField, Template, bind_env
 from sidecar.rules.templates import compile_template as _parse_template
 
 Test = Callable[[Any], bool]
@@ -340,7 +342,7 @@ def _compile_checks(match: Match) -> tuple[Check, ...]:
             )
         )
     for name, condition in match.fields.items():
-        path = tuple(name.split("."))
+        path = path_of(name)
         checks.append(
             Check(
                 f"fields.{name}",
@@ -369,7 +371,7 @@ def _attribute(name: str) -> Callable[[Record], Any]:
     return lambda record: getattr(record, name)
 
 
-def _field_value(path: tuple[str, ...]) -> Callable[[Record], Any]:
+def _field_value(path: Path) -> Callable[[Record], Any]:
     """The value at `path`, or `_ABSENT`; for `explain` only (matching uses `_field_check`)."""
 
     def value(record: Record) -> Any:
@@ -397,7 +399,7 @@ def _combine(named: tuple[Check, ...]) -> Callable[[Record], bool]:
     return lambda record: all(check(record) for check in checks)
 
 
-def _field_check(path: tuple[str, ...], test: Test) -> Callable[[Record], bool]:
+def _field_check(path: Path, test: Test) -> Callable[[Record], bool]:
     def check(record: Record) -> bool:
         try:
             value = lookup_path(record.fields, path)
@@ -434,6 +436,11 @@ def _compile_object(
             record,
             ObjectRef(render(name, record), render(namespace, record) if namespace else ""),
         )
+    if spec.ref is not None:
+        ref_path = path_of(spec.ref)
+        if not is_plain(ref_path):
+            # Brackets: a path into the line. Without, `ref` names one field, as it always has.
+            return _compile_ref_path(ref_path, spec, finish, compile_template)
     keys = (spec.ref,) if spec.ref is not None else (kind, "")
     if spec.ref is not None and spec.namespace is not None:
         bare_namespace = compile_template(spec.namespace)
@@ -441,6 +448,29 @@ def _compile_object(
             record, _find_ref(record, keys, lambda: render(bare_namespace, record))
         )
     return lambda record: finish(record, _find_ref(record, keys))
+
+
+def _compile_ref_path(
+    path: Path,
+    spec: ObjectSpec,
+    finish: Callable[[Record, ObjectRef], ObjectTarget],
+    compile_template: TemplateCompiler,
+) -> Callable[[Record], ObjectTarget]:
+    """`ref` as a path into the line (`status.owner`, `refs[kind=Pod]`): the value there, read
+    as a field named by `ref` is (`{name, namespace}`, `ns/name`, or a bare name)."""
+    bare = compile_template(spec.namespace) if spec.namespace is not None else None
+    name = format_path(path)
+
+    def resolve(record: Record) -> ObjectTarget:
+        value = lookup_path(record.fields, path)
+        ref = ref_of(value)
+        if ref is None:
+            if type(value) is not str or not value:
+                raise MissingField(name)
+            ref = ObjectRef(value, render(bare, record) if bare is not None else "")
+        return finish(record, ref)
+
+    return resolve
 
 
 def _find_ref(
@@ -490,7 +520,8 @@ def render(template: Template, record: Record, extra: dict[str, str] | None = No
             out.append(literal)
         if path is not None:
             if len(path) == 1 and (extra is None or path[0] not in extra):
-                value = fields.get(path[0], _ABSENT)
+                # A path's first step is always a name (`parse_path`), never [N] or [k=v].
+                value = fields.get(path[0], _ABSENT)  # type: ignore[arg-type]
                 if value is _ABSENT:
                     value = _lookup(record, path, extra)
             else:
@@ -499,8 +530,8 @@ def render(template: Template, record: Record, extra: dict[str, str] | None = No
     return out[0] if len(out) == 1 else "".join(out)
 
 
-def _lookup(record: Record, path: tuple[str, ...], extra: dict[str, str] | None) -> Any:
-    if len(path) == 1:
+def _lookup(record: Record, path: Path, extra: dict[str, str] | None) -> Any:
+    if len(path) == 1 and isinstance(path[0], str):
         key = path[0]
         if extra is not None and key in extra:
             return extra[key]
@@ -513,7 +544,7 @@ def _lookup(record: Record, path: tuple[str, ...], extra: dict[str, str] | None)
         return getattr(record, attribute)
     if path[0] == ENV and len(path) == 2:
         # Left by `bind_env` only when the variable was unset at load time.
-        raise MissingField(".".join(path))
+        raise MissingField(format_path(path))
     return lookup_path(record.fields, path)
 
 
@@ -621,8 +652,7 @@ def _compile_captures(match: Match) -> Callable[[Record], dict[str, str]] | None
         (_attribute("logger"), match.logger),
     ]
     conditions.extend(
-        (_field_value(tuple(name.split("."))), condition)
-        for name, condition in match.fields.items()
+        (_field_value(path_of(name)), condition) for name, condition in match.fields.items()
     )
     for value_of, condition in conditions:
         if condition is not None and condition.regex is not None:

@@ -11,7 +11,8 @@ rules:
                                      # {not: condition}; a regex's named groups become fields
       level: info                    # one level or a list
       logger: quota                  # optional, same forms as message
-      fields: {resource: {any: [cpu, memory]}, hard: {exists: true}}
+      fields: {resource: {any: [cpu, memory]}, hard: {exists: true}}   # keys are paths:
+                                     # a.b, a["b.c"], list[0], conditions[type=Ready].reason
     object: auto                     # or {apiVersion, kind, ref} or {kind, namespace, name}
     related: {kind: Pod, ref: pod}   # optional, events.k8s.io/v1 only: same forms as object
     action: Scaling                  # optional, events.k8s.io/v1 only (default: the reason)
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sidecar.decode import LIFTED_KEYS
 from sidecar.records import LEVELS
+from sidecar.rules.paths import PathError, field_path
 from sidecar.rules.regex import RegexError, compile_search
 from sidecar.rules.templates import TemplateError, compile_template
 
@@ -120,6 +122,13 @@ class Match(_Strict):
 
     @field_validator("fields")
     @classmethod
+    def _paths(cls, value: dict[str, Condition]) -> dict[str, Condition]:
+        for name in value:
+            _valid_path(name)
+        return value
+
+    @field_validator("fields")
+    @classmethod
     def _not_lifted(cls, value: dict[str, Condition]) -> dict[str, Condition]:
         lifted = sorted(set(value) & LIFTED_KEYS)
         if lifted:
@@ -169,6 +178,11 @@ class ObjectSpec(_Strict):
     @classmethod
     def _template(cls, value: str | None) -> str | None:
         return _valid_template(value)
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_path(value)
 
     @model_validator(mode="after")
     def _ref_or_name(self) -> ObjectSpec:
@@ -350,6 +364,14 @@ def _valid_reason(value: str) -> str:
             f"{value!r} is not a reason: Kubernetes reasons are UpperCamelCase "
             "(letters and digits, starting with a capital), like QuotaExpanded"
         )
+    return value
+
+
+def _valid_path(value: str) -> str:
+    try:
+        field_path(value)
+    except PathError as error:
+        raise ValueError(str(error)) from None
     return value
 
 

@@ -1,5 +1,8 @@
 """Safe message templates: `{field}` and `{field.sub}` substitution and nothing else.
 
+A field is named by a path (`sidecar.rules.paths`): `{a.b}`, `{a["b.c"]}`, `{a[0]}`,
+`{conditions[type=Ready].reason}`; paths follow the decoded line's data only.
+
 `str.format` would allow attribute access (`{x.__class__}`), indexing and format specs that can
 allocate without bound (`{x:>999999999}`), so templates are parsed once with the standard
 `string.Formatter` parser and rendered by plain concatenation of dictionary look-ups.
@@ -7,26 +10,35 @@ allocate without bound (`{x:>999999999}`), so templates are parsed once with the
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-_PATH = re.compile(r"[A-Za-z_@][\w\-@]*(\.[\w\-@]+)*")
+from sidecar.rules.paths import (
+    SYNTAX,
+    MissingField,
+    Path,
+    PathError,
+    format_path,
+    lookup_path,
+    parse_path,
+)
+
+__all__ = [
+    "ENV",
+    "MissingField",
+    "Template",
+    "TemplateError",
+    "bind_env",
+    "compile_template",
+    "lookup_path",
+]
+
 _PARSER = string.Formatter()
 
 
 class TemplateError(ValueError):
     """A template that cannot be compiled; the message says which part is wrong."""
-
-
-class MissingField(LookupError):
-    """A template named a field the log line does not carry."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.path = path
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +47,15 @@ class Template:
 
     source: str
     #: (literal, path): the literal comes first, then the value at path (None at the end).
-    parts: tuple[tuple[str, tuple[str, ...] | None], ...]
+    parts: tuple[tuple[str, Path | None], ...]
 
     #: The rendered text when the template reads no field, so rendering it costs nothing.
     constant: str | None = None
 
     @property
     def fields(self) -> tuple[str, ...]:
-        """The dotted names of every field the template reads."""
-        return tuple(".".join(path) for _, path in self.parts if path is not None)
+        """The paths of every field the template reads, as written (`a.b`, `a[0]`)."""
+        return tuple(format_path(path) for _, path in self.parts if path is not None)
 
 
 def compile_template(source: str) -> Template:
@@ -52,7 +64,7 @@ def compile_template(source: str) -> Template:
         parsed = list(_PARSER.parse(source))
     except ValueError as error:
         raise TemplateError(f"invalid template {source!r}: {error}") from error
-    parts: list[tuple[str, tuple[str, ...] | None]] = []
+    parts: list[tuple[str, Path | None]] = []
     for literal, field, spec, conversion in parsed:
         if field is None:
             parts.append((literal, None))
@@ -62,12 +74,13 @@ def compile_template(source: str) -> Template:
                 f"invalid template {source!r}: {{{field}}} may not have a conversion or "
                 "format spec; templates only substitute values"
             )
-        if not _PATH.fullmatch(field):
+        try:
+            path = parse_path(field)
+        except PathError:
             raise TemplateError(
-                f"invalid template {source!r}: {{{field}}} is not a field name "
-                "(letters, digits, '_', '-' and '.' between nested names)"
-            )
-        parts.append((literal, tuple(field.split("."))))
+                f"invalid template {source!r}: {{{field}}} is not a field name ({SYNTAX})"
+            ) from None
+        parts.append((literal, path))
     constant = (
         "".join(literal for literal, _ in parts) if all(p is None for _, p in parts) else None
     )
@@ -88,13 +101,15 @@ def bind_env(template: Template, env: Mapping[str, str]) -> Template:
         path is not None and len(path) == 2 and path[0] == ENV for _, path in template.parts
     ):
         return template
-    parts: list[tuple[str, tuple[str, ...] | None]] = []
+    parts: list[tuple[str, Path | None]] = []
     pending = ""
     for literal, path in template.parts:
         pending += literal
-        if path is not None and len(path) == 2 and path[0] == ENV and path[1] in env:
-            pending += env[path[1]]
-            continue
+        if path is not None and len(path) == 2 and path[0] == ENV:
+            name = path[1]
+            if isinstance(name, str) and name in env:
+                pending += env[name]
+                continue
         parts.append((pending, path))
         pending = ""
     if pending or not parts:
@@ -103,20 +118,3 @@ def bind_env(template: Template, env: Mapping[str, str]) -> Template:
         "".join(literal for literal, _ in parts) if all(p is None for _, p in parts) else None
     )
     return Template(template.source, tuple(parts), constant)
-
-
-def lookup_path(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    """Follow dictionary keys only (never attributes); raise `MissingField` when absent.
-
-    A dotted name is first tried as one key, since logfmt and klog keys may contain dots.
-    """
-    if len(path) > 1:
-        joined = ".".join(path)
-        if joined in data:
-            return data[joined]
-    value: Any = data
-    for key in path:
-        if type(value) is not dict or key not in value:
-            raise MissingField(".".join(path))
-        value = value[key]
-    return value
