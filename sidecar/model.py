@@ -109,6 +109,8 @@ class ObjectTarget:
     api_version: str = ""
     api_group: str | None = None
     field_path: str = ""
+    #: The object's uid when the line gave it: the sink then needs no look-up of the object.
+    uid: str = ""
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more

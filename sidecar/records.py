@@ -26,10 +26,18 @@ UNKNOWN_LEVEL = "unknown"
 # which is what makes `unsafe_hash` safe (it is a key in maps, as the frozen one was).
 @dataclass(slots=True, unsafe_hash=True)
 class ObjectRef:
-    """A Kubernetes object named in a log line: `Kind: {name, namespace}`, `ns/name`, ..."""
+    """A Kubernetes object named in a log line: `Kind: {name, namespace}`, `ns/name`, ...
+
+    `kind`, `api_version` and `uid` are set when the line's reference carries them (empty
+    otherwise): `Kind(ns/name)`, kube-rs's `Kind.version.group/name.ns`, a full object reference.
+    They are not compared: a reference is its name and namespace, as it always was here.
+    """
 
     name: str
     namespace: str = ""
+    kind: str = field(default="", compare=False)
+    api_version: str = field(default="", compare=False)
+    uid: str = field(default="", compare=False)
 
 
 # Not frozen: built per line (or per Event), where a frozen dataclass costs several times more
@@ -77,14 +85,74 @@ class Record:
 
 
 def ref_of(value: Any) -> ObjectRef | None:
-    """The object reference a value holds: `{name, namespace}`, or klog's `namespace/name`."""
+    """The object reference a value holds, in the forms controllers write:
+
+    - `{name, namespace}` (controller-runtime, klog JSON), with `kind`, `apiVersion` and `uid`
+      when the object also has them (an `ObjectReference`, kopf's `object`);
+    - `namespace/name` (klog's `KObj`);
+    - `Kind(namespace/name)` and `Kind(name)`;
+    - kube-rs's `ObjectRef` display, `Kind.version.group/name.namespace` (kube-runtime's
+      `impl Display for ObjectRef`: the group is empty for the core group, `.namespace` is left
+      out for a cluster-scoped object). A name may hold dots, a namespace never does, so the
+      namespace is after the last dot, except for the built-in cluster-scoped kinds.
+    """
     if type(value) is dict:
         return _ref_of(value)
-    if type(value) is str and "/" in value and _NAMESPACED_NAME.fullmatch(value):
+    if type(value) is not str or ("/" not in value and "(" not in value):
+        return None
+    if _NAMESPACED_NAME.fullmatch(value):
         # klog's KObj renders `namespace/name`.
         namespace, _, name = value.partition("/")
         return ObjectRef(name, namespace)
+    found = _KIND_PARENS.fullmatch(value)
+    if found is not None:
+        kind, namespace, name = found.groups()
+        return ObjectRef(name, namespace or "", kind)
+    found = _KUBE_RS.fullmatch(value)
+    if found is not None:
+        kind, version, group, rest = found.groups()
+        name, namespace = rest, ""
+        if kind not in CLUSTER_SCOPED_KINDS and "." in rest:
+            name, _, namespace = rest.rpartition(".")
+        return ObjectRef(name, namespace, kind, f"{group}/{version}" if group else version)
     return None
+
+
+_KIND_PARENS = re.compile(
+    r"([A-Z][A-Za-z0-9]*)\((?:([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)/)?([^()/\s]+)\)"
+)
+_KUBE_RS = re.compile(
+    r"([A-Z][A-Za-z0-9]*)\.(v[0-9]+(?:(?:alpha|beta)[0-9]+)?)\."
+    r"([a-z0-9](?:[-a-z0-9.]*[a-z0-9])?)?/([^/\s]+)"
+)
+#: Built-in kinds that have no namespace: their kube-rs references never end in `.namespace`,
+#: so a dot in their names is part of the name (`CustomResourceDefinition.v1.apiextensions.k8s.io/
+#: things.example.com`).
+CLUSTER_SCOPED_KINDS = frozenset(
+    (
+        "APIService",
+        "CertificateSigningRequest",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CSIDriver",
+        "CSINode",
+        "CustomResourceDefinition",
+        "FlowSchema",
+        "IngressClass",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "PriorityClass",
+        "PriorityLevelConfiguration",
+        "RuntimeClass",
+        "StorageClass",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingWebhookConfiguration",
+        "VolumeAttachment",
+    )
+)
 
 
 _NAMESPACED_NAME = re.compile(
@@ -93,12 +161,20 @@ _NAMESPACED_NAME = re.compile(
 
 
 def _ref_of(mapping: dict[str, Any]) -> ObjectRef | None:
-    """`{name, namespace}` as controller-runtime and klog JSON log object references."""
+    """`{name, namespace}` as controller-runtime and klog JSON log object references, with
+    `kind`, `apiVersion` and `uid` when they are there."""
     name = mapping.get("name")
     if type(name) is not str or not name:
         return None
     namespace = mapping.get("namespace")
-    return ObjectRef(name, namespace if type(namespace) is str else "")
+    kind, api_version, uid = mapping.get("kind"), mapping.get("apiVersion"), mapping.get("uid")
+    return ObjectRef(
+        name,
+        namespace if type(namespace) is str else "",
+        kind if type(kind) is str else "",
+        api_version if type(api_version) is str else "",
+        uid if type(uid) is str else "",
+    )
 
 
 def text_of(value: Any) -> str:

@@ -148,6 +148,7 @@ def unresolved(target: ObjectTarget) -> InvolvedObject:
         name=target.name,
         namespace=target.namespace,
         api_version=target.api_version,
+        uid=target.uid,
         field_path=target.field_path,
     )
 

@@ -350,3 +350,22 @@ def test_write_answers_map_to_refusal_causes() -> None:
         assert str(status) in refused.value.detail
     with pytest.raises(Unreachable, match="throttled"):
         _sink({events: (429, {"message": "slow down"})}).create(an_event())
+
+
+def test_a_uid_from_the_line_is_taken_without_asking_for_the_object() -> None:
+    path = "/api/v1/namespaces/shop/pods/web-0"
+    api = CannedApi({**_discovery(), path: (200, _metadata("live-uid"))})
+    lookup, registry, _ = _lookup(api)
+    assert lookup.resolve(ObjectTarget("Pod", "web-0", "shop")).uid == "live-uid"
+    # Cached now; a line that gives the uid still has its own (an object recreated since).
+    target = ObjectTarget("Pod", "web-0", "shop", uid="line-uid")
+    assert lookup.known(target) is None
+    asked = len(api.asked)
+    assert lookup.resolve(target) == InvolvedObject("Pod", "web-0", "shop", "v1", uid="line-uid")
+    assert len(api.asked) == asked  # discovery was cached: nothing asked
+    assert _counted(registry, "hit") == 1
+    fresh = CannedApi(_discovery())
+    lookup, _, _ = _lookup(fresh)
+    found = lookup.resolve(ObjectTarget("Deployment", "web", "shop", uid="u"))
+    assert (found.api_version, found.uid) == ("apps/v1", "u")
+    assert [p for _, _, p in fresh.asked if "/namespaces/" in p] == []

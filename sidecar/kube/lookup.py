@@ -151,6 +151,9 @@ class ObjectLookup:
 
     def known(self, target: ObjectTarget) -> InvolvedObject | None:
         """`resolve`'s answer from the cache (counted as a hit), or None when it would ask."""
+        if target.uid:
+            # The line gave the uid: `steps` takes it (the cache may hold an older object's).
+            return None
         key = _cache_key(target)
         with self._lock:
             entry = self._cache.get(key)
@@ -184,6 +187,9 @@ class ObjectLookup:
         if resource.namespaced and not target.namespace:
             # A namespaced kind named without a namespace cannot be fetched.
             return reference, "not_found"
+        if target.uid:
+            # The line gave the uid: nothing to ask (discovery gave the version and the scope).
+            return replace(reference, uid=target.uid), "hit"
         return Fetch(object_path(resource, reference), reference)
 
     @staticmethod

@@ -19,6 +19,8 @@ from sidecar.rules.paths import Path, format_path, is_plain, lookup_path
 from sidecar.rules.paths import field_path as path_of
 from sidecar.rules.regex import compile_captures, compile_search, required_strings
 from sidecar.rules.schema import (
+    API_VERSION,
+    KIND,
     Case,
     Condition,
     Match,
@@ -416,18 +418,27 @@ def _compile_object(
     """Return a resolver that raises `MissingField` when the line lacks what the rule names."""
     if spec is None:
         return _resolve_auto
-    kind = spec.kind
+    kind = spec.kind or ""
     api_version = spec.api_version or ""
     api_group: str | None = None
     if spec.api_version is not None:
         api_group = spec.api_version.rpartition("/")[0]
     field_path = compile_template(spec.field_path) if spec.field_path else None
 
-    def finish(record: Record, ref: ObjectRef) -> ObjectTarget:
+    def named(record: Record, ref: ObjectRef) -> ObjectTarget:
         if not ref.name:
             raise MissingField("name")
         path = render(field_path, record) if field_path is not None else ""
         return ObjectTarget(kind, ref.name, ref.namespace, api_version, api_group, path)
+
+    finish: Callable[[Record, ObjectRef], ObjectTarget] = named
+    if (
+        spec.kind is None
+        or "{" in spec.kind
+        or (spec.api_version is not None and "{" in spec.api_version)
+        or spec.uid is not None
+    ):
+        finish = _compile_identity(spec, compile_template, field_path)
 
     if spec.name is not None:
         name = compile_template(spec.name)
@@ -438,16 +449,57 @@ def _compile_object(
         )
     if spec.ref is not None:
         ref_path = path_of(spec.ref)
-        if not is_plain(ref_path):
-            # Brackets: a path into the line. Without, `ref` names one field, as it always has.
+        if len(ref_path) > 1 or not is_plain(ref_path):
+            # A path into the line; `a.b` is first the key `a.b`, as it always was.
             return _compile_ref_path(ref_path, spec, finish, compile_template)
-    keys = (spec.ref,) if spec.ref is not None else (kind, "")
+    if spec.ref is not None:
+        keys: tuple[str, ...] = (spec.ref,)
+    elif "{" in kind:
+        keys = ("",)  # a kind from the line names no field to look in
+    else:
+        keys = (kind, "")
     if spec.ref is not None and spec.namespace is not None:
         bare_namespace = compile_template(spec.namespace)
         return lambda record: finish(
             record, _find_ref(record, keys, lambda: render(bare_namespace, record))
         )
     return lambda record: finish(record, _find_ref(record, keys))
+
+
+def _compile_identity(
+    spec: ObjectSpec, compile_template: TemplateCompiler, field_path: Template | None
+) -> Callable[[Record, ObjectRef], ObjectTarget]:
+    """`finish` for an object whose kind, apiVersion or uid come from the line: templates, or
+    (without `kind`) the reference itself. A rendered kind or apiVersion that is not one is a
+    miss of that field, never an Event about a made-up object."""
+    own = spec.kind is None
+    kind = compile_template(spec.kind) if spec.kind is not None else None
+    version = compile_template(spec.api_version) if spec.api_version is not None else None
+    uid = compile_template(spec.uid) if spec.uid is not None else None
+
+    def finish(record: Record, ref: ObjectRef) -> ObjectTarget:
+        if not ref.name:
+            raise MissingField("name")
+        the_kind = ref.kind if kind is None else render(kind, record)
+        if not KIND.fullmatch(the_kind):
+            raise MissingField("kind")
+        the_version = render(version, record) if version is not None else ""
+        if own and version is None:
+            the_version = ref.api_version
+        if the_version and not API_VERSION.fullmatch(the_version):
+            raise MissingField("apiVersion")
+        the_uid = render(uid, record) if uid is not None else ref.uid if own else ""
+        return ObjectTarget(
+            the_kind,
+            ref.name,
+            ref.namespace,
+            the_version,
+            the_version.rpartition("/")[0] if the_version else None,
+            render(field_path, record) if field_path is not None else "",
+            the_uid,
+        )
+
+    return finish
 
 
 def _compile_ref_path(

@@ -185,10 +185,17 @@ def _templates(rule: Rule) -> Iterator[tuple[Location, str]]:
         yield ("transition", "key"), rule.transition.key
     spec = rule.object
     if spec is not None:
-        for key in ("name", "namespace", "field_path"):
+        for key, written in (
+            ("name", "name"),
+            ("namespace", "namespace"),
+            ("field_path", "fieldPath"),
+            ("uid", "uid"),
+            ("kind", "kind"),
+            ("api_version", "apiVersion"),
+        ):
             value = getattr(spec, key)
             if value is not None:
-                yield ("object", "fieldPath" if key == "field_path" else key), value
+                yield ("object", written), value
 
 
 def _covers(first: Match, later: Match) -> bool:

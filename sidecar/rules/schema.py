@@ -43,8 +43,8 @@ assert set(LEVELS) == {"debug", "info", "warning", "error", "fatal"}
 
 _REASON = re.compile(r"[A-Z][A-Za-z0-9]*")
 _RULE_NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
-_API_VERSION = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?")
-_KIND = re.compile(r"[A-Z][A-Za-z0-9]*")
+API_VERSION = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?")
+KIND = re.compile(r"[A-Z][A-Za-z0-9]*")
 #: The reason of an `emit: false` rule that gives none: it is never written anywhere.
 CONSUMED_REASON = "Consumed"
 
@@ -149,10 +149,16 @@ class ObjectSpec(_Strict):
     """The involved object. `ref` names the field holding `{name, namespace}` or `ns/name`;
     otherwise `name` and `namespace` are templates. With neither, the field named after the kind
     is used, then controller-runtime's top-level `namespace` and `name`. A bare name in the ref
-    field (no `ns/`) is in `namespace` when given, else a cluster-scoped object's name."""
+    field (no `ns/`) is in `namespace` when given, else a cluster-scoped object's name.
+
+    `kind` and `apiVersion` are names or templates. Without `kind` (only with `ref`), the object
+    is the reference's own: its kind, apiVersion and uid, as `Kind(ns/name)`, kube-rs's
+    `Kind.version.group/name.ns` or `{apiVersion, kind, name, namespace, uid}` give them. `uid`
+    (a template) is the object's uid from the line, which spares the sink its look-up."""
 
     api_version: str | None = Field(default=None, alias="apiVersion")
-    kind: str
+    kind: str | None = None
+    uid: str | None = None
     ref: str | None = None
     name: str | None = None
     namespace: str | None = None
@@ -163,18 +169,31 @@ class ObjectSpec(_Strict):
     @field_validator("api_version")
     @classmethod
     def _api_version(cls, value: str | None) -> str | None:
-        if value is not None and not _API_VERSION.fullmatch(value):
+        if value is not None and "{" in value:
+            return _valid_template(value)
+        if value is not None and not API_VERSION.fullmatch(value):
             raise ValueError(f"{value!r} is not an apiVersion such as v1 or apps/v1")
         return value
 
     @field_validator("kind")
     @classmethod
-    def _kind(cls, value: str) -> str:
-        if not _KIND.fullmatch(value):
+    def _kind(cls, value: str | None) -> str | None:
+        if value is not None and "{" in value:
+            return _valid_template(value)
+        if value is not None and not KIND.fullmatch(value):
             raise ValueError(f"{value!r} is not a Kind (UpperCamelCase, such as Pod)")
         return value
 
-    @field_validator("name", "namespace", "field_path")
+    @model_validator(mode="after")
+    def _kind_or_ref(self) -> ObjectSpec:
+        if self.kind is None and self.ref is None:
+            raise ValueError(
+                "give kind, or a ref whose values carry their kind (`Kind(ns/name)`, kube-rs's "
+                "`Kind.version.group/name.ns`, `{kind, name, ...}`)"
+            )
+        return self
+
+    @field_validator("name", "namespace", "field_path", "uid")
     @classmethod
     def _template(cls, value: str | None) -> str | None:
         return _valid_template(value)
