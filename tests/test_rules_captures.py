@@ -366,3 +366,45 @@ def test_explain_says_a_line_was_consumed_and_what_was_captured() -> None:
     )
     assert to_json(captured, None)["captures"] == {"obj": "shop/db-1", "phase": "Ready"}
     assert "captures: obj=shop/db-1 phase=Ready" in format_text(captured, None)
+
+
+# --- check: templates that nothing can give -----------------------------------------------------
+
+
+def never_given(text: str) -> list[str]:
+    return [p.message for p in lint_rules(text, "rules.yaml", {}) if "no named group" in p.message]
+
+
+def test_check_warns_about_a_template_reading_a_field_the_match_excludes() -> None:
+    found = never_given(
+        """
+rules:
+  - name: r
+    match: {message: m, fields: {error: {exists: false}, why: {not: {exists: true}}}}
+    object: {kind: Node, name: "{node}"}
+    reason: R
+    message: "{error} {why} {other}"
+"""
+    )
+    assert len(found) == 2
+    assert "`{error}`: the rule matches only lines without error" in found[0]
+    assert "`{why}`" in found[1]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        # A named group gives it.
+        '{match: {message: {regex: "(?P<error>x)"}, fields: {error: {exists: false}}}, '
+        'message: "{error}"}',
+        # A transition's message reads the states as {from} and {to}.
+        '{match: {fields: {to: {exists: false}}}, transition: {state: "{s}"}, message: "{to}"}',
+        # A rule that emits nothing renders nothing.
+        '{match: {fields: {error: {exists: false}}}, emit: false, message: "{error}"}',
+        # Not certain: the key `error.code` may be in the line.
+        '{match: {fields: {error: {exists: false}}}, message: "{error.code}"}',
+    ],
+)
+def test_check_says_nothing_where_it_is_not_certain(rule: str) -> None:
+    text = "rules: [" + rule.replace("{match", "{name: r, reason: R, match", 1) + "]"
+    assert never_given(text) == []

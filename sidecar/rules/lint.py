@@ -13,6 +13,9 @@ import yaml
 
 from sidecar.records import text_of
 from sidecar.rules.load import RulesProblem, _line_of, parse_rules
+from sidecar.rules.paths import field_path as path_of
+from sidecar.rules.paths import format_path
+from sidecar.rules.regex import group_names
 from sidecar.rules.schema import Condition, Match, Rule, RulesFile
 from sidecar.rules.templates import ENV, compile_template
 
@@ -143,6 +146,43 @@ def _rule_warnings(rule: Rule, env: Mapping[str, str]) -> Iterator[tuple[Locatio
                     where,
                     f"`{{{field}}}`: {name[1]} is not set in this environment; the rule "
                     f"misses (field {field}) wherever it is not set",
+                )
+    yield from _never_given(rule)
+
+
+#: Names a template reads from the record itself when the line has no such field.
+_RECORD_NAMES = frozenset(("message", "msg", "level", "logger"))
+
+
+def _never_given(rule: Rule) -> Iterator[tuple[Location, str]]:
+    """Templates that read a field nothing can give: the rule matches only lines without it
+    (`{exists: false}`) and no named group of its regexes captures it. Only what is certain:
+    a line may carry any other field, so a name merely unknown here is never warned about."""
+    if not rule.emit:
+        return  # its templates are never rendered
+    match = rule.match
+    absent = {
+        format_path(path_of(name))
+        for name, condition in match.fields.items()
+        if condition.exists is False or (condition.not_ is not None and condition.not_.exists)
+    }
+    if not absent:
+        return
+    captured: set[str] = set()
+    for condition in (match.message, match.logger, *match.fields.values()):
+        if condition is not None and condition.regex is not None:
+            captured.update(group_names(condition.regex))
+    for where, source in _templates(rule):
+        # In a transition rule's messages, {from} and {to} are the states, not fields.
+        bound = {"from", "to"} if rule.transition is not None and where[-1] == "message" else set()
+        for field in compile_template(source).fields:
+            if field in absent and field not in captured | bound | _RECORD_NAMES:
+                yield (
+                    where,
+                    f"`{{{field}}}`: the rule matches only lines without {field} (its match "
+                    f"says `{field}: {{exists: false}}`) and no named group captures it, so "
+                    f'every match misses (rule_misses_total{{field="{field}"}}) and makes no '
+                    "Event",
                 )
 
 
