@@ -80,8 +80,16 @@ class Record:
         """
         fields = self.fields
         if key == "":
-            return _ref_of(fields)
-        return ref_of(fields.get(key))
+            # The line's own top-level keys: a `kind` or `uid` there is not this object's.
+            name = fields.get("name")
+            if type(name) is not str or not name:
+                return None
+            namespace = fields.get("namespace")
+            return ObjectRef(name, namespace if type(namespace) is str else "")
+        value = fields.get(key)
+        if type(value) is dict:  # the common case, inlined: this runs per matched line
+            return _ref_of(value)
+        return ref_of(value) if type(value) is str else None
 
 
 def ref_of(value: Any) -> ObjectRef | None:
@@ -167,6 +175,8 @@ def _ref_of(mapping: dict[str, Any]) -> ObjectRef | None:
     if type(name) is not str or not name:
         return None
     namespace = mapping.get("namespace")
+    if len(mapping) <= 2:  # controller-runtime's {name, namespace}: nothing more to read
+        return ObjectRef(name, namespace if type(namespace) is str else "")
     kind, api_version, uid = mapping.get("kind"), mapping.get("apiVersion"), mapping.get("uid")
     return ObjectRef(
         name,

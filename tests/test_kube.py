@@ -329,6 +329,31 @@ def test_pod_event_has_every_field_client_go_writes(
     assert _requests(registry, "create", "201") == 1
 
 
+def test_a_uid_from_the_line_is_written_without_a_look_up(
+    control_plane: ControlPlane, kube_api_client: client.ApiClient, namespace: str
+) -> None:
+    pod_uid, _ = _create_pod(kube_api_client, namespace, "web-1")
+    registry, metrics = _metrics()
+    with _sink(control_plane, metrics) as sink:
+        recorder = _recorder(sink, metrics)
+        # A rule's `uid:` (or a reference carrying one) gave the uid: nothing to ask.
+        target = ObjectTarget("Pod", "web-1", namespace, uid=pod_uid)
+        assert recorder.record(_spec(target)) == "create"
+
+    [event] = _events(control_plane, namespace)
+    assert event["involvedObject"] == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": "web-1",
+        "namespace": namespace,
+        "uid": pod_uid,
+    }
+    described = control_plane.kubectl("describe", "pod", "web-1", "-n", namespace).stdout
+    assert "QuotaNearlyExhausted" in described.split("\nEvents:", 1)[1], described
+    assert (_lookups(registry, "found"), _lookups(registry, "hit")) == (0, 1)
+    assert _requests(registry, "get", "200") == 0
+
+
 def test_custom_resource_event_shows_in_kubectl_describe(
     control_plane: ControlPlane, kube_api_client: client.ApiClient, rqa_crd: str, namespace: str
 ) -> None:
