@@ -28,7 +28,7 @@ from sidecar.model import ReloadResult
 from sidecar.pipeline import Processor
 from sidecar.rules import RulesError, RuleSet, RulesProblem, compile_rules, parse_rules
 from sidecar.rules.load import read_rules_file
-from sidecar.rules.tracking import changed_trackers
+from sidecar.rules.tracking import changed_trackers, meanings
 from sidecar.settings import FileSettings, ReloadSettings, WatchMode
 from sidecar.sources.watch import Changes, ChangeWatcher
 
@@ -145,6 +145,7 @@ class RulesReloader:
         processor = self.processor
         changed = sorted(changed_trackers(processor.rules, rules))
         objects = processor.tracker.drop(changed)
+        processor.tracker.meanings = meanings(rules)
         self.metrics.forget_states(changed)
         processor.rules = rules
         self.digest = digest
