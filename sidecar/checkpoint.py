@@ -75,13 +75,13 @@ class Checkpoint:
         )
 
 
-def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    """Replace `path` with `checkpoint` atomically and durably.
+def write_checkpoint(path: Path, checkpoint: Checkpoint | bytes) -> None:
+    """Replace `path` with `checkpoint` (or its `to_json()`) atomically and durably.
 
     Raises:
         OSError: the directory is not writable or the disk is full; the old file is intact.
     """
-    data = memoryview(checkpoint.to_json())
+    data = memoryview(checkpoint if isinstance(checkpoint, bytes) else checkpoint.to_json())
     # A unique name per write, so two writes can never interleave in one temporary file.
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     temporary = Path(name)
