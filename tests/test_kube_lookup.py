@@ -21,7 +21,7 @@ from sidecar.kube.sink import KubeSink
 from sidecar.kube.transport import Answer
 from sidecar.metrics import Metrics
 from sidecar.model import LookupResult, ObjectTarget
-from sidecar.sinks import NotFound, Refused, Unreachable
+from sidecar.sinks import NotFound, NotYetAllowed, Refused, Unreachable
 from tests.test_sinks import an_event
 
 CORE = {"versions": ["v1"]}
@@ -314,8 +314,11 @@ def test_a_kind_not_found_in_cached_discovery_is_left_to_a_thread_when_rediscove
     assert len(api.asked) == asked
 
 
-def _sink(answers: dict[str, tuple[int, Any]]) -> KubeSink:
-    return KubeSink(CannedApi(answers), Metrics(CollectorRegistry()))
+def _sink(answers: dict[str, tuple[int, Any]], *, grace: float = 0.0) -> KubeSink:
+    """A sink over canned answers; `grace`: how long after its start a 403 is held transient
+    (none by default, so a 403 is what it lastingly means)."""
+    settings = KubeSettings(forbidden_grace=grace)
+    return KubeSink(CannedApi(answers), Metrics(CollectorRegistry()), settings)
 
 
 def test_a_patch_404_is_an_expired_event_and_a_create_404_a_missing_namespace() -> None:
@@ -350,3 +353,6 @@ def test_write_answers_map_to_refusal_causes() -> None:
         assert str(status) in refused.value.detail
     with pytest.raises(Unreachable, match="throttled"):
         _sink({events: (429, {"message": "slow down"})}).create(an_event())
+    # Right after the start a plain 403 is an apiserver whose RBAC is still filling: retried.
+    with pytest.raises(NotYetAllowed):
+        _sink({events: (403, {"message": "no"})}, grace=30.0).create(an_event())
