@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.events import InvolvedObject
 from sidecar.kube.discovery import NotDiscovered
+from sidecar.kube.errors import ApiContact
 from sidecar.kube.lookup import Fetch, ObjectLookup, begin, conclude
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.sink import KubeSink
@@ -207,6 +208,29 @@ def test_a_forbidden_or_missing_object_keeps_its_reference_and_is_cached(
     assert lookup.resolve(target) == InvolvedObject("Pod", "web-0", "shop", "v1")
     lookup.resolve(target)
     assert (_counted(registry, result), _counted(registry, "hit")) == (1, 1)
+
+
+def test_a_403_soon_after_the_api_was_out_of_reach_is_not_cached() -> None:
+    """An apiserver that just restarted answers 403 until its RBAC caches fill: that answer is
+    not kept for the cache's TTL, so the object's next Event asks again and gets its uid."""
+    path = "/api/v1/namespaces/shop/pods/web-0"
+    api = CannedApi({**_discovery(), path: (403, {})})
+    registry, clock = CollectorRegistry(), Clock()
+    contact = ApiContact(30.0, clock=clock)
+    lookup = ObjectLookup(api, Metrics(registry), DEFAULT_SETTINGS, clock, contact=contact)
+    target = ObjectTarget("Pod", "web-0", "shop")
+    assert lookup.resolve(target).uid == ""
+    api.answers[path] = (200, _metadata("u1"))
+    assert lookup.resolve(target).uid == "u1"
+    assert (_counted(registry, "forbidden"), _counted(registry, "found")) == (1, 1)
+    # Past the grace, a 403 is the lasting answer and cached as such.
+    clock.now += 31
+    other = ObjectTarget("Pod", "web-1", "shop")
+    api.answers["/api/v1/namespaces/shop/pods/web-1"] = (403, {})
+    lookup.resolve(other)
+    api.answers["/api/v1/namespaces/shop/pods/web-1"] = (200, _metadata("u2"))
+    assert lookup.resolve(other).uid == ""
+    assert _counted(registry, "hit") == 1
 
 
 def test_a_failed_object_get_is_an_error_with_the_best_version_and_not_cached() -> None:
