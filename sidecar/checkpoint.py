@@ -53,6 +53,9 @@ class Checkpoint:
     pod_logs: tuple[PodLogPosition, ...] = ()
     #: `SeriesCache.export()` at the same point as `correlation` (events.k8s.io/v1 mode).
     series: tuple[SeriesRecord, ...] = ()
+    #: Per tracker, what its states in `transitions` mean (`TransitionTracker.meanings`); None
+    #: in a checkpoint written before they were saved.
+    trackers: tuple[tuple[str, str], ...] | None = None
 
     def to_json(self) -> bytes:
         """The versioned JSON document."""
@@ -67,17 +70,18 @@ class Checkpoint:
                 },
                 "pod_logs": [asdict(position) for position in self.pod_logs],
                 "series": [series_row(record) for record in self.series],
+                **({} if self.trackers is None else {"trackers": dict(self.trackers)}),
             }
         )
 
 
-def write_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    """Replace `path` with `checkpoint` atomically and durably.
+def write_checkpoint(path: Path, checkpoint: Checkpoint | bytes) -> None:
+    """Replace `path` with `checkpoint` (or its `to_json()`) atomically and durably.
 
     Raises:
         OSError: the directory is not writable or the disk is full; the old file is intact.
     """
-    data = memoryview(checkpoint.to_json())
+    data = memoryview(checkpoint if isinstance(checkpoint, bytes) else checkpoint.to_json())
     # A unique name per write, so two writes can never interleave in one temporary file.
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     temporary = Path(name)
@@ -158,6 +162,22 @@ def _parse(document: Any) -> Checkpoint:
         correlation=_parse_correlation(document.get("correlation")),
         pod_logs=pod_logs,
         series=_parse_series(document.get("series")),
+        trackers=_parse_trackers(document.get("trackers")),
+    )
+
+
+def _parse_trackers(section: Any) -> tuple[tuple[str, str], ...] | None:
+    """What the trackers' states meant; None when the checkpoint does not say (then its states
+    are trusted, as before meanings were saved). Malformed entries are left out, so their
+    trackers' states are dropped: a first observation rather than a wrong comparison."""
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        return ()
+    return tuple(
+        (name, meaning)
+        for name, meaning in section.items()
+        if isinstance(name, str) and isinstance(meaning, str)
     )
 
 

@@ -117,7 +117,10 @@ class BlockConsumer:
             return
         transitions = tuple(tuple(row) for row in self.tracker.export())
         pod_logs = () if self._pod_log is None else (self._pod_log,)
-        mark = Mark(Checkpoint(self._positions or (), transitions, pod_logs=pod_logs))
+        trackers = tuple(self.tracker.meanings.items())
+        mark = Mark(
+            Checkpoint(self._positions or (), transitions, pod_logs=pod_logs, trackers=trackers)
+        )
         if wait:
             await self.events.put(mark)
         else:

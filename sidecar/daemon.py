@@ -49,6 +49,7 @@ from sidecar.recorder import Recorder
 from sidecar.recorder_v1 import ModernRecorder
 from sidecar.reload import RulesReloader
 from sidecar.rules import RuleSet
+from sidecar.rules.tracking import meanings
 from sidecar.settings import DaemonSettings
 from sidecar.sinks import Sink
 from sidecar.sourcehealth import (
@@ -110,6 +111,7 @@ class Daemon:
         component = settings.component or rules.component
 
         self.tracker = TransitionTracker(settings.transitions.max_keys)
+        self.tracker.meanings = meanings(rules)
         processor = Processor(rules, self.tracker)
         metrics.follow_states(self.tracker, time.time, settings.transitions.state_ttl)
         #: Reloads the rules when their file changes (SIGHUP, `POST /-/reload`); None without a
@@ -278,7 +280,13 @@ class Daemon:
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         """Take up the transition, correlation and series state saved with the positions."""
-        self.tracker.restore([list(row) for row in checkpoint.transitions])
+        saved = None if checkpoint.trackers is None else dict(checkpoint.trackers)
+        dropped = self.tracker.restore([list(row) for row in checkpoint.transitions], saved)
+        if dropped:
+            log.info(
+                "transition state dropped: the trackers' rules changed",
+                extra={"trackers": dropped},
+            )
         self.correlator.restore(checkpoint.correlation)
         if isinstance(self.recorder, ModernRecorder):
             self.recorder.series.restore(checkpoint.series)

@@ -124,6 +124,16 @@ def object_key(event: Event) -> ObjectKey:
     return (event.namespace, involved.kind, involved.namespace, involved.name)
 
 
+def _transient(error: Unreachable) -> tuple[DropCause, str, DelayCause]:
+    """For a try worth another: the drop cause should no try be left, how to log it, and what
+    the wait before the next try is counted as."""
+    if isinstance(error, Unavailable):  # a 5xx with Retry-After: an apiserver shutting down
+        return "retries_exhausted", "the API is unavailable for", "unavailable"
+    if isinstance(error, NotYetAllowed):  # a 403 soon after the API was out of reach
+        return "forbidden", "the API refused for now", "forbidden_transient"
+    return "retries_exhausted", "cannot reach the API for", "unreachable"
+
+
 @dataclass(slots=True)
 class _Backoff:
     """An object the `EventRateLimit` plugin refused: how often in a row, and until when."""
@@ -313,10 +323,11 @@ class Recorder:
                     return self._drop("rate_limited")
                 yield self._delay("rate_limited", wait)
                 continue
-            except Unavailable as error:
-                exhausted = "retries_exhausted"
+            except Unreachable as error:  # no answer, or one worth another try
+                exhausted, what, delay = _transient(error)
                 log.warning(
-                    "the API is unavailable for Event %s/%s (try %d of %d): %s",
+                    "%s Event %s/%s (try %d of %d): %s",
+                    what,
                     namespace,
                     name,
                     tries,
@@ -324,34 +335,12 @@ class Recorder:
                     error,
                 )
                 if not last_try:
-                    wait = min(error.retry_after, self.retry.retry_after_max_seconds)
-                    yield self._delay("unavailable", wait)
-                continue
-            except NotYetAllowed as error:
-                exhausted = "forbidden"
-                log.warning(
-                    "the API refused Event %s/%s for now (try %d of %d): %s",
-                    namespace,
-                    name,
-                    tries,
-                    self.retry.max_tries,
-                    error,
-                )
-                if not last_try:
-                    yield self._delay("forbidden_transient", self._retry_interval(tries))
-                continue
-            except Unreachable as error:
-                exhausted = "retries_exhausted"
-                log.warning(
-                    "cannot reach the API for Event %s/%s (try %d of %d): %s",
-                    namespace,
-                    name,
-                    tries,
-                    self.retry.max_tries,
-                    error,
-                )
-                if not last_try:
-                    yield self._delay("unreachable", self._retry_interval(tries))
+                    wait = (
+                        min(error.retry_after, self.retry.retry_after_max_seconds)
+                        if isinstance(error, Unavailable)
+                        else self._retry_interval(tries)
+                    )
+                    yield self._delay(delay, wait)
                 continue
             except Refused as error:
                 log.warning("the API refused Event %s/%s: %s", namespace, name, error)

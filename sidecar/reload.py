@@ -21,14 +21,14 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sidecar.metrics import Metrics
 from sidecar.model import ReloadResult
 from sidecar.pipeline import Processor
 from sidecar.rules import RulesError, RuleSet, RulesProblem, compile_rules, parse_rules
-from sidecar.rules.tracking import changed_trackers
+from sidecar.rules.load import read_rules_file
+from sidecar.rules.tracking import changed_trackers, meanings
 from sidecar.settings import FileSettings, ReloadSettings, WatchMode
 from sidecar.sources.watch import Changes, ChangeWatcher
 
@@ -51,12 +51,13 @@ def read_rules(path: str) -> tuple[str, RuleSet]:
     """The SHA-256 of `path`'s content and the rules it holds, from one read.
 
     Raises:
-        RulesError: unreadable, not UTF-8, or invalid (every problem with its line and rule).
+        RulesError: unreadable, larger than a ConfigMap holds, not UTF-8, or invalid (its
+            problems with their lines and rules).
     """
+    data = read_rules_file(path)
     try:
-        data = Path(path).read_bytes()
         text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
         raise RulesError([RulesProblem(path, 1, None, f"cannot read: {error}")]) from error
     return hashlib.sha256(data).hexdigest(), compile_rules(parse_rules(text, path), os.environ)
 
@@ -144,6 +145,7 @@ class RulesReloader:
         processor = self.processor
         changed = sorted(changed_trackers(processor.rules, rules))
         objects = processor.tracker.drop(changed)
+        processor.tracker.meanings = meanings(rules)
         self.metrics.forget_states(changed)
         processor.rules = rules
         self.digest = digest

@@ -66,8 +66,10 @@ class CheckpointSettings:
     #: The checkpoint file; None puts it next to the first file path on the shared volume, so it
     #: survives a restart of the sidecar container (an `emptyDir` lives as long as the pod).
     path: str | None = None
-    #: Seconds between writes (when something changed). A restart re-reads at most this much of
-    #: the logs; Event names derived from the lines make those re-reads harmless.
+    #: Least seconds between writes (when something changed); a large checkpoint waits longer,
+    #: so that at most 64 KiB/s are written on average (`sidecar.checkpointer.WRITE_BUDGET`). A
+    #: restart re-reads what came after the last write; Event names derived from the lines make
+    #: those re-reads harmless.
     interval: float = 1.0
 
 

@@ -9,7 +9,7 @@ times are not checkpointed, so the first change of an object after a restart has
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sidecar.lru import LRU
@@ -56,6 +56,9 @@ class TransitionTracker:
 
     def __init__(self, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self._states: LRU[StateKey, Entry] = LRU(max_keys)
+        #: Per tracker of the rules that run, what its states mean (`sidecar.rules.tracking.
+        #: meanings`), saved with the states so that a restart can tell which still apply.
+        self.meanings: dict[str, str] = {}
         self.evicted = 0
         self._evictions_taken = 0
 
@@ -104,12 +107,30 @@ class TransitionTracker:
         """JSON-ready state, oldest first, for checkpoints."""
         return [[*key, entry[0]] for key, entry in self._states.items()]
 
-    def restore(self, rows: Iterable[list[str]]) -> None:
-        """Load what `export` wrote; malformed rows are skipped (a checkpoint is a cache)."""
+    def restore(
+        self, rows: Iterable[list[str]], meanings: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """Load what `export` wrote, saved when the trackers meant `meanings`; return the
+        trackers whose state was dropped, sorted.
+
+        A tracker's state is kept only when it meant then what it means now (`self.meanings`),
+        the rule a hot reload follows: restarted under rules that render a tracker's state or key
+        differently, its old states would be compared with new ones of another kind, each a
+        spurious Event. A checkpoint written before meanings were saved (`meanings` None) is
+        trusted as it was. Malformed rows are skipped (a checkpoint is a cache).
+        """
+        current = self.meanings
+        dropped: set[str] = set()
         for row in rows:
             if isinstance(row, list) and len(row) == 6 and all(isinstance(x, str) for x in row):
                 rule, kind, namespace, name, extra, state = row
+                if meanings is not None and (
+                    rule not in current or meanings.get(rule) != current[rule]
+                ):
+                    dropped.add(rule)
+                    continue
                 self._states.put((rule, kind, namespace, name, extra), (state, None, None))
+        return sorted(dropped)
 
     def drop(self, trackers: Iterable[str]) -> int:
         """Forget every object kept under one of `trackers` (their rules changed how they track,

@@ -75,3 +75,9 @@ def test_clients_benchmark_smoke(control_plane: ControlPlane) -> None:
     sender, bare aiohttp) is answered 201 for every POST."""
     out = run_smoke("clients.py", "--kubeconfig", str(control_plane.kubeconfig))
     assert out.startswith("smoke ok: 200 Events per client"), out
+
+
+def test_soak_benchmark_smoke() -> None:
+    """The daemon follows a rotated log for 20 s, reads every line and counts every match."""
+    out = run_smoke("soak.py")
+    assert out.startswith("smoke ok: ") and " lines, " in out and "rotations" in out, out

@@ -15,13 +15,14 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.events import InvolvedObject
 from sidecar.kube.discovery import NotDiscovered
+from sidecar.kube.errors import ApiContact
 from sidecar.kube.lookup import Fetch, ObjectLookup, begin, conclude
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.sink import KubeSink
 from sidecar.kube.transport import Answer
 from sidecar.metrics import Metrics
 from sidecar.model import LookupResult, ObjectTarget
-from sidecar.sinks import NotFound, Refused, Unreachable
+from sidecar.sinks import NotFound, NotYetAllowed, Refused, Unreachable
 from tests.test_sinks import an_event
 
 CORE = {"versions": ["v1"]}
@@ -209,6 +210,29 @@ def test_a_forbidden_or_missing_object_keeps_its_reference_and_is_cached(
     assert (_counted(registry, result), _counted(registry, "hit")) == (1, 1)
 
 
+def test_a_403_soon_after_the_api_was_out_of_reach_is_not_cached() -> None:
+    """An apiserver that just restarted answers 403 until its RBAC caches fill: that answer is
+    not kept for the cache's TTL, so the object's next Event asks again and gets its uid."""
+    path = "/api/v1/namespaces/shop/pods/web-0"
+    api = CannedApi({**_discovery(), path: (403, {})})
+    registry, clock = CollectorRegistry(), Clock()
+    contact = ApiContact(30.0, clock=clock)
+    lookup = ObjectLookup(api, Metrics(registry), DEFAULT_SETTINGS, clock, contact=contact)
+    target = ObjectTarget("Pod", "web-0", "shop")
+    assert lookup.resolve(target).uid == ""
+    api.answers[path] = (200, _metadata("u1"))
+    assert lookup.resolve(target).uid == "u1"
+    assert (_counted(registry, "forbidden"), _counted(registry, "found")) == (1, 1)
+    # Past the grace, a 403 is the lasting answer and cached as such.
+    clock.now += 31
+    other = ObjectTarget("Pod", "web-1", "shop")
+    api.answers["/api/v1/namespaces/shop/pods/web-1"] = (403, {})
+    lookup.resolve(other)
+    api.answers["/api/v1/namespaces/shop/pods/web-1"] = (200, _metadata("u2"))
+    assert lookup.resolve(other).uid == ""
+    assert _counted(registry, "hit") == 1
+
+
 def test_a_failed_object_get_is_an_error_with_the_best_version_and_not_cached() -> None:
     path = "/apis/quota.example.com/v1alpha1/namespaces/team-a/resourcequotaautoscalers/q"
     api = CannedApi({**_discovery(), path: (500, {"message": "etcd timeout"})})
@@ -314,8 +338,11 @@ def test_a_kind_not_found_in_cached_discovery_is_left_to_a_thread_when_rediscove
     assert len(api.asked) == asked
 
 
-def _sink(answers: dict[str, tuple[int, Any]]) -> KubeSink:
-    return KubeSink(CannedApi(answers), Metrics(CollectorRegistry()))
+def _sink(answers: dict[str, tuple[int, Any]], *, grace: float = 0.0) -> KubeSink:
+    """A sink over canned answers; `grace`: how long after its start a 403 is held transient
+    (none by default, so a 403 is what it lastingly means)."""
+    settings = KubeSettings(forbidden_grace=grace)
+    return KubeSink(CannedApi(answers), Metrics(CollectorRegistry()), settings)
 
 
 def test_a_patch_404_is_an_expired_event_and_a_create_404_a_missing_namespace() -> None:
@@ -350,6 +377,9 @@ def test_write_answers_map_to_refusal_causes() -> None:
         assert str(status) in refused.value.detail
     with pytest.raises(Unreachable, match="throttled"):
         _sink({events: (429, {"message": "slow down"})}).create(an_event())
+    # Right after the start a plain 403 is an apiserver whose RBAC is still filling: retried.
+    with pytest.raises(NotYetAllowed):
+        _sink({events: (403, {"message": "no"})}, grace=30.0).create(an_event())
 
 
 def test_a_uid_from_the_line_is_taken_without_asking_for_the_object() -> None:

@@ -115,9 +115,13 @@ async def start(
     interval: float = 3600.0,
     endpoint: bool = False,
     signals: bool = False,
+    restart: bool = False,
 ) -> AsyncIterator[Running]:
+    """A daemon following `tmp_path/app.log` (emptied first, unless this is a `restart` that
+    resumes from the checkpoint beside it) with the rules at `rules`."""
     log = tmp_path / "app.log"
-    log.write_bytes(b"")
+    if not restart:
+        log.write_bytes(b"")
     settings = DaemonSettings(
         host="pod-0",
         http=HttpSettings(host="127.0.0.1", port=0),
@@ -239,3 +243,25 @@ async def test_an_invalid_file_is_reported_again_after_the_good_one_came_back(
             await asyncio.sleep(0.3)
         assert running.reloads_now("success") == 0
         assert running.rules_hash() == digest(RULES)
+
+
+async def test_a_restart_keeps_transition_state_exactly_when_a_reload_would(
+    tmp_path: Path,
+) -> None:
+    """The checkpoint says what each tracker's states meant: restarted under rules that render
+    the state differently, the old state is dropped (a reload drops it too), so the next line is
+    a first observation, not a spurious `A -> B!` comparing states of two kinds."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    async with start(tmp_path, rules, watch="poll") as running:
+        running.write("A")
+        await running.event("PhaseChanged", "phase none -> A")
+    rules.write_text(RENAMED)  # the same tracking: the state carries over the restart
+    async with start(tmp_path, rules, watch="poll", restart=True) as running:
+        running.write("B")
+        await running.event("PhaseMoved", "phase A -> B")
+    rules.write_text(RETRACKED)  # `{phase}!`: the states saved are of another kind
+    async with start(tmp_path, rules, watch="poll", restart=True) as running:
+        running.write("C")
+        await running.event("PhaseMoved", "phase none -> C!")
+        assert not any("B -> C!" in e.message for e in running.sink.events.values())

@@ -1,9 +1,13 @@
-"""Which trackers' state carries over a rules reload."""
+"""Which trackers' state carries over a rules reload, and a restart under other rules."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sidecar.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from sidecar.rules import RuleSet, compile_rules, parse_rules
-from sidecar.rules.tracking import changed_trackers
+from sidecar.rules.tracking import changed_trackers, meanings
+from sidecar.transitions import TransitionTracker
 
 BASE = """\
 rules:
@@ -47,3 +51,43 @@ def test_env_values_are_part_of_the_template() -> None:
     before = compile_rules(parse_rules(text, "rules.yaml"), {"ZONE": "a"})
     after = compile_rules(parse_rules(text, "rules.yaml"), {"ZONE": "b"})
     assert changed_trackers(before, after) == {"phase"}
+
+
+def test_a_restore_keeps_only_the_trackers_whose_states_mean_the_same() -> None:
+    """What a checkpoint saved under other rules: the same comparison as a reload's."""
+    saved = meanings(rules(BASE))
+    now = rules(BASE.replace('"{health}"', '"{health}!"'))
+    tracker = TransitionTracker()
+    tracker.meanings = meanings(now)
+    rows = [["phase", "Pod", "ns", "a", "Pod", "Ready"], ["health", "Pod", "ns", "a", "", "ok"]]
+    assert tracker.restore(rows, saved) == ["health"]
+    assert tracker.export() == [rows[0]]
+    # A checkpoint from before meanings were saved is trusted, as it was.
+    old = TransitionTracker()
+    old.meanings = meanings(now)
+    assert old.restore(rows, None) == []
+    assert len(old) == 2
+
+
+def test_meanings_follow_the_environment_and_are_stable() -> None:
+    zoned = BASE.replace('state: "{health}"', 'state: "{health}/{env.ZONE}"')
+    here = meanings(compile_rules(parse_rules(zoned, "r.yaml"), {"ZONE": "a"}))
+    there = meanings(compile_rules(parse_rules(zoned, "r.yaml"), {"ZONE": "b"}))
+    assert here["health"] != there["health"]
+    assert here["phase"] == there["phase"] == meanings(rules(BASE))["phase"]
+    # The digest goes into checkpoints: the same in every process (no `hash()` of a string).
+    assert len(here["phase"]) == 16
+    assert here == meanings(compile_rules(parse_rules(zoned, "r.yaml"), {"ZONE": "a"}))
+
+
+def test_tracker_meanings_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.json"
+    saved = Checkpoint(
+        transitions=(("phase", "Pod", "ns", "a", "", "Ready"),),
+        trackers=(("phase", "0123456789abcdef"),),
+    )
+    write_checkpoint(path, saved)
+    assert read_checkpoint(path) == saved
+    write_checkpoint(path, Checkpoint(transitions=saved.transitions))
+    loaded = read_checkpoint(path)
+    assert loaded is not None and loaded.trackers is None

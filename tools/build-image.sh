@@ -3,7 +3,7 @@
 # and the chart use (sidecar.inject.settings.DEFAULT_IMAGE, read from the package, so the name is
 # written in one place), and prints that name.
 #
-#   tools/build-image.sh                # FROM the Dockerfile's default base, python:3.11-slim
+#   tools/build-image.sh                # FROM the Dockerfile's default, python:3.11-slim
 #   BASE=IMAGE tools/build-image.sh     # FROM another base with Python 3.11 and its venv module
 #   BASE=debian tools/build-image.sh    # FROM a stand-in made from Debian packages (see below)
 #
@@ -25,7 +25,9 @@ python=${PYTHON:-$root/.venv/bin/python}
 [[ -x "$python" ]] || python=python3
 name=$(cd "$root" && "$python" -c 'from sidecar.inject.settings import DEFAULT_IMAGE; print(DEFAULT_IMAGE)')
 
-base=${BASE:-}
+# The Dockerfile's default, fully qualified: buildah resolves no short names without a
+# registries.conf that lists search registries (Debian's lists none).
+base=${BASE:-docker.io/library/python:3.11-slim}
 if [[ "$base" == debian ]]; then
   base=localhost/event-sidecar-base:python3.11-bookworm
   if ! podman image exists "$base"; then
@@ -42,12 +44,11 @@ if [[ "$base" == debian ]]; then
   fi
 fi
 
-args=(--pull=missing --tag "$name" --file "$root/Dockerfile")
-[[ -n "$base" ]] && args+=(--build-arg "BASE=$base")
+args=(--pull=missing --tag "$name" --file "$root/Dockerfile" --build-arg "BASE=$base")
 # Behind a proxy that re-signs TLS, the build's pip trusts what the host trusts: the host's CA
 # bundle, mounted read-only into the RUN steps only (it is not part of the image).
 bundle=/etc/ssl/certs/ca-certificates.crt
 [[ -f "$bundle" ]] && args+=(--volume "$bundle:$bundle:ro")
-echo "building $name${base:+ FROM $base}" >&2
+echo "building $name FROM $base" >&2
 buildah bud --quiet "${args[@]}" "$root" >&2
 echo "$name"

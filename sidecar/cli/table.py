@@ -117,7 +117,7 @@ RUN_OPTIONS: Final = (
     ),
     Option(
         "--checkpoint-interval",
-        "seconds between checkpoint writes",
+        "minimum seconds between checkpoint writes (a large one waits longer: 64 KiB/s on average)",
         parse=positive_float,
         to=("checkpoint.interval",),
     ),

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from sidecar.events import InvolvedObject
 from sidecar.kube.discovery import Discovery, LookupFailed, NotDiscovered, Resource, root_of
-from sidecar.kube.errors import describe
+from sidecar.kube.errors import ApiContact, describe
 from sidecar.kube.settings import KubeSettings
 from sidecar.kube.transport import Answer, Transport, get
 from sidecar.lru import LRU
@@ -75,8 +75,12 @@ class ObjectLookup:
         metrics: Metrics,
         settings: KubeSettings,
         clock: Callable[[], float] = time.monotonic,
+        contact: ApiContact | None = None,
     ) -> None:
         self._transport = transport
+        #: When the API was last out of reach (shared with the writes): a 403 soon after is an
+        #: apiserver whose RBAC caches are still filling, so it is not cached as the answer.
+        self._contact = contact
         self._metrics = metrics
         self.discovery = Discovery(transport, settings, clock)
         self._lock = threading.Lock()
@@ -143,7 +147,8 @@ class ObjectLookup:
             self._count("error")
             return unresolved(target)
         self._count(result)
-        if result in _CACHED:
+        transient = result == "forbidden" and self._contact and self._contact.forbidden_transient()
+        if result in _CACHED and not transient:
             expires = self._clock() + self._ttl
             with self._lock:
                 self._cache.put(_cache_key(target), (expires, replace(found, field_path="")))

@@ -65,8 +65,8 @@ class KubeSink:
         self.settings = settings
         self._configuration = configuration
         self._user_agent = user_agent
-        self.lookup = ObjectLookup(transport, metrics, settings)
         self.contact = ApiContact(settings.forbidden_grace)
+        self.lookup = ObjectLookup(transport, metrics, settings, contact=self.contact)
 
     @property
     def server(self) -> str:

@@ -36,11 +36,36 @@ class RulesProblem:
         return f"{where}: {self.message}"
 
 
+#: Problems reported for one file: the first ones in file order, then one line counting the rest.
+#: A file of 200,000 empty rules had 600,000, each a line of `check` and, refused by a hot
+#: reload, a line of the daemon's log; the first few are what a person fixes first anyway.
+MAX_PROBLEMS = 20
+
+
+def first_problems(problems: list[RulesProblem], what: str = "problems") -> list[RulesProblem]:
+    """`problems` in file order, cut to `MAX_PROBLEMS` and a last one that counts the rest (at
+    the line where they start), so that reporting them costs the same for any file."""
+    ordered = sorted(problems, key=lambda problem: problem.line)
+    if len(ordered) <= MAX_PROBLEMS:
+        return ordered
+    rest = ordered[MAX_PROBLEMS:]
+    return [
+        *ordered[:MAX_PROBLEMS],
+        RulesProblem(
+            rest[0].file,
+            rest[0].line,
+            None,
+            f"{len(rest):,} more {what} from here on (only the first {MAX_PROBLEMS} are reported)",
+        ),
+    ]
+
+
 class RulesError(Exception):
-    """A rules file that cannot be used; `problems` lists every problem found, in file order."""
+    """A rules file that cannot be used; `problems` lists the problems found, in file order:
+    the first `MAX_PROBLEMS`, then one that counts the rest."""
 
     def __init__(self, problems: list[RulesProblem]) -> None:
-        self.problems = sorted(problems, key=lambda problem: problem.line)
+        self.problems = first_problems(problems)
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
@@ -49,10 +74,10 @@ def load_rules(path: str | Path, env: Mapping[str, str] | None = None) -> RuleSe
 
     `{env.NAME}` in templates is resolved from `env` (the process environment by default).
     """
-    path = Path(path)
+    data = read_rules_file(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
         raise RulesError([RulesProblem(str(path), 1, None, f"cannot read: {error}")]) from error
     return compile_rules(parse_rules(text, str(path)), os.environ if env is None else env)
 
@@ -60,10 +85,57 @@ def load_rules(path: str | Path, env: Mapping[str, str] | None = None) -> RuleSe
 #: Nesting of mappings and sequences a rules file may use; a real one needs about 6. PyYAML builds
 #: nodes recursively, and 2,000 nested `[` overflowed the stack with a traceback.
 MAX_DEPTH = 32
+#: The largest rules file, in bytes: what one ConfigMap can hold (etcd's 1 MiB object limit), and
+#: some hundred times a real rules file.
+MAX_FILE_BYTES = 1 << 20
+#: The most rules a file may hold. Each rule is tried on every line that passes the pre-filter,
+#: so even this many costs throughput; a real file holds tens.
+MAX_RULES = 1000
+#: The most YAML nodes (values, mappings and lists) a file may hold: about 25 per rule of
+#: `MAX_RULES` with room to spare. PyYAML's nodes and the validated rules cost about 1 KB per
+#: node, so this bounds the memory of loading (about 50 MB at most) whatever the file holds.
+MAX_NODES = 50_000
+#: libyaml's parser (in PyYAML's wheels) when present: the pure-Python one took 6 s for a file of
+#: 1,000 rules, twice per load, on the event loop during a hot reload. Both build the same nodes.
+LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_rules_file(path: str | Path) -> bytes:
+    """The content of a rules file, refused beyond `MAX_FILE_BYTES` (never read further).
+
+    Raises:
+        RulesError: unreadable, or too large.
+    """
+    try:
+        with Path(path).open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise RulesError([RulesProblem(str(path), 1, None, f"cannot read: {error}")]) from error
+    if len(data) > MAX_FILE_BYTES:
+        raise RulesError([_too_large(str(path))])
+    return data
+
+
+def _too_large(filename: str) -> RulesProblem:
+    return RulesProblem(
+        filename,
+        1,
+        None,
+        f"the file is larger than {MAX_FILE_BYTES:,} bytes (what one ConfigMap can hold); "
+        "a rules file is read by people: split it, or share rules through `transition.tracker`",
+    )
 
 
 def parse_rules(text: str, filename: str) -> RulesFile:
-    loader = yaml.SafeLoader(text)
+    """Validate a rules file's text; raise `RulesError` naming its problems (see `RulesError`).
+
+    The file's size, nesting, number of rules and of YAML nodes are checked first, in one pass
+    over the parser's events that stops at the first bound crossed, so that no file can make
+    loading build more than `MAX_NODES` nodes or report more than `MAX_PROBLEMS` problems.
+    """
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        raise RulesError([_too_large(filename)])
+    loader = LOADER(text)
     try:
         _refuse_hostile_structure(text, filename)
         node = loader.get_single_node()
@@ -102,42 +174,65 @@ def parse_rules(text: str, filename: str) -> RulesFile:
 
 
 def _refuse_hostile_structure(text: str, filename: str) -> None:
-    """Refuse aliases and deep nesting from the event stream, before any node is built.
+    """Refuse aliases, deep nesting, too many rules or nodes from the event stream, before any
+    node is built.
 
     Aliases are refused outright rather than bounded: a rules file is short and read by people,
     and nine anchors of nine aliases each expand to 9^9 nodes (the duplicate-key walk took 80 s of
-    CPU at every start). The parser itself is an iterative state machine, so this pass is linear.
+    CPU at every start). The parser itself is an iterative state machine, so this pass is linear,
+    and it stops at the first bound crossed: 200,000 empty rules (a 600 KB file) cost 949 MB and
+    21 s when they were all built and validated; now the pass ends at rule 1,001.
     """
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    nodes = rules = 0
+    # Per open collection: [is a mapping, its next child is a key, it is the `rules` list].
+    frames: list[list[bool]] = []
+    # The last key read in the top-level mapping.
+    top_key: object = None
+    for event in yaml.parse(text, Loader=LOADER):
         line = event.start_mark.line + 1 if event.start_mark is not None else 1
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise RulesError(
-                [
-                    RulesProblem(
-                        filename,
-                        line,
-                        None,
-                        "YAML anchors and aliases (&name, *name, <<) are not allowed in a rules "
-                        "file; write the value out",
-                    )
-                ]
+            raise _refusal(
+                filename,
+                line,
+                "YAML anchors and aliases (&name, *name, <<) are not allowed in a rules file; "
+                "write the value out",
             )
+        if isinstance(event, yaml.CollectionEndEvent):
+            frames.pop()
+            continue
+        if not isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+            continue
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise _refusal(
+                filename,
+                line,
+                f"the file holds more than {MAX_NODES:,} YAML values and collections",
+            )
+        opens_rules = False
+        if frames:
+            parent = frames[-1]
+            if parent[2]:
+                rules += 1
+                if rules > MAX_RULES:
+                    raise _refusal(filename, line, f"the file holds more than {MAX_RULES:,} rules")
+            if parent[0]:
+                top = len(frames) == 1
+                if parent[1] and top:
+                    top_key = event.value if isinstance(event, yaml.ScalarEvent) else None
+                opens_rules = top and not parent[1] and top_key == "rules"
+                parent[1] = not parent[1]
         if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise RulesError(
-                    [
-                        RulesProblem(
-                            filename,
-                            line,
-                            None,
-                            f"mappings and lists are nested more than {MAX_DEPTH} deep",
-                        )
-                    ]
+            if len(frames) >= MAX_DEPTH:
+                raise _refusal(
+                    filename, line, f"mappings and lists are nested more than {MAX_DEPTH} deep"
                 )
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+            sequence = isinstance(event, yaml.SequenceStartEvent)
+            frames.append([not sequence, True, opens_rules and sequence])
+
+
+def _refusal(filename: str, line: int, message: str) -> RulesError:
+    return RulesError([RulesProblem(filename, line, None, message)])
 
 
 def _duplicate_keys(node: yaml.Node, filename: str) -> list[RulesProblem]:

@@ -1,14 +1,21 @@
-"""Which transition state can outlive a rules reload.
+"""Which transition state can outlive a rules reload or a restart.
 
 A tracker's state is a map from objects to the last state its rules rendered. It stays meaningful
-after a reload exactly when the new rules would have rendered the same states under the same keys:
-precisely, when the new rules file has a tracker of the same name (the rule's name, or its
+under other rules exactly when those would have rendered the same states under the same keys:
+precisely, when they have a tracker of the same name (the rule's name, or its
 `transition.tracker`) and the set of (`transition.state`, `transition.key`) templates of the rules
 that use it is the same, after `{env.NAME}` substitution. Everything else (match conditions,
 object, `first`, `initial`, cases, reasons, messages) may change and the state carries over.
+
+That set is summed up as a digest per tracker (`meanings`), which the checkpoint stores beside
+the states: a hot reload and a restart decide with the same comparison, so a restart under rules
+that render a tracker's state differently drops that state, as a reload would, instead of
+comparing new states with old ones of another kind (each a spurious Event).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from sidecar.rules.compile import RuleSet
 from sidecar.rules.templates import Template
@@ -27,8 +34,21 @@ def tracking_of(rules: RuleSet) -> Tracking:
     return {name: frozenset(how) for name, how in found.items()}
 
 
+def meanings(rules: RuleSet) -> dict[str, str]:
+    """Per tracker of `rules`, a digest of how it renders its states and keys: equal digests
+    mean the same tracking. Stable across processes (it goes into checkpoints): the templates'
+    parsed parts, after `{env.NAME}` substitution, in a sorted text form."""
+    return {
+        name: hashlib.blake2b(
+            "\0".join(sorted(repr((state.parts, key.parts)) for state, key in how)).encode(),
+            digest_size=8,
+        ).hexdigest()
+        for name, how in tracking_of(rules).items()
+    }
+
+
 def changed_trackers(old: RuleSet, new: RuleSet) -> frozenset[str]:
     """The trackers of `old` whose state does not carry over to `new` (gone, or tracking
     differently)."""
-    before, after = tracking_of(old), tracking_of(new)
-    return frozenset(name for name, how in before.items() if after.get(name) != how)
+    before, after = meanings(old), meanings(new)
+    return frozenset(name for name, meaning in before.items() if after.get(name) != meaning)
