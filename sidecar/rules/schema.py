@@ -13,7 +13,9 @@ rules:
       logger: quota                  # optional, same forms as message
       fields: {resource: {any: [cpu, memory]}, hard: {exists: true}}   # keys are paths:
                                      # a.b, a["b.c"], list[0], conditions[type=Ready].reason
-    object: auto                     # or {apiVersion, kind, ref} or {kind, namespace, name}
+    object: auto                     # or {apiVersion, kind, ref} or {kind, namespace, name};
+                                     # kind/apiVersion may be templates, uid: "{...}" optional,
+                                     # {ref} alone takes the reference's own kind
     related: {kind: Pod, ref: pod}   # optional, events.k8s.io/v1 only: same forms as object
     action: Scaling                  # optional, events.k8s.io/v1 only (default: the reason)
     transition: {key: "{resource}", state: "{hard}", first: skip}   # tracker: shares state
@@ -22,6 +24,9 @@ rules:
     type: Normal
     reason: QuotaExpanded
     message: "quota expanded: {resource} {from} -> {to}"
+  - name: conflicts                  # emit: false consumes the line: no Event, no later rule
+    match: {message: Reconciler error, fields: {error: {regex: "has been modified"}}}
+    emit: false
 ```
 """
 
