@@ -278,6 +278,9 @@ def test_not_with_another_form_is_an_error() -> None:
 def test_not_is_named_among_the_condition_keys() -> None:
     with pytest.raises(RulesError, match="allowed: equals, any, regex, exists, not"):
         parse_rules("rules: [{name: r, match: {message: {nto: a}}, reason: R}]", "rules.yaml")
+    # Only as the file spells it: the attribute's name is no key.
+    with pytest.raises(RulesError, match="`not_` is not a key of a condition"):
+        parse_rules("rules: [{name: r, match: {message: {not_: a}}, reason: R}]", "rules.yaml")
 
 
 def test_check_never_says_exists_covers_not() -> None:

@@ -74,8 +74,6 @@ class Condition(_Strict):
     exists: bool | None = None
     not_: Condition | None = Field(default=None, alias="not")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
     @model_validator(mode="before")
     @classmethod
     def _scalar_means_equals(cls, data: Any) -> Any:
