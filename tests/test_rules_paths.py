@@ -232,3 +232,12 @@ def test_a_bad_path_in_match_or_ref_is_an_error_naming_it() -> None:
             "rules: [{name: r, match: {message: m}, object: {kind: Pod, ref: 'a['}, reason: R}]",
             "rules.yaml",
         )
+
+
+def test_a_quoted_key_is_never_spelt_or_looked_up_as_dotted_names() -> None:
+    plain, quoted = parse_path("a.b"), parse_path('a["b"]')
+    assert plain == quoted  # a Key is the string it holds...
+    assert (format_path(plain), format_path(quoted)) == ("a.b", 'a["b"]')  # ...not its spelling
+    data = {"a.b": "joined", "a": {"b": "nested"}}
+    assert lookup_path(data, plain) == "joined"
+    assert lookup_path(data, quoted) == "nested"

@@ -49,6 +49,10 @@ class Key(str):
 
     __slots__ = ()
 
+    def __repr__(self) -> str:
+        # Distinct from a bare name's: tracker meanings are digests of the templates' reprs.
+        return f"Key({str.__repr__(self)})"
+
 
 @dataclass(frozen=True, slots=True)
 class Index:
@@ -137,9 +141,14 @@ def field_path(name: str) -> Path:
     return parse_path(name)
 
 
-@functools.lru_cache(maxsize=1024)
 def format_path(path: Path) -> str:
     """The path as written (in its canonical spelling): `a.b`, `a["b.c"]`, `a[type=Ready]`."""
+    # Cached by the steps' types too: `Key("b")` equals "b", but `a["b"]` is not `a.b`.
+    return _format(path, tuple(type(step) for step in path))
+
+
+@functools.lru_cache(maxsize=1024)
+def _format(path: Path, _types: tuple[type, ...]) -> str:
     out: list[str] = []
     for number, step in enumerate(path):
         if type(step) is str:
