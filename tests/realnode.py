@@ -456,6 +456,8 @@ class RealNode:
         self.address = ""
         self.startup_seconds = 0.0
         self.host_before: dict[str, object] = {}
+        #: Seconds each step of the last stop took.
+        self.stop_seconds: dict[str, float] = {}
         self._lock: IO[bytes] | None = None
         self._popens: dict[str, subprocess.Popen[bytes]] = {}
         self._sysctls: dict[str, str] = {}
@@ -789,15 +791,25 @@ state = "{containerd / "state"}"
         if self.work_dir == Path() and not kill_all:
             return  # nothing started, nothing changed
         problems: list[str] = []
+        began = time.monotonic()
+
+        def took(step: str) -> None:
+            nonlocal began
+            self.stop_seconds[step] = round(time.monotonic() - began, 2)
+            began = time.monotonic()
+
         for name in ("kube-proxy", "kubelet"):
             popen = self._popens.get(name)
             if popen is not None:
                 _terminate(popen.pid, popen, timeout=10)
+                took(name)
         left = kill_and_remove_kubepods() if (self._popens or kill_all) else []
+        took("containers")
         containerd = self._popens.get("containerd")
         if containerd is not None:
             _terminate(containerd.pid, containerd, timeout=10)
         self._popens.clear()
+        took("containerd")
         needle = "/kes-node-" if kill_all else str(self.socket)
         if self.work_dir != Path():
             for pid in _pids_naming(needle):  # the shims, reparented away from us
@@ -813,6 +825,7 @@ state = "{containerd / "state"}"
                 problems.append(f"iptables chains left: {sorted(still)}")
             if failed := restore_sysctls(self._sysctls):
                 problems.append(f"sysctls not restored: {failed}")
+        took("host state")
         if not self._legacy_log_dir_existed:
             shutil.rmtree(LEGACY_LOG_DIR, ignore_errors=True)
         if not self._run_containerd_existed:
@@ -824,6 +837,7 @@ state = "{containerd / "state"}"
             else:
                 shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = Path()
+        took("mounts and files")
         if problems:
             raise NodeError("teardown incomplete: " + " | ".join(problems))
         RECORD_FILE.unlink(missing_ok=True)

@@ -90,7 +90,10 @@ def cluster() -> Iterator[Cluster]:
             print(f"control plane + real node up in {seconds:.1f} s", file=sys.stderr)
             yield Cluster(cp, node, seconds)
             stopping = time.monotonic()
-    print(f"torn down in {time.monotonic() - stopping:.1f} s", file=sys.stderr)
+    print(
+        f"torn down in {time.monotonic() - stopping:.1f} s (node: {node.stop_seconds})",
+        file=sys.stderr,
+    )
     assert host_state() == node.host_before
 
 
@@ -208,6 +211,15 @@ def test_the_injected_example_runs_on_a_real_kubelet(cluster: Cluster) -> None:
     assert sidecar["restartPolicy"] == "Always", "a native sidecar"
     assert sidecar["image"] == DEFAULT_IMAGE
     assert sidecar["args"][sidecar["args"].index("--pod-log") + 1] == CONTROLLER
+    # Admitted where `restricted` Pod Security is enforced; ready by the kubelet's own probes.
+    labels = json.loads(cp.kubectl("get", "namespace", NAMESPACE, "-o", "json").stdout)
+    assert labels["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert "readinessProbe" in sidecar and "livenessProbe" in sidecar
+    # The kernel's view of the sidecar's process: what the pod spec asked for, enforced.
+    status = process_status(container_pid(cluster.node, pod, SIDECAR_NAME))
+    assert status["Uid"].split()[:2] == ["65532", "65532"], status["Uid"]
+    assert int(status["CapEff"], 16) == 0 and status["NoNewPrivs"] == "1", status
+    assert status["Seccomp"] == "2", "RuntimeDefault seccomp filter"
 
     # The sidecar read the controller's stderr through apiserver -> kubelet -> CRI log, and
     # wrote the Events of `make demo`'s replay, each once.
@@ -278,6 +290,12 @@ def metric(url: str, name: str) -> float:
         for line in text.splitlines()
         if line.startswith((name + "{", name + " "))
     )
+
+
+def process_status(pid: int) -> dict[str, str]:
+    """`/proc/PID/status` as a mapping (Uid, CapEff, NoNewPrivs, Seccomp, ...)."""
+    fields = (line.partition(":") for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {key: value.strip() for key, _, value in fields}
 
 
 def container_pid(node: RealNode, pod: dict[str, Any], name: str) -> int:
