@@ -48,6 +48,7 @@ CONTROLLER = "controller"
 RQA_GROUP = "autoscaling.example.com"
 TEAMS = ("team-a", "team-b", "team-c")  # the example log's ResourceQuotaAutoscalers
 EVENT_SIDECAR = [sys.executable, "-m", "sidecar"]
+EXAMPLE_LOG = REPO_ROOT / "examples" / "quota-autoscaler.log"  # what the stand-in controller prints
 #: What `make demo`'s replay of the example writes: 13 Events created (28 writes in all).
 EXPECTED_EVENTS = 13
 
@@ -251,23 +252,64 @@ def test_the_injected_example_runs_on_a_real_kubelet(cluster: Cluster) -> None:
     # The restarted sidecar resumes the controller's log at its checkpoint (the lines of that
     # second read again are skipped, the rest read) to its end, finds nothing new to write, and
     # doubles nothing.
-    url = f"http://{pod['status']['podIP']}:{sidecar['ports'][0]['containerPort']}/metrics"
-
-    def lines_seen() -> float:
-        return metric(url, "event_sidecar_pod_log_lines_skipped_total") + metric(
-            url, "event_sidecar_lines_read_total"
-        )
-
-    deadline = time.monotonic() + 60
-    seen = -1.0
-    while seen != (seen := lines_seen()) or seen == 0:  # the same for a second: at the end
-        assert time.monotonic() < deadline, f"the restarted sidecar still reading ({seen} lines)"
-        time.sleep(1)
+    url = metrics_url(pod)
+    settled(url)
     assert metric(url, "event_sidecar_pod_log_lines_skipped_total") > 0
     assert metric(url, "event_sidecar_events_emitted_total") == 0
     assert metric(url, "event_sidecar_pod_log_gaps_total") == 0
     time.sleep(2)
     assert {e["metadata"]["name"]: e.get("count") for e in events(cp)} == before
+
+
+def test_a_restarted_controller_is_read_on_with_no_line_lost_or_doubled(cluster: Cluster) -> None:
+    """The kubelet restarts the controller after `kill -9`: the sidecar reads what is left of the
+    previous instance's log, then the new instance's from its start, every line once."""
+    cp = cluster.cp
+    pod = wait_running(cluster)  # the example, as the test before left it
+    url = metrics_url(pod)
+    read = settled(url)
+    skipped = metric(url, "event_sidecar_pod_log_lines_skipped_total")
+    os.kill(container_pid(cluster.node, pod, CONTROLLER), signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while statuses(pod := the_pod(cp))[CONTROLLER].get("restartCount", 0) < 1:
+        assert time.monotonic() < deadline, "the kubelet did not restart the controller"
+        time.sleep(0.3)
+    pod = wait_running(cluster)
+    assert metrics_url(pod) == url, "the sidecar kept running"
+    lines = len(EXAMPLE_LOG.read_text().splitlines())
+    deadline = time.monotonic() + 60
+    while (got := settled(url)) - read < lines:
+        assert time.monotonic() < deadline, f"{got - read} of the new instance's {lines} lines"
+    assert got - read == lines, f"{got - read} lines read for the new instance's {lines}"
+    assert metric(url, "event_sidecar_pod_log_gaps_total") == 0
+    assert statuses(pod)[SIDECAR_NAME].get("restartCount", 0) == 1  # only the kill -9 before
+    again = metric(url, "event_sidecar_pod_log_lines_skipped_total") - skipped
+    print(
+        f"controller restarted: {got - read:.0f} lines read, {again:.0f} skipped", file=sys.stderr
+    )
+
+
+def metrics_url(pod: dict[str, Any]) -> str:
+    """The sidecar's /metrics at the pod's address (the host routes to the pod network)."""
+    [sidecar] = [c for c in pod["spec"]["initContainers"] if c["name"] == SIDECAR_NAME]
+    return f"http://{pod['status']['podIP']}:{sidecar['ports'][0]['containerPort']}/metrics"
+
+
+def settled(url: str, timeout: float = 60) -> float:
+    """The sidecar's count of pod log lines read, once what it read and what a resume skipped as
+    read before (not in that count) stay the same for a second: it is at the end of the log."""
+    deadline = time.monotonic() + timeout
+    seen = (-1.0, -1.0)
+    while True:
+        now = (
+            metric(url, "event_sidecar_lines_read_total"),
+            metric(url, "event_sidecar_pod_log_lines_skipped_total"),
+        )
+        if now == seen and sum(now) > 0:
+            return now[0]
+        seen = now
+        assert time.monotonic() < deadline, f"the sidecar still reading (read, skipped: {now})"
+        time.sleep(1)
 
 
 def age(event: dict[str, Any]) -> float:
