@@ -508,8 +508,11 @@ class RealNode:
             self._save_record()
             self.address = host_address()
             self._start(bin_dir)
-        except BaseException:
-            self.stop()
+        except BaseException as exc:
+            try:
+                self.stop()
+            except NodeError as undo:  # the reason it failed stays the error
+                exc.add_note(str(undo))
             raise
         self.startup_seconds = time.monotonic() - began
         return self
