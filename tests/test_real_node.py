@@ -234,6 +234,18 @@ def test_the_injected_example_runs_on_a_real_kubelet(cluster: Cluster) -> None:
     assert "扩容成功 资源类型: cpu 1 -> 2" in described
     print(f"2/2 Running {running_after:.1f} s after apply", file=sys.stderr)
 
+    # Its cgroup holds it to the injected memory limit; what it used for the example's log.
+    usage = cgroup_usage(container_pid(cluster.node, pod, SIDECAR_NAME))
+    limit = sidecar["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi") and usage["memory limit"] == int(limit[:-2]) * 2**20, usage
+    assert usage["memory peak"] < usage["memory limit"], usage
+    print(
+        f"sidecar in its cgroup after the example: peak {usage['memory peak'] / 2**20:.1f} MiB, "
+        f"now {usage['memory now'] / 2**20:.1f} MiB (limit {limit}, request "
+        f"{sidecar['resources']['requests']['memory']}), CPU {usage['cpu seconds']:.2f} s",
+        file=sys.stderr,
+    )
+
     # Stamped now, as a live controller's lines are (not with the example log's date).
     for event in written:
         assert age(event) < 300, f"an Event {age(event):.0f} s old: {event}"
@@ -332,6 +344,23 @@ def metric(url: str, name: str) -> float:
         for line in text.splitlines()
         if line.startswith((name + "{", name + " "))
     )
+
+
+def cgroup_usage(pid: int) -> dict[str, float]:
+    """Memory (bytes: peak, now, limit) and CPU (seconds) of the cgroup v1 holding ``pid``."""
+    paths = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            paths[controller] = path
+    memory = Path("/sys/fs/cgroup/memory") / paths["memory"].lstrip("/")
+    cpu = Path("/sys/fs/cgroup/cpuacct") / paths["cpuacct"].lstrip("/")
+    return {
+        "memory peak": int((memory / "memory.max_usage_in_bytes").read_text()),
+        "memory now": int((memory / "memory.usage_in_bytes").read_text()),
+        "memory limit": int((memory / "memory.limit_in_bytes").read_text()),
+        "cpu seconds": int((cpu / "cpuacct.usage").read_text()) / 1e9,
+    }
 
 
 def process_status(pid: int) -> dict[str, str]:
