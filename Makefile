@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BASE ?=
 
-.PHONY: demo demo-cluster test lint unit system-deps control-plane image clean
+.PHONY: demo demo-cluster test lint unit system-deps control-plane node image clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,10 @@ test: lint system-deps
 
 ## Debian's prometheus (scrapes /metrics in the tests), mtail (the benchmark peer), GNU time
 ## (the benchmarks' CPU and peak-memory meter), and what builds and runs the image without a
-## registry (buildah, podman and runc; mmdebstrap for the stand-in base; see tools/build-image.sh).
+## registry (buildah, podman and runc; mmdebstrap for the stand-in base; see tools/build-image.sh),
+## and containerd, which runs the real node's pods (tests/realnode.py).
 SYSTEM_PACKAGES := prometheus mtail time buildah podman runc netavark aardvark-dns iptables \
-	catatonit mmdebstrap containernetworking-plugins
+	catatonit mmdebstrap containernetworking-plugins containerd
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -65,6 +66,10 @@ unit: $(STAMP)
 ## Build (or find in the cache) kube-apiserver, kubectl and etcd; prints their folder.
 control-plane:
 	tools/build-control-plane.sh
+
+## Build (or find in the cache) the real node's kubelet and kube-proxy; prints their folder.
+node:
+	tools/build-node.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -252,7 +252,7 @@ class ControlPlane:
     Attributes:
         bin_dir: folder holding ``etcd``, ``kube-apiserver`` and ``kubectl``.
         work_dir: temporary folder with certificates, etcd data, logs and the kubeconfig.
-        server: the API server URL, ``https://127.0.0.1:<port>``.
+        server: the API server URL, ``https://127.0.0.1:<port>`` (or ``node_address``).
         kubeconfig: path of the admin kubeconfig (user in group ``system:masters``).
         ca_pem: PEM of the CA that signs the serving certificate (and the admin client
             certificate); use it as a ``caBundle`` or to verify the server.
@@ -270,6 +270,7 @@ class ControlPlane:
         ready_timeout: float = 90.0,
         die_with_parent: bool = True,
         extra_apiserver_args: Sequence[str] = (),
+        node_address: str | None = None,
     ) -> None:
         """Configure, but do not start, a control plane.
 
@@ -282,12 +283,17 @@ class ControlPlane:
                 ties this to the *thread* that calls :meth:`start`: call it from a thread that
                 outlives the control plane (not, say, from ``asyncio.to_thread``).
             extra_apiserver_args: appended to kube-apiserver's command line.
+            node_address: for a real node (tests/realnode.py): kube-apiserver listens on this
+                host address instead of loopback (pods reach it there through the
+                ``kubernetes`` Service; their loopback is their own), advertises it, and reaches
+                kubelets at their InternalIP (the node names do not resolve).
         """
         self._bin_dir = bin_dir
         self._work_parent = work_parent
         self.ready_timeout = ready_timeout
         self.die_with_parent = die_with_parent
         self.extra_apiserver_args = list(extra_apiserver_args)
+        self.node_address = node_address
         self._work_dir: Path | None = None
         self._server: str | None = None
         self._kubeconfig: Path | None = None
@@ -369,7 +375,7 @@ class ControlPlane:
         ca.cert_pem.write_to_path(str(pki / "ca.crt"))
         serving = ca.issue_cert(
             "127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
-            "kubernetes.default.svc", "10.0.0.1",
+            "kubernetes.default.svc", "10.0.0.1", *filter(None, [self.node_address]),
             common_name="kube-apiserver",
         )  # fmt: skip
         _write_private(pki / "apiserver.key", serving.private_key_pem.bytes())
@@ -392,7 +398,8 @@ class ControlPlane:
         etcd_port, peer_port, api_port = _free_ports(3)
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
-        self._server = f"https://127.0.0.1:{api_port}"
+        address = self.node_address or "127.0.0.1"
+        self._server = f"https://{address}:{api_port}"
 
         began = time.monotonic()
         deadline = began + self.ready_timeout
@@ -414,8 +421,8 @@ class ControlPlane:
         self._wait_http("etcd", f"{etcd_url}/health", None, deadline)
         self._apiserver_args = [
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={address}",
+            f"--advertise-address={address}",
             f"--secure-port={api_port}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -427,6 +434,7 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
+            *(["--kubelet-preferred-address-types=InternalIP"] if self.node_address else []),
             *self.extra_apiserver_args,
         ]
         self._spawn("kube-apiserver", self._apiserver_args)
@@ -571,30 +579,28 @@ class ControlPlane:
         deadline = time.monotonic() + self.ready_timeout
         self._wait_http("kube-apiserver", f"{self.server}/readyz", ctx, deadline)
 
-    def start_cluster(self, kwok_config: Sequence[dict[str, Any]] = ()) -> None:
+    def start_cluster(
+        self, kwok_config: Sequence[dict[str, Any]] = (), *, simulated_node: bool = True
+    ) -> None:
         """Start kube-controller-manager, kube-scheduler and kwok, register ``KWOK_NODE`` and
         wait until it is Ready. ``kwok_config`` adds kwok objects (``ClusterLogs``, ``Logs``) to
         its stock stages; kwok reads them once, at start. :meth:`stop` stops them by pid.
+        ``simulated_node=False`` starts no kwok and registers no node: a real one joins
+        (tests/realnode.py).
 
         Raises:
             ControlPlaneError: a binary is missing (``KUBEBUILDER_ASSETS`` without them) or a
                 component does not come up.
         """
-        missing = [b for b in CLUSTER_BINARIES if not os.access(self.bin_dir / b, os.X_OK)]
-        if missing or not (self.bin_dir / "kwok-stages.yaml").is_file():
+        wanted = CLUSTER_BINARIES if simulated_node else CLUSTER_BINARIES[:2]
+        missing = [b for b in wanted if not os.access(self.bin_dir / b, os.X_OK)]
+        stages = (self.bin_dir / "kwok-stages.yaml").is_file() or not simulated_node
+        if missing or not stages:
             raise ControlPlaneError(
                 f"{self.bin_dir} lacks {', '.join(missing) or 'kwok-stages.yaml'}: build the "
                 "cluster with tools/build-control-plane.sh (unset KUBEBUILDER_ASSETS)"
             )
-        work, pki = self.work_dir, self.work_dir / "pki"
-        kwok_serving = self.ca.issue_cert("127.0.0.1", "localhost", common_name="kwok")
-        _write_private(pki / "kwok.key", kwok_serving.private_key_pem.bytes())
-        _write_leaf(pki / "kwok.crt", kwok_serving)
-        config = work / "kwok.yaml"
-        config.write_text(
-            (self.bin_dir / "kwok-stages.yaml").read_text()
-            + "".join("\n---\n" + json.dumps(item) for item in kwok_config)
-        )
+        pki = self.work_dir / "pki"
         kcm_port, scheduler_port, kwok_port = _free_ports(3)
         kubeconfig = str(self.kubeconfig)
         self._spawn(
@@ -622,6 +628,17 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={scheduler_port}",
             ],
+        )
+        if not simulated_node:
+            return
+        work = self.work_dir
+        kwok_serving = self.ca.issue_cert("127.0.0.1", "localhost", common_name="kwok")
+        _write_private(pki / "kwok.key", kwok_serving.private_key_pem.bytes())
+        _write_leaf(pki / "kwok.crt", kwok_serving)
+        config = work / "kwok.yaml"
+        config.write_text(
+            (self.bin_dir / "kwok-stages.yaml").read_text()
+            + "".join("\n---\n" + json.dumps(item) for item in kwok_config)
         )
         self._spawn(
             "kwok",
