@@ -48,9 +48,11 @@ def test_missing_field_raises_missing_field_with_its_path() -> None:
 
 @pytest.mark.parametrize(
     "source",
-    ["{x.__class__.__mro__}", "{x[0]}", "{x!r}", "{x:>999999999}", "{", "{}", "{0}"],
+    ["{x.__class__.__mro__}", "{x.upper()}", "{x!r}", "{x:>999999999}", "{", "{}", "{0}"],
 )
 def test_anything_but_plain_names_is_refused(source: str) -> None:
+    """Anything but a path (names, quoted keys, `[index]`, `[key=value]`: see
+    tests/test_rules_paths.py) is refused: templates are data look-ups only."""
     if source == "{x.__class__.__mro__}":
         # A dunder path is only a dictionary lookup: it can never reach attributes.
         with pytest.raises(MissingField):
