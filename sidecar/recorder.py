@@ -46,7 +46,16 @@ from typing import Literal, TypeVar
 from prometheus_client import Counter
 
 from sidecar.correlate import Correlator, Suppressed, Write
-from sidecar.events import Event, EventNamer, InvalidEvent, InvolvedObject, make_event
+from sidecar.events import (
+    Event,
+    EventNamer,
+    InvalidEvent,
+    InvolvedObject,
+    check_event,
+    event_namespace,
+    make_event,
+    truncate_message,
+)
 from sidecar.events_v1 import SeriesRecord, SeriesWrite
 from sidecar.metrics import Metrics
 from sidecar.model import (
@@ -217,13 +226,30 @@ class Recorder:
         `involved` is the target already resolved (the poster looks objects up ahead)."""
         if involved is None:
             involved = self.sink.resolve(spec.target)
+        event_type, reason = spec.type, spec.reason
         try:
-            # Unnamed: the correlator names it when it starts a new Event (see `correlate`).
-            event = self.build_event(spec, involved, self.event_time(spec), named=False)
+            check_event(involved, event_type, reason)
         except InvalidEvent as error:
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
             return self._drop("invalid")
-        return self.correlate(event, spec.reason)
+        # Decided before the Event is made (`Correlator.decide`: the Event `build_event` would
+        # make, unnamed: the correlator names it only when it starts a new Event): under a
+        # flood the spam filter drops most, and nothing is built for them.
+        decision = self.correlator.decide(
+            self.component,
+            self.host,
+            involved,
+            event_type,
+            reason,
+            truncate_message(spec.message),
+            self.event_time(spec),
+            event_namespace(involved),
+        )
+        if decision is None:
+            return self._drop("spam_filter")
+        if decision.aggregated:
+            self.metrics.child(self.metrics.events_aggregated, reason).inc()
+        return decision
 
     def correlate(self, event: Event, reason: str) -> Write | DropCause:
         """The correlator's decision on `event`: the `Write` to make, or the counted drop."""
