@@ -179,8 +179,10 @@ class EventNamer:
         skips the ones it does not use (a repeat keeps its Event's name; a dropped Event needs
         none), so later names are the same as if each had been made.
         """
+        last, clock_ns = self._last, self._clock_ns
         for _ in range(names):
-            self._last = max(self._clock_ns(), self._last + 1)
+            last = max(clock_ns(), last + 1)
+        self._last = last
 
     @staticmethod
     def name_for(object_name: str, suffix: int, fallback: Callable[[], uuid.UUID]) -> str:
