@@ -1,7 +1,7 @@
-"""Turning `EventSpec`s into written Events: resolve, build, correlate, write with retries.
+"""Turning `EventSpec`s into written Events: resolve, correlate, build, write with retries.
 
 The one place where every Event's fate is decided and counted, shared by `replay` and the daemon.
-`record` is `prepare` (resolve, build, correlate: in the order the lines came) then `write`,
+`record` is `prepare` (resolve, correlate, build what is written: in the lines' order) then `write`,
 which blocks while it retries, as client-go's recorder does (`replay`, tests). The daemon's poster
 calls `plan` (`prepare`'s writes, zero or more: a subclass may decide several, or none; with the
 objects resolved already, so nothing waits) and `tick` (writes not tied to a line, such as a
@@ -221,9 +221,10 @@ class Recorder:
         return object_key(decision.event)
 
     def prepare(self, spec: EventSpec, involved: InvolvedObject | None = None) -> Write | DropCause:
-        """Resolve, build and correlate the Event `spec` calls for: the `Write` to make, or the
-        (counted) drop cause. Calls must come in the order of the lines: correlation counts.
-        `involved` is the target already resolved (the poster looks objects up ahead)."""
+        """Resolve and correlate the Event `spec` calls for, built only when it is written: the
+        `Write` to make, or the (counted) drop cause. Calls must come in the order of the lines:
+        correlation counts. `involved` is the target already resolved (the poster looks objects
+        up ahead)."""
         if involved is None:
             involved = self.sink.resolve(spec.target)
         event_type, reason = spec.type, spec.reason
