@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.events import Event, EventNamer, truncate_message
+from sidecar.events import Event, EventNamer, InvolvedObject, truncate_message
 from sidecar.lru import LRU
 from sidecar.model import DropCause
 
@@ -135,12 +135,18 @@ class _TokenBucket:
         self._stamp = now
 
     def try_accept(self, now: float) -> bool:
-        elapsed = max(0.0, now - self._stamp)
-        self._stamp = max(self._stamp, now)
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        # The same arithmetic as with max and min (a clock going back adds nothing), in
+        # comparisons: this runs for every Event.
+        tokens = self._tokens
+        stamp = self._stamp
+        if now > stamp:
+            tokens += (now - stamp) * self._rate
+            self._stamp = now
+        tokens = min(tokens, self._burst)
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
             return True
+        self._tokens = tokens
         return False
 
 
@@ -209,45 +215,115 @@ class Correlator:
 
         `event` may come unnamed (`name` empty): it is named here, by the namer, only when it
         starts a new Event, which is what client-go's name stands for (a repeat keeps the name
-        of the Event it repeats). The three caches are updated first, in client-go's order and
-        with its numbers; only an Event that passes the spam filter is then built (its
-        aggregated or repeated form, and the PATCH body): under a flood most are dropped, and
-        nothing is built for them.
+        of the Event it repeats). See `decide`, which this is with the Event's parts.
         """
-        now = event.last_timestamp
-        involved = event.involved
-        spam_key = _source_object_type(event)
-        similar_key = (*spam_key, event.reason)
-        # 1. The aggregator.
-        similar = self._similar.get(similar_key)
+        decision = self.decide(
+            event.component,
+            event.host,
+            event.involved,
+            event.type,
+            event.reason,
+            event.message,
+            event.last_timestamp,
+            event.namespace,
+            event.name,
+            event,
+        )
+        return Suppressed(event) if decision is None else decision
+
+    def decide(  # noqa: PLR0917 - positional: this runs for every Event (see the docstring)
+        self,
+        component: str,
+        host: str,
+        involved: InvolvedObject,
+        type: str,
+        reason: str,
+        message: str,
+        now: float,
+        namespace: str,
+        name: str = "",
+        event: Event | None = None,
+    ) -> Write | None:
+        """`correlate` on the parts of a new Event (count 1, first and last timestamp `now`,
+        `message` already truncated), without the Event: None when the spam filter drops it.
+
+        The three caches are updated first, in client-go's order and with its numbers; only an
+        Event that passes the spam filter is then built (its new, aggregated or repeated form,
+        and the PATCH body). Under a flood most are dropped, and nothing is built for them:
+        the Recorder decides from the rule's output before making any Event. `event`, when
+        given, is that Event already made: a new one is written as it is.
+
+        The keys are flat tuples of the parts, made once each from local names (the dedup key's
+        order is the one `export` digests, which a checkpoint carries), and the caches' dicts
+        are used inline: per Event this is the hot path of a flapping log.
+        """
+        kind = involved.kind
+        object_namespace = involved.namespace
+        object_name = involved.name
+        uid = involved.uid
+        api_version = involved.api_version
+        settings = self.settings
+        window = settings.similar_window_seconds
+        # 1. The aggregator, keyed by source, object (without fieldPath), type and reason.
+        similar_key = (
+            component,
+            host,
+            kind,
+            object_namespace,
+            object_name,
+            uid,
+            api_version,
+            type,
+            reason,
+        )
+        similar_cache = self._similar
+        similars = similar_cache.data
+        similar = similars.pop(similar_key, None)
         if similar is None:
             if self._restored_similar:
                 similar = self._restored_similar.pop(digest(*similar_key), None)
-            if similar is None or now - similar.last_seen > self.settings.similar_window_seconds:
+            if similar is None or now - similar.last_seen > window:
                 similar = _Similar(similar.digest if similar else None)
-            self._similar.put(similar_key, similar)
-        elif now - similar.last_seen > self.settings.similar_window_seconds:
-            similar = _Similar(similar.digest)
-            self._similar.put(similar_key, similar)
-        message = event.message
+            similars[similar_key] = similar
+            if len(similars) > similar_cache.maxsize:
+                del similars[next(iter(similars))]
+        else:
+            if now - similar.last_seen > window:
+                similar = _Similar(similar.digest)
+            similars[similar_key] = similar
         messages = similar.messages
         if message not in messages:
             if similar.restored:
                 similar.restored.pop(digest(message), None)
             messages[message] = None
         similar.last_seen = now
-        aggregated = similar.distinct() >= self.settings.max_similar_events
+        aggregated = len(messages) + len(similar.restored) >= settings.max_similar_events
+        key: tuple[str, ...]
         if aggregated:
             similar.forget_oldest()
             key = similar_key
         else:
-            key = (*similar_key[:5], involved.field_path, *similar_key[5:], message)
+            key = (
+                component,
+                host,
+                kind,
+                object_namespace,
+                object_name,
+                involved.field_path,
+                uid,
+                api_version,
+                type,
+                reason,
+                message,
+            )
         # 2. The logger (dedup): raise the count, before the filter.
         # An unnamed Event draws its name (and an aggregated one another, as client-go makes
         # a new Event for it); the names not used are skipped, so later ones stay the same.
-        draws = (0 if event.name else 1) + aggregated
+        draws = (0 if name else 1) + aggregated
         new = False
-        observed = self._observed.get(key)
+        observed_cache = self._observed
+        observations = observed_cache.data
+        observed = observations.pop(key, None)
         if observed is None:
             if self._restored_observed:
                 observed = self._restored_observed.pop(digest(*key), None)
@@ -255,64 +331,67 @@ class Correlator:
                 observed.count += 1
             else:
                 new = True
+                namer = self._namer
                 if draws:
-                    self._namer.skip(draws - 1)
+                    namer.skip(draws - 1)
                     draws = 0
-                    name = self._namer(involved.name)
+                    observed = _Observation(1, now, namer(object_name), None)
                 else:
-                    name = event.name
-                observed = _Observation(1, now, name, None)
-            self._observed.put(key, observed)
+                    observed = _Observation(1, now, name, None)
+            observations[key] = observed
+            if len(observations) > observed_cache.maxsize:
+                del observations[next(iter(observations))]
         else:
+            observations[key] = observed
             observed.count += 1
         if draws:
             self._namer.skip(draws)
-        # 3. The spam filter.
-        if not self._admit(spam_key, event.reason, now):
-            return Suppressed(event)
+        # 3. The spam filter, keyed by source, object (without fieldPath) and type.
+        spam_key = similar_key if settings.spam_key_by_reason else similar_key[:8]
+        bucket_cache = self._buckets
+        buckets = bucket_cache.data
+        bucket = buckets.pop(spam_key, None)
+        if bucket is None:
+            bucket = _TokenBucket(1.0 / settings.spam_refill_seconds, settings.spam_burst, now)
+            buckets[spam_key] = bucket
+            if len(buckets) > bucket_cache.maxsize:
+                del buckets[next(iter(buckets))]
+        else:
+            buckets[spam_key] = bucket
+        if not bucket.try_accept(now):
+            return None
         # Only now is the Event written built.
+        if new and not aggregated:
+            if event is not None:
+                return Write(event if event.name == observed.name else event.named(observed.name))
+            return Write(
+                Event(
+                    observed.name,
+                    namespace,
+                    involved,
+                    type,
+                    reason,
+                    message,
+                    now,
+                    now,
+                    1,
+                    component,
+                    host,
+                )
+            )
         if aggregated:
             message = truncate_message(AGGREGATE_PREFIX + message)
-        elif new:
-            return Write(event if event.name == observed.name else event.named(observed.name))
         written = Event(
             observed.name,
-            event.namespace,
+            namespace,
             involved,
-            event.type,
-            event.reason,
+            type,
+            reason,
             message,
             observed.first_timestamp,
             now,
             observed.count,
-            event.component,
-            event.host,
+            component,
+            host,
         )
         return Write(written, None if new else written.repeat_patch(), aggregated)
-
-    def _admit(self, spam_key: tuple[str, ...], reason: str, now: float) -> bool:
-        if self.settings.spam_key_by_reason:
-            spam_key = (*spam_key, reason)
-        bucket = self._buckets.get(spam_key)
-        if bucket is None:
-            bucket = _TokenBucket(
-                1.0 / self.settings.spam_refill_seconds, self.settings.spam_burst, now
-            )
-            self._buckets.put(spam_key, bucket)
-        return bucket.try_accept(now)
-
-
-def _source_object_type(event: Event) -> tuple[str, ...]:
-    """client-go's spam key: source, involved object (without fieldPath) and type. The
-    aggregation key adds the reason; the dedup key adds fieldPath, reason and message."""
-    involved = event.involved
-    return (
-        event.component,
-        event.host,
-        involved.kind,
-        involved.namespace,
-        involved.name,
-        involved.uid,
-        involved.api_version,
-        event.type,
-    )

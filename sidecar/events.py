@@ -22,6 +22,9 @@ REASON_LIMIT: Final = 128
 MESSAGE_LIMIT_BYTES: Final = 1024
 NAME_LIMIT: Final = 253
 EVENT_TYPES: Final = frozenset({"Normal", "Warning"})
+#: Characters that fit MESSAGE_LIMIT_BYTES whatever they are (UTF-8 takes at most 4 bytes for
+#: one; a lone surrogate, encoded as "?", takes 1): most messages, which need no encoding.
+_SURELY_SHORT: Final = MESSAGE_LIMIT_BYTES // 4
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
@@ -135,6 +138,8 @@ def _rfc3339(seconds: int) -> str:
 
 def truncate_message(message: str) -> str:
     """Cut to MESSAGE_LIMIT_BYTES of UTF-8 without splitting a character."""
+    if len(message) <= _SURELY_SHORT:
+        return message
     encoded = message.encode("utf-8", "replace")
     if len(encoded) <= MESSAGE_LIMIT_BYTES:
         return message
@@ -174,8 +179,10 @@ class EventNamer:
         skips the ones it does not use (a repeat keeps its Event's name; a dropped Event needs
         none), so later names are the same as if each had been made.
         """
+        last, clock_ns = self._last, self._clock_ns
         for _ in range(names):
-            self._last = max(self._clock_ns(), self._last + 1)
+            last = max(clock_ns(), last + 1)
+        self._last = last
 
     @staticmethod
     def name_for(object_name: str, suffix: int, fallback: Callable[[], uuid.UUID]) -> str:
@@ -184,6 +191,17 @@ class EventNamer:
         if len(name) <= NAME_LIMIT and _DNS1123_SUBDOMAIN.fullmatch(name):
             return name
         return str(fallback())
+
+
+def check_event(involved: InvolvedObject, type: str, reason: str) -> None:
+    """Raise `InvalidEvent` when the apiserver would refuse an Event of this object, type and
+    reason (the checks of `make_event`, for a caller that decides before making the Event)."""
+    if type not in EVENT_TYPES:
+        raise InvalidEvent(f"type {type!r} is not Normal or Warning")
+    if not reason or len(reason) > REASON_LIMIT:
+        raise InvalidEvent(f"reason must be 1 to {REASON_LIMIT} characters, got {len(reason)}")
+    if not involved.kind or not involved.name:
+        raise InvalidEvent("the involved object needs a kind and a name")
 
 
 def make_event(
@@ -198,12 +216,7 @@ def make_event(
     name: str,
 ) -> Event:
     """A new Event (count 1), validated and truncated as the apiserver requires."""
-    if type not in EVENT_TYPES:
-        raise InvalidEvent(f"type {type!r} is not Normal or Warning")
-    if not reason or len(reason) > REASON_LIMIT:
-        raise InvalidEvent(f"reason must be 1 to {REASON_LIMIT} characters, got {len(reason)}")
-    if not involved.kind or not involved.name:
-        raise InvalidEvent("the involved object needs a kind and a name")
+    check_event(involved, type, reason)
     return Event(
         name=name,
         namespace=event_namespace(involved),

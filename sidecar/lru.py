@@ -17,31 +17,34 @@ V = TypeVar("V")
 class LRU(Generic[K, V]):
     """A map of at most `maxsize` items that forgets the least recently used."""
 
-    __slots__ = ("_items", "maxsize")
+    __slots__ = ("data", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError("an LRU needs room for at least one item")
         self.maxsize = maxsize
-        self._items: dict[K, V] = {}
+        #: The items, least recently used first. Open for the correlator, which does `get` and
+        #: `put` inline (pop and re-insert, insert and trim) for several caches per Event, where
+        #: a method call costs as much as the dict operations it wraps.
+        self.data: dict[K, V] = {}
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.data)
 
     def __contains__(self, key: K) -> bool:
-        return key in self._items
+        return key in self.data
 
     def peek(self, key: K) -> V | None:
         """The value, leaving its recency alone; None when absent."""
-        return self._items.get(key)
+        return self.data.get(key)
 
     def items(self) -> Iterator[tuple[K, V]]:
         """Every item, least recently used first."""
-        return iter(self._items.items())
+        return iter(self.data.items())
 
     def get(self, key: K) -> V | None:
         """The value, now the most recently used; None when absent."""
-        items = self._items
+        items = self.data
         value = items.pop(key, None)
         if value is not None:
             items[key] = value
@@ -49,12 +52,12 @@ class LRU(Generic[K, V]):
 
     def pop(self, key: K) -> V | None:
         """Forget `key`; its value, or None when absent."""
-        return self._items.pop(key, None)
+        return self.data.pop(key, None)
 
     def put(self, key: K, value: V) -> bool:
         """Store as the most recently used, forgetting the least recently used when full;
         True when an item was forgotten (for callers that count evictions)."""
-        items = self._items
+        items = self.data
         items.pop(key, None)
         items[key] = value
         if len(items) > self.maxsize:

@@ -1,7 +1,7 @@
-"""Turning `EventSpec`s into written Events: resolve, build, correlate, write with retries.
+"""Turning `EventSpec`s into written Events: resolve, correlate, build, write with retries.
 
 The one place where every Event's fate is decided and counted, shared by `replay` and the daemon.
-`record` is `prepare` (resolve, build, correlate: in the order the lines came) then `write`,
+`record` is `prepare` (resolve, correlate, build what is written: in the lines' order) then `write`,
 which blocks while it retries, as client-go's recorder does (`replay`, tests). The daemon's poster
 calls `plan` (`prepare`'s writes, zero or more: a subclass may decide several, or none; with the
 objects resolved already, so nothing waits) and `tick` (writes not tied to a line, such as a
@@ -46,7 +46,16 @@ from typing import Literal, TypeVar
 from prometheus_client import Counter
 
 from sidecar.correlate import Correlator, Suppressed, Write
-from sidecar.events import Event, EventNamer, InvalidEvent, InvolvedObject, make_event
+from sidecar.events import (
+    Event,
+    EventNamer,
+    InvalidEvent,
+    InvolvedObject,
+    check_event,
+    event_namespace,
+    make_event,
+    truncate_message,
+)
 from sidecar.events_v1 import SeriesRecord, SeriesWrite
 from sidecar.metrics import Metrics
 from sidecar.model import (
@@ -212,18 +221,36 @@ class Recorder:
         return object_key(decision.event)
 
     def prepare(self, spec: EventSpec, involved: InvolvedObject | None = None) -> Write | DropCause:
-        """Resolve, build and correlate the Event `spec` calls for: the `Write` to make, or the
-        (counted) drop cause. Calls must come in the order of the lines: correlation counts.
-        `involved` is the target already resolved (the poster looks objects up ahead)."""
+        """Resolve and correlate the Event `spec` calls for, built only when it is written: the
+        `Write` to make, or the (counted) drop cause. Calls must come in the order of the lines:
+        correlation counts. `involved` is the target already resolved (the poster looks objects
+        up ahead)."""
         if involved is None:
             involved = self.sink.resolve(spec.target)
+        event_type, reason = spec.type, spec.reason
         try:
-            # Unnamed: the correlator names it when it starts a new Event (see `correlate`).
-            event = self.build_event(spec, involved, self.event_time(spec), named=False)
+            check_event(involved, event_type, reason)
         except InvalidEvent as error:
             log.warning("dropping an invalid Event from rule %s: %s", spec.rule, error)
             return self._drop("invalid")
-        return self.correlate(event, spec.reason)
+        # Decided before the Event is made (`Correlator.decide`: the Event `build_event` would
+        # make, unnamed: the correlator names it only when it starts a new Event): under a
+        # flood the spam filter drops most, and nothing is built for them.
+        decision = self.correlator.decide(
+            self.component,
+            self.host,
+            involved,
+            event_type,
+            reason,
+            truncate_message(spec.message),
+            self.event_time(spec),
+            event_namespace(involved),
+        )
+        if decision is None:
+            return self._drop("spam_filter")
+        if decision.aggregated:
+            self.metrics.child(self.metrics.events_aggregated, reason).inc()
+        return decision
 
     def correlate(self, event: Event, reason: str) -> Write | DropCause:
         """The correlator's decision on `event`: the `Write` to make, or the counted drop."""

@@ -26,7 +26,6 @@ from sidecar.explain import LineTrace, Recorded, explain_line, split_records
 from sidecar.metrics import Metrics
 from sidecar.model import WRITTEN, EventsApi, EventSpec, RetrySettings
 from sidecar.pipeline import LineCounts, LinePipeline, Processor
-from sidecar.poster import LineNamer
 from sidecar.recorder import Recorder
 from sidecar.recorder_v1 import ModernRecorder
 from sidecar.rules import RuleSet
@@ -143,9 +142,13 @@ def replay(
         max_line_bytes=settings.max_line_bytes,
     )
     log_clock = _LogClock(time.time())
-    line_namer = (
-        LineNamer(settings.component or rules.component, settings.host) if line_names else None
-    )
+    line_namer = None
+    if line_names:
+        # Here, not at the top: the daemon's poster (asyncio and its threads) is only needed for
+        # a replay into a cluster, and importing it is a few per cent of a replay's CPU.
+        from sidecar.poster import LineNamer  # noqa: PLC0415
+
+        line_namer = LineNamer(settings.component or rules.component, settings.host)
     recorder = _recorder(
         rules, sink, metrics, settings=settings, log_clock=log_clock, namer=line_namer
     )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import Correlator, CorrelatorSettings
+from sidecar.correlate import Correlator, CorrelatorSettings, Write
 from sidecar.events import Event, EventNamer, InvolvedObject
 from sidecar.metrics import Metrics
 from sidecar.model import DROP_CAUSES, EventSpec, ObjectTarget, RetrySettings
@@ -302,3 +302,26 @@ def test_a_warning_refused_again_and_again_backs_off_doubling_then_is_dropped() 
     # 1, 2, 3 (capped), 3 seconds, each 62.5 % with this jitter.
     assert sleeps == [0.625, 1.25, 1.875, 1.875]
     assert value(registry, "event_sidecar_events_dropped_total", cause="rate_limited") == 1
+
+
+def test_an_event_the_spam_filter_drops_is_never_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a flood most Events are dropped (25 per object, then one per 300 s): the spam
+    filter's verdict comes before any Event is made, so a dropped one costs no Event, and
+    the Events written are the same as before."""
+    built: list[str] = []
+    make = Event.__init__
+
+    def counting(self: Event, *args: Any, **kwargs: Any) -> None:
+        built.append("Event")
+        make(self, *args, **kwargs)
+
+    monkeypatch.setattr(Event, "__init__", counting)
+    rec, registry = recorder(MemorySink(), [])
+    # Decided only (`prepare`): the sink would make its own Event for each PATCH it stores.
+    decided = [rec.prepare(replace(SPEC, message=f"restarting {i % 2}")) for i in range(100)]
+    writes = [d for d in decided if isinstance(d, Write)]
+    assert decided.count("spam_filter") == 75
+    assert value(registry, "event_sidecar_events_dropped_total", cause="spam_filter") == 75
+    assert [w.event.count for w in writes[-2:]] == [12, 13]
+    # One Event per write (a create, or the repeat a PATCH stands for); none for the dropped.
+    assert len(built) == len(writes) == 25
