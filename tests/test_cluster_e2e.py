@@ -23,6 +23,7 @@ reason.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -50,8 +51,10 @@ from tests.test_real_node import (
     Cluster,
     age,
     build_sidecar_image,
+    events,
     install_example_objects,
     metrics_url,
+    the_pod,
     wait_events,
     wait_running,
 )
@@ -234,3 +237,70 @@ def test_the_webhook_injected_example_on_a_real_kubelet(
         f"done in {time.monotonic() - began:.1f} s",
         file=sys.stderr,
     )
+
+
+def replica_failure(cp: ControlPlane) -> str:
+    """The message of the example's ReplicaSet's `ReplicaFailure` condition ("" without one)."""
+    sets = json.loads(cp.kubectl("get", "replicasets", "-n", NAMESPACE, "-o", "json").stdout)
+    for replica_set in sets["items"]:
+        for condition in replica_set.get("status", {}).get("conditions", ()):
+            if condition["type"] == "ReplicaFailure" and condition["status"] == "True":
+                return str(condition.get("message", ""))
+    return ""
+
+
+@pytest.mark.parametrize("policy", ["Ignore", "Fail"])
+def test_with_the_webhook_down_the_failure_policy_decides(
+    cluster: Cluster, tmp_path: Path, policy: str
+) -> None:
+    """Ignore (the default, fail open): the controller's pod is created without the sidecar and
+    runs, and its log turns into no Event. Fail: no pod is created while the webhook is down
+    (the ReplicaSet says why); once it is back, the ReplicaSet's retry creates the pod injected."""
+    cp = cluster.cp
+    remove_example(cp)
+    name = f"event-sidecar-down-{policy.lower()}"
+    api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+    try:
+        with (
+            run_webhook(cp, tmp_path / "webhook", f"--image={DEFAULT_IMAGE}") as hook,
+            registered(api, name, hook.url, cp.ca_pem, NAMESPACE, failure_policy=policy),
+        ):
+            wait_until_injecting(api, NAMESPACE)
+            hook.stop()
+            cp.kubectl("apply", "-k", str(REPO_ROOT / "manifests" / "example"))
+            deadline = time.monotonic() + 90
+            if policy == "Ignore":
+                while not (pod := the_pod(cp)) or not all(
+                    s.get("ready") for s in pod["status"].get("containerStatuses", [{}])
+                ):
+                    assert time.monotonic() < deadline, f"no Running pod: {pod.get('status')}"
+                    time.sleep(0.5)
+                assert pod["spec"]["nodeName"] == NODE_NAME
+                assert not pod["spec"].get("initContainers"), "created uninjected"
+                assert [c["name"] for c in pod["spec"]["containers"]] == [CONTROLLER]
+                time.sleep(5)  # the controller has printed the example log by now
+                assert events(cp) == [], "nothing reads the log: no Event"
+                return
+            while not (message := replica_failure(cp)):
+                assert time.monotonic() < deadline, "the ReplicaSet reports no failure"
+                time.sleep(0.5)
+            assert "failed calling webhook" in message, message
+            assert the_pod(cp) == {}, "no pod while the webhook is down"
+            with run_webhook(cp, tmp_path / "webhook-again", f"--image={DEFAULT_IMAGE}") as again:
+                cp.kubectl(
+                    "patch", "mutatingwebhookconfiguration", name, "--type=json", "-p",
+                    json.dumps(
+                        [{"op": "replace", "path": "/webhooks/0/clientConfig/url",
+                          "value": again.url}]
+                    ),
+                )  # fmt: skip
+                began = time.monotonic()
+                pod = wait_running(cluster, timeout=180)
+                print(f"Fail: injected pod Running {time.monotonic() - began:.1f} s after the "
+                      "webhook came back", file=sys.stderr)  # fmt: skip
+                assert again.requests() >= 1
+    finally:
+        api.close()
+    [sidecar] = [c for c in pod["spec"]["initContainers"] if c["name"] == SIDECAR_NAME]
+    assert sidecar["image"] == DEFAULT_IMAGE
+    wait_events(cp, EXPECTED_EVENTS)
