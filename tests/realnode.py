@@ -37,7 +37,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -135,7 +135,10 @@ def output():
 
 
 out = output()
-for line in open("/quota-autoscaler.log", encoding="utf-8"):
+# $REPEAT times over (a busy controller, to make the kubelet rotate its log); once by default.
+lines = [line for _ in range(int(os.environ.get("REPEAT", "1")))
+         for line in open("/quota-autoscaler.log", encoding="utf-8")]
+for line in lines:
     now = datetime.datetime.now(datetime.timezone.utc)
     line = line.rstrip("\\n")
     if line.startswith("{"):
@@ -492,8 +495,12 @@ class RealNode:
         images: Sequence[str] = (),
         bin_dir: Path | None = None,
         ready_timeout: float = 90.0,
+        kubelet_config: Mapping[str, object] | None = None,
     ) -> None:
+        """``kubelet_config``: KubeletConfiguration fields that replace the defaults here (a
+        small ``containerLogMaxSize``, say)."""
         self.cp = cp
+        self.kubelet_config = dict(kubelet_config or {})
         self.images = list(images)
         self._bin_dir = bin_dir
         self.ready_timeout = ready_timeout
@@ -699,6 +706,7 @@ state = "{containerd / "state"}"
                     "imageGCLowThresholdPercent": 99,
                     "resolvConf": "/etc/resolv.conf",
                     "containerLogMaxSize": "10Mi",
+                    **self.kubelet_config,
                 }
             )
         )
