@@ -20,8 +20,9 @@ demo: $(STAMP)
 	$(BIN)/event-sidecar replay examples/quota-autoscaler.log \
 		--rules examples/quota-autoscaler.rules.yaml --host quota-autoscaler-7d9f8-x2x9k --metrics
 
-## The same example in a small working cluster (built with Go, cached): the injected sidecar reads
-## the controller's stderr through the pod log API. Needs root (unshare -m). Ctrl-C stops it all.
+## The same example on a real node (kubelet built with Go, images built with buildah; cached): the
+## webhook injects it, the sidecar reads the controller's stderr through the pod log API. Needs
+## root. Ctrl-C stops it all.
 demo-cluster: $(STAMP)
 	$(BIN)/python -m tests.demo_cluster
 

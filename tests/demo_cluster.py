@@ -1,19 +1,22 @@
-"""`make demo-cluster`: the example controller in a small working cluster, its log turned into
-Events by the injected sidecar, for people to look at.
+"""`make demo-cluster`: the example controller on a real node, its log turned into Events by the
+sidecar the webhook injected, for people to look at.
 
-Builds (cached) and starts the cluster of tests/controlplane.py (kube-apiserver, etcd,
-kube-controller-manager, kube-scheduler, kwok), runs the injection webhook, applies
-manifests/example (namespace, rules ConfigMap, RBAC, the Deployment), lets the controller-manager,
-scheduler and kwok run the pod, runs its sidecar container locally as the kubelet would
-(tests/kubelet.py), and plays examples/quota-autoscaler.log as the controller container's
-stderr (the CRI log kwok serves). Then prints `kubectl describe` of a custom resource, `kubectl
-get events -A` and the sidecar's per-reason counters, and waits for Ctrl-C with a kubeconfig in
-place to look around (`--no-wait` stops at once). Everything started is stopped on exit.
+Builds (cached) the sidecar's image from the Dockerfile (on the stand-in Debian base) and the
+stand-in controller's image, starts the control plane of tests/controlplane.py with one real node
+(tests/realnode.py: containerd, runc, CNI, kubelet, kube-proxy; root needed), runs the injection
+webhook on the host and registers it, and `kubectl apply -k manifests/example`. The kubelet runs
+the injected pod: the stand-in controller prints examples/quota-autoscaler.log to stderr, each
+line stamped with the current time as a live controller's would be, and the sidecar reads it
+through the pod log API. Then prints `kubectl describe` of a custom resource, `kubectl get events
+-A` and the sidecar's per-reason counters, and waits for Ctrl-C with a kubeconfig in place to look
+around (`--no-wait` stops at once). Everything started is stopped on exit and the host is left as
+it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import sys
@@ -24,38 +27,25 @@ from pathlib import Path
 
 from kubernetes import config
 
-from sidecar.inject import SIDECAR_NAME
+from sidecar.inject.settings import DEFAULT_IMAGE
 from tests.controlplane import REPO_ROOT, ControlPlane
-from tests.kubelet import prepare
-from tests.test_cluster_e2e import (
-    CONTAINER,
+from tests.realnode import RealNode, build_controller_image, host_address
+from tests.test_real_node import (
+    EXPECTED_EVENTS,
     NAMESPACE,
     RQA_GROUP,
-    append_cri,
-    cluster_logs,
-    install_rqa,
-    running_pod,
+    Cluster,
+    build_sidecar_image,
+    install_example_objects,
+    metrics_url,
+    wait_events,
+    wait_running,
 )
 from tests.test_webhook_e2e import registered, run_webhook, wait_until_injecting
 
-TEAMS = ("team-a", "team-b", "team-c")
-EXAMPLE_LOG = REPO_ROOT / "examples" / "quota-autoscaler.log"
 
-
-def _grant_teams(cp: ControlPlane) -> None:
-    """The example's objects live in the teams' namespaces: let the sidecar write Events and
-    look objects up there (one RoleBinding per namespace, as rolebinding-events.yaml says)."""
-    for team in TEAMS:
-        cp.kubectl("create", "namespace", team)
-        for role in ("event-sidecar-events", "event-sidecar-lookup"):
-            cp.kubectl(
-                "create", "rolebinding", role, "-n", team, f"--clusterrole={role}",
-                f"--serviceaccount={NAMESPACE}:event-sidecar",
-            )  # fmt: skip
-
-
-def _counters(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+def _counters(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     wanted = ("event_sidecar_events_emitted_total{", "event_sidecar_events_dropped_total{")
     return "\n".join(
@@ -69,56 +59,64 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="event-sidecar-demo-"))
-    logs = work / "logs"
-    logs.mkdir()
-    for name in ("controller.log", "controller-previous.log"):
-        (logs / name).touch()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Ctrl-C even when started in the background of a script (which ignores SIGINT).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with ControlPlane() as cp:
-        cp.start_cluster([cluster_logs(logs)])
-        api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
-        cp.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml"))
-        _grant_teams(cp)
-        install_rqa(cp, [(team, team) for team in TEAMS])
+    print("building the images (cached after the first run)", flush=True)
+    images = [build_sidecar_image(), build_controller_image()]
+    try:
         with (
-            run_webhook(cp, work / "webhook") as hook,
-            registered(api, "event-sidecar-demo", hook.url, cp.ca_pem, NAMESPACE),
+            ControlPlane(node_address=host_address()) as cp,
+            contextlib.ExitStack() as stack,
         ):
-            wait_until_injecting(api, NAMESPACE)
-            cp.kubectl("apply", "-k", str(REPO_ROOT / "manifests" / "example"))
-            pod = running_pod(cp)
-        [sidecar] = [c for c in pod["spec"]["initContainers"] if c["name"] == SIDECAR_NAME]
-        port = int(sidecar["ports"][0]["containerPort"])
-        container = prepare(cp, api, pod, SIDECAR_NAME, work / "kubelet")
-        proc = container.start(work / "sidecar.log")
-        try:
-            took = time.monotonic() - began
-            print(
-                f"cluster up and the example running in {took:.0f} s; playing "
-                f"{EXAMPLE_LOG.name} as the {CONTAINER!r} container's stderr",
-                flush=True,
-            )
-            append_cri(logs / "controller.log", *EXAMPLE_LOG.read_text().splitlines())
-            time.sleep(8)  # the sidecar reads and writes within a second or two
-            out = cp.kubectl(
-                "describe", f"resourcequotaautoscalers.{RQA_GROUP}", "team-a", "-n", "team-a"
-            ).stdout
-            print(f"\n$ kubectl describe resourcequotaautoscaler team-a -n team-a\n{out}")
-            print(f"$ kubectl get events -A\n{cp.kubectl('get', 'events', '-A').stdout}")
-            print(f"the sidecar's counters (:{port}/metrics):\n{_counters(port)}\n")
-            if not args.no_wait:
-                print(f"export KUBECONFIG={cp.kubeconfig}   # to look around; Ctrl-C stops it all")
-                print(f"the sidecar's own log: {work / 'sidecar.log'}", flush=True)
-                signal.pause()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            proc.terminate()
-            proc.wait(30)
-            api.close()
-            shutil.rmtree(work, ignore_errors=True)
+            cp.start_cluster(simulated_node=False)
+            with RealNode(cp, images=images) as node:
+                cluster = Cluster(cp, node, time.monotonic() - began)
+                api = config.new_client_from_config(config_file=str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+                stack.callback(api.close)
+                manifests = REPO_ROOT / "manifests" / "example"
+                cp.kubectl("apply", "-f", str(manifests / "namespace.yaml"))
+                install_example_objects(cp)
+                with (
+                    run_webhook(cp, work / "webhook", f"--image={DEFAULT_IMAGE}") as hook,
+                    registered(api, "event-sidecar-demo", hook.url, cp.ca_pem, NAMESPACE),
+                ):
+                    wait_until_injecting(api, NAMESPACE)
+                    print("$ kubectl apply -k manifests/example", flush=True)
+                    print(cp.kubectl("apply", "-k", str(manifests)).stdout, flush=True)
+                    pod = wait_running(cluster)
+                    print(
+                        f"cluster up and the injected example 2/2 Running on node "
+                        f"{pod['spec']['nodeName']} in {time.monotonic() - began:.0f} s; its "
+                        "controller prints examples/quota-autoscaler.log to "
+                        "stderr, stamped now",
+                        flush=True,
+                    )
+                    wait_events(cp, EXPECTED_EVENTS, timeout=120)
+                    out = cp.kubectl(
+                        "describe",
+                        f"resourcequotaautoscalers.{RQA_GROUP}",
+                        "team-a",
+                        "-n",
+                        "team-a",
+                    ).stdout
+                    print(f"\n$ kubectl describe resourcequotaautoscaler team-a -n team-a\n{out}")
+                    print(f"$ kubectl get pods -n {NAMESPACE}")
+                    print(cp.kubectl("get", "pods", "-n", NAMESPACE).stdout)
+                    print(f"$ kubectl get events -A\n{cp.kubectl('get', 'events', '-A').stdout}")
+                    url = metrics_url(pod)
+                    print(f"the sidecar's counters ({url}):\n{_counters(url)}\n", flush=True)
+                    if not args.no_wait:
+                        print(
+                            f"export KUBECONFIG={cp.kubeconfig}   # to look around "
+                            "(kubectl logs, describe pod, ...); Ctrl-C stops it all",
+                            flush=True,
+                        )
+                        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

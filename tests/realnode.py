@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shlex
@@ -36,7 +37,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -69,6 +70,8 @@ STAND_IN_BASE = "localhost/event-sidecar-base:python3.11-bookworm"
 #: The image manifests/example names for its controller; here a stand-in (see
 #: :func:`build_controller_image`).
 CONTROLLER_IMAGE = "registry.example.com/quota-autoscaler:v1.4.2"
+#: The stand-in controller's label: a digest of its script and log, to rebuild it when they change.
+STAND_IN_LABEL = "io.kube-event-sidecar.stand-in"
 PAUSE_IMAGE = "localhost/kube-event-sidecar/pause:catatonit"
 NODE_NAME = "real-node-0"
 POD_CIDR = "10.244.0.0/24"
@@ -100,13 +103,42 @@ SYSCTLS = (
 #: The kubelet makes this folder (a constant, not under its root) for its log symlinks.
 LEGACY_LOG_DIR = Path("/var/log/containers")
 _CONTROLLER_SCRIPT = '''\
-"""Stand-in for the example's controller: prints examples/quota-autoscaler.log to stderr, each line
-stamped with the current time, as the live controller would, then waits to be stopped."""
-import datetime, json, re, signal, sys, time
+"""Stand-in for the example's controller: prints examples/quota-autoscaler.log, each line stamped
+with the current time, as the live controller would, then waits to be stopped. It writes to stderr
+(what the example's controller does), or, for the sidecar's two other sources, appends to the file
+$LOG_FILE names (on the shared emptyDir) or sends to the socket $EVENT_SIDECAR_SOCKET names (the
+injected env; the sidecar may still be starting, so connecting is retried for 30 s)."""
+import datetime, json, os, re, signal, socket, sys, time
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 ignores it by default
 KLOG = re.compile(r"^([IWEF])\\d{4} \\d\\d:\\d\\d:\\d\\d\\.\\d{6}")
-for line in open("/quota-autoscaler.log", encoding="utf-8"):
+
+
+def output():
+    if os.environ.get("LOG_FILE"):
+        return open(os.environ["LOG_FILE"], "a", encoding="utf-8")
+    address = os.environ.get("EVENT_SIDECAR_SOCKET")
+    if not address:
+        return sys.stderr
+    for _ in range(300):
+        try:
+            if address.startswith("tcp://"):
+                host, _, port = address[len("tcp://"):].rpartition(":")
+                connection = socket.create_connection((host, int(port)), timeout=5)
+            else:
+                connection = socket.socket(socket.AF_UNIX)
+                connection.connect(address.removeprefix("unix://"))
+            return connection.makefile("w", encoding="utf-8")
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"cannot connect to {address}")
+
+
+out = output()
+# $REPEAT times over (a busy controller, to make the kubelet rotate its log); once by default.
+lines = [line for _ in range(int(os.environ.get("REPEAT", "1")))
+         for line in open("/quota-autoscaler.log", encoding="utf-8")]
+for line in lines:
     now = datetime.datetime.now(datetime.timezone.utc)
     line = line.rstrip("\\n")
     if line.startswith("{"):
@@ -116,7 +148,7 @@ for line in open("/quota-autoscaler.log", encoding="utf-8"):
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     else:
         line = KLOG.sub(lambda m: m.group(1) + now.strftime("%m%d %H:%M:%S.%f"), line)
-    print(line, file=sys.stderr, flush=True)
+    print(line, file=out, flush=True)
     time.sleep(0.005)
 while True:
     time.sleep(3600)
@@ -188,6 +220,19 @@ def _image_exists(name: str) -> bool:
     )
 
 
+def _image_label(name: str, label: str) -> str:
+    """A label of a local image ("" without it): what the stand-in was built from."""
+    done = subprocess.run(
+        ["podman", "image", "inspect", "--format", f'{{{{ index .Labels "{label}" }}}}', name],
+        env=_podman_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def build_pause_image() -> str:
     """The sandbox image: Debian's static catatonit in pause mode, from scratch (0.7 MB; kept)."""
     if not _image_exists(PAUSE_IMAGE):
@@ -206,10 +251,12 @@ def build_pause_image() -> str:
 
 
 def build_controller_image() -> str:
-    """The example's controller, stood in for by a script printing the example log to stderr
-    (stamped now) on the sidecar image's stand-in base; kept once built. Needs that base
-    (``BASE=debian tools/build-image.sh`` makes it)."""
-    if _image_exists(CONTROLLER_IMAGE):
+    """The example's controller, stood in for by a script printing the example log (stamped now;
+    to stderr, a file or a socket) on the sidecar image's stand-in base; kept until the script
+    or the log changes. Needs that base (``BASE=debian tools/build-image.sh`` makes it)."""
+    example = REPO_ROOT / "examples" / "quota-autoscaler.log"
+    digest = hashlib.sha256(_CONTROLLER_SCRIPT.encode() + example.read_bytes()).hexdigest()
+    if _image_exists(CONTROLLER_IMAGE) and _image_label(CONTROLLER_IMAGE, STAND_IN_LABEL) == digest:
         return CONTROLLER_IMAGE
     if not _image_exists(STAND_IN_BASE):
         raise NodeError(f"{STAND_IN_BASE} is missing: BASE=debian tools/build-image.sh makes it")
@@ -217,11 +264,12 @@ def build_controller_image() -> str:
     with tempfile.TemporaryDirectory(prefix="kes-controller-") as tmp:
         context = Path(tmp)
         (context / "controller.py").write_text(_CONTROLLER_SCRIPT)
-        shutil.copyfile(REPO_ROOT / "examples" / "quota-autoscaler.log", context / "example.log")
+        shutil.copyfile(example, context / "example.log")
         (context / "Containerfile").write_text(
             f"FROM {STAND_IN_BASE}\n"
             "COPY controller.py /controller.py\n"
             "COPY example.log /quota-autoscaler.log\n"
+            f"LABEL {STAND_IN_LABEL}={digest}\n"
             "USER 65532:65532\n"
             'ENTRYPOINT ["python3", "-u", "/controller.py"]\n'
         )
@@ -447,8 +495,12 @@ class RealNode:
         images: Sequence[str] = (),
         bin_dir: Path | None = None,
         ready_timeout: float = 90.0,
+        kubelet_config: Mapping[str, object] | None = None,
     ) -> None:
+        """``kubelet_config``: KubeletConfiguration fields that replace the defaults here (a
+        small ``containerLogMaxSize``, say)."""
         self.cp = cp
+        self.kubelet_config = dict(kubelet_config or {})
         self.images = list(images)
         self._bin_dir = bin_dir
         self.ready_timeout = ready_timeout
@@ -654,6 +706,7 @@ state = "{containerd / "state"}"
                     "imageGCLowThresholdPercent": 99,
                     "resolvConf": "/etc/resolv.conf",
                     "containerLogMaxSize": "10Mi",
+                    **self.kubelet_config,
                 }
             )
         )
