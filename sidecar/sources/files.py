@@ -158,6 +158,9 @@ class FileSource:
         self._recent_created: list[str] = []
         #: Positions changed outside the reading loop (a change callback): emit them.
         self._dirty = False
+        #: Directory entries the patterns name changed (or the safety rescan is due): the next
+        #: turn of `run` scans them. Writes alone never expand the globs.
+        self._rescan_due = False
         # Dashboards should see zeros, not gaps.
         for kind in ("rename", "truncate"):
             metrics.rotations.labels(name, kind)
@@ -191,9 +194,18 @@ class FileSource:
                 busy = await self._read_all()
                 if await self._close_finished():
                     await self._emit_positions()
+                # Woken by writes only, the files are what they were: no glob, no stat per path
+                # (inotify's callback has checked the written files for truncation already).
+                rescan = busy or self._rescan_due
                 if not busy:
-                    await self._watcher.wait()
-                changed = self._scan(first=False) | self._dirty
+                    rescan |= await self._watcher.wait()
+                self._rescan_due = False
+                if rescan:
+                    changed = self._scan(first=False)
+                else:
+                    changed = False
+                    self._set_lag()
+                changed |= self._dirty
                 self._dirty = False
                 if changed:
                     await self._emit_positions()
@@ -252,6 +264,15 @@ class FileSource:
             changed |= self._find_rotated(now)
         self.metrics.source_lag.labels(self.name).set(lag)
         return changed
+
+    def _set_lag(self) -> None:
+        """The lag without a scan: the bytes seen but not read yet, of the files we follow."""
+        lag = sum(
+            max(0, followed.seen_size - followed.offset)
+            for followed in self._files.values()
+            if followed.gone_since is None
+        )
+        self.metrics.source_lag.labels(self.name).set(lag)
 
     def _open(self, path: str, info: os.stat_result, *, first: bool) -> None:
         """Follow a newly found file: from the start, or where `_first_offset` says at start-up."""
@@ -508,6 +529,18 @@ class FileSource:
             for path in (*changes.created, *changes.moved_in)
             if self._named(path) and os.path.realpath(path) not in self._exclude
         )
+        if changes.entries and not self._rescan_due:
+            # A file the patterns name was created, renamed or removed: scan before the next
+            # read. Others (the checkpoint's temporary file, a copy) change nothing here.
+            self._rescan_due = any(
+                self._named(path)
+                for path in (
+                    *changes.created,
+                    *changes.moved_in,
+                    *(path for pair in changes.renamed for path in pair),
+                    *changes.modified,
+                )
+            )
         if changes.rescan or changes.created or changes.renamed or changes.moved_in:
             self._dirty |= self._scan(first=False)
         else:
