@@ -147,7 +147,7 @@ class FileSource:
         #: Real paths never read: the checkpoint, the file our stderr goes to.
         self._exclude = exclude | _stderr_file()
         self._files: dict[FileId, _Followed] = {}
-        self._watcher = ChangeWatcher(settings, self._on_changes)
+        self._watcher = ChangeWatcher(settings, self._on_changes, may_settle=self._may_settle)
         #: Files the patterns named when created (inotify), and new files we opened: their
         #: difference is what was created and gone before it could be opened.
         self._created = 0
@@ -166,7 +166,9 @@ class FileSource:
             metrics.rotations.labels(name, kind)
         metrics.files_lost.labels(name)
         metrics.bytes_lost.labels(name, "truncated")
-        metrics.source_lag.labels(name).set(0)
+        #: The lag gauge's child, looked up once: it is set at every wake-up.
+        self._lag = metrics.source_lag.labels(name)
+        self._lag.set(0)
         #: True once the first scan has opened what exists: `/readyz`'s "sources open".
         self.ready = False
 
@@ -196,9 +198,10 @@ class FileSource:
                     await self._emit_positions()
                 # Woken by writes only, the files are what they were: no glob, no stat per path
                 # (inotify's callback has checked the written files for truncation already).
-                rescan = busy or self._rescan_due
+                rescan = busy
                 if not busy:
-                    rescan |= await self._watcher.wait()
+                    rescan = await self._watcher.wait()
+                rescan |= self._rescan_due
                 self._rescan_due = False
                 if rescan:
                     changed = self._scan(first=False)
@@ -262,7 +265,7 @@ class FileSource:
                 lag += max(0, info.st_size - self._files[file_id].offset)
         if first and self._resume is not None and self.settings.start == "checkpoint":
             changed |= self._find_rotated(now)
-        self.metrics.source_lag.labels(self.name).set(lag)
+        self._lag.set(lag)
         return changed
 
     def _set_lag(self) -> None:
@@ -272,7 +275,7 @@ class FileSource:
             for followed in self._files.values()
             if followed.gone_since is None
         )
-        self.metrics.source_lag.labels(self.name).set(lag)
+        self._lag.set(lag)
 
     def _open(self, path: str, info: os.stat_result, *, first: bool) -> None:
         """Follow a newly found file: from the start, or where `_first_offset` says at start-up."""
@@ -529,16 +532,18 @@ class FileSource:
             for path in (*changes.created, *changes.moved_in)
             if self._named(path) and os.path.realpath(path) not in self._exclude
         )
+        # A file the patterns name was created, renamed or removed: the run loop expands the
+        # globs before its next read. Other names (the checkpoint's temporary file) do not make
+        # it. Creations and renames are scanned for at once, as ever: a copytruncate copy's
+        # creation is when the log's size and first bytes must be seen.
         if changes.entries and not self._rescan_due:
-            # A file the patterns name was created, renamed or removed: scan before the next
-            # read. Others (the checkpoint's temporary file, a copy) change nothing here.
             self._rescan_due = any(
                 self._named(path)
                 for path in (
                     *changes.created,
                     *changes.moved_in,
                     *(path for pair in changes.renamed for path in pair),
-                    *changes.modified,
+                    *changes.removed,
                 )
             )
         if changes.rescan or changes.created or changes.renamed or changes.moved_in:
@@ -548,6 +553,18 @@ class FileSource:
                 if followed.gone_since is None and followed.path in changes.modified:
                     self._watch_size(followed)
         self._count_lost_files()
+
+    def _may_settle(self) -> bool:
+        """Whether writes may wait out the settle time: not while a file we follow is shorter
+        than its fingerprint (just created or truncated). Its first bytes do not tell it from
+        its next generation yet, so a truncation and a regrowth within the settle time could
+        pass unseen; each write is looked at until the fingerprint is whole."""
+        limit = self.settings.fingerprint_bytes
+        return all(
+            followed.fingerprint_size >= limit
+            for followed in self._files.values()
+            if followed.gone_since is None
+        )
 
     def _watch_size(self, followed: _Followed) -> None:
         """A followed file changed: notice a truncation now, and remember its size and first

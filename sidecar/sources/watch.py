@@ -70,6 +70,8 @@ class Changes:
     modified: frozenset[str] = frozenset()
     #: Anything may have changed (a poll tick, a safety rescan, an overflowed event queue).
     rescan: bool = False
+    #: Files deleted or renamed away (also in `modified`).
+    removed: tuple[str, ...] = ()
     #: From directory entry events (created, renamed, removed): the patterns may name other
     #: files now, so the source scans them again. Writes alone never make it expand its globs.
     entries: bool = False
@@ -84,6 +86,7 @@ def summarize(
     renamed: list[tuple[str, str]] = []
     moved_in: list[str] = []
     modified: set[str] = set()
+    removed: list[str] = []
     moved_from: dict[int, str] = {}
     rescan = False
     for wd, mask, cookie, name in events:
@@ -99,6 +102,7 @@ def summarize(
         elif mask & _MOVED_FROM:
             moved_from[cookie] = path
             modified.add(path)
+            removed.append(path)
         elif mask & _MOVED_TO:
             old = moved_from.pop(cookie, None)
             if old is None:
@@ -107,8 +111,16 @@ def summarize(
                 renamed.append((old, path))
         else:
             modified.add(path)
+            if mask & _DELETE:
+                removed.append(path)
     return Changes(
-        tuple(created), tuple(renamed), tuple(moved_in), frozenset(modified), rescan, entries
+        tuple(created),
+        tuple(renamed),
+        tuple(moved_in),
+        frozenset(modified),
+        rescan,
+        tuple(removed),
+        entries,
     )
 
 
@@ -116,9 +128,19 @@ class ChangeWatcher:
     """Reports changes to the files named by `settings.paths` as they happen, and lets the file
     source wait for the next one."""
 
-    def __init__(self, settings: FileSettings, on_changes: Callable[[Changes], None]) -> None:
+    def __init__(
+        self,
+        settings: FileSettings,
+        on_changes: Callable[[Changes], None],
+        *,
+        may_settle: Callable[[], bool] | None = None,
+    ) -> None:
+        """`may_settle`: whether writes may wait out the settle time now (the file source says
+        no while a file is too short to be told apart from its next generation by its first
+        bytes: then each write is looked at, so that a truncation is not missed)."""
         self.settings = settings
         self._on_changes = on_changes
+        self._may_settle = may_settle
         #: Directory entry events (always listened to) and content events (paused while settling).
         self._inotify: Any = None
         self._content: Any = None
@@ -243,6 +265,7 @@ class ChangeWatcher:
                 changes.moved_in,
                 changes.modified | content.modified,
                 changes.rescan or content.rescan,
+                changes.removed,
                 entries=True,
             )
         self._notify(changes)
@@ -254,7 +277,11 @@ class ChangeWatcher:
             return
         self._notify(summarize(self._content.read(timeout=0), self._content_dirs))
         settle = self.settings.settle_time
-        if settle > 0 and self._content is not None:
+        if (
+            settle > 0
+            and self._content is not None
+            and (self._may_settle is None or self._may_settle())
+        ):
             loop = asyncio.get_running_loop()
             loop.remove_reader(self._content.fileno())
             self._settling = loop.call_later(settle, self._settled)
@@ -268,12 +295,13 @@ class ChangeWatcher:
         events = self._content.read(timeout=0)
         if events:
             self._notify(summarize(events, self._content_dirs))
-            if self._content is not None:
+            if self._content is not None and (self._may_settle is None or self._may_settle()):
                 self._settling = asyncio.get_running_loop().call_later(
                     self.settings.settle_time, self._settled
                 )
-            return
-        asyncio.get_running_loop().add_reader(self._content.fileno(), self._on_content)
+                return
+        if self._content is not None:
+            asyncio.get_running_loop().add_reader(self._content.fileno(), self._on_content)
 
     def _schedule_tick(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self.settings.poll_interval, self._tick)
