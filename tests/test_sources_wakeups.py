@@ -167,3 +167,33 @@ async def test_an_idle_consumer_does_not_wake_to_mark() -> None:
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_writes_to_a_file_shorter_than_its_fingerprint_never_wait(tmp_path: Path) -> None:
+    # Until its first bytes tell it from its next generation, a truncation and a regrowth within
+    # the settle time could pass unseen: each write is read at once.
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    blocks: asyncio.Queue[Block] = asyncio.Queue(100)
+    settings = FileSettings(
+        paths=(str(log),), watch="inotify", inotify_rescan_interval=30.0, settle_time=5.0
+    )
+    source = FileSource(settings, blocks, Metrics(CollectorRegistry()))
+    running = asyncio.create_task(source.run())
+    lines: list[bytes] = []
+
+    async def collect() -> None:
+        while True:
+            lines.extend((await blocks.get()).data.splitlines())
+
+    collecting = asyncio.create_task(collect())
+    try:
+        await _until(lambda: source.ready, "the first scan")
+        with log.open("ab", buffering=0) as out:
+            for number in range(5):
+                out.write(b"short %d\n" % number)
+                await _until(lambda wanted=number + 1: len(lines) >= wanted, "a line", 1.0)
+    finally:
+        running.cancel()
+        collecting.cancel()
+        await asyncio.gather(running, collecting, return_exceptions=True)
