@@ -6,7 +6,8 @@ A sidecar is paid for in every pod, so what matters at a controller's usual rate
 each wake-up, not of each line. One empty file is followed, in the same run, by
 
 - ours: `python -m sidecar run --file LOG --rules bench/rules.yaml --dry-run --listen
-  127.0.0.1:0 --start beginning --checkpoint DIR/checkpoint.json` (the default inotify watch);
+  127.0.0.1:0 --start beginning --checkpoint DIR/checkpoint.json --settle-time S` (the default
+  inotify watch; `--settle-time`, default 0.1 here, 0 in the daemon: the settle time is opt-in);
 - the peer: mtail's daemon, `mtail --progs bench/mtail-one-regex --logs LOG --port P` (its
   cheapest program for the same job: one regex).
 
@@ -161,6 +162,7 @@ def measure(
     probe: float,
     cases: list[tuple[int, str]],
     verbose: bool,
+    settle: float,
 ) -> tuple[float, float, list[Case]]:
     """(idle millicores ours, mtail's, the cases); `verbose` prints each case as it ends."""
     mtail = shutil.which("mtail")
@@ -191,6 +193,8 @@ def measure(
                     "--checkpoint",
                     str(work / "checkpoint.json"),
                     "--dry-run",
+                    "--settle-time",
+                    str(settle),
                 ],
                 cwd=ROOT,
                 env={**os.environ, "POD_NAME": "wakeups-0"},
@@ -280,6 +284,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per case")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU")
     parser.add_argument("--probe", type=float, default=3.0, help="seconds of latency probe")
+    parser.add_argument(
+        "--settle-time", type=float, default=0.1, help="the daemon's --settle-time (0: off)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run, checks only, no report")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _exit)
@@ -294,6 +301,7 @@ def main() -> None:
         probe=args.probe,
         cases=cases,
         verbose=not args.smoke,
+        settle=args.settle_time,
     )
     load_after = load_average()
     if args.smoke:
@@ -311,17 +319,20 @@ def main() -> None:
             ("duration", args.duration),
             ("idle", args.idle),
             ("probe", args.probe),
+            ("settle-time", args.settle_time),
         )
     )
     mtail_version = subprocess.run(
         ["mtail", "--version"], capture_output=True, text=True, check=True
     ).stdout.split(" git ")[0]
-    body = f"""## Wake-ups: steady-state CPU following one file, beside mtail
+    settle = f"{args.settle_time:g}"
+    body = f"""## Wake-ups: CPU following one file, beside mtail (settle time {settle} s)
 
 `{command}`, {today()}, {machine()}; {mtail_version}. Load average {load_before} before,
 {load_after} after (the machine is shared: the figures are from one run).
 
-Ours: `run --file LOG --rules bench/rules.yaml --dry-run --start beginning` (inotify, the default);
+Ours: `run --file LOG --rules bench/rules.yaml --dry-run --start beginning --settle-time
+{args.settle_time:g}` (inotify, the default);
 the peer: `mtail --progs bench/mtail-one-regex --logs LOG`, following the same file in the same
 run. Millicores = CPU ms (utime + stime) per wall second over {args.duration:g} s of writing, after
 its first second. Latency = a line's `write()` returning to the daemon counting it as read
@@ -337,7 +348,7 @@ millicores (one tick over the window), so mtail's figures of 1-2 millicores are 
 
 Idle, no lines, {args.idle:g} s: ours {idle_ours:.2f} millicores, mtail {idle_theirs:.2f}.
 """
-    write_section("wakeups", body)
+    write_section(f"wakeups-settle-{args.settle_time:g}", body)
     print(body)
 
 

@@ -50,8 +50,12 @@ class FileSettings:
     #: per wake-up); so N writes within this time cost one wake-up. It bounds the latency it adds
     #: (well under the apiserver's round trip and polling's 250 ms); a file quiet for longer is
     #: read at its first write, without the wait. New, renamed and removed files never wait. 0
-    #: reads every write at once.
-    settle_time: float = 0.1
+    #: reads every write at once, the default for now: with a settle time, a storm of
+    #: copytruncate rotations every 100 ms under backpressure (`tests/faults/
+    #: test_rotation_storms.py`) over-counted `bytes_lost`, or lost a generation's lines, in
+    #: about one run in ten (one in sixteen without it), so it is opt-in (`--settle-time 0.1`)
+    #: until that is found.
+    settle_time: float = 0.0
     #: Bytes read from a file at once. Bounds the memory of one step and the time the event loop
     #: spends on one file before the others get a turn.
     read_size: int = 256 * 1024

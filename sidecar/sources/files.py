@@ -161,6 +161,8 @@ class FileSource:
         #: Directory entries the patterns name changed (or the safety rescan is due): the next
         #: turn of `run` scans them. Writes alone never expand the globs.
         self._rescan_due = False
+        #: `time.monotonic()` when a file was last created or renamed beside ours.
+        self._rotated_at = -float("inf")
         # Dashboards should see zeros, not gaps.
         for kind in ("rename", "truncate"):
             metrics.rotations.labels(name, kind)
@@ -525,6 +527,12 @@ class FileSource:
             if not self._named(path) and not os.path.basename(path).startswith(".")  # noqa: PTH119
         )
         del self._recent_created[:-_RECENT_CREATED]
+        if any(
+            self._rotation_sign(path)
+            for path in (*changes.created, *changes.moved_in, *(new for _, new in changes.renamed))
+        ):
+            # A rotation is under way: writes are looked at as they come (`_may_settle`).
+            self._rotated_at = now
         for old, new in changes.renamed:
             self._follow_rename(old, new, now)
         self._created += sum(
@@ -555,15 +563,27 @@ class FileSource:
         self._count_lost_files()
 
     def _may_settle(self) -> bool:
-        """Whether writes may wait out the settle time: not while a file we follow is shorter
-        than its fingerprint (just created or truncated). Its first bytes do not tell it from
+        """Whether writes may wait out the settle time. Not while a file we follow is shorter
+        than its fingerprint (just created or truncated): its first bytes do not tell it from
         its next generation yet, so a truncation and a regrowth within the settle time could
-        pass unseen; each write is looked at until the fingerprint is whole."""
+        pass unseen. Nor while a rotation is under way (a rotated file or a copy is still open,
+        `rotate_wait`): in a storm of rotations each truncation must be seen as it happens, as
+        before the settle time existed. Then each write is looked at."""
+        if time.monotonic() - self._rotated_at < self.settings.rotate_wait:
+            return False
         limit = self.settings.fingerprint_bytes
         return all(
-            followed.fingerprint_size >= limit
+            followed.gone_since is None and followed.fingerprint_size >= limit
             for followed in self._files.values()
-            if followed.gone_since is None
+        )
+
+    def _rotation_sign(self, path: str) -> bool:
+        """A file created or renamed beside ours that may be a rotation's (a copy, a renamed
+        generation): not a hidden one (the checkpoint's temporary file) nor one we never read
+        (the checkpoint itself)."""
+        return (
+            not os.path.basename(path).startswith(".")  # noqa: PTH119
+            and os.path.realpath(path) not in self._exclude
         )
 
     def _watch_size(self, followed: _Followed) -> None:

@@ -9,10 +9,10 @@ Two inotify instances split the events by what they cost to miss. Directory entr
 created, renamed or removed) come rarely and must be seen at once, so that instance is always
 read. Writes come with every `write()` of the controller, and a controller that does not buffer
 its log writes once per line: waking for each one cost the daemon 0.2-1 ms of Python per line.
-So after a batch of writes is handed over, the writes instance is not listened to for
-`settle_time` seconds; what the controller wrote meanwhile is then read at once, N writes for
-the price of one wake-up (the kernel merges the queued identical events). A quiet file is read at
-its first write, without the wait.
+So with a `settle_time` (off by default: see `FileSettings.settle_time`), after a batch of
+writes is handed over, the writes instance is not listened to for that long; what the controller
+wrote meanwhile is then read at once, N writes for the price of one wake-up (the kernel merges the
+queued identical events). A quiet file is read at its first write, without the wait.
 
 Without inotify (the `inotify_simple` package, or a kernel that allows another instance), polling
 does what it can: a timer calls the same callback every `poll_interval`, whatever the source is
@@ -269,6 +269,12 @@ class ChangeWatcher:
                 entries=True,
             )
         self._notify(changes)
+        if self._settling is not None and self._may_settle is not None and not self._may_settle():
+            # A rotation began: the writes that follow are looked at as they come.
+            self._settling.cancel()
+            self._settling = None
+            if self._content is not None:
+                asyncio.get_running_loop().add_reader(self._content.fileno(), self._on_content)
 
     def _on_content(self) -> None:
         """Files were written: hand the batch over, then stop listening for `settle_time` so
