@@ -62,8 +62,11 @@ class BlockConsumer:
         together with it, and a decoder that swallows its cancellation wedges the shutdown.
         """
         while True:
+            # With nothing left to mark, wait for the next block without waking: an idle daemon
+            # has no reason to look every `mark_interval`.
+            pending = self._unmarked
             try:
-                async with asyncio.timeout(self.mark_interval):
+                async with asyncio.timeout(self.mark_interval if pending else None):
                     block = await self.blocks.get()
             except TimeoutError:
                 await self.mark()

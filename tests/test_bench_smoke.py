@@ -81,3 +81,8 @@ def test_soak_benchmark_smoke() -> None:
     """The daemon follows a rotated log for 20 s, reads every line and counts every match."""
     out = run_smoke("soak.py")
     assert out.startswith("smoke ok: ") and " lines, " in out and "rotations" in out, out
+
+
+def test_wakeups_benchmark_smoke() -> None:
+    """The daemon and mtail follow one file; the daemon reads every line written."""
+    assert run_smoke("wakeups.py").startswith("smoke ok: 2 cases")

@@ -104,6 +104,13 @@ RUN_OPTIONS: Final = (
         to=("files.poll_interval",),
     ),
     Option(
+        "--settle-time",
+        "seconds further writes to a file wait before they are read together (inotify; 0: each "
+        "write at once)",
+        parse=non_negative_float,
+        to=("files.settle_time",),
+    ),
+    Option(
         "--rotate-wait",
         "seconds a rotated file is still read after its last growth",
         parse=non_negative_float,

@@ -147,7 +147,7 @@ class FileSource:
         #: Real paths never read: the checkpoint, the file our stderr goes to.
         self._exclude = exclude | _stderr_file()
         self._files: dict[FileId, _Followed] = {}
-        self._watcher = ChangeWatcher(settings, self._on_changes)
+        self._watcher = ChangeWatcher(settings, self._on_changes, may_settle=self._may_settle)
         #: Files the patterns named when created (inotify), and new files we opened: their
         #: difference is what was created and gone before it could be opened.
         self._created = 0
@@ -158,12 +158,19 @@ class FileSource:
         self._recent_created: list[str] = []
         #: Positions changed outside the reading loop (a change callback): emit them.
         self._dirty = False
+        #: Directory entries the patterns name changed (or the safety rescan is due): the next
+        #: turn of `run` scans them. Writes alone never expand the globs.
+        self._rescan_due = False
+        #: `time.monotonic()` when a file was last created or renamed beside ours.
+        self._rotated_at = -float("inf")
         # Dashboards should see zeros, not gaps.
         for kind in ("rename", "truncate"):
             metrics.rotations.labels(name, kind)
         metrics.files_lost.labels(name)
         metrics.bytes_lost.labels(name, "truncated")
-        metrics.source_lag.labels(name).set(0)
+        #: The lag gauge's child, looked up once: it is set at every wake-up.
+        self._lag = metrics.source_lag.labels(name)
+        self._lag.set(0)
         #: True once the first scan has opened what exists: `/readyz`'s "sources open".
         self.ready = False
 
@@ -191,9 +198,19 @@ class FileSource:
                 busy = await self._read_all()
                 if await self._close_finished():
                     await self._emit_positions()
+                # Woken by writes only, the files are what they were: no glob, no stat per path
+                # (inotify's callback has checked the written files for truncation already).
+                rescan = busy
                 if not busy:
-                    await self._watcher.wait()
-                changed = self._scan(first=False) | self._dirty
+                    rescan = await self._watcher.wait()
+                rescan |= self._rescan_due
+                self._rescan_due = False
+                if rescan:
+                    changed = self._scan(first=False)
+                else:
+                    changed = False
+                    self._set_lag()
+                changed |= self._dirty
                 self._dirty = False
                 if changed:
                     await self._emit_positions()
@@ -250,8 +267,17 @@ class FileSource:
                 lag += max(0, info.st_size - self._files[file_id].offset)
         if first and self._resume is not None and self.settings.start == "checkpoint":
             changed |= self._find_rotated(now)
-        self.metrics.source_lag.labels(self.name).set(lag)
+        self._lag.set(lag)
         return changed
+
+    def _set_lag(self) -> None:
+        """The lag without a scan: the bytes seen but not read yet, of the files we follow."""
+        lag = sum(
+            max(0, followed.seen_size - followed.offset)
+            for followed in self._files.values()
+            if followed.gone_since is None
+        )
+        self._lag.set(lag)
 
     def _open(self, path: str, info: os.stat_result, *, first: bool) -> None:
         """Follow a newly found file: from the start, or where `_first_offset` says at start-up."""
@@ -501,6 +527,12 @@ class FileSource:
             if not self._named(path) and not os.path.basename(path).startswith(".")  # noqa: PTH119
         )
         del self._recent_created[:-_RECENT_CREATED]
+        if any(
+            self._rotation_sign(path)
+            for path in (*changes.created, *changes.moved_in, *(new for _, new in changes.renamed))
+        ):
+            # A rotation is under way: writes are looked at as they come (`_may_settle`).
+            self._rotated_at = now
         for old, new in changes.renamed:
             self._follow_rename(old, new, now)
         self._created += sum(
@@ -508,6 +540,20 @@ class FileSource:
             for path in (*changes.created, *changes.moved_in)
             if self._named(path) and os.path.realpath(path) not in self._exclude
         )
+        # A file the patterns name was created, renamed or removed: the run loop expands the
+        # globs before its next read. Other names (the checkpoint's temporary file) do not make
+        # it. Creations and renames are scanned for at once, as ever: a copytruncate copy's
+        # creation is when the log's size and first bytes must be seen.
+        if changes.entries and not self._rescan_due:
+            self._rescan_due = any(
+                self._named(path)
+                for path in (
+                    *changes.created,
+                    *changes.moved_in,
+                    *(path for pair in changes.renamed for path in pair),
+                    *changes.removed,
+                )
+            )
         if changes.rescan or changes.created or changes.renamed or changes.moved_in:
             self._dirty |= self._scan(first=False)
         else:
@@ -515,6 +561,30 @@ class FileSource:
                 if followed.gone_since is None and followed.path in changes.modified:
                     self._watch_size(followed)
         self._count_lost_files()
+
+    def _may_settle(self) -> bool:
+        """Whether writes may wait out the settle time. Not while a file we follow is shorter
+        than its fingerprint (just created or truncated): its first bytes do not tell it from
+        its next generation yet, so a truncation and a regrowth within the settle time could
+        pass unseen. Nor while a rotation is under way (a rotated file or a copy is still open,
+        `rotate_wait`): in a storm of rotations each truncation must be seen as it happens, as
+        before the settle time existed. Then each write is looked at."""
+        if time.monotonic() - self._rotated_at < self.settings.rotate_wait:
+            return False
+        limit = self.settings.fingerprint_bytes
+        return all(
+            followed.gone_since is None and followed.fingerprint_size >= limit
+            for followed in self._files.values()
+        )
+
+    def _rotation_sign(self, path: str) -> bool:
+        """A file created or renamed beside ours that may be a rotation's (a copy, a renamed
+        generation): not a hidden one (the checkpoint's temporary file) nor one we never read
+        (the checkpoint itself)."""
+        return (
+            not os.path.basename(path).startswith(".")  # noqa: PTH119
+            and os.path.realpath(path) not in self._exclude
+        )
 
     def _watch_size(self, followed: _Followed) -> None:
         """A followed file changed: notice a truncation now, and remember its size and first

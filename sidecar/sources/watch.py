@@ -5,6 +5,15 @@ when the file source next waits: a source blocked on a full queue must still see
 moment it is created, and open it, or a rename rotation may take it away before it is ever read.
 Each batch is summarised (`summarize`, pure) and handed to the source's callback.
 
+Two inotify instances split the events by what they cost to miss. Directory entries (a file
+created, renamed or removed) come rarely and must be seen at once, so that instance is always
+read. Writes come with every `write()` of the controller, and a controller that does not buffer
+its log writes once per line: waking for each one cost the daemon 0.2-1 ms of Python per line.
+So with a `settle_time` (off by default: see `FileSettings.settle_time`), after a batch of
+writes is handed over, the writes instance is not listened to for that long; what the controller
+wrote meanwhile is then read at once, N writes for the price of one wake-up (the kernel merges the
+queued identical events). A quiet file is read at its first write, without the wait.
+
 Without inotify (the `inotify_simple` package, or a kernel that allows another instance), polling
 does what it can: a timer calls the same callback every `poll_interval`, whatever the source is
 doing. A file created and rotated away within one interval is invisible to polling. `auto` falls
@@ -37,8 +46,11 @@ _DELETE = 0x200
 _Q_OVERFLOW = 0x4000
 _ISDIR = 0x40000000
 
-#: Directory events that can mean "look again" (writes, new files, renames, deletions).
-_WATCHED = _MODIFY | _ATTRIB | _CLOSE_WRITE | _MOVED_FROM | _MOVED_TO | _CREATE | _DELETE
+#: Directory entry events: the patterns may name other files now. Always read at once.
+_ENTRIES = _MOVED_FROM | _MOVED_TO | _CREATE | _DELETE
+#: Content events: a file was written (or its attributes changed). Read at most once per
+#: `settle_time` while they keep coming.
+_CONTENT = _MODIFY | _ATTRIB | _CLOSE_WRITE
 
 #: (watch descriptor, mask, cookie, name): what inotify_simple's `Event` holds.
 RawEvent = tuple[int, int, int, str]
@@ -58,14 +70,23 @@ class Changes:
     modified: frozenset[str] = frozenset()
     #: Anything may have changed (a poll tick, a safety rescan, an overflowed event queue).
     rescan: bool = False
+    #: Files deleted or renamed away (also in `modified`).
+    removed: tuple[str, ...] = ()
+    #: From directory entry events (created, renamed, removed): the patterns may name other
+    #: files now, so the source scans them again. Writes alone never make it expand its globs.
+    entries: bool = False
 
 
-def summarize(events: Iterable[RawEvent], directories: Mapping[int, str]) -> Changes:
-    """Turn a batch of raw inotify events into `Changes` (renames paired by their cookie)."""
+def summarize(
+    events: Iterable[RawEvent], directories: Mapping[int, str], *, entries: bool = False
+) -> Changes:
+    """Turn a batch of raw inotify events into `Changes` (renames paired by their cookie);
+    `entries`: the batch is from the directory entries instance."""
     created: list[str] = []
     renamed: list[tuple[str, str]] = []
     moved_in: list[str] = []
     modified: set[str] = set()
+    removed: list[str] = []
     moved_from: dict[int, str] = {}
     rescan = False
     for wd, mask, cookie, name in events:
@@ -81,6 +102,7 @@ def summarize(events: Iterable[RawEvent], directories: Mapping[int, str]) -> Cha
         elif mask & _MOVED_FROM:
             moved_from[cookie] = path
             modified.add(path)
+            removed.append(path)
         elif mask & _MOVED_TO:
             old = moved_from.pop(cookie, None)
             if old is None:
@@ -89,20 +111,47 @@ def summarize(events: Iterable[RawEvent], directories: Mapping[int, str]) -> Cha
                 renamed.append((old, path))
         else:
             modified.add(path)
-    return Changes(tuple(created), tuple(renamed), tuple(moved_in), frozenset(modified), rescan)
+            if mask & _DELETE:
+                removed.append(path)
+    return Changes(
+        tuple(created),
+        tuple(renamed),
+        tuple(moved_in),
+        frozenset(modified),
+        rescan,
+        tuple(removed),
+        entries,
+    )
 
 
 class ChangeWatcher:
     """Reports changes to the files named by `settings.paths` as they happen, and lets the file
     source wait for the next one."""
 
-    def __init__(self, settings: FileSettings, on_changes: Callable[[Changes], None]) -> None:
+    def __init__(
+        self,
+        settings: FileSettings,
+        on_changes: Callable[[Changes], None],
+        *,
+        may_settle: Callable[[], bool] | None = None,
+    ) -> None:
+        """`may_settle`: whether writes may wait out the settle time now (the file source says
+        no while a file is too short to be told apart from its next generation by its first
+        bytes: then each write is looked at, so that a truncation is not missed)."""
         self.settings = settings
         self._on_changes = on_changes
+        self._may_settle = may_settle
+        #: Directory entry events (always listened to) and content events (paused while settling).
         self._inotify: Any = None
+        self._content: Any = None
         self._watched_dirs: dict[int, str] = {}
+        self._content_dirs: dict[int, str] = {}
         self._woken = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        #: While set, the content instance is not listened to: the settle time after a batch.
+        self._settling: asyncio.TimerHandle | None = None
+        #: The safety rescan found nothing waiting: `wait` says so, and the source scans.
+        self._rescan_due = False
         #: What the callback raised: re-raised by `wait`, so that the source task fails loudly.
         self._failure: BaseException | None = None
         #: "inotify" or "poll", once started.
@@ -120,7 +169,11 @@ class ChangeWatcher:
                 import inotify_simple  # noqa: PLC0415 - optional
 
                 self._inotify = inotify_simple.INotify()
+                self._content = inotify_simple.INotify()
             except (ImportError, OSError) as error:
+                if self._inotify is not None:
+                    self._inotify.close()
+                    self._inotify = None
                 if mode == "inotify":
                     raise RuntimeError(f"inotify is not available: {error}") from error
                 log.info("inotify is not available (%s); polling", error)
@@ -130,25 +183,35 @@ class ChangeWatcher:
             return
         self.mode = "inotify"
         self._add_watches()
-        asyncio.get_running_loop().add_reader(self._inotify.fileno(), self._on_readable)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._inotify.fileno(), self._on_readable)
+        loop.add_reader(self._content.fileno(), self._on_content)
 
     def stop(self) -> None:
         """Release the inotify descriptor and the polling timer."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._inotify is not None:
-            asyncio.get_running_loop().remove_reader(self._inotify.fileno())
-            self._inotify.close()
-            self._inotify = None
+        if self._settling is not None:
+            self._settling.cancel()
+            self._settling = None
+        loop = asyncio.get_running_loop()
+        for instance in (self._inotify, self._content):
+            if instance is not None:
+                loop.remove_reader(instance.fileno())
+                instance.close()
+        self._inotify = self._content = None
 
     def discard_pending(self) -> None:
         """Forget the events queued so far: the first scan is about to see their result."""
-        if self._inotify is not None:
-            self._inotify.read(timeout=0)
+        for instance in (self._inotify, self._content):
+            if instance is not None:
+                instance.read(timeout=0)
 
-    async def wait(self) -> None:
-        """Until something may have changed: an inotify event, or the polling interval.
+    async def wait(self) -> bool:
+        """Until something may have changed: an inotify event, or the polling interval. Return
+        whether the source should scan its patterns again (polling, the safety rescan); a batch
+        of events has been handed to the callback already, which scans when entries changed.
 
         Raises:
             BaseException: what the change callback raised.
@@ -157,15 +220,19 @@ class ChangeWatcher:
         if self._inotify is None:
             await asyncio.sleep(self.settings.poll_interval)
             self._raise_failure()
-            return
-        try:
-            # Not `asyncio.wait_for`, which in Python 3.11 can swallow a cancellation.
-            async with asyncio.timeout(self.settings.inotify_rescan_interval):
-                await self._woken.wait()
-        except TimeoutError:
-            self._add_watches()
+            return True
+        if not self._woken.is_set():
+            try:
+                # Not `asyncio.wait_for`, which in Python 3.11 can swallow a cancellation.
+                async with asyncio.timeout(self.settings.inotify_rescan_interval):
+                    await self._woken.wait()
+            except TimeoutError:
+                self._add_watches()
+                self._rescan_due = True
         self._woken.clear()
         self._raise_failure()
+        due, self._rescan_due = self._rescan_due, False
+        return due
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -186,8 +253,61 @@ class ChangeWatcher:
         """The kernel has events: read them all now (the queue must not wait for the source)."""
         if self._inotify is None:
             return
-        events = self._inotify.read(timeout=0)
-        self._notify(summarize(events, self._watched_dirs))
+        changes = summarize(self._inotify.read(timeout=0), self._watched_dirs, entries=True)
+        # The writes waiting out the settle time go with it: a rotation is judged on what the
+        # files hold now (a copytruncate's truncation must not be seen after the next copy).
+        written = self._content.read(timeout=0) if self._content is not None else ()
+        if written:
+            content = summarize(written, self._content_dirs)
+            changes = Changes(
+                changes.created,
+                changes.renamed,
+                changes.moved_in,
+                changes.modified | content.modified,
+                changes.rescan or content.rescan,
+                changes.removed,
+                entries=True,
+            )
+        self._notify(changes)
+        if self._settling is not None and self._may_settle is not None and not self._may_settle():
+            # A rotation began: the writes that follow are looked at as they come.
+            self._settling.cancel()
+            self._settling = None
+            if self._content is not None:
+                asyncio.get_running_loop().add_reader(self._content.fileno(), self._on_content)
+
+    def _on_content(self) -> None:
+        """Files were written: hand the batch over, then stop listening for `settle_time` so
+        that the writes meanwhile are handled together (see the module's docstring)."""
+        if self._content is None:
+            return
+        self._notify(summarize(self._content.read(timeout=0), self._content_dirs))
+        settle = self.settings.settle_time
+        if (
+            settle > 0
+            and self._content is not None
+            and (self._may_settle is None or self._may_settle())
+        ):
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self._content.fileno())
+            self._settling = loop.call_later(settle, self._settled)
+
+    def _settled(self) -> None:
+        """The settle time is over: hand over what was written meanwhile (and settle again), or,
+        when nothing was, listen again so that the next write is handled at once."""
+        self._settling = None
+        if self._content is None:
+            return
+        events = self._content.read(timeout=0)
+        if events:
+            self._notify(summarize(events, self._content_dirs))
+            if self._content is not None and (self._may_settle is None or self._may_settle()):
+                self._settling = asyncio.get_running_loop().call_later(
+                    self.settings.settle_time, self._settled
+                )
+                return
+        if self._content is not None:
+            asyncio.get_running_loop().add_reader(self._content.fileno(), self._on_content)
 
     def _schedule_tick(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self.settings.poll_interval, self._tick)
@@ -205,8 +325,14 @@ class ChangeWatcher:
             if directory in known or glob.has_magic(directory):
                 continue
             try:
-                wd = self._inotify.add_watch(directory, _WATCHED)
+                wd = self._inotify.add_watch(directory, _ENTRIES)
             except OSError:
                 continue  # not there yet; the safety rescan retries
+            try:
+                content_wd = self._content.add_watch(directory, _CONTENT)
+            except OSError:
+                self._inotify.rm_watch(wd)
+                continue
             self._watched_dirs[wd] = directory
+            self._content_dirs[content_wd] = directory
             known.add(directory)
