@@ -176,12 +176,16 @@ async def fake(tmp_path: Path) -> AsyncIterator[tuple[FakeLogAPI, Path]]:
 
 
 class Follower:
-    """A running `PodLogSource` and what it handed over."""
+    """What a running `PodLogSource` handed over, and its metrics (also used by
+    tests/faults/test_pod_log_kwok.py, with the waits a real kwok needs)."""
 
-    def __init__(self, source: PodLogSource, registry: CollectorRegistry) -> None:
-        self.source = source
+    def __init__(
+        self, registry: CollectorRegistry, *, wait: float = WAIT, settle: float = 0.3
+    ) -> None:
         self.registry = registry
         self.blocks: list[Block] = []
+        #: How long to wait for what is expected, then for nothing more to arrive.
+        self.wait, self.settle = wait, settle
 
     @property
     def data(self) -> bytes:
@@ -196,7 +200,7 @@ class Follower:
         return self.registry.get_sample_value(f"event_sidecar_{name}", labels) or 0.0
 
     async def until(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT
+        deadline = time.monotonic() + self.wait
         while not condition():
             if time.monotonic() > deadline:
                 pytest.fail(f"timed out waiting for {what}; handed over: {self.data!r}")
@@ -204,7 +208,7 @@ class Follower:
 
     async def data_is(self, expected: bytes) -> None:
         await self.until(lambda: len(self.data) >= len(expected), f"{expected!r}")
-        await asyncio.sleep(0.3)  # and nothing more arrives
+        await asyncio.sleep(self.settle)  # and nothing more arrives
         assert self.data == expected
 
 
@@ -224,7 +228,7 @@ async def following(
         stall_check=stall_check,
     )
     source = PodLogSource(settings, client, blocks, Metrics(registry), resume=resume)
-    follower = Follower(source, registry)
+    follower = Follower(registry)
 
     async def collect() -> None:
         while True:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +30,7 @@ from sidecar.settings import PodLogSettings
 from sidecar.sources import Block
 from sidecar.sources.podlog import PodLogSource
 from tests.controlplane import KWOK_NODE, ControlPlane
+from tests.test_sources_podlog import Follower
 
 pytestmark = pytest.mark.controlplane
 
@@ -116,36 +117,6 @@ def write(path: Path, *lines: str) -> None:
         out.write("".join(lines))
 
 
-class Follower:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.blocks: list[Block] = []
-
-    @property
-    def data(self) -> bytes:
-        return b"".join(block.data for block in self.blocks)
-
-    @property
-    def position(self) -> PodLogPosition | None:
-        positions = [block.pod_log for block in self.blocks if block.pod_log is not None]
-        return positions[-1] if positions else None
-
-    def value(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(f"event_sidecar_{name}", labels) or 0.0
-
-    async def until(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT
-        while not condition():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}; handed over: {self.data!r}")
-            await asyncio.sleep(0.05)
-
-    async def data_is(self, expected: bytes) -> None:
-        await self.until(lambda: len(self.data) >= len(expected), repr(expected))
-        await asyncio.sleep(0.5)  # and nothing more arrives
-        assert self.data == expected
-
-
 @asynccontextmanager
 async def following(
     kwok: Kwok, pod: str, resume: PodLogPosition | None = None
@@ -162,7 +133,7 @@ async def following(
         stall_check=1.0,
     )
     source = PodLogSource(settings, api, blocks, Metrics(registry), resume=resume)
-    follower = Follower(registry)
+    follower = Follower(registry, wait=WAIT, settle=0.5)
 
     async def collect() -> None:
         while True:
