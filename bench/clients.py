@@ -4,8 +4,8 @@
 
 Why the daemon writes through `sidecar.kube.sender.KubeSender` (aiohttp, an orjson body) rather
 than through the official client. Each client POSTs the same `--events` distinct core/v1 Events
-(built with `sidecar.events.make_event`), 8 requests in flight, in this one process, one client
-after the other (the order rotates from run to run):
+(built with `sidecar.core.events.corev1.make_event`), 8 requests in flight, in this one process, one
+client after the other (the order rotates from run to run):
 
 - `kubernetes` (blocking): `KubeSink.create` on 8 threads, the client's urllib3 pool (what the
   daemon's poster did up to 0.1);
@@ -44,11 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from report import control_plane, load_average, machine, process_cpu, spread, today, write_section
 
-from sidecar.events import Event, InvolvedObject, make_event
+from sidecar.core.events.corev1 import Event, InvolvedObject, make_event
 from sidecar.kube import connect
 from sidecar.kube.session import ssl_context
-from sidecar.metrics import Metrics
-from sidecar.sinks import Send
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import Send
 
 IN_FLIGHT = 8
 CLIENTS = ("kubernetes", "kubernetes.aio", "KubeSender", "aiohttp")

@@ -22,11 +22,11 @@ and PATCH, before and after; the Events read back with their counts and involved
 the sidecar's metrics (`events_emitted_total`, `events_dropped_total{cause="spam_filter"}`,
 `events_aggregated_total`). The peer is client-go's allowance for the same sequence, computed by
 `ClientGoModel`, a small independent model of client-go's `tools/record/events_cache.go` written
-here (it does not import sidecar.correlate), so a bug in ours shows as a mismatch. Checks: writes
-equal to client-go's (never more), the Events on the server equal the model's (message and
-count), emitted + dropped == the Events the rules produced. Reports the counts (identical in every
-run, or it fails) and replay's time, median of the runs (min-max); writes its section of
-BENCHMARKS.md. `--smoke` replays 2,000 lines once per variant and writes nothing.
+here (it does not import sidecar.core.correlate), so a bug in ours shows as a mismatch.
+Checks: writes equal to client-go's (never more), the Events on the server equal the model's
+(message and count), emitted + dropped == the Events the rules produced. Reports the counts
+(identical in every run, or it fails) and replay's time, median of the runs (min-max); writes its
+section of BENCHMARKS.md. `--smoke` replays 2,000 lines once per variant and writes nothing.
 """
 
 from __future__ import annotations
@@ -504,20 +504,20 @@ median of {args.runs} runs (min-max).
 {cost_row("distinct-messages")}
 
 How client-go's allowance is computed (`ClientGoModel` in bench/flood.py, an independent model of
-`tools/record/events_cache.go`, not sidecar.correlate): every Event of one object and type takes
-a token from one bucket that starts full with 25 and earns 1 per 300 s. In a 60 s window that is
-25 + 60/300 = 25.2 tokens, so **25 writes** and {two.suppressed:,} Events skipped (client-go
-skips silently; we count each in `events_dropped_total{{cause="spam_filter"}}`). With two
-messages the aggregator never fires (it needs 10 distinct messages within 600 s), so the 25 writes
-are {two.creates} creates and {two.patches} PATCHes raising the counts ({first}). With a
-distinct message each time, the first 9 Events are created as themselves, the 10th distinct
-message turns into a new "(combined from similar events): ..." Event, and the remaining admitted
-Events PATCH that one: {distinct.creates} creates + {distinct.patches} patches, the combined Event
-ending with count {combined_count} (the Events after the 25th are skipped, though their count
-still rises in memory, as in client-go). `aggregated_total` counts the combined Events
-written (client-go aggregated {distinct.aggregated:,} in all, most then skipped). "API requests in
-all" is every request the sidecar made (its `api_request_duration_seconds` counts: discovery, the
-ConfigMap's look-up, the writes). A recorder without correlation would have made
+`tools/record/events_cache.go`, not sidecar.core.correlate): every Event of one object and type
+takes a token from one bucket that starts full with 25 and earns 1 per 300 s. In a 60 s window that
+is 25 + 60/300 = 25.2 tokens, so **25 writes** and {two.suppressed:,} Events skipped (client-go
+skips silently; we count each in `events_dropped_total{{cause="spam_filter"}}`). With two messages
+the aggregator never fires (it needs 10 distinct messages within 600 s), so the 25 writes are
+{two.creates} creates and {two.patches} PATCHes raising the counts ({first}). With a distinct
+message each time, the first 9 Events are created as themselves, the 10th distinct message turns
+into a new "(combined from similar events): ..." Event, and the remaining admitted Events PATCH that
+one: {distinct.creates} creates + {distinct.patches} patches, the combined Event ending with count
+{combined_count} (the Events after the 25th are skipped, though their count still rises in memory,
+as in client-go). `aggregated_total` counts the combined Events written (client-go aggregated
+{distinct.aggregated:,} in all, most then skipped). "API requests in all" is every request the
+sidecar made (its `api_request_duration_seconds` counts: discovery, the ConfigMap's look-up, the
+writes). A recorder without correlation would have made
 {outcomes["two-messages"][0].counts["produced"]:,} writes.
 
 Target: no more writes than client-go (about 30) and every suppressed Event counted:

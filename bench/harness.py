@@ -26,7 +26,7 @@ from pathlib import Path
 from kubernetes import client, watch
 from report import ROOT, process_cpu
 
-from sidecar.events import InvolvedObject
+from sidecar.core.events.corev1 import InvolvedObject
 
 REASON = "PhaseChanged"
 PHASES = ("Ready", "Degraded")

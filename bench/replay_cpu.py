@@ -18,10 +18,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.metrics import Metrics
-from sidecar.replay import ReplaySettings, replay
-from sidecar.rules import load_rules
-from sidecar.sinks import MemorySink
+from sidecar.core.rules import load_rules
+from sidecar.offline.replay import ReplaySettings, replay
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 
 CHUNK = 64 * 1024
 

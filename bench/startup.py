@@ -37,11 +37,11 @@ RUN_STEPS = (
     ("PyYAML", "yaml"),
     ("pydantic (BaseModel, pydantic-core)", "pydantic.main"),
     ("google-re2", "re2"),
-    ("the rules' models and compiler (sidecar.rules)", "sidecar.rules"),
+    ("the rules' models and compiler (sidecar.core.rules)", "sidecar.core.rules"),
     ("prometheus_client", "prometheus_client"),
-    ("the metrics (sidecar.metrics)", "sidecar.metrics"),
+    ("the metrics (sidecar.runtime.metrics)", "sidecar.runtime.metrics"),
     ("asyncio", "asyncio"),
-    ("the daemon (sources, consumer, poster, status server)", "sidecar.daemon"),
+    ("the daemon (sources, consumer, poster, status server)", "sidecar.daemon.service"),
     ("the Kubernetes client (with requests, urllib3)", "kubernetes"),
     ("the Kubernetes sink (sidecar.kube)", "sidecar.kube"),
     ("the writes (aiohttp's client: sidecar.kube.sender)", "sidecar.kube.sender"),
@@ -58,7 +58,7 @@ for module in sys.argv[1:]:
         importlib.import_module(module)
     gc.collect()
     print(rss())
-from sidecar.rules import load_rules
+from sidecar.core.rules import load_rules
 rules = load_rules({rules!r})
 gc.collect()
 loaded = rss()

@@ -18,8 +18,8 @@ per 20 Events), then per run measures each writer in turn (the order rotates fro
   dropped);
 - the peer, bench/writes_peer.py in its own process: aiohttp with 8 requests in flight POSTing
   the same Events (same namespace, objects, messages, and the body the sidecar builds, made
-  here with `sidecar.events.make_event` and the objects' uid and resourceVersion), loaded
-  before its clock starts.
+  here with `sidecar.core.events.corev1.make_event` and the objects' uid and resourceVersion),
+  loaded before its clock starts.
 
 The clock runs from the append (or the peer's go) to the last Event's ADDED notification on a
 watch of the namespace (kubernetes client, in this process), so both are timed the same way:
@@ -83,7 +83,7 @@ from report import (
     write_section,
 )
 
-from sidecar.events import EventNamer, InvolvedObject, make_event
+from sidecar.core.events.corev1 import EventNamer, InvolvedObject, make_event
 
 BENCH = Path(__file__).resolve().parent
 COMPONENT = "writes-controller"

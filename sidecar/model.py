@@ -8,14 +8,14 @@ module that first made them is what lets the layering (cli > engines > core > mo
 
 The four "object" types, from the rules file to the Event body:
 
-- `ObjectSpec` (`sidecar.rules.schema`): what the rules file says about the involved object,
+- `ObjectSpec` (`sidecar.core.rules.schema`): what the rules file says about the involved object,
   validated but not compiled (templates as text).
 - `ObjectTarget` (here): the involved object one rule names for one line, compiled and rendered
   (kind, name, namespace, optional group/version), before anything is looked up.
-- `ObjectRef` (`sidecar.records`): a `{kind, name, namespace}` reference found in the line itself
-  (klog's `pod="ns/name"`, a nested object), which an `ObjectTarget` may be made from.
-- `InvolvedObject` (`sidecar.events`): the Event body's `involvedObject`, the `ObjectTarget` after
-  the sink's look-up (uid, resourceVersion, preferred apiVersion when known).
+- `ObjectRef` (`sidecar.core.lines.records`): a `{kind, name, namespace}` reference found in the
+  line itself (klog's `pod="ns/name"`, a nested object), which an `ObjectTarget` may be made from.
+- `InvolvedObject` (`sidecar.core.events.corev1`): the Event body's `involvedObject`, the
+  `ObjectTarget` after the sink's look-up (uid, resourceVersion, preferred apiVersion when known).
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ DROP_CAUSES: Final[tuple[DropCause, ...]] = get_args(DropCause)
 ReloadResult = Literal["success", "failure", "unchanged"]
 RELOAD_RESULTS: Final[tuple[ReloadResult, ...]] = get_args(ReloadResult)
 
-#: Why the API refused a write (`sidecar.sinks.Refused.cause`). `event_missing` is a PATCH's 404:
-#: the Event expired or was deleted, and the Recorder re-creates it, so it is never a drop cause.
+#: Why the API refused a write (`sidecar.runtime.sinks.Refused.cause`). `event_missing` is a PATCH's
+#: 404: the Event expired or was deleted, and the Recorder re-creates it, so it is never a drop
+#: cause.
 RefusalCause = Literal[
     "forbidden",
     "namespace_terminating",
@@ -172,8 +173,8 @@ class PodLogPosition:
 
     The kubelet's timestamp (nanoseconds) and the content identify a line; `sinceTime` takes
     whole seconds, so a resumed stream starts at the second a little before `stamp`
-    (`sidecar.stamps.SLACK`) and shows the lines in `seen` again first: those are skipped as
-    already processed, and everything after them is read.
+    (`sidecar.core.lines.stamps.SLACK`) and shows the lines in `seen` again first: those are skipped
+    as already processed, and everything after them is read.
     """
 
     container: str

@@ -7,10 +7,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from sidecar.checkpoint import Checkpoint, read_checkpoint
-from sidecar.checkpointer import WRITE_BUDGET, Checkpointer
-from sidecar.correlate import CorrelationState
+from sidecar.core.correlate import CorrelationState
+from sidecar.daemon.checkpoint_writer import WRITE_BUDGET, Checkpointer
 from sidecar.model import FilePosition
+from sidecar.runtime.checkpoints import Checkpoint, read_checkpoint
 
 
 def checkpoint(offset: int) -> Checkpoint:

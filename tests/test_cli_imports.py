@@ -66,7 +66,7 @@ def test_check_loads_no_metrics_and_no_engine() -> None:
         check=True,
         timeout=60,
     ).stdout.split()
-    assert not [m for m in modules if m.startswith(("sidecar.inject", "sidecar.replay"))]
+    assert not [m for m in modules if m.startswith(("sidecar.inject", "sidecar.offline.replay"))]
 
 
 def test_parser_building_loads_no_injection_code() -> None:

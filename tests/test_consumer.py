@@ -6,13 +6,13 @@ import asyncio
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.consumer import BlockConsumer
-from sidecar.metrics import Metrics
-from sidecar.pipeline import LinePipeline, Processor
-from sidecar.poster import Mark, Posting, QueueItem
-from sidecar.rules import compile_rules, parse_rules
+from sidecar.core.pipeline import LinePipeline, Processor
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.core.transitions import TransitionTracker
+from sidecar.daemon.consumer import BlockConsumer
+from sidecar.recording.poster import Mark, Posting, QueueItem
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
-from sidecar.transitions import TransitionTracker
 from tests.daemon_support import RULES, phase_line
 
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from sidecar.correlate import (
+from sidecar.core.correlate import (
     AGGREGATE_PREFIX,
     Correlator,
     CorrelatorSettings,
     Suppressed,
     Write,
 )
-from sidecar.events import Event, EventNamer, InvolvedObject, make_event
+from sidecar.core.events.corev1 import Event, EventNamer, InvolvedObject, make_event
+from sidecar.runtime.checkpoints import Checkpoint, read_checkpoint, write_checkpoint
 
 
 class FakeClock:

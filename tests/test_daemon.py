@@ -7,13 +7,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.checkpoint import Checkpoint, write_checkpoint
-from sidecar.daemon import Daemon
-from sidecar.metrics import Metrics
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.core.settings import CheckpointSettings, DaemonSettings, FileSettings, HttpSettings
+from sidecar.daemon.service import Daemon
 from sidecar.model import FilePosition
-from sidecar.rules import compile_rules, parse_rules
-from sidecar.settings import CheckpointSettings, DaemonSettings, FileSettings, HttpSettings
-from sidecar.sinks import MemorySink
+from sidecar.runtime.checkpoints import Checkpoint, write_checkpoint
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 from tests.daemon_support import RULES
 
 

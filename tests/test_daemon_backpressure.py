@@ -14,12 +14,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.checkpoint import read_checkpoint
-from sidecar.daemon import Daemon
-from sidecar.events import Event
-from sidecar.metrics import Metrics
-from sidecar.rules import compile_rules, parse_rules
-from sidecar.settings import (
+from sidecar.core.events.corev1 import Event
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.core.settings import (
     CheckpointSettings,
     DaemonSettings,
     FileSettings,
@@ -27,7 +24,10 @@ from sidecar.settings import (
     QueueSettings,
     SocketSettings,
 )
-from sidecar.sinks import MemorySink
+from sidecar.daemon.service import Daemon
+from sidecar.runtime.checkpoints import read_checkpoint
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 from tests.daemon_support import RULES, phase_lines
 
 LINES = 40

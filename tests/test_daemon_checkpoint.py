@@ -13,17 +13,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sidecar.checkpoint import (
+from sidecar.core.events.corev1 import InvolvedObject
+from sidecar.core.events.eventsv1 import SeriesCache, SeriesRecord, make_modern_event
+from sidecar.model import EventSpec, FilePosition, ObjectTarget, PodLogPosition
+from sidecar.recording.poster import LineNamer
+from sidecar.runtime.checkpoints import (
     Checkpoint,
     read_checkpoint,
     remove_temporaries,
     write_checkpoint,
 )
-from sidecar.events import InvolvedObject
-from sidecar.events_v1 import SeriesCache, SeriesRecord, make_modern_event
-from sidecar.logs import JsonFormatter
-from sidecar.model import EventSpec, FilePosition, ObjectTarget, PodLogPosition
-from sidecar.poster import LineNamer
+from sidecar.runtime.selflog import JsonFormatter
 
 CHECKPOINT = Checkpoint(
     files=(FilePosition("/logs/app.log", 66, 1234, "ab" * 16, 256, 4096),),

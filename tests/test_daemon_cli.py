@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import build_parser, main
-from sidecar.cli.run import daemon_settings
-from sidecar.settings import DaemonSettings, PodLogSettings
+from sidecar.cli.run_command import daemon_settings
+from sidecar.core.settings import DaemonSettings, PodLogSettings
 from tests.daemon_support import write_rules
 
 

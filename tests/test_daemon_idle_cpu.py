@@ -15,12 +15,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.daemon import Daemon
-from sidecar.events import Event
-from sidecar.metrics import Metrics
-from sidecar.rules import compile_rules, parse_rules
-from sidecar.settings import CheckpointSettings, FileSettings, QueueSettings
-from sidecar.sinks import MemorySink
+from sidecar.core.events.corev1 import Event
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.core.settings import CheckpointSettings, FileSettings, QueueSettings
+from sidecar.daemon.service import Daemon
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 from tests.daemon_support import RULES, phase_lines
 from tests.test_daemon_backpressure import settings, until, value
 

@@ -1,4 +1,5 @@
-"""Unit and property tests of `sidecar.decode` and the line scanning of `sidecar.scan`.
+"""Unit and property tests of `sidecar.core.lines.decode` and the line scanning of
+`sidecar.core.lines.scan`.
 
 Example lines are the ones real controllers write (kueue, cluster-api, cert-manager, client-go's
 leader election, logrus and slog applications); see tests/golden/ for the same lines end to end.
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sidecar.decode import (
+from sidecar.core.lines.decode import (
     CONTINUATION,
     EMPTY,
     INVALID_JSON,
@@ -28,9 +29,9 @@ from sidecar.decode import (
     unquote_go,
     years_at,
 )
-from sidecar.multiline import PANIC_HEADS, is_head
-from sidecar.records import LEVELS, UNKNOWN_LEVEL, ObjectRef, Record
-from sidecar.scan import LineFramer, select_lines
+from sidecar.core.lines.multiline import PANIC_HEADS, is_head
+from sidecar.core.lines.records import LEVELS, UNKNOWN_LEVEL, ObjectRef, Record
+from sidecar.core.lines.scan import LineFramer, select_lines
 
 YEAR = 2024
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -326,7 +327,7 @@ def test_klog_multi_line_value() -> None:
     assert first.message == "Config loaded"
     assert first.fields["node"] == "worker-1"
     assert [decode(line, year=YEAR) for line in lines[1:]] == [CONTINUATION] * 3
-    # Framed as one record (see sidecar.multiline), the value is joined.
+    # Framed as one record (see sidecar.core.lines.multiline), the value is joined.
     joined = decode(b"\n".join(lines), year=YEAR)
     assert type(joined) is Record
     assert joined.message == "Config loaded"

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sidecar.decode import UNRECOGNISED, decode, parse_level
-from sidecar.records import LEVELS, UNKNOWN_LEVEL, ObjectRef, Record
-from sidecar.rules import load_rules
+from sidecar.core.lines.decode import UNRECOGNISED, decode, parse_level
+from sidecar.core.lines.records import LEVELS, UNKNOWN_LEVEL, ObjectRef, Record
+from sidecar.core.rules import load_rules
 from tests.faults.scaling import MAX_RATIO, cost_ratio
 from tests.test_decode import PROPERTY, check_decoded, json_values
 

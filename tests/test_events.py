@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from sidecar.events import (
+from sidecar.core.events.corev1 import (
     EventNamer,
     InvalidEvent,
     InvolvedObject,

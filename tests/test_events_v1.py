@@ -9,9 +9,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import Correlator, CorrelatorSettings
-from sidecar.events import EventNamer, InvalidEvent, InvolvedObject
-from sidecar.events_v1 import (
+from sidecar.core.correlate import Correlator, CorrelatorSettings
+from sidecar.core.events.corev1 import EventNamer, InvalidEvent, InvolvedObject
+from sidecar.core.events.eventsv1 import (
     ModernEvent,
     SeriesCache,
     SeriesWrite,
@@ -20,10 +20,10 @@ from sidecar.events_v1 import (
     parse_series_row,
     series_row,
 )
-from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget
-from sidecar.recorder_v1 import ModernRecorder
-from sidecar.sinks import MemorySink
+from sidecar.recording.recorder_eventsv1 import ModernRecorder
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 
 T0 = 1_700_000_000.0
 POD = InvolvedObject("Pod", "web-0", "shop", "v1", "uid-1")

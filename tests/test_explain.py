@@ -8,10 +8,10 @@ import orjson
 import pytest
 
 from sidecar.cli import main
-from sidecar.explain import explain_line, format_text, to_json
-from sidecar.pipeline import Processor, RuleMiss, Unchanged
-from sidecar.rules import compile_rules, parse_rules
-from sidecar.transitions import TransitionTracker
+from sidecar.core.explain import explain_line, format_text, to_json
+from sidecar.core.pipeline import Processor, RuleMiss, Unchanged
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.core.transitions import TransitionTracker
 
 ROOT = Path(__file__).parent.parent
 

@@ -30,13 +30,13 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import CorrelatorSettings
-from sidecar.metrics import Metrics
+from sidecar.core.correlate import CorrelatorSettings
+from sidecar.core.events.output import format_json_lines
+from sidecar.core.rules import load_rules
 from sidecar.model import RetrySettings
-from sidecar.output import format_json_lines
-from sidecar.replay import ReplayResult, ReplaySettings, replay
-from sidecar.rules import load_rules
-from sidecar.sinks import MemorySink
+from sidecar.offline.replay import ReplayResult, ReplaySettings, replay
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

@@ -25,7 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from sidecar.cli import build_parser
-from sidecar.cli.inject import _settings
+from sidecar.cli.inject_command import _settings
 from sidecar.inject import InjectSettings
 from tests.controlplane import REPO_ROOT, ControlPlane, build_control_plane
 from tests.sidecar_rbac import assert_sidecar_grants

@@ -24,14 +24,14 @@ from kubernetes import client, config
 from kubernetes.config import incluster_config
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import AGGREGATE_PREFIX, Correlator, CorrelatorSettings
-from sidecar.events import Event, EventNamer, InvolvedObject
+from sidecar.core.correlate import AGGREGATE_PREFIX, Correlator, CorrelatorSettings
+from sidecar.core.events.corev1 import Event, EventNamer, InvolvedObject
 from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeConfigError, KubeSettings, KubeSink, connect
-from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget, RetrySettings
-from sidecar.poster import drive
-from sidecar.recorder import Recorder
-from sidecar.sinks import NotFound, Refused, Send, Unreachable
+from sidecar.recording.poster import drive
+from sidecar.recording.recorder import Recorder
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import NotFound, Refused, Send, Unreachable
 from tests.conftest import Capture
 from tests.controlplane import REPO_ROOT, ControlPlane, token_kubeconfig
 from tests.sidecar_rbac import assert_sidecar_grants

@@ -12,13 +12,13 @@ from typing import Any
 
 from kubernetes import client
 
-from sidecar.correlate import Correlator, CorrelatorSettings
-from sidecar.events import EventNamer
-from sidecar.events_v1 import SeriesCache, micro_time
+from sidecar.core.correlate import Correlator, CorrelatorSettings
+from sidecar.core.events.corev1 import EventNamer
+from sidecar.core.events.eventsv1 import SeriesCache, micro_time
 from sidecar.kube import KubeSink, connect
-from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget
-from sidecar.recorder_v1 import ModernRecorder
+from sidecar.recording.recorder_eventsv1 import ModernRecorder
+from sidecar.runtime.metrics import Metrics
 from tests.controlplane import ControlPlane
 from tests.test_kube import (  # noqa: F401 - rqa_crd is a fixture
     COMPONENT,

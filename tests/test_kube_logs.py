@@ -1,4 +1,4 @@
-"""The pod log edge (`sidecar.kube.logs`) and its RBAC against the real apiserver.
+"""The pod log edge (`sidecar.kube.podlogs`) and its RBAC against the real apiserver.
 
 The stream itself is exercised end to end in tests/test_cluster_e2e.py (a kwok node serves it);
 here: what the ServiceAccount of manifests/sidecar-rbac may do, seen through `PodLogClient`

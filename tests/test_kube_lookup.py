@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.events import InvolvedObject
+from sidecar.core.events.corev1 import InvolvedObject
+from sidecar.kube.api_sink import KubeSink
 from sidecar.kube.discovery import NotDiscovered
 from sidecar.kube.errors import ApiContact
 from sidecar.kube.lookup import Fetch, ObjectLookup, begin, conclude
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
-from sidecar.kube.sink import KubeSink
 from sidecar.kube.transport import Answer
-from sidecar.metrics import Metrics
 from sidecar.model import LookupResult, ObjectTarget
-from sidecar.sinks import NotFound, NotYetAllowed, Refused, Unreachable
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import NotFound, NotYetAllowed, Refused, Unreachable
 from tests.test_sinks import an_event
 
 CORE = {"versions": ["v1"]}

@@ -19,16 +19,16 @@ import trustme
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import Correlator, CorrelatorSettings
-from sidecar.events import Event, EventNamer, InvolvedObject
-from sidecar.events_v1 import ModernEvent, make_modern_event
+from sidecar.core.correlate import Correlator, CorrelatorSettings
+from sidecar.core.events.corev1 import Event, EventNamer, InvolvedObject
+from sidecar.core.events.eventsv1 import ModernEvent, make_modern_event
 from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeSink, connect
 from sidecar.kube.errors import ApiContact, refusal
 from sidecar.kube.transport import Answer
-from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget, RetrySettings
-from sidecar.recorder import Recorder
-from sidecar.sinks import (
+from sidecar.recording.recorder import Recorder
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import (
     MemorySink,
     NotFound,
     NotYetAllowed,

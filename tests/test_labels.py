@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.labels import OTHER, LabelGuard
+from sidecar.core.labels import OTHER, LabelGuard
 
 
 def test_values_past_the_limit_become_other_per_group() -> None:

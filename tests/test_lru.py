@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.lru import LRU
+from sidecar.core.lru import LRU
 
 
 def test_get_refreshes_peek_does_not() -> None:

@@ -7,11 +7,11 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sidecar.exposition import show_created_series
-from sidecar.metrics import Metrics
-from sidecar.pipeline import LinePipeline, Processor
-from sidecar.rules import compile_rules, parse_rules
-from sidecar.transitions import TransitionTracker
+from sidecar.core.pipeline import LinePipeline, Processor
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.core.transitions import TransitionTracker
+from sidecar.runtime.exposition import show_created_series
+from sidecar.runtime.metrics import Metrics
 from tests.daemon_support import RULES, phase_line
 
 _T = TypeVar("_T")

@@ -13,7 +13,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from sidecar.inject.webhook import WebhookMetrics
-from sidecar.metrics import Metrics
+from sidecar.runtime.metrics import Metrics
 from tests.controlplane import REPO_ROOT
 
 MONITORING = REPO_ROOT / "manifests" / "monitoring"

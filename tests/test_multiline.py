@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.multiline import INCOMPLETE, MAX_RECORD_LINES, incomplete_tail, record_end, spans
-from sidecar.scan import LineFramer, select_lines
+from sidecar.core.lines.multiline import (
+    INCOMPLETE,
+    MAX_RECORD_LINES,
+    incomplete_tail,
+    record_end,
+    spans,
+)
+from sidecar.core.lines.scan import LineFramer, select_lines
 
 LIMIT = 4096
 KLOG = b'I0111 14:21:00.000000 1 main.go:1] "before"\n'

@@ -11,14 +11,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.checkpoint import Checkpoint
-from sidecar.correlate import Correlator, CorrelatorSettings
-from sidecar.events import Event, InvolvedObject
-from sidecar.metrics import Metrics
+from sidecar.core.correlate import Correlator, CorrelatorSettings
+from sidecar.core.events.corev1 import Event, InvolvedObject
 from sidecar.model import EventSpec, FilePosition, ObjectTarget
-from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem
-from sidecar.recorder import Recorder
-from sidecar.sinks import MemorySink
+from sidecar.recording.poster import LineNamer, Mark, Poster, Posting, QueueItem
+from sidecar.recording.recorder import Recorder
+from sidecar.runtime.checkpoints import Checkpoint
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 
 OBJECTS = 6
 PER_OBJECT = 20

@@ -12,18 +12,18 @@ from collections import Counter
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
-from sidecar.checkpoint import Checkpoint
-from sidecar.correlate import Correlator, CorrelatorSettings
-from sidecar.events import InvolvedObject
-from sidecar.events_v1 import SeriesCache
+from sidecar.core.correlate import Correlator, CorrelatorSettings
+from sidecar.core.events.corev1 import InvolvedObject
+from sidecar.core.events.eventsv1 import SeriesCache
 from sidecar.kube import KubeSink, connect
 from sidecar.kube.sender import KubeSender
-from sidecar.metrics import Metrics
 from sidecar.model import LOOKUP_RESULTS, EventSpec, ObjectTarget
-from sidecar.poster import LineNamer, Mark, Poster, Posting, QueueItem, Tick
-from sidecar.recorder import Recorder
-from sidecar.recorder_v1 import ModernRecorder
-from sidecar.sinks import Send, Sender
+from sidecar.recording.poster import LineNamer, Mark, Poster, Posting, QueueItem, Tick
+from sidecar.recording.recorder import Recorder
+from sidecar.recording.recorder_eventsv1 import ModernRecorder
+from sidecar.runtime.checkpoints import Checkpoint
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import Send, Sender
 from tests.controlplane import ControlPlane
 
 NAMESPACE = "concurrent-writes"

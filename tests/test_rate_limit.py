@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import Correlator, CorrelatorSettings
+from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.kube import connect
-from sidecar.metrics import Metrics
 from sidecar.model import EventSpec, ObjectTarget, RetrySettings
-from sidecar.poster import LineNamer, Poster, Posting, QueueItem
-from sidecar.recorder import Recorder
+from sidecar.recording.poster import LineNamer, Poster, Posting, QueueItem
+from sidecar.recording.recorder import Recorder
+from sidecar.runtime.metrics import Metrics
 from tests.controlplane import ControlPlane, event_rate_limit_args
 from tests.test_poster_kube import drain
 

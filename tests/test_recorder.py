@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import Correlator, CorrelatorSettings, Write
-from sidecar.events import Event, EventNamer, InvolvedObject
-from sidecar.metrics import Metrics
+from sidecar.core.correlate import Correlator, CorrelatorSettings, Write
+from sidecar.core.events.corev1 import Event, EventNamer, InvolvedObject
 from sidecar.model import DROP_CAUSES, EventSpec, ObjectTarget, RetrySettings
-from sidecar.recorder import Recorder
-from sidecar.sinks import MemorySink, NotFound, Refused, Throttled, Unreachable
+from sidecar.recording.recorder import Recorder
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink, NotFound, Refused, Throttled, Unreachable
 
 
 class ScriptedSink(MemorySink):

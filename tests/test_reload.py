@@ -18,10 +18,8 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.daemon import Daemon
-from sidecar.metrics import Metrics
-from sidecar.rules import compile_rules, parse_rules
-from sidecar.settings import (
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.core.settings import (
     CheckpointSettings,
     DaemonSettings,
     FileSettings,
@@ -29,7 +27,9 @@ from sidecar.settings import (
     ReloadSettings,
     WatchMode,
 )
-from sidecar.sinks import MemorySink
+from sidecar.daemon.service import Daemon
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 from tests.daemon_support import RULES, phase_line
 
 #: The same tracking as `RULES` (the `phase` rule's state and key): only the reason differs.

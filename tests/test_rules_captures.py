@@ -1,8 +1,8 @@
 """Capture groups, `not:` and `emit: false` in rules files: pure tests of the compiled rules.
 
 The pre-filter must keep working for a rule whose state comes from a capture: the literals a
-`regex:` requires are derived (`sidecar.rules.regex.required_strings`), and the pre-filter stays
-an optimisation only (the same Events with and without it).
+`regex:` requires are derived (`sidecar.core.rules.regex.required_strings`), and the pre-filter
+stays an optimisation only (the same Events with and without it).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.explain import explain_line, format_text, to_json
+from sidecar.core.explain import explain_line, format_text, to_json
+from sidecar.core.lines.records import Record
+from sidecar.core.pipeline import Consumed, Processor, RuleMiss, Unchanged
+from sidecar.core.rules import RulesError, compile_rules, parse_rules
+from sidecar.core.rules.lint import lint_rules
+from sidecar.core.rules.regex import required_strings
+from sidecar.core.transitions import TransitionTracker
 from sidecar.model import EventSpec
-from sidecar.pipeline import Consumed, Processor, RuleMiss, Unchanged
-from sidecar.records import Record
-from sidecar.rules import RulesError, compile_rules, parse_rules
-from sidecar.rules.lint import lint_rules
-from sidecar.rules.regex import required_strings
-from sidecar.transitions import TransitionTracker
 from tests.test_rules_engine import MESSAGES, MIXED_LOG, outcomes_of, without_prefilter
 
 

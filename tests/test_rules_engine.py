@@ -1,7 +1,7 @@
 """Property tests of the rules engine: `Processor.process` and the byte pre-filter.
 
-The pre-filter (`RuleSet.literals`, `sidecar.scan.select_lines`) is an optimisation only: running
-the same log with and without it must give the same Events.
+The pre-filter (`RuleSet.literals`, `sidecar.core.lines.scan.select_lines`) is an optimisation only:
+running the same log with and without it must give the same Events.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from sidecar.decode import decode
-from sidecar.metrics import Metrics
+from sidecar.core.lines.decode import decode
+from sidecar.core.lines.records import LEVELS, Record
+from sidecar.core.pipeline import LinePipeline, Processor, RuleMiss, Unchanged
+from sidecar.core.rules import RuleSet, compile_rules, load_rules, parse_rules
+from sidecar.core.rules.schema import RulesFile
+from sidecar.core.transitions import TransitionTracker
 from sidecar.model import EventSpec
-from sidecar.pipeline import LinePipeline, Processor, RuleMiss, Unchanged
-from sidecar.records import LEVELS, Record
-from sidecar.rules import RuleSet, compile_rules, load_rules, parse_rules
-from sidecar.rules.schema import RulesFile
-from sidecar.transitions import TransitionTracker
+from sidecar.runtime.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
 GOLDEN = Path(__file__).parent / "golden"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
-from sidecar.rules import RulesError
-from sidecar.rules.lint import lint_rules
+from sidecar.core.rules import RulesError
+from sidecar.core.rules.lint import lint_rules
 
 
 def lint(text: str, env: dict[str, str] | None = None) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
-from sidecar.rules import RulesError, load_rules
+from sidecar.core.rules import RulesError, load_rules
 
 GOOD = """\
 component: quota-autoscaler

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from sidecar.core.lines.records import ObjectRef, Record, ref_of
+from sidecar.core.pipeline import Processor, RuleMiss
+from sidecar.core.rules import RulesError, compile_rules, parse_rules
+from sidecar.core.transitions import TransitionTracker
 from sidecar.model import EventSpec, ObjectTarget
-from sidecar.pipeline import Processor, RuleMiss
-from sidecar.records import ObjectRef, Record, ref_of
-from sidecar.rules import RulesError, compile_rules, parse_rules
-from sidecar.sinks import unresolved
-from sidecar.transitions import TransitionTracker
+from sidecar.runtime.sinks import unresolved
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Field paths (`sidecar.rules.paths`): one syntax in match, templates, object and transition.
+"""Field paths (`sidecar.core.rules.paths`): one syntax in match, templates, object and transition.
 
 Old paths (names joined by dots) must keep their meaning exactly: a property test compares the
 resolver with the one it replaced.
@@ -12,11 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.model import EventSpec
-from sidecar.pipeline import Processor, RuleMiss
-from sidecar.records import Record
-from sidecar.rules import RulesError, compile_rules, parse_rules
-from sidecar.rules.paths import (
+from sidecar.core.lines.records import Record
+from sidecar.core.pipeline import Processor, RuleMiss
+from sidecar.core.rules import RulesError, compile_rules, parse_rules
+from sidecar.core.rules.paths import (
     Index,
     Key,
     MissingField,
@@ -27,8 +26,9 @@ from sidecar.rules.paths import (
     lookup_path,
     parse_path,
 )
-from sidecar.rules.templates import TemplateError, compile_template
-from sidecar.transitions import TransitionTracker
+from sidecar.core.rules.templates import TemplateError, compile_template
+from sidecar.core.transitions import TransitionTracker
+from sidecar.model import EventSpec
 
 STATUS: dict[str, Any] = {
     "status": {

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sidecar.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from sidecar.rules import RuleSet, compile_rules, parse_rules
-from sidecar.rules.tracking import changed_trackers, meanings
-from sidecar.transitions import TransitionTracker
+from sidecar.core.rules import RuleSet, compile_rules, parse_rules
+from sidecar.core.rules.tracking import changed_trackers, meanings
+from sidecar.core.transitions import TransitionTracker
+from sidecar.runtime.checkpoints import Checkpoint, read_checkpoint, write_checkpoint
 
 BASE = """\
 rules:

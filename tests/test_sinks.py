@@ -1,4 +1,4 @@
-"""`sidecar.sinks`: the in-memory sink answers as the apiserver does."""
+"""`sidecar.runtime.sinks`: the in-memory sink answers as the apiserver does."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from dataclasses import replace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import CorrelatorSettings
-from sidecar.events import Event, InvolvedObject, make_event
-from sidecar.metrics import Metrics
-from sidecar.replay import ReplaySettings, replay
-from sidecar.rules import compile_rules, parse_rules
-from sidecar.sinks import MemorySink, NotFound, Refused
+from sidecar.core.correlate import CorrelatorSettings
+from sidecar.core.events.corev1 import Event, InvolvedObject, make_event
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.offline.replay import ReplaySettings, replay
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink, NotFound, Refused
 from tests.daemon_support import RULES, phase_lines
 
 

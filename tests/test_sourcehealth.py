@@ -1,4 +1,5 @@
-"""`sidecar.sourcehealth`: when a source counts as unreadable, and what is said once it does."""
+"""`sidecar.daemon.sourcehealth`: when a source counts as unreadable, and what is said once it
+does."""
 
 from __future__ import annotations
 
@@ -10,11 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.metrics import Metrics
-from sidecar.model import ContainerInstance, PodLogError
-from sidecar.poster import Posting, QueueItem
-from sidecar.settings import FileSettings
-from sidecar.sourcehealth import (
+from sidecar.core.settings import FileSettings
+from sidecar.daemon.sourcehealth import (
     FILE_REASONS,
     OPEN_AFTER,
     Condition,
@@ -24,6 +22,9 @@ from sidecar.sourcehealth import (
     file_failure,
     pod_log_failure,
 )
+from sidecar.model import ContainerInstance, PodLogError
+from sidecar.recording.poster import Posting, QueueItem
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.checkpoint import Checkpoint
-from sidecar.metrics import Metrics
+from sidecar.core.settings import FileSettings
 from sidecar.model import FilePosition
-from sidecar.settings import FileSettings
+from sidecar.runtime.checkpoints import Checkpoint
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource, fingerprint
 

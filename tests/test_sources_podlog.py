@@ -24,11 +24,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from sidecar.core.lines.multiline import spans
+from sidecar.core.settings import PodLogSettings
 from sidecar.kube import connect_pod_logs
-from sidecar.metrics import Metrics
 from sidecar.model import PodLogPosition
-from sidecar.multiline import spans
-from sidecar.settings import PodLogSettings
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.podlog import PodLogSource
 from tests.conftest import plain_kubeconfig

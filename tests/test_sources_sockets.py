@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.addresses import AddressError
-from sidecar.metrics import Metrics
-from sidecar.settings import SocketSettings
+from sidecar.core.addresses import AddressError
+from sidecar.core.settings import SocketSettings
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.sockets import SocketSource, parse_address
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.metrics import Metrics
-from sidecar.settings import FileSettings
+from sidecar.core.settings import FileSettings
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
 from sidecar.sources.watch import Changes, ChangeWatcher

@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from sidecar.settings import FileSettings
+from sidecar.core.settings import FileSettings
 from sidecar.sources.watch import ChangeWatcher
 
 

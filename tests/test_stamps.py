@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sidecar.model import PodLogPosition
-from sidecar.stamps import (
+from sidecar.core.lines.stamps import (
     NANOSECONDS,
     ResumeFilter,
     StampedLine,
@@ -14,6 +13,7 @@ from sidecar.stamps import (
     line_key,
     split_stamp,
 )
+from sidecar.model import PodLogPosition
 
 SECOND = int(datetime(2026, 11, 28, 17, 32, 10, tzinfo=UTC).timestamp()) * NANOSECONDS
 

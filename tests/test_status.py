@@ -15,7 +15,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from sidecar.status import StatusServer
+from sidecar.runtime.status import StatusServer
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_the_daemon_loads_no_aiohttp_server_and_no_injection_code() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, sidecar.cli, sidecar.daemon, sidecar.kube; "
+            "import sys, sidecar.cli, sidecar.daemon.service, sidecar.kube; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'jsonpatch') "
             "or m.startswith('sidecar.inject'))); "
             "from sidecar.kube.sender import KubeSender; "

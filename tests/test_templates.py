@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.records import Record
-from sidecar.rules import render as render_template
-from sidecar.rules.templates import MissingField, TemplateError, compile_template
+from sidecar.core.lines.records import Record
+from sidecar.core.rules import render as render_template
+from sidecar.core.rules.templates import MissingField, TemplateError, compile_template
 
 FIELDS = {"resource": "cpu", "count": 3, "ok": True, "obj": {"name": "a"}, "a.b": "dotted"}
 RECORD = Record("Quota evaluated", level="warning", logger="quota", fields=FIELDS)

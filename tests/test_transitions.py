@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.transitions import Change, StateCount, StateKey, TransitionTracker
+from sidecar.core.transitions import Change, StateCount, StateKey, TransitionTracker
 
 KEY = ("phase", "Pod", "shop", "web-0", "")
 

@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
-from sidecar.validation import error_message, error_path
+from sidecar.core.validation import error_message, error_path
 
 
 class Inner(BaseModel):

@@ -1,9 +1,9 @@
-"""The `event-sidecar` command line: arguments in, an exit code out (`sidecar.exits`).
+"""The `event-sidecar` command line: arguments in, an exit code out (`sidecar.core.exits`).
 
-One module per group of commands (`replay`: check and replay; `explain`; `rulestests`: test;
-`run`; `inject`: webhook and inject), the options of `run` in one table (`table`) from which its
-parser and its settings are derived (`options`). Commands import their engines; nothing below
-imports from here.
+One module per group of commands (`replay_command`: check and replay; `explain_command`;
+`rulestests_command`: test; `run_command`; `inject_command`: webhook and inject), the options of
+`run` in one table (`table`) from which its parser and its settings are derived (`options`).
+Commands import their engines; nothing below imports from here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ import sys
 from collections.abc import Sequence
 
 from sidecar import __version__
-from sidecar.cli import explain, inject, replay, rulestests, run
+from sidecar.cli import (
+    explain_command,
+    inject_command,
+    replay_command,
+    rulestests_command,
+    run_command,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    replay.add_parsers(commands)
-    explain.add_parser(commands)
-    rulestests.add_parser(commands)
-    inject.add_parsers(commands)
-    run.add_parser(commands)
+    replay_command.add_parsers(commands)
+    explain_command.add_parser(commands)
+    rulestests_command.add_parser(commands)
+    inject_command.add_parsers(commands)
+    run_command.add_parser(commands)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from sidecar.rules import RulesError, RuleSet, load_rules
+from sidecar.core.rules import RulesError, RuleSet, load_rules
 
 
 def load_rules_or_report(path: str, err: TextIO | None = None) -> RuleSet | None:

@@ -2,7 +2,8 @@
 
 A row says the flag, how a string becomes a value (the same for the flag and its environment
 variable), the help, and which `DaemonSettings` fields it sets; its default is that field's
-default, so the reason for each default is written once, beside the field in `sidecar.settings`.
+default, so the reason for each default is written once, beside the field in
+`sidecar.core.settings`.
 Adding an option to `run` is adding a row (and, if it is a new setting, the settings field).
 
 Every row of `run` can also be given as `SIDECAR_<OPTION>` (upper case, dashes as underscores),
@@ -20,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sidecar.addresses import AddressError, format_host_port, parse_host_port
-from sidecar.settings import DaemonSettings
+from sidecar.core.addresses import AddressError, format_host_port, parse_host_port
+from sidecar.core.settings import DaemonSettings
 
 ENV_PREFIX: Final = "SIDECAR_"
 #: How booleans are spelt in environment variables; anything else is a usage error.
@@ -222,7 +223,7 @@ def non_negative_float(text: str) -> float:
 
 
 def host_port(text: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:port`) as (host, port); see `sidecar.addresses`."""
+    """`host:port` (IPv6 as `[::1]:port`) as (host, port); see `sidecar.core.addresses`."""
     try:
         return parse_host_port(text)
     except AddressError as error:

@@ -1,8 +1,8 @@
 """The options of `run` (and the Event options `replay` shares), one row each.
 
-Defaults come from the settings fields named in `to` (see `sidecar.settings` for why each is what
-it is); a row states a default only when it sets no field. A new option is one row here (plus its
-field in `sidecar.settings` when it is a new setting).
+Defaults come from the settings fields named in `to` (see `sidecar.core.settings` for why each is
+what it is); a row states a default only when it sets no field. A new option is one row here (plus
+its field in `sidecar.core.settings` when it is a new setting).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from sidecar.validation import error_message, error_path
+from sidecar.core.validation import error_message, error_path
 
 PREFIX: Final = "event-sidecar.kube-event-sidecar.io/"
 INJECT_LABEL: Final = PREFIX + "inject"

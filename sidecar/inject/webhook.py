@@ -24,8 +24,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-import sidecar.exposition  # noqa: F401 - no `_created` series on the webhook's /metrics either
-from sidecar.http import Checks, add_probe_routes
+import sidecar.runtime.exposition  # noqa: F401 - no `_created` series on the webhook's /metrics either
 from sidecar.inject.admission import (
     SKIP_REASONS,
     MalformedReview,
@@ -37,6 +36,7 @@ from sidecar.inject.admission import (
 )
 from sidecar.inject.patch import build_patch
 from sidecar.inject.settings import InjectSettings
+from sidecar.runtime.http import Checks, add_probe_routes
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 This is the only package that imports `kubernetes` (and its transport, `urllib3`), which
 `lint-imports` checks, so that the rest of the package (rules, correlation, the Recorder,
 `replay`) stays importable and testable without it, and so that the client's models and
-exceptions never leak: everything here is translated into the `sidecar.sinks` vocabulary
+exceptions never leak: everything here is translated into the `sidecar.runtime.sinks` vocabulary
 (`Unreachable`, `Refused`, `NotFound`) and into `InvolvedObject`s.
 
 One concern per module:
@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Final
 
 from kubernetes import client as k8s_client
 
+from sidecar.kube.api_sink import STRATEGIC_MERGE_PATCH, KubeSink
 from sidecar.kube.config import KubeConfigError, load_configuration
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
-from sidecar.kube.sink import STRATEGIC_MERGE_PATCH, KubeSink
 from sidecar.kube.transport import ClientTransport
-from sidecar.metrics import Metrics
+from sidecar.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     # Imported when used: it needs aiohttp's client, which `replay` does not pay for.
-    from sidecar.kube.logs import PodLogClient
+    from sidecar.kube.podlogs import PodLogClient
 
 USER_AGENT: Final = "kube-event-sidecar/0.1.0"
 
@@ -92,6 +92,6 @@ def connect_pod_logs(*, kubeconfig: str | None, context: str | None = None) -> P
     Raises:
         KubeConfigError: as `connect`.
     """
-    from sidecar.kube.logs import PodLogClient  # noqa: PLC0415 - see the import above
+    from sidecar.kube.podlogs import PodLogClient  # noqa: PLC0415 - see the import above
 
     return PodLogClient(load_configuration(kubeconfig=kubeconfig, context=context), USER_AGENT)

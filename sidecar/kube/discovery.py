@@ -25,7 +25,7 @@ from sidecar.kube.errors import describe
 from sidecar.kube.settings import KubeSettings
 from sidecar.kube.transport import JSON, Transport, get
 from sidecar.model import ObjectTarget
-from sidecar.sinks import Unreachable
+from sidecar.runtime.sinks import Unreachable
 
 log = logging.getLogger(__name__)
 

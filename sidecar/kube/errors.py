@@ -1,4 +1,4 @@
-"""What the apiserver's error answers mean, in the `sidecar.sinks` vocabulary.
+"""What the apiserver's error answers mean, in the `sidecar.runtime.sinks` vocabulary.
 
 Which answers are tried again follows client-go. Its REST client (`rest/with_retry.go`,
 `checkWait`) retries a 429 or any 5xx that carries Retry-After, after that many seconds, whatever
@@ -18,7 +18,14 @@ from collections.abc import Callable
 from typing import Any
 
 from sidecar.kube.transport import Answer
-from sidecar.sinks import NotFound, NotYetAllowed, Refused, Throttled, Unavailable, Unreachable
+from sidecar.runtime.sinks import (
+    NotFound,
+    NotYetAllowed,
+    Refused,
+    Throttled,
+    Unavailable,
+    Unreachable,
+)
 
 
 def status_of(answer: Answer) -> dict[str, Any]:

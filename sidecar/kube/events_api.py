@@ -17,7 +17,7 @@ from typing import Final
 from sidecar.kube.errors import describe
 from sidecar.kube.transport import JSON, Transport, get, send
 from sidecar.model import EventsApi
-from sidecar.sinks import Unreachable
+from sidecar.runtime.sinks import Unreachable
 
 log = logging.getLogger(__name__)
 

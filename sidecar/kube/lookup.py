@@ -12,15 +12,15 @@ from dataclasses import dataclass, replace
 from typing import Final, cast
 from urllib.parse import quote
 
-from sidecar.events import InvolvedObject
+from sidecar.core.events.corev1 import InvolvedObject
+from sidecar.core.lru import LRU
 from sidecar.kube.discovery import Discovery, LookupFailed, NotDiscovered, Resource, root_of
 from sidecar.kube.errors import ApiContact, describe
 from sidecar.kube.settings import KubeSettings
 from sidecar.kube.transport import Answer, Transport, get
-from sidecar.lru import LRU
-from sidecar.metrics import Metrics
 from sidecar.model import LOOKUP_RESULTS, LookupResult, ObjectTarget
-from sidecar.sinks import Unreachable, unresolved
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import Unreachable, unresolved
 
 log = logging.getLogger(__name__)
 

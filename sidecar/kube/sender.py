@@ -16,18 +16,18 @@ import aiohttp
 import orjson
 from kubernetes import client as k8s_client
 
-from sidecar.events import InvolvedObject
+from sidecar.core.events.corev1 import InvolvedObject
+from sidecar.kube.api_sink import route
 from sidecar.kube.discovery import NotDiscovered
 from sidecar.kube.errors import ApiContact, refusal
 from sidecar.kube.lookup import METADATA_ONLY, Fetch, ObjectLookup, begin, conclude
 from sidecar.kube.session import auth_headers, open_session, timed_request
 from sidecar.kube.settings import KubeSettings
-from sidecar.kube.sink import route
 from sidecar.kube.transport import JSON, Answer
-from sidecar.metrics import Metrics
 from sidecar.model import ObjectTarget
-from sidecar.sinks import Send, Unreachable
-from sidecar.threads import WorkerThread
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import Send, Unreachable
+from sidecar.runtime.threads import WorkerThread
 
 
 class KubeSender:

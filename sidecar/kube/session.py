@@ -23,8 +23,8 @@ import aiohttp
 from kubernetes import client as k8s_client
 
 from sidecar.kube.transport import Answer, retry_after
-from sidecar.metrics import Metrics
-from sidecar.sinks import Unreachable
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import Unreachable
 
 log = logging.getLogger(__name__)
 

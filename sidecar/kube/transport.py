@@ -18,8 +18,8 @@ from typing import Any, Final, Protocol
 import urllib3
 from kubernetes import client as k8s_client
 
-from sidecar.metrics import Metrics
-from sidecar.sinks import Unreachable
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import Unreachable
 
 log = logging.getLogger(__name__)
 

@@ -51,11 +51,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar.checkpoint import Checkpoint
-from sidecar.metrics import Metrics
+from sidecar.core.lines.scan import LineFramer
+from sidecar.core.settings import FileSettings
 from sidecar.model import FilePosition
-from sidecar.scan import LineFramer
-from sidecar.settings import FileSettings
+from sidecar.runtime.checkpoints import Checkpoint
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.watch import Changes, ChangeWatcher
 

@@ -2,7 +2,7 @@
 
 For the controller that writes only to stdout (zap's default, a distroless image): nothing about
 it has to change. The stream is the one `kubectl logs -f --timestamps` reads; every line carries
-the kubelet's timestamp, which is what makes resuming exact (see `sidecar.stamps`).
+the kubelet's timestamp, which is what makes resuming exact (see `sidecar.core.lines.stamps`).
 
 The loop, until cancelled:
 
@@ -48,12 +48,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from sidecar.metrics import Metrics
+from sidecar.core.lines.scan import LineFramer
+from sidecar.core.lines.stamps import NANOSECONDS, ResumeFilter, format_since, line_key, split_stamp
+from sidecar.core.settings import PodLogSettings
 from sidecar.model import ContainerInstance, PodLogError, PodLogPosition
-from sidecar.scan import LineFramer
-from sidecar.settings import PodLogSettings
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
-from sidecar.stamps import NANOSECONDS, ResumeFilter, format_since, line_key, split_stamp
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ _STALL_GRACE = 1.0
 
 
 class LogAPI(Protocol):
-    """What the source needs from the Kubernetes edge (`sidecar.kube.logs.PodLogClient`)."""
+    """What the source needs from the Kubernetes edge (`sidecar.kube.podlogs.PodLogClient`)."""
 
     async def instance(
         self, namespace: str, pod: str, container: str

@@ -27,10 +27,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sidecar.addresses import AddressError, is_loopback, parse_host_port
-from sidecar.metrics import Metrics
-from sidecar.scan import LineFramer
-from sidecar.settings import SocketSettings
+from sidecar.core.addresses import AddressError, is_loopback, parse_host_port
+from sidecar.core.lines.scan import LineFramer
+from sidecar.core.settings import SocketSettings
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.settings import FileSettings
+from sidecar.core.settings import FileSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar import decode as decode_module
-from sidecar.decode import decode
+from sidecar.core.lines import decode as decode_module
+from sidecar.core.lines.decode import decode
 from tests.faults.scaling import MAX_RATIO, cost_ratio
 
 #: Adversarial shapes, each a function of a length: the cost of decoding it must grow linearly.

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from sidecar.cli import main
-from sidecar.decode import decode
-from sidecar.records import Record
+from sidecar.core.lines.decode import decode
+from sidecar.core.lines.records import Record
 
 RULES = """\
 component: probe

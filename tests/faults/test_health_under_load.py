@@ -14,12 +14,12 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from sidecar.daemon import Daemon
-from sidecar.metrics import Metrics
-from sidecar.rules import load_rules
-from sidecar.scan import DEFAULT_MAX_LINE_BYTES
-from sidecar.settings import DaemonSettings, FileSettings, HttpSettings
-from sidecar.sinks import MemorySink
+from sidecar.core.lines.scan import DEFAULT_MAX_LINE_BYTES
+from sidecar.core.rules import load_rules
+from sidecar.core.settings import DaemonSettings, FileSettings, HttpSettings
+from sidecar.daemon.service import Daemon
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 
 RULES = """\
 component: c

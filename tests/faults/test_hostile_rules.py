@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import main
-from sidecar.records import Record
-from sidecar.rules import RulesError, load_rules
-from sidecar.rules.load import MAX_PROBLEMS
+from sidecar.core.lines.records import Record
+from sidecar.core.rules import RulesError, load_rules
+from sidecar.core.rules.load import MAX_PROBLEMS
 from tests.daemon_support import http_get, sidecar, write_rules
 from tests.faults.scaling import MAX_RATIO, cost_ratio
 from tests.test_daemon_memory import peak_rss

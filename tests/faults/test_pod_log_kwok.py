@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sidecar.core.settings import PodLogSettings
 from sidecar.kube import connect_pod_logs
-from sidecar.metrics import Metrics
 from sidecar.model import PodLogPosition
-from sidecar.settings import PodLogSettings
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.podlog import PodLogSource
 from tests.controlplane import KWOK_NODE, ControlPlane

@@ -25,12 +25,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.correlate import CorrelatorSettings
-from sidecar.daemon import Daemon
-from sidecar.events import Event
-from sidecar.metrics import Metrics
-from sidecar.rules import compile_rules, parse_rules
-from sidecar.settings import (
+from sidecar.core.correlate import CorrelatorSettings
+from sidecar.core.events.corev1 import Event
+from sidecar.core.rules import compile_rules, parse_rules
+from sidecar.core.settings import (
     CheckpointSettings,
     DaemonSettings,
     FileSettings,
@@ -38,7 +36,9 @@ from sidecar.settings import (
     QueueSettings,
     WatchMode,
 )
-from sidecar.sinks import MemorySink
+from sidecar.daemon.service import Daemon
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 from tests.daemon_support import RULES, phase_line
 
 #: Seconds of writing with the sink shut, lines per second, objects the lines are about.

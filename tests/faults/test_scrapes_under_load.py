@@ -20,11 +20,11 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.daemon import Daemon
-from sidecar.metrics import Metrics
-from sidecar.rules import load_rules
-from sidecar.settings import DaemonSettings, FileSettings, HttpSettings, TransitionSettings
-from sidecar.sinks import MemorySink
+from sidecar.core.rules import load_rules
+from sidecar.core.settings import DaemonSettings, FileSettings, HttpSettings, TransitionSettings
+from sidecar.daemon.service import Daemon
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 
 RULES = """\
 component: c

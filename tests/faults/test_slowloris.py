@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.metrics import Metrics
-from sidecar.settings import SocketSettings
+from sidecar.core.settings import SocketSettings
+from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.sockets import SocketSource
 

@@ -20,13 +20,13 @@ import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry
 
-from sidecar.daemon import Daemon
-from sidecar.events import Event
+from sidecar.core.events.corev1 import Event
+from sidecar.core.rules import load_rules
+from sidecar.core.settings import DaemonSettings, FileSettings, HttpSettings, PodLogSettings
+from sidecar.daemon.service import Daemon
 from sidecar.inject.patch import READINESS_PATH
-from sidecar.metrics import Metrics
-from sidecar.rules import load_rules
-from sidecar.settings import DaemonSettings, FileSettings, HttpSettings, PodLogSettings
-from sidecar.sinks import MemorySink
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 from tests.controlplane import ControlPlane
 from tests.daemon_support import Sidecar, events, wait_for, write_rules
 

@@ -18,7 +18,7 @@ from sidecar.sources.files import fingerprint
 from tests.daemon_support import Sidecar, append, phase_lines, wait_for, write_rules
 
 DRAIN_SECONDS = 2.0
-#: The drain deadline, the shutdown's grace after it (`sidecar.daemon._SHUTDOWN_GRACE`), and
+#: The drain deadline, the shutdown's grace after it (`sidecar.daemon.service._SHUTDOWN_GRACE`), and
 #: a margin for a busy machine.
 EXIT_BOUND = DRAIN_SECONDS + 5.0 + 5.0
 LINES = 20

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from sidecar.daemon import Daemon
-from sidecar.metrics import Metrics
+from sidecar.core.pipeline import LinePipeline, Processor
+from sidecar.core.rules import load_rules
+from sidecar.core.settings import DaemonSettings, FileSettings, HttpSettings, TransitionSettings
+from sidecar.core.transitions import DEFAULT_MAX_KEYS, TransitionTracker
+from sidecar.daemon.service import Daemon
 from sidecar.model import EventSpec
-from sidecar.pipeline import LinePipeline, Processor
-from sidecar.rules import load_rules
-from sidecar.settings import DaemonSettings, FileSettings, HttpSettings, TransitionSettings
-from sidecar.sinks import MemorySink
-from sidecar.transitions import DEFAULT_MAX_KEYS, TransitionTracker
+from sidecar.runtime.metrics import Metrics
+from sidecar.runtime.sinks import MemorySink
 
 RULES = """\
 component: c
