@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Final
 
 from kubernetes import client as k8s_client
 
-from sidecar.kube.api_sink import STRATEGIC_MERGE_PATCH, KubeSink
+from sidecar.kube.api_sink import KubeSink
 from sidecar.kube.config import KubeConfigError, load_configuration
+from sidecar.kube.routes import STRATEGIC_MERGE_PATCH
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.transport import ClientTransport
 from sidecar.runtime.metrics import Metrics

@@ -3,8 +3,7 @@ its `sender` makes the same writes and look-ups from the event loop."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client as k8s_client
 
@@ -13,6 +12,7 @@ from sidecar.core.events.eventsv1 import ModernEvent
 from sidecar.kube.errors import ApiContact, describe, refusal
 from sidecar.kube.events_api import choose_events_api, own_namespace
 from sidecar.kube.lookup import ObjectLookup
+from sidecar.kube.routes import route
 from sidecar.kube.settings import DEFAULT_SETTINGS, KubeSettings
 from sidecar.kube.transport import JSON, Transport, get, send
 from sidecar.model import EventsApi, ObjectTarget
@@ -23,22 +23,6 @@ if TYPE_CHECKING:
     # Imported when used: it needs aiohttp's client (about 10 MiB resident), which only the
     # daemon's writes and `--pod-log` pay for; `replay --kubeconfig` writes without it.
     from sidecar.kube.sender import KubeSender
-
-STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
-#: Where each Events API lives: core/v1 and events.k8s.io/v1 take the same requests.
-_CORE: Final = "/api/v1"
-_MODERN: Final = "/apis/events.k8s.io/v1"
-
-
-def route(request: Send) -> tuple[str, str, str, str, dict[str, Any]]:
-    """(verb for `api_latency`, HTTP method, path, content type, body) of a write."""
-    event = request.event
-    api = _CORE if type(event) is Event else _MODERN
-    events = f"{api}/namespaces/{quote(event.namespace, safe='')}/events"
-    if request.patch is None:
-        return "create", "POST", events, JSON, event.to_body()
-    name = quote(event.name, safe="")
-    return "patch", "PATCH", f"{events}/{name}", STRATEGIC_MERGE_PATCH, request.patch
 
 
 class KubeSink:

@@ -17,10 +17,10 @@ import orjson
 from kubernetes import client as k8s_client
 
 from sidecar.core.events.corev1 import InvolvedObject
-from sidecar.kube.api_sink import route
 from sidecar.kube.discovery import NotDiscovered
 from sidecar.kube.errors import ApiContact, refusal
 from sidecar.kube.lookup import METADATA_ONLY, Fetch, ObjectLookup, begin, conclude
+from sidecar.kube.routes import route
 from sidecar.kube.session import auth_headers, open_session, timed_request
 from sidecar.kube.settings import KubeSettings
 from sidecar.kube.transport import JSON, Answer
