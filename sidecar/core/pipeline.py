@@ -136,6 +136,8 @@ class Processor:
             transition = rule.transition
             if transition is None:
                 message = render(rule.message, record)
+                if rule.reason_template is not None:
+                    reason = rule.reason_of(rule.reason_template, record)
             else:
                 at = record.time if record.time is not None else self.now
                 state = render(transition.state, record)
@@ -157,14 +159,15 @@ class Processor:
                 if change is None:
                     tracker.remember(key, state, at)
                     return Unchanged(rule.name)
-                case, chosen = rule.choose(change.before, change.after)
+                case, chosen = rule.choose(change.before, change.after, change.first)
                 if trace is not None:
                     trace.case, trace.emit = case, chosen.emit
                 if chosen.emit:
                     event_type, reason = chosen.type, chosen.reason
-                    message = render(
-                        chosen.message, record, {"from": change.before, "to": change.after}
-                    )
+                    states = {"from": change.before, "to": change.after}
+                    message = render(chosen.message, record, states)
+                    if chosen.reason_template is not None:
+                        reason = rule.reason_of(chosen.reason_template, record, states)
                 tracker.remember(key, state, at)
                 if change.stayed is not None:
                     self.durations.append(

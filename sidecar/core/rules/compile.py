@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.core.labels import LabelGuard
 from sidecar.core.lines.records import ObjectRef, Record, ref_of, text_of
 from sidecar.core.rules.paths import Path, format_path, is_plain, lookup_path
 from sidecar.core.rules.paths import field_path as path_of
@@ -20,6 +21,7 @@ from sidecar.core.rules.regex import compile_captures, compile_search, required_
 from sidecar.core.rules.schema import (
     API_VERSION,
     KIND,
+    REASON_LIMIT,
     Case,
     Condition,
     Match,
@@ -28,8 +30,9 @@ from sidecar.core.rules.schema import (
     RulesFile,
     Scalar,
     Transition,
+    reason_stand_in,
 )
-from sidecar.core.rules.templates import ENV, MissingField, Template, bind_env
+from sidecar.core.rules.templates import ENV, MissingField, Template, apply_filters, bind_env
 from sidecar.core.rules.templates import compile_template as _parse_template
 from sidecar.model import ObjectTarget
 
@@ -48,6 +51,9 @@ class Check:
 
 
 _ABSENT = object()
+#: What a reason rendered from a line must be (as the schema's fixed reasons): UpperCamelCase.
+_REASON_TEXT = re.compile(r"[A-Z][A-Za-z0-9]*")
+MAX_REASON = 128
 #: Characters no log encoder escapes (JSON, Go's %q, logfmt): a literal made of these appears
 #: verbatim in the raw line, so searching the bytes for it is exact. `<`, `>` and `&` are left
 #: out because Go's encoding/json escapes them by default.
@@ -95,6 +101,9 @@ class Outcome:
     type: str
     reason: str
     message: Template
+    #: The reason as a template (`{to|camel}`), rendered per Event (`CompiledRule.reason_of`);
+    #: None: `reason` is the reason.
+    reason_template: Template | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +111,9 @@ class CompiledCase:
     to: Test | None
     from_: Test | None
     outcome: Outcome
+    #: The outcome of a first sighting: the transition's `first_message` unless the case gives
+    #: its own message.
+    first: Outcome | None = None
 
     def holds(self, before: str, after: str) -> bool:
         return (self.to is None or self.to(after)) and (self.from_ is None or self.from_(before))
@@ -131,6 +143,12 @@ class CompiledRule:
     captures: Callable[[Record], dict[str, str]] | None = None
     #: False: the rule consumes the lines it matches without an Event (`emit: false`).
     emit: bool = True
+    #: The rule's reason as a template (`{code|camel}`); None: `reason` is the reason.
+    reason_template: Template | None = None
+    #: The rule's own outcome on a first sighting, when its transition has a `first_message`.
+    first_outcome: Outcome | None = None
+    #: The reasons rendered from lines so far, at most `REASON_LIMIT` (None: no template).
+    reasons: LabelGuard | None = None
 
     def first_failure(self, record: Record) -> Check | None:
         """The first condition `record` fails (None: the rule matches).
@@ -143,13 +161,39 @@ class CompiledRule:
                 return check
         return None
 
-    def choose(self, before: str, after: str) -> tuple[int | None, Outcome]:
+    def choose(self, before: str, after: str, first: bool = False) -> tuple[int | None, Outcome]:
         """The first case that holds for the transition `before -> after` (its index, 0-based,
-        for `explain`), else the rule's own outcome (index None)."""
+        for `explain`), else the rule's own outcome (index None). `first`: a first sighting,
+        whose message is the transition's `first_message` where a case gives none."""
         for index, case in enumerate(self.cases):
             if case.holds(before, after):
+                if first and case.first is not None:
+                    return index, case.first
                 return index, case.outcome
-        return None, Outcome(True, self.type, self.reason, self.message)
+        if first and self.first_outcome is not None:
+            return None, self.first_outcome
+        return None, Outcome(True, self.type, self.reason, self.message, self.reason_template)
+
+    def reason_of(
+        self, template: Template, record: Record, extra: dict[str, str] | None = None
+    ) -> str:
+        """A reason rendered from the line: itself when it is a reason and one of the rule's
+        first `REASON_LIMIT`, else the template's stand-in (`Phase{to}`: `PhaseOther`), so no
+        line can make an invalid Event or an unbounded number of reasons.
+
+        Raises:
+            MissingField: the line lacks a value the template reads.
+        """
+        reason = render(template, record, extra)
+        guard = self.reasons
+        if (
+            len(reason) <= MAX_REASON
+            and _REASON_TEXT.fullmatch(reason)
+            and guard is not None
+            and guard.admit(self.name, reason) == reason
+        ):
+            return reason
+        return reason_stand_in(template)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +234,15 @@ TemplateCompiler = Callable[[str], Template]
 def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRule:
     message = compile_template(rule.message)
     checks = _compile_checks(rule.match)
+    first_message = (
+        compile_template(rule.transition.first_message)
+        if rule.transition is not None and rule.transition.first_message is not None
+        else None
+    )
+    reason_template = _reason_template(rule.reason, compile_template)
+    templated = reason_template is not None or any(
+        case.reason is not None and "{" in case.reason for case in rule.cases
+    )
     return CompiledRule(
         name=rule.name,
         type=rule.type,
@@ -200,7 +253,17 @@ def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRul
             if rule.transition
             else None
         ),
-        cases=tuple(_compile_case(case, rule, message, compile_template) for case in rule.cases),
+        cases=tuple(
+            _compile_case(case, rule, message, first_message, compile_template)
+            for case in rule.cases
+        ),
+        reason_template=reason_template,
+        first_outcome=(
+            None
+            if first_message is None
+            else Outcome(True, rule.type, rule.reason, first_message, reason_template)
+        ),
+        reasons=LabelGuard(REASON_LIMIT) if templated else None,
         matches=_combine(checks),
         resolve_object=_compile_object(rule.object, compile_template),
         literals=_literals(rule.match),
@@ -229,20 +292,35 @@ def _compile_transition(
 
 
 def _compile_case(
-    case: Case, rule: Rule, message: Template, compile_template: TemplateCompiler
+    case: Case,
+    rule: Rule,
+    message: Template,
+    first_message: Template | None,
+    compile_template: TemplateCompiler,
 ) -> CompiledCase:
     when = case.when
+    reason = case.reason or rule.reason
+    reason_template = _reason_template(reason, compile_template)
     outcome = Outcome(
         case.emit,
         case.type or rule.type,
-        case.reason or rule.reason,
+        reason,
         compile_template(case.message) if case.message is not None else message,
+        reason_template,
     )
+    first = None
+    if first_message is not None and case.message is None:
+        first = Outcome(case.emit, outcome.type, reason, first_message, reason_template)
     if when is None:
-        return CompiledCase(None, None, outcome)
+        return CompiledCase(None, None, outcome, first)
     to = _compile_test(when.to) if when.to is not None else None
     from_ = _compile_test(when.from_) if when.from_ is not None else None
-    return CompiledCase(to, from_, outcome)
+    return CompiledCase(to, from_, outcome, first)
+
+
+def _reason_template(reason: str, compile_template: TemplateCompiler) -> Template | None:
+    """The reason's template when it reads values (`{to|camel}`), else None."""
+    return compile_template(reason) if "{" in reason else None
 
 
 def _compile_test(condition: Condition) -> Test:
@@ -563,6 +641,8 @@ def render(template: Template, record: Record, extra: dict[str, str] | None = No
     constant = template.constant
     if constant is not None:
         return constant
+    if template.filters is not None:
+        return _render_filtered(template, record, extra)
     # Runs per matched line, several times (object, state, key, message): `_lookup`'s common
     # case (a top-level field, a string) is inlined.
     fields = record.fields
@@ -580,6 +660,19 @@ def render(template: Template, record: Record, extra: dict[str, str] | None = No
                 value = _lookup(record, path, extra)
             out.append(value if type(value) is str else text_of(value))
     return out[0] if len(out) == 1 else "".join(out)
+
+
+def _render_filtered(template: Template, record: Record, extra: dict[str, str] | None) -> str:
+    """`render` for a template with filters (`{stack|first_line}`): kept apart so that the
+    templates without any render as fast as they did."""
+    assert template.filters is not None
+    out = []
+    for (literal, path), names in zip(template.parts, template.filters, strict=True):
+        out.append(literal)
+        if path is not None:
+            value = _lookup(record, path, extra)
+            out.append(apply_filters(value if type(value) is str else text_of(value), names))
+    return "".join(out)
 
 
 def _lookup(record: Record, path: Path, extra: dict[str, str] | None) -> Any:

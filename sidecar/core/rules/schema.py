@@ -18,12 +18,13 @@ rules:
                                      # {ref} alone takes the reference's own kind
     related: {kind: Pod, ref: pod}   # optional, events.k8s.io/v1 only: same forms as object
     action: Scaling                  # optional, events.k8s.io/v1 only (default: the reason)
-    transition: {key: "{resource}", state: "{hard}", first: skip}   # tracker: shares state
+    transition: {key: "{resource}", state: "{hard}", first: skip}   # tracker: shares state;
+                                     # first: emit takes first_message: "is {to}"
     cases:                           # optional, in order: type/reason/message by {to}/{from}
       - {when: {to: "0"}, type: Warning, reason: QuotaRemoved}
     type: Normal
-    reason: QuotaExpanded
-    message: "quota expanded: {resource} {from} -> {to}"
+    reason: QuotaExpanded            # or a template: "{to|camel}", bounded (REASON_LIMIT)
+    message: "quota expanded: {resource} {from} -> {to}"   # filters: {stack|first_line}
   - name: conflicts                  # emit: false consumes the line: no Event, no later rule
     match: {message: Reconciler error, fields: {error: {regex: "has been modified"}}}
     emit: false
@@ -41,7 +42,7 @@ from sidecar.core.lines.decode import LIFTED_KEYS
 from sidecar.core.lines.records import LEVELS
 from sidecar.core.rules.paths import PathError, field_path
 from sidecar.core.rules.regex import RegexError, compile_search
-from sidecar.core.rules.templates import TemplateError, compile_template
+from sidecar.core.rules.templates import Template, TemplateError, compile_template
 
 Level = Literal["debug", "info", "warning", "error", "fatal"]
 assert set(LEVELS) == {"debug", "info", "warning", "error", "fatal"}
@@ -229,12 +230,29 @@ class Transition(_Strict):
     #: Rules naming the same tracker share one state per object and key (by default each rule
     #: keeps its own, under its name): one rule per outcome can then follow the same field.
     tracker: str | None = None
+    #: The message of a first sighting (`first: emit`), given once for every state: "phase is
+    #: {to}" where a change says "phase {from} -> {to}". A case's own message still wins.
+    first_message: str | None = None
 
     @field_validator("state", "key")
     @classmethod
     def _template(cls, value: str) -> str:
         _valid_template(value)
         return value
+
+    @field_validator("first_message")
+    @classmethod
+    def _first_message(cls, value: str | None) -> str | None:
+        return _valid_template(value)
+
+    @model_validator(mode="after")
+    def _first_message_needs_emit(self) -> Transition:
+        if self.first_message is not None and self.first != "emit":
+            raise ValueError(
+                "first_message is the message of a first sighting, which `first: skip` never "
+                "reports; set `first: emit`"
+            )
+        return self
 
     @field_validator("tracker")
     @classmethod
@@ -381,10 +399,43 @@ class RulesFile(_Strict):
 
 
 def _valid_reason(value: str) -> str:
+    if "{" in value:
+        return _valid_reason_template(value)
     if not _REASON.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a reason: Kubernetes reasons are UpperCamelCase "
             "(letters and digits, starting with a capital), like QuotaExpanded"
+        )
+    return value
+
+
+#: What a reason template's values are replaced by when the rendered reason is not one (or one
+#: too many: `REASON_LIMIT`): `Phase{to|camel}` gives `PhaseOther`.
+REASON_STAND_IN = "Other"
+#: Distinct reasons one rule may render from the line before the rest become the stand-in:
+#: each is a series of `events_emitted_total{reason}` and an Event aggregation key.
+REASON_LIMIT = 50
+
+
+def reason_stand_in(template: Template) -> str:
+    """The reason a template stands for when what it renders cannot be used."""
+    return "".join(
+        literal + (REASON_STAND_IN if path is not None else "") for literal, path in template.parts
+    )
+
+
+def _valid_reason_template(value: str) -> str:
+    """A reason with values from the line (`{to|camel}`, `Phase{to|camel}`): its text around
+    the values must make a reason whatever they are, checked with the stand-in."""
+    try:
+        template = compile_template(value)
+    except TemplateError as error:
+        raise ValueError(str(error)) from None
+    if not _REASON.fullmatch(reason_stand_in(template)):
+        raise ValueError(
+            f"{value!r} cannot make a reason: the text around its values must leave an "
+            "UpperCamelCase word (letters and digits, starting with a capital), like "
+            '"{to|camel}" or "Phase{to|camel}"'
         )
     return value
 
