@@ -272,3 +272,22 @@ def test_the_tracking_of_a_rule_without_filters_digests_as_before() -> None:
     assert meanings(rules) == {"phase": expected}
     lowered = COMPACT.replace('state: "{phase}"', 'state: "{phase|lower}"')
     assert meanings(compile_rules(parse_rules(lowered, "r.yaml"))) != {"phase": expected}
+
+
+def test_replaced_reasons_are_counted_by_rule() -> None:
+    """As state labels past their limit are: `event_sidecar_reasons_replaced_total{rule}`."""
+    lines = [
+        # One object each: the spam filter allows 25 Events per object.
+        json.dumps({"msg": "Sync failed", "cm": f"c{n}", "code": code, "error": "e", "ts": n})
+        for n, code in enumerate(
+            [f"Code{n}" for n in range(REASON_LIMIT + 3)] + ["not a reason!", "Code1"]
+        )
+    ]
+    registry = CollectorRegistry()
+    rules = compile_rules(parse_rules(CODES.replace("Sync{code|camel}", "{code}"), "r.yaml"))
+    sink = MemorySink()
+    replay(["\n".join(lines).encode() + b"\n"], rules, sink, Metrics(registry))
+    reasons = {event.reason for event in sink.events.values()}
+    assert "Other" in reasons and len(reasons) == REASON_LIMIT + 1
+    replaced = registry.get_sample_value("event_sidecar_reasons_replaced_total", {"rule": "failed"})
+    assert replaced == 4  # three past the limit, and one that is no reason

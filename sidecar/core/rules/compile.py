@@ -154,10 +154,11 @@ class CompiledRule:
 
     def reason_of(
         self, template: Template, record: Record, extra: dict[str, str] | None = None
-    ) -> str:
-        """A reason rendered from the line: itself when it is a reason and one of the rule's
-        first `REASON_LIMIT`, else the template's stand-in (`Phase{to}`: `PhaseOther`), so no
-        line can make an invalid Event or an unbounded number of reasons.
+    ) -> tuple[str, bool]:
+        """A reason rendered from the line, and whether it was replaced: itself when it is a
+        reason and one of the rule's first `REASON_LIMIT`, else the template's stand-in
+        (`Phase{to}`: `PhaseOther`), so no line can make an invalid Event or an unbounded
+        number of reasons.
 
         Raises:
             MissingField: the line lacks a value the template reads.
@@ -170,8 +171,8 @@ class CompiledRule:
             and guard is not None
             and guard.admit(self.name, reason) == reason
         ):
-            return reason
-        return reason_stand_in(template)
+            return reason, False
+        return reason_stand_in(template), True
 
 
 @dataclass(frozen=True, slots=True)
