@@ -1,9 +1,9 @@
 """The `event-sidecar` command line: arguments in, an exit code out (`sidecar.core.exits`).
 
 One module per group of commands (`replay_command`: check and replay; `explain_command`;
-`rulestests_command`: test; `run_command`; `inject_command`: webhook and inject), the options of
-`run` in one table (`table`) from which its parser and its settings are derived (`options`).
-Commands import their engines; nothing below imports from here.
+`rulestests_command`: test; `suggest_command`; `run_command`; `inject_command`: webhook and
+inject), the options of `run` in one table (`table`) from which its parser and its settings
+are derived (`options`). Commands import their engines; nothing below imports from here.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sidecar.cli import (
     replay_command,
     rulestests_command,
     run_command,
+    suggest_command,
 )
 
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay_command.add_parsers(commands)
     explain_command.add_parser(commands)
     rulestests_command.add_parser(commands)
+    suggest_command.add_parser(commands)
     inject_command.add_parsers(commands)
     run_command.add_parser(commands)
     return parser

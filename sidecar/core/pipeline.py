@@ -17,6 +17,7 @@ from sidecar.core.lines.records import UNKNOWN_LEVEL, Record, text_of
 from sidecar.core.lines.scan import select_lines
 from sidecar.core.rules import CompiledRule, MissingField, RuleSet, render
 from sidecar.core.rules.compile import is_absent
+from sidecar.core.rules.templates import Template
 from sidecar.core.transitions import StateKey, TransitionTracker
 from sidecar.model import EventSpec, ObjectTarget
 
@@ -104,11 +105,33 @@ class Processor:
         self.now: float | None = None
         #: Transitions with a duration since `take_durations`, in order.
         self.durations: list[Duration] = []
+        #: Reasons rendered from lines and replaced by their stand-in, by rule, since
+        #: `take_reasons_replaced`.
+        self.reasons_replaced: Counter[str] = Counter()
 
     def take_durations(self) -> list[Duration]:
         """The durations since the last call (the caller's block tally carries them)."""
         durations, self.durations = self.durations, []
         return durations
+
+    def _reason(
+        self,
+        rule: CompiledRule,
+        template: Template,
+        record: Record,
+        extra: dict[str, str] | None,
+    ) -> str:
+        """A reason rendered from the line (`reason: "{to|camel}"`); one replaced by its
+        stand-in (not a reason, or past the rule's limit) is counted by rule."""
+        reason, replaced = rule.reason_of(template, record, extra)
+        if replaced:
+            self.reasons_replaced[rule.name] += 1
+        return reason
+
+    def take_reasons_replaced(self) -> Counter[str]:
+        """The reasons replaced since the last call, by rule (for the block's tally)."""
+        replaced, self.reasons_replaced = self.reasons_replaced, Counter()
+        return replaced
 
     def process(self, record: Record, trace: Trace | None = None) -> Outcome:
         """The record's outcome; `trace`, when given, is filled with how it was reached (the
@@ -136,6 +159,8 @@ class Processor:
             transition = rule.transition
             if transition is None:
                 message = render(rule.message, record)
+                if rule.reason_template is not None:
+                    reason = self._reason(rule, rule.reason_template, record, None)
             else:
                 at = record.time if record.time is not None else self.now
                 state = render(transition.state, record)
@@ -157,14 +182,15 @@ class Processor:
                 if change is None:
                     tracker.remember(key, state, at)
                     return Unchanged(rule.name)
-                case, chosen = rule.choose(change.before, change.after)
+                case, chosen = rule.choose(change.before, change.after, change.first)
                 if trace is not None:
                     trace.case, trace.emit = case, chosen.emit
                 if chosen.emit:
                     event_type, reason = chosen.type, chosen.reason
-                    message = render(
-                        chosen.message, record, {"from": change.before, "to": change.after}
-                    )
+                    states = {"from": change.before, "to": change.after}
+                    message = render(chosen.message, record, states)
+                    if chosen.reason_template is not None:
+                        reason = self._reason(rule, chosen.reason_template, record, states)
                 tracker.remember(key, state, at)
                 if change.stayed is not None:
                     self.durations.append(
@@ -236,6 +262,8 @@ class Tally:
     evictions: int = 0
     #: Transitions whose duration is known, for `transition_duration_seconds`.
     durations: list[Duration] = field(default_factory=list)
+    #: By rule, reasons rendered from lines and replaced by their stand-in (`PhaseOther`).
+    reasons_replaced: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +375,8 @@ class LinePipeline:
         tally.time_out_of_range = times_dropped
         tally.evictions = processor.tracker.take_evictions()
         tally.durations = processor.take_durations()
+        if processor.reasons_replaced:
+            tally.reasons_replaced = processor.take_reasons_replaced()
         self.counts.add(tally, len(specs))
         return Fed(specs, tally)
 

@@ -10,7 +10,7 @@ times are not checkpointed, so the first change of an object after a restart has
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.core.lru import LRU
 
@@ -30,6 +30,9 @@ class Change:
     #: Seconds the object stayed in `before` (line times); None for a first observation, or when
     #: a time is unknown or went backwards.
     stayed: float | None = None
+    #: A first sighting (`first: emit`): `before` is the rule's `initial`, not a state seen.
+    #: Not compared: the change is the same states either way.
+    first: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,7 @@ class TransitionTracker:
         """
         entry = self._states.peek(key)
         if entry is None:
-            return Change(initial, state) if first == "emit" else None
+            return Change(initial, state, first=True) if first == "emit" else None
         previous, since, _ = entry
         if previous == state:
             return None

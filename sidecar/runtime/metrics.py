@@ -330,6 +330,14 @@ class Metrics:
             ["rule"],
             registry=registry,
         )
+        self.reasons_replaced = Counter(
+            "event_sidecar_reasons_replaced",
+            'Events whose reason, rendered from the line (a rule\'s `reason: "{to|camel}"`), '
+            "was not a reason or past the rule's 50 distinct ones, and was replaced by the "
+            "template's stand-in (`PhaseOther`), by rule.",
+            ["rule"],
+            registry=registry,
+        )
         self._states = _StateCollector(self.states)
         registry.register(self._states)
         self.rules_reloads = Counter(
@@ -416,6 +424,8 @@ class Metrics:
             self.transition_evictions.inc(tally.evictions)
         if tally.durations:
             self.observe_durations(tally.durations)
+        for rule, number in tally.reasons_replaced.items():
+            child(self.reasons_replaced, rule).inc(number)
 
     def observe_durations(self, durations: list[tuple[str, str, str, float]]) -> None:
         """One block's transitions with a known duration, their states through the guard.

@@ -172,12 +172,20 @@ def _rule_warnings(rule: Rule, env: Mapping[str, str]) -> Iterator[tuple[Locatio
 _RECORD_NAMES = frozenset(("message", "msg", "level", "logger"))
 
 
+#: Template locations where a transition's `{from}` and `{to}` are the states.
+_STATE_NAMED = frozenset(("message", "reason", "first_message"))
+
+
 def _never_given(rule: Rule) -> Iterator[tuple[Location, str]]:
-    """Templates that read a field nothing can give: the rule matches only lines without it
-    (`{exists: false}`) and no named group of its regexes captures it. Only what is certain:
-    a line may carry any other field, so a name merely unknown here is never warned about."""
+    """Templates (messages, reasons, object, transition state and key) that read a field
+    nothing can give: the rule matches only lines without it (`{exists: false}`) and no named
+    group of its regexes captures it; a group only in a `not:` or a case's `when` (which
+    capture nothing); `{from}`/`{to}` where they are not the states. A line may carry any
+    other field, so a name merely unknown here is never warned about."""
     if not rule.emit:
         return  # its templates are never rendered
+    yield from _groups_never_captured(rule)
+    yield from _states_out_of_place(rule)
     match = rule.match
     absent = {
         format_path(path_of(name))
@@ -192,7 +200,9 @@ def _never_given(rule: Rule) -> Iterator[tuple[Location, str]]:
             captured.update(group_names(condition.regex))
     for where, source in _templates(rule):
         # In a transition rule's messages, {from} and {to} are the states, not fields.
-        bound = {"from", "to"} if rule.transition is not None and where[-1] == "message" else set()
+        bound = (
+            {"from", "to"} if rule.transition is not None and where[-1] in _STATE_NAMED else set()
+        )
         for field in compile_template(source).fields:
             if field in absent and field not in captured | bound | _RECORD_NAMES:
                 yield (
@@ -201,6 +211,77 @@ def _never_given(rule: Rule) -> Iterator[tuple[Location, str]]:
                     f"says `{field}: {{exists: false}}`) and no named group captures it, so "
                     f'every match misses (rule_misses_total{{field="{field}"}}) and makes no '
                     "Event",
+                )
+
+
+def _capturing(rule: Rule) -> set[str]:
+    """The groups that capture: those of the match's own `regex:` conditions."""
+    match = rule.match
+    captured: set[str] = set()
+    for condition in (match.message, match.logger, *match.fields.values()):
+        if condition is not None and condition.regex is not None:
+            captured.update(group_names(condition.regex))
+    return captured
+
+
+def _inner_groups(condition: Condition | None) -> set[str]:
+    """The named groups of the regexes inside `condition` (under `not:` too)."""
+    found: set[str] = set()
+    while condition is not None:
+        if condition.regex is not None:
+            found.update(group_names(condition.regex))
+        condition = condition.not_
+    return found
+
+
+def _groups_never_captured(rule: Rule) -> Iterator[tuple[Location, str]]:
+    """A template naming a group written where groups capture nothing: inside `not:` (it
+    holds where the regex does not match) or a case's `when` (it tests the states)."""
+    match = rule.match
+    silent: set[str] = set()
+    for condition in (match.message, match.logger, *match.fields.values()):
+        if condition is not None and condition.not_ is not None:
+            silent |= _inner_groups(condition.not_)
+    for case in rule.cases:
+        if case.when is not None:
+            silent |= _inner_groups(case.when.to) | _inner_groups(case.when.from_)
+    silent -= _capturing(rule)
+    if not silent:
+        return
+    states = {"from", "to"} if rule.transition is not None else set()
+    for where, source in _templates(rule):
+        for field in compile_template(source).fields:
+            if field in silent and not (field in states and where[-1] in _STATE_NAMED):
+                yield (
+                    where,
+                    f"`{{{field}}}`: the group {field} is in a `not:` or a case's `when`, "
+                    "whose regexes capture nothing; unless the lines carry a field "
+                    f'{field}, every match misses (rule_misses_total{{field="{field}"}}). '
+                    "Capture it in the match's own regex",
+                )
+
+
+def _states_out_of_place(rule: Rule) -> Iterator[tuple[Location, str]]:
+    """`{from}` and `{to}` are the states only in a transition rule's messages and reasons;
+    elsewhere (the transition's own state and key, the object, a rule without a transition)
+    they read fields of those names, which a line seldom has."""
+    captured = _capturing(rule)
+    for where, source in _templates(rule):
+        if rule.transition is not None and where[-1] in _STATE_NAMED:
+            continue
+        for field in compile_template(source).fields:
+            if field in ("from", "to") and field not in captured:
+                place = (
+                    "a rule without a transition"
+                    if rule.transition is None
+                    else "the transition and the object, which are rendered before there is "
+                    "a change"
+                )
+                yield (
+                    where,
+                    f"`{{{field}}}` is the state a transition goes {field} only in messages "
+                    f"and reasons, not in {place}; here it reads a field named {field}, and a "
+                    "line without one misses",
                 )
 
 
@@ -235,12 +316,18 @@ def _non_string(where: str, value: Any) -> str:
 
 def _templates(rule: Rule) -> Iterator[tuple[Location, str]]:
     yield ("message",), rule.message
+    if "{" in rule.reason:
+        yield ("reason",), rule.reason
     for number, case in enumerate(rule.cases):
         if case.message is not None:
             yield ("cases", number, "message"), case.message
+        if case.reason is not None and "{" in case.reason:
+            yield ("cases", number, "reason"), case.reason
     if rule.transition is not None:
         yield ("transition", "state"), rule.transition.state
         yield ("transition", "key"), rule.transition.key
+        if rule.transition.first_message is not None:
+            yield ("transition", "first_message"), rule.transition.first_message
     spec = rule.object
     if spec is not None:
         for key, written in (

@@ -18,12 +18,13 @@ rules:
                                      # {ref} alone takes the reference's own kind
     related: {kind: Pod, ref: pod}   # optional, events.k8s.io/v1 only: same forms as object
     action: Scaling                  # optional, events.k8s.io/v1 only (default: the reason)
-    transition: {key: "{resource}", state: "{hard}", first: skip}   # tracker: shares state
+    transition: {key: "{resource}", state: "{hard}", first: skip}   # tracker: shares state;
+                                     # first: emit takes first_message: "is {to}"
     cases:                           # optional, in order: type/reason/message by {to}/{from}
       - {when: {to: "0"}, type: Warning, reason: QuotaRemoved}
     type: Normal
-    reason: QuotaExpanded
-    message: "quota expanded: {resource} {from} -> {to}"
+    reason: QuotaExpanded            # or a template: "{to|camel}", bounded (REASON_LIMIT)
+    message: "quota expanded: {resource} {from} -> {to}"   # filters: {stack|first_line}
   - name: conflicts                  # emit: false consumes the line: no Event, no later rule
     match: {message: Reconciler error, fields: {error: {regex: "has been modified"}}}
     emit: false
@@ -35,188 +36,43 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from sidecar.core.lines.decode import LIFTED_KEYS
-from sidecar.core.lines.records import LEVELS
-from sidecar.core.rules.paths import PathError, field_path
-from sidecar.core.rules.regex import RegexError, compile_search
-from sidecar.core.rules.templates import TemplateError, compile_template
+from sidecar.core.rules.conditions import Condition, Level, Match, Scalar, When
+from sidecar.core.rules.objectspec import API_VERSION, KIND, ObjectSpec
+from sidecar.core.rules.templates import Template, TemplateError, compile_template
+from sidecar.core.rules.validators import Strict, valid_path, valid_template
 
-Level = Literal["debug", "info", "warning", "error", "fatal"]
-assert set(LEVELS) == {"debug", "info", "warning", "error", "fatal"}
+__all__ = [
+    "API_VERSION",
+    "CONSUMED_REASON",
+    "KIND",
+    "REASON_LIMIT",
+    "REASON_STAND_IN",
+    "Case",
+    "Condition",
+    "Level",
+    "Match",
+    "ObjectSpec",
+    "Rule",
+    "RulesFile",
+    "Scalar",
+    "Transition",
+    "When",
+    "reason_stand_in",
+]
 
 _REASON = re.compile(r"[A-Z][A-Za-z0-9]*")
 _RULE_NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
-API_VERSION = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?")
-KIND = re.compile(r"[A-Z][A-Za-z0-9]*")
 #: The reason of an `emit: false` rule that gives none: it is never written anywhere.
 CONSUMED_REASON = "Consumed"
+#: The names these had when every model lived here.
+_Strict = Strict
+_valid_path = valid_path
+_valid_template = valid_template
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-Scalar = str | int | float | bool | None
-
-
-class Condition(_Strict):
-    """How one value is tested. A bare scalar in the file means `{equals: scalar}`.
-
-    `not` holds where the condition it wraps does not, an absent value included: `{not: Ready}`
-    holds for a line without the field, as `Ready` does not.
-    """
-
-    equals: Scalar = None
-    any: tuple[Scalar, ...] | None = Field(default=None, min_length=1)
-    regex: str | None = None
-    exists: bool | None = None
-    not_: Condition | None = Field(default=None, alias="not")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _scalar_means_equals(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return data
-        if isinstance(data, list):
-            return {"any": data}
-        return {"equals": data}
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Condition:
-        given = [name for name in ("any", "regex", "exists") if getattr(self, name) is not None]
-        if self.not_ is not None:
-            given.append("not")
-        if "equals" in self.model_fields_set:
-            given.append("equals")
-        if len(given) != 1:
-            raise ValueError(
-                "a condition is a value, or exactly one of equals, any, regex, exists, not; "
-                f"got {', '.join(given) or 'none'}"
-            )
-        return self
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                compile_search(value)
-            except RegexError as error:
-                raise ValueError(f"invalid regular expression {value!r}: {error}") from error
-        return value
-
-
-class Match(_Strict):
-    """The conditions a line must meet; all must hold. At least one must be given."""
-
-    message: Condition | None = Field(default=None, alias="msg")
-    level: tuple[Level, ...] | None = None
-    logger: Condition | None = None
-    fields: dict[str, Condition] = Field(default_factory=dict)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("fields")
-    @classmethod
-    def _paths(cls, value: dict[str, Condition]) -> dict[str, Condition]:
-        for name in value:
-            _valid_path(name)
-        return value
-
-    @field_validator("fields")
-    @classmethod
-    def _not_lifted(cls, value: dict[str, Condition]) -> dict[str, Condition]:
-        lifted = sorted(set(value) & LIFTED_KEYS)
-        if lifted:
-            raise ValueError(
-                f"{', '.join(lifted)} never reach fields: the decoders read them as the line's "
-                "time, level, message or logger; match them with message:, level: or logger:"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> Match:
-        if self.message is None and self.level is None and self.logger is None and not self.fields:
-            raise ValueError("match needs at least one of message, level, logger, fields")
-        return self
-
-
-class ObjectSpec(_Strict):
-    """The involved object. `ref` names the field holding `{name, namespace}` or `ns/name`;
-    otherwise `name` and `namespace` are templates. With neither, the field named after the kind
-    is used, then controller-runtime's top-level `namespace` and `name`. A bare name in the ref
-    field (no `ns/`) is in `namespace` when given, else a cluster-scoped object's name.
-
-    `kind` and `apiVersion` are names or templates. Without `kind` (only with `ref`), the object
-    is the reference's own: its kind, apiVersion and uid, as `Kind(ns/name)`, kube-rs's
-    `Kind.version.group/name.ns` or `{apiVersion, kind, name, namespace, uid}` give them. `uid`
-    (a template) is the object's uid from the line, which spares the sink its look-up."""
-
-    api_version: str | None = Field(default=None, alias="apiVersion")
-    kind: str | None = None
-    uid: str | None = None
-    ref: str | None = None
-    name: str | None = None
-    namespace: str | None = None
-    field_path: str | None = Field(default=None, alias="fieldPath")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("api_version")
-    @classmethod
-    def _api_version(cls, value: str | None) -> str | None:
-        if value is not None and "{" in value:
-            return _valid_template(value)
-        if value is not None and not API_VERSION.fullmatch(value):
-            raise ValueError(f"{value!r} is not an apiVersion such as v1 or apps/v1")
-        return value
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value: str | None) -> str | None:
-        if value is not None and "{" in value:
-            return _valid_template(value)
-        if value is not None and not KIND.fullmatch(value):
-            raise ValueError(f"{value!r} is not a Kind (UpperCamelCase, such as Pod)")
-        return value
-
-    @model_validator(mode="after")
-    def _kind_or_ref(self) -> ObjectSpec:
-        if self.kind is None and self.ref is None:
-            raise ValueError(
-                "give kind, or a ref whose values carry their kind (`Kind(ns/name)`, kube-rs's "
-                "`Kind.version.group/name.ns`, `{kind, name, ...}`)"
-            )
-        return self
-
-    @field_validator("name", "namespace", "field_path", "uid")
-    @classmethod
-    def _template(cls, value: str | None) -> str | None:
-        return _valid_template(value)
-
-    @field_validator("ref")
-    @classmethod
-    def _ref(cls, value: str | None) -> str | None:
-        return None if value is None else _valid_path(value)
-
-    @model_validator(mode="after")
-    def _ref_or_name(self) -> ObjectSpec:
-        if self.ref is not None and self.name is not None:
-            raise ValueError(
-                "give either ref or name, not both (with ref, namespace is the namespace of "
-                "the bare names the ref field may hold)"
-            )
-        return self
-
-
-class Transition(_Strict):
+class Transition(Strict):
     """Emit only when the per-object state changes. `{from}` and `{to}` reach the message."""
 
     state: str
@@ -229,12 +85,29 @@ class Transition(_Strict):
     #: Rules naming the same tracker share one state per object and key (by default each rule
     #: keeps its own, under its name): one rule per outcome can then follow the same field.
     tracker: str | None = None
+    #: The message of a first sighting (`first: emit`), given once for every state: "phase is
+    #: {to}" where a change says "phase {from} -> {to}". A case's own message still wins.
+    first_message: str | None = None
 
     @field_validator("state", "key")
     @classmethod
     def _template(cls, value: str) -> str:
-        _valid_template(value)
+        valid_template(value)
         return value
+
+    @field_validator("first_message")
+    @classmethod
+    def _first_message(cls, value: str | None) -> str | None:
+        return valid_template(value)
+
+    @model_validator(mode="after")
+    def _first_message_needs_emit(self) -> Transition:
+        if self.first_message is not None and self.first != "emit":
+            raise ValueError(
+                "first_message is the message of a first sighting, which `first: skip` never "
+                "reports; set `first: emit`"
+            )
+        return self
 
     @field_validator("tracker")
     @classmethod
@@ -246,25 +119,7 @@ class Transition(_Strict):
         return value
 
 
-class When(_Strict):
-    """Which transitions a case is for: conditions on the new state (`to`) and the old (`from`).
-
-    Both take the forms of a `match` condition: a value, `{any: [...]}`, `{regex: ...}`.
-    """
-
-    to: Condition | None = None
-    from_: Condition | None = Field(default=None, alias="from")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> When:
-        if self.to is None and self.from_ is None:
-            raise ValueError("when needs to:, from: or both (leave when out for a catch-all case)")
-        return self
-
-
-class Case(_Strict):
+class Case(Strict):
     """One outcome of a transition: what to emit when `when` holds, or `emit: false` for nothing.
 
     A case leaves out what it does not change: `type`, `reason` and `message` default to the
@@ -285,10 +140,10 @@ class Case(_Strict):
     @field_validator("message")
     @classmethod
     def _message(cls, value: str | None) -> str | None:
-        return _valid_template(value)
+        return valid_template(value)
 
 
-class Rule(_Strict):
+class Rule(Strict):
     name: str
     match: Match
     #: False: the rule consumes the lines it matches and emits nothing, so that no later rule
@@ -362,11 +217,11 @@ class Rule(_Strict):
     @field_validator("message")
     @classmethod
     def _message(cls, value: str) -> str:
-        _valid_template(value)
+        valid_template(value)
         return value
 
 
-class RulesFile(_Strict):
+class RulesFile(Strict):
     component: str = Field(default="event-sidecar", min_length=1, max_length=128)
     rules: tuple[Rule, ...]
 
@@ -381,6 +236,8 @@ class RulesFile(_Strict):
 
 
 def _valid_reason(value: str) -> str:
+    if "{" in value:
+        return _valid_reason_template(value)
     if not _REASON.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a reason: Kubernetes reasons are UpperCamelCase "
@@ -389,18 +246,32 @@ def _valid_reason(value: str) -> str:
     return value
 
 
-def _valid_path(value: str) -> str:
+#: What a reason template's values are replaced by when the rendered reason is not one (or one
+#: too many: `REASON_LIMIT`): `Phase{to|camel}` gives `PhaseOther`.
+REASON_STAND_IN = "Other"
+#: Distinct reasons one rule may render from the line before the rest become the stand-in:
+#: each is a series of `events_emitted_total{reason}` and an Event aggregation key.
+REASON_LIMIT = 50
+
+
+def reason_stand_in(template: Template) -> str:
+    """The reason a template stands for when what it renders cannot be used."""
+    return "".join(
+        literal + (REASON_STAND_IN if path is not None else "") for literal, path in template.parts
+    )
+
+
+def _valid_reason_template(value: str) -> str:
+    """A reason with values from the line (`{to|camel}`, `Phase{to|camel}`): its text around
+    the values must make a reason whatever they are, checked with the stand-in."""
     try:
-        field_path(value)
-    except PathError as error:
+        template = compile_template(value)
+    except TemplateError as error:
         raise ValueError(str(error)) from None
-    return value
-
-
-def _valid_template(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            compile_template(value)
-        except TemplateError as error:
-            raise ValueError(str(error)) from None
+    if not _REASON.fullmatch(reason_stand_in(template)):
+        raise ValueError(
+            f"{value!r} cannot make a reason: the text around its values must leave an "
+            "UpperCamelCase word (letters and digits, starting with a capital), like "
+            '"{to|camel}" or "Phase{to|camel}"'
+        )
     return value

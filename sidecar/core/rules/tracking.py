@@ -40,11 +40,20 @@ def meanings(rules: RuleSet) -> dict[str, str]:
     parsed parts, after `{env.NAME}` substitution, in a sorted text form."""
     return {
         name: hashlib.blake2b(
-            "\0".join(sorted(repr((state.parts, key.parts)) for state, key in how)).encode(),
+            "\0".join(sorted(_meaning(state, key) for state, key in how)).encode(),
             digest_size=8,
         ).hexdigest()
         for name, how in tracking_of(rules).items()
     }
+
+
+def _meaning(state: Template, key: Template) -> str:
+    """The text a (state, key) pair is digested as: its parts, and its filters when it has
+    any (`{phase|lower}` tracks other states than `{phase}`); a pair without filters digests
+    as it did before filters existed, so checkpoints keep their state."""
+    if state.filters is None and key.filters is None:
+        return repr((state.parts, key.parts))
+    return repr((state.parts, state.filters, key.parts, key.filters))
 
 
 def changed_trackers(old: RuleSet, new: RuleSet) -> frozenset[str]:
