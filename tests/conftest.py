@@ -23,6 +23,9 @@ from kubernetes import client, config
 
 from tests.controlplane import ControlPlane
 
+#: Every test leaves no task, thread or child process behind and has a time limit (hygiene.py).
+pytest_plugins = ["tests.hygiene"]
+
 # In CI the property tests replay the same examples every run (a new random failure belongs in a
 # developer's run, not in a merge), and no example has a deadline on a busy 2-core machine.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)

@@ -123,3 +123,4 @@ async def test_no_checkpoint_passes_a_write_abandoned_at_shutdown() -> None:
     assert commits == [4]
     await asyncio.wait_for(events.join(), 1)  # every item accounted for, none left waiting
     assert len(sink.events) == 4
+    await poster.close()
