@@ -31,7 +31,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,8 @@ from sidecar.runtime.checkpoints import Checkpoint, read_checkpoint, remove_temp
 from sidecar.runtime.metrics import Metrics
 from sidecar.runtime.sinks import Sink
 from sidecar.runtime.status import StatusServer
-from sidecar.runtime.threads import WorkerThread
+from sidecar.runtime.tasks import Supervisor, until
+from sidecar.runtime.threads import WorkerThread, call_once
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
 from sidecar.sources.podlog import LogAPI, PodLogSource
@@ -191,7 +192,7 @@ class Daemon:
         self._status: StatusServer | None = None
         #: The port `/metrics` is served on, once started.
         self.http_port = 0
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = Supervisor()
         #: The supervised task that ended on its own, once one did (for `/healthz`).
         self.failed_task: str | None = None
 
@@ -369,7 +370,7 @@ class Daemon:
         A daemon whose file source died reads nothing more; the kubelet must see it, even if the
         shutdown that follows were to hang.
         """
-        ended = [name for name, task in self._tasks.items() if task.done()]
+        ended = self._tasks.ended()
         if ended and self.failed_task is None and not self._stop.is_set():
             self.failed_task = ended[0]
         return {"tasks": self.failed_task is None}
@@ -440,43 +441,32 @@ class Daemon:
                 "rules": len(self.rules.rules),
             },
         )
-        self._spawn("poster", self.poster.run())
+        spawn = self._tasks.spawn
+        spawn("poster", self.poster.run())
         if self.files is not None and self.file_consumer is not None:
-            self._spawn("file-decoder", self.file_consumer.run())
-            self._spawn("file-source", self.files.run())
+            spawn("file-decoder", self.file_consumer.run())
+            spawn("file-source", self.files.run())
         if self.sockets is not None and self.socket_consumer is not None:
-            self._spawn("socket-decoder", self.socket_consumer.run())
-            self._spawn("socket-source", self.sockets.run())
+            spawn("socket-decoder", self.socket_consumer.run())
+            spawn("socket-source", self.sockets.run())
         if self.pod_log is not None and self.pod_log_consumer is not None:
-            self._spawn("pod-log-decoder", self.pod_log_consumer.run())
-            self._spawn("pod-log-source", self.pod_log.run())
+            spawn("pod-log-decoder", self.pod_log_consumer.run())
+            spawn("pod-log-source", self.pod_log.run())
         if self.checkpointer is not None:
-            self._spawn("checkpointer", self.checkpointer.run())
+            spawn("checkpointer", self.checkpointer.run())
         if self._ping is not None:
-            self._spawn("api-ping", self._ping_forever(self._ping))
+            spawn("api-ping", self._ping_forever(self._ping))
         if isinstance(self.recorder, ModernRecorder):
-            self._spawn("series-heartbeat", self._heartbeat_forever())
+            spawn("series-heartbeat", self._heartbeat_forever())
         if self.reloader is not None:
-            self._spawn("rules-reload", self.reloader.run())
+            spawn("rules-reload", self.reloader.run())
         if self.source_watch.watched:
-            self._spawn("source-watch", self.source_watch.run())
+            spawn("source-watch", self.source_watch.run())
 
-        stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
-        done, _ = await asyncio.wait(
-            [stopping, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED
-        )
-        stopping.cancel()
-        failed = [task for task in done if task is not stopping]
-        if failed:
-            task = failed[0]
-            self.failed_task = self.failed_task or task.get_name()
-            failure = None if task.cancelled() else task.exception()
-            log.error(
-                "task %s stopped unexpectedly: %s",
-                task.get_name(),
-                failure or "it returned",
-                exc_info=failure,
-            )
+        failed = await self._tasks.first_end(self._stop)  # a failure is logged by then
+        self._tasks.stopping()
+        if failed is not None:
+            self.failed_task = self.failed_task or failed
             await self._abort(time.monotonic() + self.settings.queues.drain_deadline)
             return EXIT_FAILURE
         log.info(
@@ -485,29 +475,10 @@ class Daemon:
         )
         return await self._drain()
 
-    def _spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Start a supervised task; its name is what a failure report says."""
-        self._tasks[name] = asyncio.create_task(coroutine, name=name)
-
-    async def _cancel(self, *names: str, deadline: float) -> None:
-        """Cancel the named tasks and wait for them until `deadline` (their errors no longer
-        matter); one still running then is logged and left behind, never waited for."""
-        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
-        for task in tasks:
-            task.cancel()
-        if not tasks:
-            return
-        done, pending = await asyncio.wait(tasks, timeout=_remaining(deadline, floor=0.1))
-        for task in done:
-            if not task.cancelled():
-                task.exception()  # retrieved: it no longer matters, and asyncio must not log it
-        for task in pending:
-            log.error("task %s did not stop when cancelled; leaving it", task.get_name())
-
     async def _drain(self) -> int:
         """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
         deadline = time.monotonic() + self.settings.queues.drain_deadline
-        await self._cancel(
+        await self._tasks.cancel(
             "file-source",
             "socket-source",
             "pod-log-source",
@@ -523,17 +494,17 @@ class Daemon:
             if decoder is None:
                 continue
             try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
+                async with until(deadline):
                     await decoder.blocks.join()
                 decoded.append(decoder)
             except TimeoutError:
                 pass
-            await self._cancel(name, deadline=deadline + _SHUTDOWN_GRACE)
+            await self._tasks.cancel(name, deadline=deadline + _SHUTDOWN_GRACE)
         if isinstance(self.recorder, ModernRecorder):
             # Every series count still only in memory, decided before the last marks so that
             # the last checkpoint holds them as written.
             try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
+                async with until(deadline):
                     await self.events.put(Tick("pending"))
             except TimeoutError:
                 log.warning("drain deadline passed before the series counts were written")
@@ -543,10 +514,10 @@ class Daemon:
             if decoder.lossless:
                 await decoder.mark(wait=False)
         try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
+            async with until(deadline):
                 await self.events.join()
         except TimeoutError:
-            await self._cancel("poster", deadline=deadline + _SHUTDOWN_GRACE)
+            await self._tasks.cancel("poster", deadline=deadline + _SHUTDOWN_GRACE)
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
         await self._abort(deadline)
@@ -558,10 +529,10 @@ class Daemon:
         """Cancel every task, save what is committed, stop serving: all within the grace that
         follows `deadline`."""
         end = deadline + _SHUTDOWN_GRACE
-        await self._cancel(*list(self._tasks), deadline=end)
+        await self._tasks.cancel(deadline=end)
         if self.checkpointer is not None:
             try:
-                async with asyncio.timeout_at(_loop_time(end)):
+                async with until(end):
                     await self.checkpointer.write()
             except OSError as error:
                 log.error("cannot write the checkpoint: %s", error)
@@ -569,7 +540,7 @@ class Daemon:
                 log.error("the checkpoint write did not finish in time; the previous one stays")
             self.checkpointer.close()
         try:
-            async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
+            async with until(max(end, time.monotonic() + 0.1)):
                 await self.poster.close()
         except TimeoutError:
             log.warning("the API connections did not close in time")
@@ -582,8 +553,8 @@ class Daemon:
             end = time.monotonic() + _SHUTDOWN_GRACE if deadline is None else deadline
             try:
                 # On a thread: stopping waits for the server's poll, which must not stall the loop.
-                async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
-                    await asyncio.to_thread(status.close)
+                async with until(max(end, time.monotonic() + 0.1)):
+                    await call_once("event-sidecar-http-close", status.close)
             except TimeoutError:
                 log.warning("the HTTP server did not close in time")
 
@@ -615,16 +586,6 @@ class Daemon:
                 await asyncio.sleep(self.settings.http.ping_interval)
         finally:
             worker.close()
-
-
-def _remaining(deadline: float, *, floor: float = 0.0) -> float:
-    """Seconds from now to `deadline` (a `time.monotonic()` value), at least `floor`."""
-    return max(floor, deadline - time.monotonic())
-
-
-def _loop_time(deadline: float) -> float:
-    """`deadline` (a `time.monotonic()` value) on the running loop's clock, for `timeout_at`."""
-    return asyncio.get_running_loop().time() + _remaining(deadline)
 
 
 def _ignore(_: Checkpoint) -> None:
