@@ -192,8 +192,7 @@ def replay_command(args: argparse.Namespace) -> int:
         line_names = True
     events_api = args.events_api
     if events_api == "auto":
-        choose = getattr(sink, "choose_events_api", None)
-        events_api, why = choose() if choose is not None else ("v1", "no cluster")
+        events_api, why = sink.choose_events_api()
         print(f"writing Events to {events_api}: {why}", file=sys.stderr)
     settings = dataclasses.replace(settings, events_api=events_api)
     try:

@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import os
 import sys
-import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +113,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    settings = _choose_events_api(settings, sink, metrics)
+    settings = _choose_events_api(settings, sink, dry_run=values["dry_run"])
     try:
         logs = _pod_logs(values) if pod_log.container else None
     except RuntimeError as error:
@@ -141,13 +140,12 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     return asyncio.run(main())
 
 
-def _choose_events_api(settings: DaemonSettings, sink: Sink, metrics: Metrics) -> DaemonSettings:
+def _choose_events_api(settings: DaemonSettings, sink: Sink, *, dry_run: bool) -> DaemonSettings:
     """Resolve `--events-api auto` against the cluster (a dry run writes core/v1), and log the
     choice; `event_sidecar_events_api_info` shows it."""
     chosen, why = settings.events_api, "as asked"
     if chosen == "auto":
-        choose = getattr(sink, "choose_events_api", None)
-        chosen, why = choose() if choose is not None else ("v1", "dry run")
+        chosen, why = ("v1", "dry run") if dry_run else sink.choose_events_api()
     log.info("writing Events to %s", chosen, extra={"events_api": chosen, "why": why})
     return dataclasses.replace(settings, events_api=chosen)
 
@@ -160,9 +158,9 @@ def _exit_after(seconds: float, code: int) -> None:
         sys.stderr.flush()
         os._exit(code)
 
-    timer = threading.Timer(seconds, exit_now)
-    timer.daemon = True
-    timer.start()
+    from sidecar.runtime.threads import call_later  # noqa: PLC0415 - see the module's docstring
+
+    call_later(seconds, exit_now, "event-sidecar-exit-watchdog")
 
 
 def _pod_logs(values: Mapping[str, Any]) -> PodLogClient:

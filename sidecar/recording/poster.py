@@ -265,8 +265,7 @@ class Poster:
         self.metrics = metrics
         self.commit = commit
         if sender is None:
-            own: Callable[[int], Sender] | None = getattr(recorder.sink, "sender", None)
-            sender = own(writes) if own is not None else ThreadedSender(recorder.sink, writes)
+            sender = recorder.sink.sender(writes) or ThreadedSender(recorder.sink, writes)
         self.sender = sender
         #: At most `LOOKAHEAD` writes decided and not ended yet (some wait for their object's
         #: previous one), of which at most `writes` are being made.
