@@ -28,7 +28,7 @@ from sidecar.core.correlate import AGGREGATE_PREFIX, Correlator, CorrelatorSetti
 from sidecar.core.events.corev1 import Event, EventNamer, InvolvedObject
 from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeConfigError, KubeSettings, KubeSink, connect
 from sidecar.model import EventSpec, ObjectTarget, RetrySettings
-from sidecar.recording.poster import drive
+from sidecar.recording.poster import drive_async
 from sidecar.recording.recorder import Recorder
 from sidecar.runtime.metrics import Metrics
 from sidecar.runtime.sinks import NotFound, Refused, Send, Unreachable
@@ -816,7 +816,7 @@ def test_unreachable_api_is_retried_then_counted(
         async def write() -> Any:
             sender = sink.sender(1)
             try:
-                return await drive(recorder.write_steps(decision), sender, pause)
+                return await drive_async(recorder.write_steps(decision), sender, pause)
             finally:
                 await sender.close()
 

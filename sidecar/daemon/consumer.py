@@ -84,7 +84,7 @@ class BlockConsumer:
     async def _decode(self, block: Block) -> None:
         """Feed one block; queue its Events, then note its positions (they follow the Events)."""
         fed = self.pipeline.feed(block.data, too_long=block.too_long, default_time=block.stamp_time)
-        self.metrics.count_lines(self.source, fed.tally)
+        self.metrics.count_lines(self.source, fed.counts)
         for spec in fed.specs:
             await self._queue(Posting(spec, block.read_at))
         if block.positions is not None:

@@ -10,7 +10,7 @@ Everything runs on the event loop, and nothing in it blocks:
   are looked up at once, `writes` at a time, and correlation takes the answers in order. A
   burst about many new objects (a controller's start) costs a round trip per `writes` objects,
   not one per object;
-- the writes it decides are coroutines (`Recorder.write_steps`, driven by `drive` over a
+- the writes it decides are coroutines (`Recorder.write_steps`, driven by `drive_async` over a
   `Sender`: the Kubernetes sink's is aiohttp, with a kept-alive connection per write in flight),
   `writes` (default 8) at a time. Each object's writes are chained: one for object X starts
   after X's previous write ended, so X's Events are created and PATCHed in order (and its
@@ -169,14 +169,14 @@ class LineNamer(EventNamer):
         return self.name_for(object_name, suffix, lambda: uuid.UUID(bytes=digest, version=4))
 
 
-async def drive(
+async def drive_async(
     steps: Steps[Any],
     sender: Sender,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Any:
     """Make a write's `steps` (see `sidecar.recording.recorder`) through `sender`; return their
     outcome.
-    The asyncio twin of `sidecar.recording.recorder.drive`."""
+    The asyncio twin of `sidecar.recording.recorder.drive_blocking`."""
     try:
         step = next(steps)
         while True:
@@ -446,7 +446,7 @@ class Poster:
             await asyncio.wait([previous])
         try:
             async with self._making:
-                outcome: RecordOutcome = await drive(
+                outcome: RecordOutcome = await drive_async(
                     self.recorder.write_steps(decision), self.sender
                 )
         except Exception:

@@ -10,9 +10,9 @@ series heartbeat) in queue order, and makes the writes several at once, one obje
 
 How to write is decided apart from doing it: `write_steps` is a generator that yields each
 request (`Send`) and each wait (`Pause`) and is told, by an exception thrown in, when a request
-failed. `write` drives it with the sink's blocking calls and `sleep`; the poster drives the same
-steps with `await` (`sidecar.recording.poster.drive`). So the retry, 409 and rate-limit rules exist
-once, whatever does the I/O.
+failed. `write` drives it with the sink's blocking calls and `sleep` (`drive_blocking`); the
+poster drives the same steps with `await` (`sidecar.recording.poster.drive_async`). So the
+retry, 409 and rate-limit rules exist once, whatever does the I/O.
 
 A 429 is honoured two ways. With Retry-After (API Priority and Fairness) the write sleeps that
 long (at most `retry_after_max_seconds`) and tries again. Without it (the `EventRateLimit`
@@ -107,7 +107,7 @@ _R = TypeVar("_R")
 Steps = Generator[Step, None, _R]
 
 
-def drive(steps: Steps[_R], sink: Sink, sleep: Callable[[float], None]) -> _R:
+def drive_blocking(steps: Steps[_R], sink: Sink, sleep: Callable[[float], None]) -> _R:
     """Make `steps` with the sink's blocking calls; return their outcome."""
     try:
         step = next(steps)
@@ -288,7 +288,7 @@ class Recorder:
     def write(self, decision: Planned) -> RecordOutcome:
         """Make `write_steps(decision)` with the sink's blocking calls. Writes about one object
         must not overlap (its back-off state is theirs); others may."""
-        return drive(self.write_steps(decision), self.sink, self._sleep)
+        return drive_blocking(self.write_steps(decision), self.sink, self._sleep)
 
     def write_steps(self, decision: Planned) -> Steps[RecordOutcome]:
         """The steps of one decided write, with retries; a create answered 409 is

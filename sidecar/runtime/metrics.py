@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 import sidecar.runtime.exposition  # noqa: F401 - lean /metrics: no `_created` series unless asked
 from sidecar.core.labels import DEFAULT_MAX_VALUES, LabelGuard
-from sidecar.core.pipeline import Tally
+from sidecar.core.pipeline import LineCounts
 from sidecar.core.transitions import TransitionTracker
 from sidecar.model import DELAY_CAUSES, DROP_CAUSES, RELOAD_RESULTS
 
@@ -393,29 +393,29 @@ class Metrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
-    def count_lines(self, source: str, tally: Tally) -> None:
-        """Add one block's tally from the pipeline (fed from `source`)."""
+    def count_lines(self, source: str, counts: LineCounts) -> None:
+        """Add one block's counts from the pipeline (fed from `source`)."""
         child = self.child
-        child(self.lines_read, source).inc(tally.lines)
-        child(self.bytes_read, source).inc(tally.bytes)
-        child(self.lines_too_long, source).inc(tally.too_long)
-        child(self.lines_skipped, source).inc(tally.skipped)
-        for reason, number in tally.undecodable.items():
+        child(self.lines_read, source).inc(counts.lines)
+        child(self.bytes_read, source).inc(counts.bytes)
+        child(self.lines_too_long, source).inc(counts.too_long)
+        child(self.lines_skipped, source).inc(counts.skipped)
+        for reason, number in counts.undecodable.items():
             child(self.lines_undecodable, source, reason).inc(number)
-        for rule, number in tally.matches.items():
+        for rule, number in counts.matches.items():
             child(self.rule_matches, rule).inc(number)
-        for (rule, missing), number in tally.misses.items():
+        for (rule, missing), number in counts.misses.items():
             child(self.rule_misses, rule, missing).inc(number)
-        for rule, number in tally.unchanged.items():
+        for rule, number in counts.unchanged.items():
             child(self.transitions_unchanged, rule).inc(number)
-        if tally.time_out_of_range:
-            child(self.lines_time_out_of_range, source).inc(tally.time_out_of_range)
-        for why, number in tally.incomplete.items():
+        if counts.time_out_of_range:
+            child(self.lines_time_out_of_range, source).inc(counts.time_out_of_range)
+        for why, number in counts.incomplete.items():
             child(self.lines_incomplete, source, why).inc(number)
-        if tally.evictions:
-            self.transition_evictions.inc(tally.evictions)
-        if tally.durations:
-            self.observe_durations(tally.durations)
+        if counts.evictions:
+            self.transition_evictions.inc(counts.evictions)
+        if counts.durations:
+            self.observe_durations(counts.durations)
 
     def observe_durations(self, durations: list[tuple[str, str, str, float]]) -> None:
         """One block's transitions with a known duration, their states through the guard.
