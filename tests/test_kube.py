@@ -28,8 +28,8 @@ from sidecar.core.correlate import AGGREGATE_PREFIX, Correlator, CorrelatorSetti
 from sidecar.core.events.corev1 import Event, EventNamer, InvolvedObject
 from sidecar.kube import STRATEGIC_MERGE_PATCH, KubeConfigError, KubeSettings, KubeSink, connect
 from sidecar.model import EventSpec, ObjectTarget, RetrySettings
-from sidecar.recording.poster import drive_async
 from sidecar.recording.recorder import Recorder
+from sidecar.recording.steps import drive_async
 from sidecar.runtime.metrics import Metrics
 from sidecar.runtime.sinks import NotFound, Refused, Send, Unreachable
 from tests.conftest import Capture

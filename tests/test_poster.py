@@ -14,7 +14,9 @@ from prometheus_client import CollectorRegistry
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import Event, InvolvedObject
 from sidecar.model import EventSpec, FilePosition, ObjectTarget
-from sidecar.recording.poster import LineNamer, Mark, Poster, Posting, QueueItem
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.poster import Poster
+from sidecar.recording.queue import Mark, Posting, QueueItem
 from sidecar.recording.recorder import Recorder
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics

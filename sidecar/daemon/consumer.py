@@ -15,7 +15,7 @@ import time
 from sidecar.core.pipeline import LinePipeline
 from sidecar.core.transitions import TransitionTracker
 from sidecar.model import FilePosition, PodLogPosition
-from sidecar.recording.poster import Mark, Posting, QueueItem
+from sidecar.recording.queue import Mark, Posting, QueueItem
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block

@@ -54,7 +54,9 @@ from sidecar.daemon.sourcehealth import (
     WatchedLogAPI,
     file_failure,
 )
-from sidecar.recording.poster import LineNamer, Poster, QueueItem, Tick
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.poster import Poster
+from sidecar.recording.queue import QueueItem, Tick
 from sidecar.recording.recorder import Recorder
 from sidecar.recording.recorder_eventsv1 import ModernRecorder
 from sidecar.runtime.checkpoints import Checkpoint, read_checkpoint, remove_temporaries

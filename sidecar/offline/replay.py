@@ -146,7 +146,7 @@ def replay(
     if line_names:
         # Here, not at the top: the daemon's poster (asyncio and its threads) is only needed for
         # a replay into a cluster, and importing it is a few per cent of a replay's CPU.
-        from sidecar.recording.poster import LineNamer  # noqa: PLC0415
+        from sidecar.recording.naming import LineNamer  # noqa: PLC0415
 
         line_namer = LineNamer(settings.component or rules.component, settings.host)
     recorder = _recorder(

@@ -10,7 +10,8 @@ Everything runs on the event loop, and nothing in it blocks:
   are looked up at once, `writes` at a time, and correlation takes the answers in order. A
   burst about many new objects (a controller's start) costs a round trip per `writes` objects,
   not one per object;
-- the writes it decides are coroutines (`Recorder.write_steps`, driven by `drive_async` over a
+- the writes it decides are coroutines (`Recorder.write_steps`, driven by `drive_async` of
+  `sidecar.recording.steps` over a
   `Sender`: the Kubernetes sink's is aiohttp, with a kept-alive connection per write in flight),
   `writes` (default 8) at a time. Each object's writes are chained: one for object X starts
   after X's previous write ended, so X's Events are created and PATCHed in order (and its
@@ -29,8 +30,9 @@ Everything runs on the event loop, and nothing in it blocks:
   for the tick's writes queued before it.
 
 A sink without a `sender` of its own (the memory sink of `--dry-run`, tests' sinks) is written
-and resolved through `ThreadedSender`: its blocking calls on daemon threads, one per write or
-look-up in flight.
+and resolved through `ThreadedSender` (`sidecar.recording.senders`): its blocking calls on
+daemon threads, one per write or look-up in flight. The queue's items are in
+`sidecar.recording.queue`, the line-derived Event names in `sidecar.recording.naming`.
 
 What holds across a crash (`kill -9`), for the file source:
 - No line is skipped: a file's offset is checkpointed only after the Events of the lines before it
@@ -53,56 +55,28 @@ What holds across a crash (`kill -9`), for the file source:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from sidecar.core.correlate import CorrelationState
-from sidecar.core.events.corev1 import EventNamer, InvolvedObject
+from sidecar.core.events.corev1 import InvolvedObject
 from sidecar.core.events.eventsv1 import SeriesRecord
 from sidecar.model import DropCause, EventSpec, ObjectTarget, RecordOutcome
-from sidecar.recording.recorder import ObjectKey, Pause, Planned, Recorder, Steps, TickKind
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.queue import Mark, Posting, QueueItem, Tick
+from sidecar.recording.recorder import ObjectKey, Planned, Recorder
+from sidecar.recording.senders import ThreadedSender
+from sidecar.recording.steps import drive_async
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
-from sidecar.runtime.sinks import Send, Sender, Sink, SinkError, send_to, unresolved
-from sidecar.runtime.threads import WorkerThread
+from sidecar.runtime.sinks import Sender, unresolved
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class Posting:
-    """An Event to write, and when its line was read."""
-
-    spec: EventSpec
-    read_at: float
-
-
-@dataclass(slots=True)
-class Mark:
-    """Everything queued before this is written once it is reached: `checkpoint` may be saved."""
-
-    checkpoint: Checkpoint
-    #: Set by the poster when it commits the mark; until then the decoder queues no other, so
-    #: a stalled API holds one snapshot of the transition state in the queue, not hundreds.
-    reached: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Decide the recorder's writes not tied to a line (`Recorder.tick`) at this point."""
-
-    kind: TickKind
-
-
-QueueItem = Posting | Mark | Tick
 #: An object as resolved when its item was taken ahead: the sink's answer when it knew it, else
 #: the look-up started then (None: no object, e.g. no related one).
 Resolving = InvolvedObject | asyncio.Future[InvolvedObject] | None
@@ -124,115 +98,6 @@ class _Countdown:
 
     def __init__(self, left: int) -> None:
         self.left = left
-
-
-class LineNamer(EventNamer):
-    """client-go's `<object>.<16 hex digits>` names, but derived from the line, not the clock.
-
-    While `current` is set (by the poster, around one `record` call), the hex digits are a hash
-    of the Event's source, object, field path, type, reason, message and the line's own time,
-    so re-reading a line after a crash yields the same name (and the UUID fallback for names
-    that are not valid is derived the same way). Lines without a time get wall-clock names, as
-    in client-go.
-    """
-
-    def __init__(self, component: str, host: str) -> None:
-        super().__init__()
-        self._salt = f"{component}\0{host}"
-        self.current: EventSpec | None = None
-
-    def __call__(self, object_name: str) -> str:
-        """The name for an Event about `object_name` (see the class docstring)."""
-        spec = self.current
-        if spec is None or spec.time is None:
-            return super().__call__(object_name)
-        target = spec.target
-        # What makes two Events distinct for client-go's dedup (less the uid, resolved later),
-        # plus the line's time: equal only for a line read again.
-        key = "\0".join(
-            (
-                self._salt,
-                target.api_version,
-                target.kind,
-                target.namespace,
-                target.name,
-                target.field_path,
-                spec.type,
-                spec.reason,
-                spec.message,
-                repr(spec.time),
-            )
-        )
-        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-        # Positive and 16 hex digits, like today's nanoseconds.
-        suffix = int.from_bytes(digest[:8], "big") | (1 << 60)
-        return self.name_for(object_name, suffix, lambda: uuid.UUID(bytes=digest, version=4))
-
-
-async def drive_async(
-    steps: Steps[Any],
-    sender: Sender,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> Any:
-    """Make a write's `steps` (see `sidecar.recording.recorder`) through `sender`; return their
-    outcome.
-    The asyncio twin of `sidecar.recording.recorder.drive_blocking`."""
-    try:
-        step = next(steps)
-        while True:
-            try:
-                if isinstance(step, Pause):
-                    await sleep(step.seconds)
-                else:
-                    await sender.send(step)
-            except SinkError as error:
-                step = steps.throw(error)
-            else:
-                step = steps.send(None)
-    except StopIteration as stop:
-        return stop.value
-
-
-class _Threads:
-    """Daemon threads taking blocking calls, one call per idle thread."""
-
-    def __init__(self, name: str, threads: int) -> None:
-        self._threads = [WorkerThread(f"{name}-{n}") for n in range(threads)]
-        self._idle: asyncio.Queue[WorkerThread] = asyncio.Queue()
-        for thread in self._threads:
-            self._idle.put_nowait(thread)
-
-    async def call(self, function: Callable[[], _T]) -> _T:
-        thread = await self._idle.get()
-        try:
-            return await thread.call(function)
-        finally:
-            self._idle.put_nowait(thread)
-
-    def close(self) -> None:
-        for thread in self._threads:
-            thread.close()
-
-
-class ThreadedSender:
-    """A `Sender` over a blocking `Sink`: each write on one of `threads` daemon threads, each
-    look-up on one of `threads` others."""
-
-    def __init__(self, sink: Sink, threads: int) -> None:
-        self._sink = sink
-        self._writers = _Threads("event-sidecar-write", threads)
-        self._lookups = _Threads("event-sidecar-lookup", threads)
-
-    async def send(self, request: Send) -> None:
-        await self._writers.call(lambda: send_to(self._sink, request))
-
-    async def resolve(self, target: ObjectTarget) -> InvolvedObject:
-        """`sink.resolve` (which never raises) on an idle look-up thread."""
-        return await self._lookups.call(lambda: self._sink.resolve(target))
-
-    async def close(self) -> None:
-        self._writers.close()
-        self._lookups.close()
 
 
 class Poster:

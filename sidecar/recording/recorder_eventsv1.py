@@ -29,7 +29,8 @@ from sidecar.core.events.eventsv1 import (
     make_modern_event,
 )
 from sidecar.model import AlreadyWritten, EventSpec, RecordOutcome, Written
-from sidecar.recording.recorder import ObjectKey, Planned, Recorder, Steps, TickKind
+from sidecar.recording.recorder import ObjectKey, Planned, Recorder, TickKind
+from sidecar.recording.steps import Steps
 from sidecar.runtime.sinks import NotFound, Refused, Send
 
 log = logging.getLogger(__name__)
