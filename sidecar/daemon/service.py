@@ -160,7 +160,7 @@ class Daemon(SourceWiring):
         self._status: StatusServer | None = None
         #: The port `/metrics` is served on, once started.
         self.http_port = 0
-        self._tasks = Supervisor()
+        self._tasks = Supervisor(logger=log)
         #: The supervised task that ended on its own, once one did (for `/healthz`).
         self.failed_task: str | None = None
 

@@ -33,7 +33,8 @@ from sidecar.sources.files import FileSource
 from sidecar.sources.podlog import LogAPI, PodLogSource
 from sidecar.sources.sockets import SocketSource
 
-log = logging.getLogger(__name__)
+#: The daemon's logger, as before this module was split out of it.
+log = logging.getLogger("sidecar.daemon.service")
 
 CHECKPOINT_NAME = ".event-sidecar-checkpoint.json"
 

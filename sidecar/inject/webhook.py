@@ -245,7 +245,7 @@ async def serve(
     # As in the daemon, a background task that ends is logged with its reason and counted; the
     # webhook keeps answering admissions with the certificate it has, and its `/healthz` fails,
     # so the kubelet restarts it rather than letting it serve an expiring certificate in silence.
-    tasks = Supervisor(on_failure=lambda name: metrics.task_failures.labels(name).inc())
+    tasks = Supervisor(on_failure=lambda name: metrics.task_failures.labels(name).inc(), logger=log)
     app = create_app(settings.inject, metrics, patcher, tasks.alive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

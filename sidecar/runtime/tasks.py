@@ -36,8 +36,12 @@ def until(deadline: float) -> asyncio.Timeout:
 class Supervisor:
     """Named tasks that run until cancelled; see the module docstring."""
 
-    def __init__(self, on_failure: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, on_failure: Callable[[str], None] | None = None, *, logger: logging.Logger = log
+    ) -> None:
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: Where failures are logged: the owner's logger, so that its logs say whose task it is.
+        self._log = logger
         self._on_failure = on_failure
         #: Set by `stopping`: from then on a task's end is no failure (the owner stops them).
         self._stopping = False
@@ -91,7 +95,7 @@ class Supervisor:
             if not task.cancelled():
                 task.exception()  # retrieved: it no longer matters, and asyncio must not log it
         for task in pending:
-            log.error("task %s did not stop when cancelled; leaving it", task.get_name())
+            self._log.error("task %s did not stop when cancelled; leaving it", task.get_name())
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A task's end, not through `cancel`: a failure, unless the owner is stopping."""
@@ -100,7 +104,7 @@ class Supervisor:
         failure = task.exception()  # retrieved either way, so that asyncio does not log it
         if self._stopping:
             return
-        log.error(
+        self._log.error(
             "task %s stopped unexpectedly: %s",
             task.get_name(),
             failure or "it returned",
