@@ -22,6 +22,7 @@ from hypothesis import settings
 from kubernetes import client, config
 
 from tests.controlplane import ControlPlane
+from tests.kube_support import rqa_crd  # noqa: F401 - a fixture for every module (a CRD)
 
 #: Every test leaves no task, thread or child process behind and has a time limit (hygiene.py).
 pytest_plugins = ["tests.hygiene"]

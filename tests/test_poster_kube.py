@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import InvolvedObject
-from sidecar.core.events.eventsv1 import SeriesCache
+from sidecar.core.events.series import SeriesCache
 from sidecar.kube import KubeSink, connect
 from sidecar.kube.sender import KubeSender
 from sidecar.model import LOOKUP_RESULTS, EventSpec, ObjectTarget

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sidecar.core.correlate import Correlator
-from sidecar.core.events.eventsv1 import SeriesCache
+from sidecar.core.events.series import SeriesCache
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK
 from sidecar.core.pipeline import Processor
 from sidecar.core.rules import RuleSet

@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import Event, EventNamer
-from sidecar.core.events.eventsv1 import FINISH_SECONDS, ModernEvent, SeriesCache
+from sidecar.core.events.eventsv1 import ModernEvent
+from sidecar.core.events.series import FINISH_SECONDS, SeriesCache
 from sidecar.core.explain import LineTrace, Recorded, explain_line, split_records
 from sidecar.core.lines.decode import years_at
 from sidecar.core.lines.scan import DEFAULT_MAX_LINE_BYTES, LineFramer

@@ -64,7 +64,7 @@ from typing import Any
 
 from sidecar.core.correlate import CorrelationState
 from sidecar.core.events.corev1 import InvolvedObject
-from sidecar.core.events.eventsv1 import SeriesRecord
+from sidecar.core.events.series import SeriesRecord
 from sidecar.model import DropCause, EventSpec, ObjectTarget, RecordOutcome
 from sidecar.recording.naming import LineNamer
 from sidecar.recording.queue import Mark, Posting, QueueItem, Tick

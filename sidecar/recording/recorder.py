@@ -56,7 +56,7 @@ from sidecar.core.events.corev1 import (
     make_event,
     truncate_message,
 )
-from sidecar.core.events.eventsv1 import SeriesRecord, SeriesWrite
+from sidecar.core.events.series import SeriesRecord, SeriesWrite
 from sidecar.model import (
     AlreadyWritten,
     DelayCause,
