@@ -207,7 +207,7 @@ def test_since_and_until_bound_the_events_by_the_lines_time(
 
 
 def test_a_relative_since_is_before_now() -> None:
-    from sidecar.cli.replay_command import parse_moment  # noqa: PLC0415
+    from sidecar.cli.options import parse_moment  # noqa: PLC0415
 
     assert parse_moment("-1h", now=10_000.0) == 6400.0
     assert parse_moment("30m", now=10_000.0) == 8200.0

@@ -188,11 +188,17 @@ class MemorySink:
     """
 
     def __init__(
-        self, api_versions: Mapping[str, str] | None = None, *, keep: int | None = None
+        self,
+        api_versions: Mapping[str, str] | None = None,
+        *,
+        keep: int | None = None,
+        why: str = "no cluster",
     ) -> None:
         if keep is not None and keep < 1:
             raise ValueError("a bounded memory sink keeps at least one Event")
         self.keep = keep
+        #: Why Events are kept here rather than written (what `choose_events_api` says).
+        self.why = why
         #: The version to print for a group the rules name without one (`object: auto` knows
         #: only controllerGroup), as discovery would answer: `replay --api-version`.
         self.api_versions: Mapping[str, str] = api_versions or {}
@@ -226,7 +232,7 @@ class MemorySink:
 
     def choose_events_api(self, namespace: str | None = None) -> tuple[EventsApi, str]:
         """core/v1: without a cluster there is nothing to choose from."""
-        return "v1", "no cluster"
+        return "v1", self.why
 
     def create(self, event: Event) -> None:
         key = (event.namespace, event.name)
