@@ -286,3 +286,19 @@ def group_version(text: str) -> tuple[str, str]:
             f"{text!r} is not GROUP/VERSION (autoscaling.example.com/v1)"
         )
     return group, version
+
+
+def resources_json(text: str) -> dict[str, dict[str, str]]:
+    """`--sidecar-resources`: the JSON a Helm chart renders with `toJson`, checked like the pod's
+    `resources` annotation, so that a typo fails at start-up rather than in every injected pod."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only when the flag is given
+
+    from sidecar.inject.annotations import Resources  # noqa: PLC0415
+
+    try:
+        return Resources.model_validate_json(text).to_container()
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(
+            'expected {"requests": {NAME: QUANTITY}, "limits": {NAME: QUANTITY}}: '
+            + "; ".join(e["msg"] for e in error.errors())
+        ) from None
