@@ -10,7 +10,7 @@ import orjson
 
 from sidecar.cli.options import add_options
 from sidecar.cli.replay_command import open_input, replay_settings
-from sidecar.cli.table import EXPLAIN_OPTIONS
+from sidecar.cli.table_offline import EXPLAIN_OPTIONS
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from sidecar.cli.options import add_options
-from sidecar.cli.table import INJECT_SOURCE_OPTIONS, INJECTION_OPTIONS, WEBHOOK_OPTIONS
+from sidecar.cli.table_inject import INJECT_SOURCE_OPTIONS, INJECTION_OPTIONS, WEBHOOK_OPTIONS
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from sidecar.cli.options import add_options, resolve, settings_from
-from sidecar.cli.table import CHECK_OPTIONS, EVENT_OPTIONS, REPLAY_OPTIONS
+from sidecar.cli.table import EVENT_OPTIONS
+from sidecar.cli.table_offline import CHECK_OPTIONS, REPLAY_OPTIONS
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:

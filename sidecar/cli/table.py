@@ -1,5 +1,5 @@
-"""The options of every command, one row each: `run`'s, the Event options `replay` and `explain`
-share with it, and those of `check`, `replay`, `explain`, `webhook` and `inject`.
+"""The options of `run`, and the Event options `replay` and `explain` share with it, one row
+each (the other commands' are in `table_offline` and `table_inject`).
 
 Defaults come from the settings fields named in `to` (see `sidecar.core.settings` for why each is
 what it is); a row states a default only when it sets no field. A new option is one row here (plus
@@ -14,14 +14,11 @@ from typing import Final
 
 from sidecar.cli.options import (
     Option,
-    group_version,
     host_port,
     host_port_text,
     non_negative_float,
-    parse_moment,
     positive_float,
     positive_int,
-    resources_json,
     show_host_port,
 )
 from sidecar.model import EVENTS_API_CHOICES
@@ -293,200 +290,4 @@ RUN_OPTIONS: Final = (
         to=("series_finish_seconds",),
     ),
     *EVENT_OPTIONS,
-)
-
-#: The rules file `replay` and `explain` read (`run` also reads it from its variable).
-_RULES: Final = Option("--rules", "the rules file (YAML)", default=None, required=True)
-#: klog's lines carry no year.
-_YEAR: Final = Option(
-    "--year",
-    "the year of klog's timestamps, which carry none (default: this year, or last year for a "
-    "line whose month is more than a month ahead of the clock)",
-    parse=int,
-    default=None,
-)
-
-#: `event-sidecar check` (its rules file is an argument).
-CHECK_OPTIONS: Final = (
-    Option("--strict", "fail (exit 1) on warnings too, not only on errors", kind="switch"),
-)
-
-#: `event-sidecar replay` (flags only: the environment is `run`'s).
-REPLAY_OPTIONS: Final = (
-    _RULES,
-    Option(
-        "--output",
-        "how to print the Events: a kubectl-like table, JSON lines, every create and PATCH in "
-        "order with its line number (JSON lines, for comparing sequences), or not at all",
-        short="-o",
-        choices=("table", "json", "writes", "none"),
-        default="table",
-        show=None,
-    ),
-    Option(
-        "--since",
-        "only lines at or after TIME become Events: RFC 3339 (2026-11-20T09:00:00Z) or a "
-        "duration before now (1h, -30m, 2d); earlier lines still set transition state",
-        parse=parse_moment,
-        default=None,
-        metavar="TIME",
-    ),
-    Option(
-        "--until",
-        "only lines before TIME become Events (same forms as --since)",
-        parse=parse_moment,
-        default=None,
-        metavar="TIME",
-    ),
-    Option(
-        "--api-version",
-        "the version to print in involvedObject.apiVersion for a group the rules name without "
-        "one (object: auto knows only controllerGroup); repeatable. A cluster's discovery "
-        "answers this itself with --kubeconfig",
-        parse=group_version,
-        kind="list",
-        default=(),
-        metavar="GROUP/VERSION",
-    ),
-    Option(
-        "--summary",
-        "the summary on stderr: text for people, one JSON object for scripts",
-        choices=("text", "json"),
-        default="text",
-        show=None,
-    ),
-    Option("--metrics", "print the Prometheus metrics too", kind="switch"),
-    Option(
-        "--kubeconfig",
-        "write the Events to this cluster instead of printing them ('' for in-cluster or "
-        "$KUBECONFIG); Events are named after their lines, so replaying a log again does not "
-        "double them",
-        default=None,
-    ),
-    CONTEXT,
-    Option(
-        "--events-api",
-        "which Events to write, as `run --events-api`: events.k8s.io/v1 (with series), v1 "
-        "(core), or auto: events.k8s.io/v1 when the cluster (--kubeconfig) serves it and RBAC "
-        "allows it, else v1 (v1 without --kubeconfig)",
-        choices=EVENTS_API_CHOICES,
-        to=("events_api",),
-        show=None,
-    ),
-    Option(
-        "--series-finish",
-        "events.k8s.io/v1: as `run --series-finish`, on the log's clock (the heartbeat runs "
-        "every SECONDS of log time; every count left is written at the end)",
-        parse=positive_float,
-        to=("series_finish_seconds",),
-        show=None,
-        metavar="SECONDS",
-    ),
-    _YEAR,
-    *EVENT_OPTIONS,
-)
-
-#: `event-sidecar explain`.
-EXPLAIN_OPTIONS: Final = (
-    _RULES,
-    Option(
-        "--output",
-        "text for people, or one JSON object per line for tools",
-        short="-o",
-        choices=("text", "json"),
-        default="text",
-        show=None,
-    ),
-    _YEAR,
-    *EVENT_OPTIONS,
-)
-
-#: `event-sidecar webhook`: where it serves and with which certificate.
-WEBHOOK_OPTIONS: Final = (
-    Option(
-        "--listen",
-        "HOST:PORT to serve HTTPS on (default: loopback only; 0.0.0.0:8443 in a cluster)",
-        parse=host_port,
-        default=("127.0.0.1", 8443),
-        show=None,
-    ),
-    Option("--tls-cert-file", "PEM certificate chain", default=None, required=True),
-    Option("--tls-private-key-file", "PEM private key", default=None, required=True),
-    Option(
-        "--cert-check-interval",
-        "seconds between checks of the certificate files for rotation",
-        parse=float,
-        default=1.0,
-        show=None,
-    ),
-    Option(
-        "--log-level",
-        "JSON lines on stderr, from this level",
-        choices=LOG_LEVELS,
-        default="info",
-        show=None,
-    ),
-)
-
-#: `event-sidecar inject`: what it reads (one of the two is required).
-INJECT_SOURCE_OPTIONS: Final = (
-    Option(
-        "--filename",
-        "manifest file (multi-document YAML or JSON), - for stdin",
-        short="-f",
-        default=None,
-    ),
-    Option(
-        "--emit-policy",
-        "instead, print a MutatingAdmissionPolicy and its binding that inject the same sidecar "
-        "in the apiserver, without a webhook (Kubernetes >= 1.36)",
-        kind="switch",
-    ),
-)
-
-#: The injected sidecar, for `webhook` and `inject` alike. None is `InjectSettings`' default
-#: (`sidecar.inject.settings`, not imported to build the parser: its pydantic models cost
-#: start-up time), which the help says.
-INJECTION_OPTIONS: Final = (
-    Option("--image", "sidecar image (default: this version's image)", default=None),
-    Option(
-        "--rules-configmap",
-        "ConfigMap with the rules (key rules.yaml), in the pod's namespace (default: "
-        "event-sidecar-rules)",
-        default=None,
-    ),
-    Option(
-        "--native-sidecar",
-        "inject as a native sidecar (Kubernetes >= 1.29; the default); 'false' for a classic "
-        "container",
-        choices=("true", "false"),
-        default=None,
-    ),
-    Option(
-        "--log-path",
-        "glob of the app's log files, for pods naming neither log-path nor socket (default: "
-        "none, the sidecar follows the target container's log through the API)",
-        default=None,
-    ),
-    Option(
-        "--sidecar-log-level",
-        "the sidecar's own log level (default: info)",
-        choices=LOG_LEVELS,
-        default=None,
-    ),
-    Option(
-        "--metrics-port",
-        "the sidecar's metrics port (the next free one if the pod uses it; default: 9090)",
-        parse=int,
-        default=None,
-    ),
-    Option(
-        "--sidecar-resources",
-        'the sidecar\'s resources, e.g. \'{"requests": {"cpu": "10m"}, "limits": '
-        '{"memory": "192Mi"}}\' (default: requests cpu 10m, memory 96Mi; limit memory '
-        "192Mi)",
-        parse=resources_json,
-        default=None,
-        metavar="JSON",
-    ),
 )
