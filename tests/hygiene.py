@@ -9,8 +9,8 @@
   Threads and children of session- and module-scoped fixtures (the control plane, a real node)
   are set up before the check looks and are not counted.
 - A per-test timeout (pytest-timeout, `timeout` in pyproject.toml) for the tests that need no
-  cluster; the tests against a control plane or a real node get `SLOW_TIMEOUT`, since their
-  first test also starts the servers (a real node, a pod with an image built on the spot).
+  cluster; the tests against a control plane get `SLOW_TIMEOUT`, since their first test also
+  starts the servers, and those that build an image or start a real node `BUILD_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ from pathlib import Path
 
 import pytest
 
-#: Seconds a test against a control plane or a real node may take, its fixtures' start included.
+#: Seconds a test against a control plane may take, its fixtures' start included.
 SLOW_TIMEOUT = 900
+#: Seconds for a test whose fixture builds an image or starts a real node (`image`, `cluster`):
+#: the first one waits for the build (at most 20 min uncached, see tests/test_image.py).
+BUILD_TIMEOUT = 1800
+_BUILDING_FIXTURES = frozenset({"image", "cluster"})
 #: Seconds a thread or a child process may take to end after the test's teardown: a thread told
 #: to stop (a `WorkerThread` closed, a server shut down) ends on its next wake-up, not at once.
 _GRACE = 5.0
@@ -34,8 +38,11 @@ _GRACE = 5.0
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Give the slow tests (marked by the conftests, which run first) their longer timeout."""
     for item in items:
-        slow = item.get_closest_marker("controlplane") or item.get_closest_marker("faults")
-        if slow and item.get_closest_marker("timeout") is None:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        if _BUILDING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
+        elif item.get_closest_marker("controlplane") or item.get_closest_marker("faults"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
