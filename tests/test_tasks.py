@@ -79,3 +79,17 @@ async def test_until_bounds_a_wait_by_a_monotonic_deadline() -> None:
             await asyncio.sleep(1)
     assert remaining(deadline) == 0.0
     assert remaining(deadline, floor=0.1) == 0.1
+
+
+async def test_a_task_cancelled_by_someone_else_is_a_failure_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failed: list[str] = []
+    tasks = Supervisor(on_failure=failed.append)
+    task = tasks.spawn("steady", _forever())
+    await asyncio.sleep(0)
+    task.cancel()
+    assert await tasks.first_end(asyncio.Event()) == "steady"
+    await asyncio.sleep(0)
+    assert failed == ["steady"]
+    assert "task steady stopped unexpectedly: it was cancelled" in caplog.text

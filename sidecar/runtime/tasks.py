@@ -99,15 +99,14 @@ class Supervisor:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A task's end, not through `cancel`: a failure, unless the owner is stopping."""
-        if task.cancelled():
-            return
-        failure = task.exception()  # retrieved either way, so that asyncio does not log it
+        # Retrieved either way, so that asyncio does not log it.
+        failure = None if task.cancelled() else task.exception()
         if self._stopping:
             return
         self._log.error(
             "task %s stopped unexpectedly: %s",
             task.get_name(),
-            failure or "it returned",
+            failure or ("it was cancelled" if task.cancelled() else "it returned"),
             exc_info=failure,
         )
         if self._on_failure is not None:
