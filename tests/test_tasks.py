@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sidecar.runtime.tasks import Supervisor, remaining, until
+from sidecar.runtime.tasks import Supervisor, TaskSet, remaining, until
 
 
 async def _forever() -> None:
@@ -93,3 +93,18 @@ async def test_a_task_cancelled_by_someone_else_is_a_failure_too(
     await asyncio.sleep(0)
     assert failed == ["steady"]
     assert "task steady stopped unexpectedly: it was cancelled" in caplog.text
+
+
+async def test_a_task_set_tracks_its_tasks_until_they_end_and_cancels_the_rest() -> None:
+    ended: list[str] = []
+    writes = TaskSet()
+    quick = writes.spawn(asyncio.sleep(0), lambda task: ended.append("quick"))
+    slow = writes.spawn(_forever(), lambda task: ended.append("slow"))
+    assert len(writes.running()) == 2
+    await quick
+    await asyncio.sleep(0)
+    assert len(writes.running()) == 1 and ended == ["quick"]
+    assert writes.cancel() == 1
+    await asyncio.wait([slow])
+    await asyncio.sleep(0)  # its done callbacks
+    assert writes.running() == [] and ended == ["quick", "slow"]

@@ -74,6 +74,7 @@ from sidecar.recording.steps import drive_async
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
 from sidecar.runtime.sinks import Sender, unresolved
+from sidecar.runtime.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,8 @@ class Poster:
         self._making = asyncio.Semaphore(writes)
         #: Each object's last write not ended yet (the next one for it waits for it).
         self._chains: dict[ObjectKey, asyncio.Task[None]] = {}
-        #: Every write not ended yet, and the last mark not committed yet.
-        self._pending: set[asyncio.Task[None]] = set()
+        #: Every write not ended yet.
+        self._writing = TaskSet()
         #: The last mark's commit: True once committed, False when a write before it was
         #: abandoned (then no later mark commits either).
         self._last_mark: asyncio.Task[bool] | None = None
@@ -247,7 +248,7 @@ class Poster:
             # mark's point, whatever writes are still in flight.
             state = self._export()
             mark = asyncio.create_task(
-                self._commit_after(list(self._pending), self._last_mark, item, state)
+                self._commit_after(self._writing.running(), self._last_mark, item, state)
             )
             self._last_mark = mark
             return True
@@ -285,17 +286,15 @@ class Poster:
         for decision in writes:
             await self._slots.acquire()
             key = self.recorder.write_key(decision)
-            task = asyncio.create_task(self._write(self._chains.get(key), decision, item))
+            task = self._writing.spawn(
+                self._write(self._chains.get(key), decision, item),
+                lambda done, key=key: self._ended(key, done, countdown),  # type: ignore[misc]
+            )
             self._handling = None  # counted with the writes from now on
             self._chains[key] = task
-            self._pending.add(task)
-            task.add_done_callback(
-                lambda done, key=key: self._ended(key, done, countdown)  # type: ignore[misc]
-            )
         return True
 
     def _ended(self, key: ObjectKey, task: asyncio.Task[None], countdown: _Countdown) -> None:
-        self._pending.discard(task)
         if self._chains.get(key) is task:
             del self._chains[key]
         self._slots.release()
@@ -399,9 +398,7 @@ class Poster:
         # Writes not ended are cancelled and counted here: a request in flight is abandoned
         # (one a `ThreadedSender` runs goes on to its end on its thread, unknown to the
         # daemon, which is past its deadline).
-        for task in list(self._pending):
-            task.cancel()
-            dropped += 1
+        dropped += self._writing.cancel()
         if dropped:
             self.metrics.events_dropped.labels(cause).inc(dropped)
         self.metrics.queue_depth.set(0)

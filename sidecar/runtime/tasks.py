@@ -7,6 +7,9 @@ fail `/healthz` on it), and stopping cancels and then waits only until a deadlin
 does not stop when cancelled is logged and left behind, never waited for, so a shutdown ends in
 time whatever its tasks do.
 
+Short tasks that are meant to end (the poster's writes) are a `TaskSet`: tracked until they
+end, abandoned all at once when a shutdown's deadline passed.
+
 Deadlines are `time.monotonic()` values, so that one deadline can bound several waits in turn
 (`remaining`, `until`).
 """
@@ -17,9 +20,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 def remaining(deadline: float, *, floor: float = 0.0) -> float:
@@ -111,3 +116,35 @@ class Supervisor:
         )
         if self._on_failure is not None:
             self._on_failure(task.get_name())
+
+
+class TaskSet:
+    """Short tasks tracked until they end, as kopf's `Scheduler` does without its limit (the
+    owner bounds how many it starts)."""
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def spawn(
+        self,
+        coroutine: Coroutine[Any, Any, _T],
+        on_end: Callable[[asyncio.Task[_T]], None] | None = None,
+    ) -> asyncio.Task[_T]:
+        """Start `coroutine`; `on_end` is called with its task when it ends, however."""
+        task = asyncio.create_task(coroutine)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        if on_end is not None:
+            task.add_done_callback(on_end)
+        return task
+
+    def running(self) -> list[asyncio.Task[Any]]:
+        """The tasks not ended yet."""
+        return list(self._running)
+
+    def cancel(self) -> int:
+        """Cancel every task not ended yet; how many there were."""
+        running = self.running()
+        for task in running:
+            task.cancel()
+        return len(running)
