@@ -35,8 +35,9 @@ _BUILDING_FIXTURES = frozenset({"image", "cluster"})
 _GRACE = 5.0
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Give the slow tests (marked by the conftests, which run first) their longer timeout."""
+    """Give the slow tests their longer timeout (last: the conftests mark them first)."""
     for item in items:
         if item.get_closest_marker("timeout") is not None:
             continue
