@@ -7,7 +7,8 @@
   once its fixtures are torn down: a leaked daemon thread or child keeps working (and using the
   two shared cores) under the tests that follow, and a leak in a test often is one in the code.
   Threads and children of session- and module-scoped fixtures (the control plane, a real node)
-  are set up before the check looks and are not counted.
+  are set up before the check looks and are not counted, nor are a control plane's servers
+  that a test restarted (an outage).
 - A per-test timeout (pytest-timeout, `timeout` in pyproject.toml) for the tests that need no
   cluster; the tests against a control plane get `SLOW_TIMEOUT`, since their first test also
   starts the servers, and those that build an image or start a real node `BUILD_TIMEOUT`.
@@ -23,6 +24,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.controlplane import ControlPlane
 
 #: Seconds a test against a control plane may take, its fixtures' start included.
 SLOW_TIMEOUT = 900
@@ -64,8 +67,18 @@ def _children() -> dict[int, str]:
     return found
 
 
+def _servers(request: pytest.FixtureRequest) -> set[int]:
+    """The processes of the control planes the test uses (a fixture's, or a cluster's `cp`): a
+    test that restarts one of their servers (an outage) leaves the new process to the fixture
+    that owns the control plane."""
+    values = request.node.funcargs.values()
+    planes = [value for value in values if isinstance(value, ControlPlane)]
+    planes += [v.cp for v in values if isinstance(getattr(v, "cp", None), ControlPlane)]
+    return {pid for plane in planes for pid in plane.pids.values()}
+
+
 @pytest.fixture(autouse=True)
-def no_thread_or_process_left() -> Iterator[None]:
+def no_thread_or_process_left(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a thread or a child process behind."""
     threads = set(threading.enumerate())
     children = set(_children())
@@ -75,6 +88,7 @@ def no_thread_or_process_left() -> Iterator[None]:
     for thread in left:
         thread.join(max(0.0, end - time.monotonic()))
     alive = [thread.name for thread in left if thread.is_alive()]
+    children |= _servers(request)
     running = {pid: name for pid, name in _children().items() if pid not in children}
     while running and time.monotonic() < end:
         time.sleep(0.05)
