@@ -24,7 +24,7 @@ demo: $(STAMP)
 ## webhook injects it, the sidecar reads the controller's stderr through the pod log API. Needs
 ## root. Ctrl-C stops it all.
 demo-cluster: $(STAMP)
-	$(BIN)/python -m tests.demo_cluster
+	$(BIN)/python -m demo.cluster
 
 ## Lint, type-check, check the import layers and run every test (including those against a real kube-apiserver).
 test: lint system-deps
@@ -57,7 +57,7 @@ image: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict sidecar tests bench
+	$(BIN)/mypy --strict sidecar tests bench demo
 	$(BIN)/lint-imports
 
 ## The tests that need no cluster.

@@ -90,6 +90,10 @@ LOOKUP_RESULTS: Final[tuple[LookupResult, ...]] = get_args(LookupResult)
 #: `events.k8s.io/v1` the new one (`tools/events`, with series).
 EventsApi = Literal["events.k8s.io/v1", "v1"]
 EVENTS_APIS: Final[tuple[EventsApi, ...]] = get_args(EventsApi)
+#: What `--events-api` accepts: an API, or `auto`: events.k8s.io/v1 when the apiserver serves it
+#: and RBAC allows it, else core/v1.
+EventsApiChoice = Literal["auto"] | EventsApi
+EVENTS_API_CHOICES: Final[tuple[EventsApiChoice, ...]] = ("auto", *EVENTS_APIS)
 
 #: Why a line did not decode (`lines_undecodable{reason}`).
 UndecodableReason = Literal["empty", "continuation", "invalid_json", "unrecognised"]

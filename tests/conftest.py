@@ -22,6 +22,10 @@ from hypothesis import settings
 from kubernetes import client, config
 
 from tests.controlplane import ControlPlane
+from tests.kube_support import rqa_crd  # noqa: F401 - a fixture for every module (a CRD)
+
+#: Every test leaves no task, thread or child process behind and has a time limit (hygiene.py).
+pytest_plugins = ["tests.hygiene"]
 
 # In CI the property tests replay the same examples every run (a new random failure belongs in a
 # developer's run, not in a merge), and no example has a deadline on a busy 2-core machine.

@@ -207,7 +207,7 @@ def test_since_and_until_bound_the_events_by_the_lines_time(
 
 
 def test_a_relative_since_is_before_now() -> None:
-    from sidecar.cli.replay_command import parse_moment  # noqa: PLC0415
+    from sidecar.cli.options import parse_moment  # noqa: PLC0415
 
     assert parse_moment("-1h", now=10_000.0) == 6400.0
     assert parse_moment("30m", now=10_000.0) == 8200.0
@@ -329,3 +329,48 @@ def test_lines_without_a_time_or_with_an_unknown_level_are_counted_not_silent(
         ("event_sidecar_lines_incomplete_total", "time"): 1,
         ("event_sidecar_lines_incomplete_total", "unknown_level"): 1,
     }
+
+
+def test_every_option_of_every_command_is_a_row_of_the_tables() -> None:
+    """Each flag of each command comes from one row of `sidecar.cli.table*` (declared once)."""
+    import argparse  # noqa: PLC0415
+
+    from sidecar.cli import build_parser  # noqa: PLC0415
+    from sidecar.cli.table import RUN_OPTIONS  # noqa: PLC0415
+    from sidecar.cli.table_inject import (  # noqa: PLC0415
+        INJECT_SOURCE_OPTIONS,
+        INJECTION_OPTIONS,
+        WEBHOOK_OPTIONS,
+    )
+    from sidecar.cli.table_offline import (  # noqa: PLC0415
+        CHECK_OPTIONS,
+        EXPLAIN_OPTIONS,
+        REPLAY_OPTIONS,
+        SUGGEST_OPTIONS,
+    )
+
+    tables = {
+        "run": RUN_OPTIONS,
+        "check": CHECK_OPTIONS,
+        "replay": REPLAY_OPTIONS,
+        "explain": EXPLAIN_OPTIONS,
+        "test": (),
+        "suggest": SUGGEST_OPTIONS,
+        "webhook": (*WEBHOOK_OPTIONS, *INJECTION_OPTIONS),
+        "inject": (*INJECT_SOURCE_OPTIONS, *INJECTION_OPTIONS),
+    }
+    (commands,) = [
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    assert set(commands.choices) == set(tables)
+    for name, parser in commands.choices.items():
+        flags = {
+            flag
+            for action in parser._actions
+            for flag in action.option_strings
+            if flag not in ("-h", "--help")
+        }
+        rows = {flag for row in tables[name] for flag in (row.flag, row.short) if flag}
+        assert flags == rows, name

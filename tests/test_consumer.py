@@ -10,7 +10,7 @@ from sidecar.core.pipeline import LinePipeline, Processor
 from sidecar.core.rules import compile_rules, parse_rules
 from sidecar.core.transitions import TransitionTracker
 from sidecar.daemon.consumer import BlockConsumer
-from sidecar.recording.poster import Mark, Posting, QueueItem
+from sidecar.recording.queue import Mark, Posting, QueueItem
 from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from tests.daemon_support import RULES, phase_line

@@ -14,9 +14,10 @@ import orjson
 import pytest
 
 from sidecar.core.events.corev1 import InvolvedObject
-from sidecar.core.events.eventsv1 import SeriesCache, SeriesRecord, make_modern_event
+from sidecar.core.events.eventsv1 import make_modern_event
+from sidecar.core.events.series import SeriesCache, SeriesRecord
 from sidecar.model import EventSpec, FilePosition, ObjectTarget, PodLogPosition
-from sidecar.recording.poster import LineNamer
+from sidecar.recording.naming import LineNamer
 from sidecar.runtime.checkpoints import (
     Checkpoint,
     read_checkpoint,

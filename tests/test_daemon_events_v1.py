@@ -14,7 +14,7 @@ from typing import Any
 
 from tests.controlplane import ControlPlane
 from tests.daemon_support import append, run_args, sidecar, wait_for
-from tests.test_kube import _wide_events
+from tests.kube_support import _wide_events
 
 #: Long enough that no heartbeat closes the series while the test runs: only SIGTERM's flush
 #: can write the counts kept in memory.

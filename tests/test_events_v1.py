@@ -11,15 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import EventNamer, InvalidEvent, InvolvedObject
-from sidecar.core.events.eventsv1 import (
-    ModernEvent,
-    SeriesCache,
-    SeriesWrite,
-    make_modern_event,
-    micro_time,
-    parse_series_row,
-    series_row,
-)
+from sidecar.core.events.eventsv1 import ModernEvent, make_modern_event, micro_time
+from sidecar.core.events.series import SeriesCache, SeriesWrite, parse_series_row, series_row
 from sidecar.model import EventSpec, ObjectTarget
 from sidecar.recording.recorder_eventsv1 import ModernRecorder
 from sidecar.runtime.metrics import Metrics

@@ -106,7 +106,8 @@ def test_explain_agrees_with_replay_on_the_example(capsys: pytest.CaptureFixture
     rules = ROOT / "examples/quota-autoscaler.rules.yaml"
     assert main(["explain", str(log), "--rules", str(rules), "-o", "json"]) == 0
     traces = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(traces) == sum(1 for _ in log.open("rb"))
+    with log.open("rb") as lines:
+        assert len(traces) == sum(1 for _ in lines)
     explained = [(t["line"], t["write"], t["event"]["count"]) for t in traces if "event" in t]
     assert main(["replay", str(log), "--rules", str(rules), "-o", "writes"]) == 0
     writes = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -87,12 +87,12 @@ def run_case(folder: Path, chunk_size: int = 0) -> tuple[str, str]:
 def _summary(result: ReplayResult) -> str:
     counts = result.counts
     summary = {
-        "lines_read": counts.read,
+        "lines_read": counts.lines,
         "too_long": counts.too_long,
-        "matched": counts.matched,
-        "rule_misses": counts.missed,
-        "unchanged": counts.unchanged,
-        "specs": counts.specs,
+        "matched": counts.matches.total(),
+        "rule_misses": counts.misses.total(),
+        "unchanged": counts.unchanged.total(),
+        "specs": counts.events,
         "outcomes": dict(sorted(result.outcomes.items())),
     }
     return orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n"

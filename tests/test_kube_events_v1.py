@@ -14,13 +14,14 @@ from kubernetes import client
 
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import EventNamer
-from sidecar.core.events.eventsv1 import SeriesCache, micro_time
+from sidecar.core.events.eventsv1 import micro_time
+from sidecar.core.events.series import SeriesCache
 from sidecar.kube import KubeSink, connect
 from sidecar.model import EventSpec, ObjectTarget
 from sidecar.recording.recorder_eventsv1 import ModernRecorder
 from sidecar.runtime.metrics import Metrics
 from tests.controlplane import ControlPlane
-from tests.test_kube import (  # noqa: F401 - rqa_crd is a fixture
+from tests.kube_support import (  # noqa: F401 - rqa_crd is a fixture
     COMPONENT,
     HOST,
     _create_pod,

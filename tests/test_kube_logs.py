@@ -15,7 +15,7 @@ from kubernetes import client
 from sidecar.kube import connect_pod_logs
 from sidecar.model import ContainerInstance, PodLogError
 from tests.controlplane import ControlPlane
-from tests.test_kube import install_sidecar_rbac
+from tests.kube_support import install_sidecar_rbac
 
 
 def _service_account_kubeconfig(

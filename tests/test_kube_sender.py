@@ -43,7 +43,7 @@ from sidecar.runtime.sinks import (
 )
 from tests.conftest import Capture, plain_kubeconfig
 from tests.controlplane import ControlPlane, token_kubeconfig
-from tests.test_kube import (
+from tests.kube_support import (
     COMPONENT,
     HOST,
     RQA_GROUP,

@@ -20,7 +20,7 @@ _T = TypeVar("_T")
 def feed(metrics: Metrics, tracker: TransitionTracker, lines: list[bytes]) -> None:
     rules = compile_rules(parse_rules(RULES, "rules.yaml"))
     pipeline = LinePipeline(Processor(rules, tracker), year=None, max_line_bytes=1 << 16)
-    metrics.count_lines("file", pipeline.feed(b"".join(lines)).tally)
+    metrics.count_lines("file", pipeline.feed(b"".join(lines)).counts)
 
 
 def test_transition_durations_come_from_the_lines_times() -> None:

@@ -14,7 +14,9 @@ from prometheus_client import CollectorRegistry
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import Event, InvolvedObject
 from sidecar.model import EventSpec, FilePosition, ObjectTarget
-from sidecar.recording.poster import LineNamer, Mark, Poster, Posting, QueueItem
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.poster import Poster
+from sidecar.recording.queue import Mark, Posting, QueueItem
 from sidecar.recording.recorder import Recorder
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
@@ -89,6 +91,13 @@ def poster_for(
     return Poster(events, recorder, namer, metrics, commit, writes=writes)
 
 
+async def stop(poster: Poster, task: asyncio.Task[None]) -> None:
+    """Cancel the poster's `task`, as the daemon does, and close its threads."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await poster.close()
+
+
 async def test_each_objects_events_are_written_in_order_while_objects_overlap() -> None:
     sink = SlowSink(seed=7)
     events: asyncio.Queue[QueueItem] = asyncio.Queue()
@@ -105,7 +114,7 @@ async def test_each_objects_events_are_written_in_order_while_objects_overlap() 
     poster = poster_for(sink, events, lambda _: None)
     task = asyncio.create_task(poster.run())
     await asyncio.wait_for(events.join(), 30)
-    task.cancel()
+    await stop(poster, task)
     assert poster.outcomes == {"create": OBJECTS * PER_OBJECT}
     for obj in range(OBJECTS):
         assert sink.ended[f"web-{obj}"] == [f"R{obj}x{n}" for n in range(PER_OBJECT)]
@@ -137,7 +146,7 @@ async def test_a_checkpoint_is_committed_only_after_every_write_queued_before_it
     poster = poster_for(sink, events, commit, writes=4)
     task = asyncio.create_task(poster.run())
     await asyncio.wait_for(events.join(), 30)
-    task.cancel()
+    await stop(poster, task)
     # Every mark committed, in order, and never before a write queued ahead of it ended.
     assert commits == [(mark, True) for mark in range(10)]
     assert sink.most_running > 1
@@ -151,7 +160,7 @@ async def test_a_single_writer_keeps_the_queue_order() -> None:
     poster = poster_for(sink, events, lambda _: None, writes=1)
     task = asyncio.create_task(poster.run())
     await asyncio.wait_for(events.join(), 30)
-    task.cancel()
+    await stop(poster, task)
     assert sink.most_running == 1
     assert sink.order == [f"R{n % 3}x{n}" for n in range(10)]
 
@@ -197,7 +206,7 @@ async def test_objects_not_known_are_looked_up_ahead_in_parallel_and_only_once()
     poster = poster_for(sink, events, lambda _: None)
     task = asyncio.create_task(poster.run())
     await asyncio.wait_for(events.join(), 30)
-    task.cancel()
+    await stop(poster, task)
     assert poster.outcomes == {"create": 2 * objects}
     assert sink.lookups == {f"web-{obj}": 1 for obj in range(objects)}
     assert 1 < sink.most_running <= 8

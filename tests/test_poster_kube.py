@@ -14,11 +14,13 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import InvolvedObject
-from sidecar.core.events.eventsv1 import SeriesCache
+from sidecar.core.events.series import SeriesCache
 from sidecar.kube import KubeSink, connect
 from sidecar.kube.sender import KubeSender
 from sidecar.model import LOOKUP_RESULTS, EventSpec, ObjectTarget
-from sidecar.recording.poster import LineNamer, Mark, Poster, Posting, QueueItem, Tick
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.poster import Poster
+from sidecar.recording.queue import Mark, Posting, QueueItem, Tick
 from sidecar.recording.recorder import Recorder
 from sidecar.recording.recorder_eventsv1 import ModernRecorder
 from sidecar.runtime.checkpoints import Checkpoint

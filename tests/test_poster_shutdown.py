@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import Event
 from sidecar.model import EventSpec, FilePosition, ObjectTarget, RetrySettings
-from sidecar.recording.poster import LineNamer, Mark, Poster, Posting, QueueItem
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.poster import Poster
+from sidecar.recording.queue import Mark, Posting, QueueItem
 from sidecar.recording.recorder import Recorder
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
@@ -123,3 +125,4 @@ async def test_no_checkpoint_passes_a_write_abandoned_at_shutdown() -> None:
     assert commits == [4]
     await asyncio.wait_for(events.join(), 1)  # every item accounted for, none left waiting
     assert len(sink.events) == 4
+    await poster.close()

@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.kube import connect
 from sidecar.model import EventSpec, ObjectTarget, RetrySettings
-from sidecar.recording.poster import LineNamer, Poster, Posting, QueueItem
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.poster import Poster
+from sidecar.recording.queue import Posting, QueueItem
 from sidecar.recording.recorder import Recorder
 from sidecar.runtime.metrics import Metrics
 from tests.controlplane import ControlPlane, event_rate_limit_args

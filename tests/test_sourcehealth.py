@@ -23,7 +23,7 @@ from sidecar.daemon.sourcehealth import (
     pod_log_failure,
 )
 from sidecar.model import ContainerInstance, PodLogError
-from sidecar.recording.poster import Posting, QueueItem
+from sidecar.recording.queue import Posting, QueueItem
 from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource

@@ -21,7 +21,8 @@ from sidecar.model import FilePosition
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
-from sidecar.sources.files import FileSource, fingerprint
+from sidecar.sources.files import FileSource
+from sidecar.sources.followed import fingerprint
 
 WAIT = 10.0
 

@@ -62,7 +62,8 @@ async def test_writes_within_the_settle_time_cost_one_wake_up(tmp_path: Path) ->
         assert all(b - a >= 0.29 for a, b in itertools.pairwise(stamps[1:])), stamps
         # Listening again once quiet: the next write is handed over at once.
         count = len(seen)
-        log.open("ab").write(b"again\n")
+        with log.open("ab") as out:
+            out.write(b"again\n")
         await _until(lambda: len(seen) > count, "a write after the quiet spell", timeout=0.2)
     finally:
         watcher.stop()

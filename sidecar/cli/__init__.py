@@ -2,8 +2,8 @@
 
 One module per group of commands (`replay_command`: check and replay; `explain_command`;
 `rulestests_command`: test; `suggest_command`; `run_command`; `inject_command`: webhook and
-inject), the options of `run` in one table (`table`) from which its parser and its settings
-are derived (`options`). Commands import their engines; nothing below imports from here.
+inject), the options of every command in one table (`table`) from which the parsers and `run`'s
+settings are derived (`options`). Commands import their engines; nothing below imports from here.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import orjson
 
 from sidecar.cli.options import add_options
 from sidecar.cli.replay_command import open_input, replay_settings
-from sidecar.cli.table import EVENT_OPTIONS
+from sidecar.cli.table_offline import EXPLAIN_OPTIONS
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
@@ -23,16 +23,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "file", metavar="FILE", nargs="?", default="-", help="log lines, - for stdin"
     )
-    parser.add_argument("--rules", required=True, help="the rules file (YAML)")
-    parser.add_argument(
-        "-o",
-        "--output",
-        choices=("text", "json"),
-        default="text",
-        help="text for people, or one JSON object per line for tools",
-    )
-    parser.add_argument("--year", type=int, help="the year of klog's timestamps, which carry none")
-    add_options(parser, EVENT_OPTIONS, environ=False)
+    add_options(parser, EXPLAIN_OPTIONS, environ=False)
     parser.set_defaults(handler=explain_command)
 
 

@@ -12,8 +12,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sidecar.cli.options import host_port
-from sidecar.cli.table import LOG_LEVELS
+from sidecar.cli.options import add_options
+from sidecar.cli.table_inject import INJECT_SOURCE_OPTIONS, INJECTION_OPTIONS, WEBHOOK_OPTIONS
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -25,26 +25,7 @@ def add_parsers(commands: Any) -> None:
     hook = commands.add_parser(
         "webhook", help="serve the mutating admission webhook that injects the sidecar (TLS)"
     )
-    hook.add_argument(
-        "--listen",
-        default="127.0.0.1:8443",
-        type=host_port,
-        help="HOST:PORT to serve HTTPS on (default: loopback only; 0.0.0.0:8443 in a cluster)",
-    )
-    hook.add_argument("--tls-cert-file", required=True, help="PEM certificate chain")
-    hook.add_argument("--tls-private-key-file", required=True, help="PEM private key")
-    hook.add_argument(
-        "--cert-check-interval",
-        type=float,
-        default=1.0,
-        help="seconds between checks of the certificate files for rotation",
-    )
-    hook.add_argument(
-        "--log-level",
-        default="info",
-        choices=LOG_LEVELS,
-        help="JSON lines on stderr, from this level",
-    )
+    add_options(hook, WEBHOOK_OPTIONS, environ=False)
     _add_injection_options(hook)
     hook.set_defaults(handler=_webhook)
 
@@ -52,73 +33,14 @@ def add_parsers(commands: Any) -> None:
         "inject", help="add the sidecar to the workloads in manifests (YAML or JSON) for GitOps"
     )
     source = inject.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "-f",
-        "--filename",
-        help="manifest file (multi-document YAML or JSON), - for stdin",
-    )
-    source.add_argument(
-        "--emit-policy",
-        action="store_true",
-        help="instead, print a MutatingAdmissionPolicy and its binding that inject the same "
-        "sidecar in the apiserver, without a webhook (Kubernetes >= 1.36)",
-    )
+    add_options(source, INJECT_SOURCE_OPTIONS, environ=False)
     _add_injection_options(inject)
     inject.set_defaults(handler=_inject)
 
 
 def _add_injection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("injected sidecar (pod annotations override these)")
-    group.add_argument("--image", help="sidecar image (default: this version's image)")
-    group.add_argument(
-        "--rules-configmap",
-        help="ConfigMap with the rules (key rules.yaml), in the pod's namespace "
-        "(default: event-sidecar-rules)",
-    )
-    group.add_argument(
-        "--native-sidecar",
-        choices=("true", "false"),
-        help="inject as a native sidecar (Kubernetes >= 1.29; the default); 'false' for a "
-        "classic container",
-    )
-    group.add_argument(
-        "--log-path",
-        help="glob of the app's log files, for pods naming neither log-path nor socket "
-        "(default: none, the sidecar follows the target container's log through the API)",
-    )
-    group.add_argument(
-        "--sidecar-log-level",
-        choices=LOG_LEVELS,
-        help="the sidecar's own log level (default: info)",
-    )
-    group.add_argument(
-        "--metrics-port",
-        type=int,
-        help="the sidecar's metrics port (the next free one if the pod uses it; default: 9090)",
-    )
-    group.add_argument(
-        "--sidecar-resources",
-        type=resources_json,
-        metavar="JSON",
-        help='the sidecar\'s resources, e.g. \'{"requests": {"cpu": "10m"}, "limits": '
-        '{"memory": "192Mi"}}\' (default: requests cpu 10m, memory 96Mi; limit memory 192Mi)',
-    )
-
-
-def resources_json(text: str) -> dict[str, dict[str, str]]:
-    """`--sidecar-resources`: the JSON a Helm chart renders with `toJson`, checked like the pod's
-    `resources` annotation, so that a typo fails at start-up rather than in every injected pod."""
-    from pydantic import ValidationError  # noqa: PLC0415 - only when the flag is given
-
-    from sidecar.inject.annotations import Resources  # noqa: PLC0415
-
-    try:
-        return Resources.model_validate_json(text).to_container()
-    except ValidationError as error:
-        raise argparse.ArgumentTypeError(
-            'expected {"requests": {NAME: QUANTITY}, "limits": {NAME: QUANTITY}}: '
-            + "; ".join(e["msg"] for e in error.errors())
-        ) from None
+    add_options(group, INJECTION_OPTIONS, environ=False)
 
 
 def _settings(args: argparse.Namespace) -> InjectSettings:

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from sidecar.core.addresses import AddressError, format_host_port, parse_host_port
@@ -66,6 +69,11 @@ class Option:
     #: How the default is shown in `--help`; None shows nothing.
     show: Callable[[Any], str] | None = str
     metavar: str | None = None
+    #: A short form of the flag (`-o` for `--output`).
+    short: str | None = None
+    #: The command fails without it (only for a command that reads no environment: `run`
+    #: takes every option from its variable too).
+    required: bool = False
 
     @property
     def dest(self) -> str:
@@ -123,9 +131,11 @@ def _settings_default(target: str) -> Any:
 def add_options(
     parser: argparse.ArgumentParser | Any, options: Iterable[Option], *, environ: bool
 ) -> None:
-    """Add `options` to `parser` (or an argument group); argparse defaults stay None.
+    """Add `options` to `parser` (or an argument group).
 
-    None marks "not given", so that `resolve` can tell a flag from its variable and its default.
+    With `environ`, argparse defaults stay None: None marks "not given", so that `resolve` can
+    tell a flag from its variable and its default. Without, the defaults are argparse's (but
+    those computed from the environment when the command runs, which `resolve` gives).
     """
     for option in options:
         help_text = option.help
@@ -134,16 +144,21 @@ def add_options(
             help_text += f" (default: {option.show(default)})"
         if environ:
             help_text += f" [${option.variable}]"
+            default = None
+        elif option.kind == "list" and default is not None:
+            default = list(default)  # argparse appends to a copy of it
         help_text = help_text.replace("%", "%%")
+        flags = (option.flag,) if option.short is None else (option.short, option.flag)
         if option.kind == "switch":
-            parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
+            parser.add_argument(*flags, action="store_true", default=default, help=help_text)
             continue
         parser.add_argument(
-            option.flag,
+            *flags,
             action="append" if option.kind == "list" else "store",
             type=option.parse,
             choices=option.choices,
-            default=None,
+            default=default,
+            required=option.required,
             metavar=option.metavar,
             help=help_text,
         )
@@ -240,3 +255,50 @@ def show_host_port(value: Sequence[Any]) -> str:
     """How a (host, port) default is shown in `--help`."""
     host, port = value
     return format_host_port(host, port)
+
+
+def parse_moment(text: str, now: float | None = None) -> float:
+    """`--since`/`--until`: RFC 3339 (a date alone is its midnight UTC), or a duration before
+    `now` such as `1h`, `-30m`, `90s`, `2d` (the sign is optional: it always means before)."""
+    duration = _DURATION.fullmatch(text.strip())
+    if duration is not None:
+        seconds = int(duration[1]) * _UNITS[duration[2]]
+        return (time.time() if now is None else now) - seconds
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither RFC 3339 (2026-11-20T09:00:00Z) nor a duration (1h, 30m)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+_DURATION = re.compile(r"-?(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def group_version(text: str) -> tuple[str, str]:
+    group, slash, version = text.rpartition("/")
+    if not slash or not group or not version:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not GROUP/VERSION (autoscaling.example.com/v1)"
+        )
+    return group, version
+
+
+def resources_json(text: str) -> dict[str, dict[str, str]]:
+    """`--sidecar-resources`: the JSON a Helm chart renders with `toJson`, checked like the pod's
+    `resources` annotation, so that a typo fails at start-up rather than in every injected pod."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only when the flag is given
+
+    from sidecar.inject.annotations import Resources  # noqa: PLC0415
+
+    try:
+        return Resources.model_validate_json(text).to_container()
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(
+            'expected {"requests": {NAME: QUANTITY}, "limits": {NAME: QUANTITY}}: '
+            + "; ".join(e["msg"] for e in error.errors())
+        ) from None

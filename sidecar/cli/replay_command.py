@@ -10,18 +10,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import sys
-import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
-from sidecar.cli.options import add_options, positive_float, resolve, settings_from
+from sidecar.cli.options import add_options, resolve, settings_from
 from sidecar.cli.table import EVENT_OPTIONS
+from sidecar.cli.table_offline import CHECK_OPTIONS, REPLAY_OPTIONS
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -32,87 +30,14 @@ def add_parsers(commands: Any) -> None:
     """Add `check` and `replay` to the sub-commands (`argparse._SubParsersAction`)."""
     check = commands.add_parser("check", help="validate a rules file")
     check.add_argument("rules", metavar="RULES", help="the rules file (YAML)")
-    check.add_argument(
-        "--strict",
-        action="store_true",
-        help="fail (exit 1) on warnings too, not only on errors",
-    )
+    add_options(check, CHECK_OPTIONS, environ=False)
     check.set_defaults(handler=check_command)
 
     play = commands.add_parser(
         "replay", help="read a log once and print (or write) the Events it stands for"
     )
     play.add_argument("file", metavar="FILE", nargs="?", default="-", help="log file, - for stdin")
-    play.add_argument("--rules", required=True, help="the rules file (YAML)")
-    play.add_argument(
-        "-o",
-        "--output",
-        choices=("table", "json", "writes", "none"),
-        default="table",
-        help="how to print the Events: a kubectl-like table, JSON lines, every create and "
-        "PATCH in order with its line number (JSON lines, for comparing sequences), or not "
-        "at all",
-    )
-    play.add_argument(
-        "--since",
-        type=parse_moment,
-        metavar="TIME",
-        help="only lines at or after TIME become Events: RFC 3339 (2026-11-20T09:00:00Z) or a "
-        "duration before now (1h, -30m, 2d); earlier lines still set transition state",
-    )
-    play.add_argument(
-        "--until",
-        type=parse_moment,
-        metavar="TIME",
-        help="only lines before TIME become Events (same forms as --since)",
-    )
-    play.add_argument(
-        "--api-version",
-        action="append",
-        default=[],
-        type=_group_version,
-        metavar="GROUP/VERSION",
-        help="the version to print in involvedObject.apiVersion for a group the rules name "
-        "without one (object: auto knows only controllerGroup); repeatable. A cluster's "
-        "discovery answers this itself with --kubeconfig",
-    )
-    play.add_argument(
-        "--summary",
-        choices=("text", "json"),
-        default="text",
-        help="the summary on stderr: text for people, one JSON object for scripts",
-    )
-    play.add_argument("--metrics", action="store_true", help="print the Prometheus metrics too")
-    play.add_argument(
-        "--kubeconfig",
-        help="write the Events to this cluster instead of printing them ('' for in-cluster "
-        "or $KUBECONFIG); Events are named after their lines, so replaying a log again does "
-        "not double them",
-    )
-    play.add_argument("--context", help="kubeconfig context to use")
-    play.add_argument(
-        "--events-api",
-        choices=("auto", "events.k8s.io/v1", "v1"),
-        default="v1",
-        help="which Events to write, as `run --events-api`: events.k8s.io/v1 (with series), "
-        "v1 (core), or auto: events.k8s.io/v1 when the cluster (--kubeconfig) serves it and "
-        "RBAC allows it, else v1 (v1 without --kubeconfig)",
-    )
-    play.add_argument(
-        "--series-finish",
-        type=positive_float,
-        default=360.0,
-        metavar="SECONDS",
-        help="events.k8s.io/v1: as `run --series-finish`, on the log's clock (the heartbeat "
-        "runs every SECONDS of log time; every count left is written at the end)",
-    )
-    play.add_argument(
-        "--year",
-        type=int,
-        help="the year of klog's timestamps, which carry none (default: this year, or last "
-        "year for a line whose month is more than a month ahead of the clock)",
-    )
-    add_options(play, EVENT_OPTIONS, environ=False)
+    add_options(play, REPLAY_OPTIONS, environ=False)
     play.set_defaults(handler=replay_command)
 
 
@@ -148,10 +73,10 @@ def replay_settings(args: argparse.Namespace) -> ReplaySettings:
         host=events.host,
         max_line_bytes=events.files.max_line_bytes,
         correlation=events.correlation,
-        year=getattr(args, "year", None),
+        year=args.year,
         since=getattr(args, "since", None),
         until=getattr(args, "until", None),
-        series_finish_seconds=getattr(args, "series_finish", 360.0),
+        series_finish_seconds=getattr(args, "series_finish", events.series_finish_seconds),
     )
 
 
@@ -160,7 +85,11 @@ def replay_command(args: argparse.Namespace) -> int:
     # The engine is imported here, not at the top, so that `check` and `--help` do not pay for it.
     from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
 
-    from sidecar.cli.common import load_rules_or_report  # noqa: PLC0415
+    from sidecar.cli.common import (  # noqa: PLC0415
+        chosen_events_api,
+        connect_or_report,
+        load_rules_or_report,
+    )
     from sidecar.core.events.eventsv1 import as_core_view  # noqa: PLC0415
     from sidecar.core.events.output import format_json_lines, format_table  # noqa: PLC0415
     from sidecar.offline.replay import read_chunks, replay  # noqa: PLC0415
@@ -179,21 +108,14 @@ def replay_command(args: argparse.Namespace) -> int:
     sink: Sink = memory
     line_names = False
     if args.kubeconfig is not None:
-        from sidecar import kube  # noqa: PLC0415 - only replay to a cluster pays for the client
-
-        try:
-            sink = kube.connect(
-                kubeconfig=args.kubeconfig or None, context=args.context, metrics=metrics
-            )
-        except kube.KubeConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
+        connected = connect_or_report(args.kubeconfig, args.context, metrics)
+        if connected is None:
             return EXIT_FAILURE
+        sink = connected
         # Named after their lines as in `run`: a second replay of the log finds them written.
         line_names = True
-    events_api = args.events_api
-    if events_api == "auto":
-        choose = getattr(sink, "choose_events_api", None)
-        events_api, why = choose() if choose is not None else ("v1", "no cluster")
+    events_api, why = chosen_events_api(args.events_api, sink)
+    if args.events_api == "auto":
         print(f"writing Events to {events_api}: {why}", file=sys.stderr)
     settings = dataclasses.replace(settings, events_api=events_api)
     try:
@@ -235,37 +157,6 @@ def replay_command(args: argparse.Namespace) -> int:
     else:
         print(_format_summary(summary), file=sys.stderr)
     return EXIT_OK
-
-
-def parse_moment(text: str, now: float | None = None) -> float:
-    """`--since`/`--until`: RFC 3339 (a date alone is its midnight UTC), or a duration before
-    `now` such as `1h`, `-30m`, `90s`, `2d` (the sign is optional: it always means before)."""
-    duration = _DURATION.fullmatch(text.strip())
-    if duration is not None:
-        seconds = int(duration[1]) * _UNITS[duration[2]]
-        return (time.time() if now is None else now) - seconds
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither RFC 3339 (2026-11-20T09:00:00Z) nor a duration (1h, 30m)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-_DURATION = re.compile(r"-?(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _group_version(text: str) -> tuple[str, str]:
-    group, slash, version = text.rpartition("/")
-    if not slash or not group or not version:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not GROUP/VERSION (autoscaling.example.com/v1)"
-        )
-    return group, version
 
 
 def format_writes(writes: Iterable[WriteRecord]) -> str:

@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import os
 import sys
-import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -109,12 +108,10 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         return EXIT_USAGE
     show_created_series(settings.http.created_series)
     metrics = Metrics(CollectorRegistry(), max_state_values=settings.transitions.max_state_values)
-    try:
-        sink = _sink(values, metrics, settings.correlation.cache_size)
-    except RuntimeError as error:
-        print(f"error: {error}", file=sys.stderr)
+    sink = _sink(values, metrics, settings.correlation.cache_size)
+    if sink is None:
         return EXIT_FAILURE
-    settings = _choose_events_api(settings, sink, metrics)
+    settings = _choose_events_api(settings, sink)
     try:
         logs = _pod_logs(values) if pod_log.container else None
     except RuntimeError as error:
@@ -141,13 +138,12 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     return asyncio.run(main())
 
 
-def _choose_events_api(settings: DaemonSettings, sink: Sink, metrics: Metrics) -> DaemonSettings:
+def _choose_events_api(settings: DaemonSettings, sink: Sink) -> DaemonSettings:
     """Resolve `--events-api auto` against the cluster (a dry run writes core/v1), and log the
     choice; `event_sidecar_events_api_info` shows it."""
-    chosen, why = settings.events_api, "as asked"
-    if chosen == "auto":
-        choose = getattr(sink, "choose_events_api", None)
-        chosen, why = choose() if choose is not None else ("v1", "dry run")
+    from sidecar.cli.common import chosen_events_api  # noqa: PLC0415 - see the module's docstring
+
+    chosen, why = chosen_events_api(settings.events_api, sink)
     log.info("writing Events to %s", chosen, extra={"events_api": chosen, "why": why})
     return dataclasses.replace(settings, events_api=chosen)
 
@@ -160,9 +156,9 @@ def _exit_after(seconds: float, code: int) -> None:
         sys.stderr.flush()
         os._exit(code)
 
-    timer = threading.Timer(seconds, exit_now)
-    timer.daemon = True
-    timer.start()
+    from sidecar.runtime.threads import call_later  # noqa: PLC0415 - see the module's docstring
+
+    call_later(seconds, exit_now, "event-sidecar-exit-watchdog")
 
 
 def _pod_logs(values: Mapping[str, Any]) -> PodLogClient:
@@ -182,22 +178,13 @@ def _pod_logs(values: Mapping[str, Any]) -> PodLogClient:
         raise RuntimeError(str(error)) from error
 
 
-def _sink(values: Mapping[str, Any], metrics: Metrics, keep: int) -> Sink:
-    """The Kubernetes sink; or memory for `--dry-run`, keeping the last `keep` Events only.
-
-    Raises:
-        RuntimeError: no usable Kubernetes configuration (the message says what was tried).
-    """
+def _sink(values: Mapping[str, Any], metrics: Metrics, keep: int) -> Sink | None:
+    """The Kubernetes sink; or memory for `--dry-run`, keeping the last `keep` Events only; or
+    None after printing what was tried when there is no usable Kubernetes configuration."""
     if values["dry_run"]:
         from sidecar.runtime.sinks import MemorySink  # noqa: PLC0415
 
-        return MemorySink(keep=keep)
-    from sidecar import kube  # noqa: PLC0415 - only a real run pays for the client
+        return MemorySink(keep=keep, why="dry run")
+    from sidecar.cli.common import connect_or_report  # noqa: PLC0415 - see the module's docstring
 
-    try:
-        sink = kube.connect(
-            kubeconfig=values["kubeconfig"] or None, context=values["context"], metrics=metrics
-        )
-    except kube.KubeConfigError as error:
-        raise RuntimeError(str(error)) from error
-    return sink
+    return connect_or_report(values["kubeconfig"], values["context"], metrics)

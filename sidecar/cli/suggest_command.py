@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sidecar.cli.options import add_options
+from sidecar.cli.table_offline import SUGGEST_OPTIONS
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
@@ -20,21 +22,7 @@ def add_parser(commands: Any) -> None:
         "warning and error lines that repeat. Read it, then `check` and `replay` it.",
     )
     parser.add_argument("log", metavar="LOG", help="the controller's log file")
-    parser.add_argument(
-        "-o", "--output", metavar="RULES", help="write the draft to RULES instead of stdout"
-    )
-    parser.add_argument(
-        "--tests",
-        metavar="FILE",
-        help="also write a tests file (`event-sidecar test`) made of the log's own lines, "
-        "expecting the Events the draft gives; needs --output (the tests name the rules file)",
-    )
-    parser.add_argument(
-        "--component", help="the rules file's component (default: the log file's name)"
-    )
-    parser.add_argument(
-        "--year", type=int, help="the year of klog's timestamps, which carry none (as replay)"
-    )
+    add_options(parser, SUGGEST_OPTIONS, environ=False)
     parser.set_defaults(handler=suggest_command)
 
 

@@ -1,4 +1,5 @@
-"""The options of `run` (and the Event options `replay` shares), one row each.
+"""The options of `run`, and the Event options `replay` and `explain` share with it, one row
+each (the other commands' are in `table_offline` and `table_inject`).
 
 Defaults come from the settings fields named in `to` (see `sidecar.core.settings` for why each is
 what it is); a row states a default only when it sets no field. A new option is one row here (plus
@@ -20,6 +21,7 @@ from sidecar.cli.options import (
     positive_int,
     show_host_port,
 )
+from sidecar.model import EVENTS_API_CHOICES
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
@@ -78,6 +80,9 @@ EVENT_OPTIONS: Final = (
         to=("correlation.spam_key_by_reason",),
     ),
 )
+
+#: The kubeconfig context: `run` and `replay`.
+CONTEXT: Final = Option("--context", "kubeconfig context to use", default=None)
 
 #: `event-sidecar run`, every row also settable as SIDECAR_<OPTION>.
 RUN_OPTIONS: Final = (
@@ -262,7 +267,7 @@ RUN_OPTIONS: Final = (
         "kubeconfig to use ('' or unset: in-cluster, else $KUBECONFIG)",
         default=None,
     ),
-    Option("--context", "kubeconfig context to use", default=None),
+    CONTEXT,
     Option(
         "--dry-run",
         "keep Events in memory instead of writing them (for trying rules)",
@@ -273,7 +278,7 @@ RUN_OPTIONS: Final = (
         "--events-api",
         "where Events are written: events.k8s.io/v1 (with series), v1 (core), or auto: "
         "events.k8s.io/v1 when served and allowed by RBAC, else v1",
-        choices=("auto", "events.k8s.io/v1", "v1"),
+        choices=EVENTS_API_CHOICES,
         to=("events_api",),
     ),
     Option(

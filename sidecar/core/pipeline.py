@@ -1,8 +1,8 @@
 """From blocks of log lines to `EventSpec`s: pre-filter, decode, match, transition, render.
 
 No I/O, no asyncio and no metrics: `replay` drives this from a file, the daemon from its sources,
-and each block's `Tally` comes back to them to add to their metrics once per block rather than per
-line, which keeps the per-line cost down.
+and each block's `LineCounts` come back to them to add to their metrics once per block rather
+than per line, which keeps the per-line cost down.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class Processor:
         self.reasons_replaced: Counter[str] = Counter()
 
     def take_durations(self) -> list[Duration]:
-        """The durations since the last call (the caller's block tally carries them)."""
+        """The durations since the last call (the caller's block counts carry them)."""
         durations, self.durations = self.durations, []
         return durations
 
@@ -129,7 +129,7 @@ class Processor:
         return reason
 
     def take_reasons_replaced(self) -> Counter[str]:
-        """The reasons replaced since the last call, by rule (for the block's tally)."""
+        """The reasons replaced since the last call, by rule (for the block's counts)."""
         replaced, self.reasons_replaced = self.reasons_replaced, Counter()
         return replaced
 
@@ -241,8 +241,10 @@ def _trace_match(rules: RuleSet, record: Record, trace: Trace) -> CompiledRule |
 
 
 @dataclass(slots=True)
-class Tally:
-    """What one block added up to: its caller adds these to its metrics."""
+class LineCounts:
+    """What lines added up to: one block's (`Fed.counts`, which its caller adds to its metrics)
+    or every block's so far (`LinePipeline.counts`, `replay`'s summary). The metrics carry the
+    same numbers."""
 
     lines: int = 0
     bytes: int = 0
@@ -253,6 +255,8 @@ class Tally:
     #: By (rule, missing field).
     misses: Counter[tuple[str, str]] = field(default_factory=Counter)
     unchanged: Counter[str] = field(default_factory=Counter)
+    #: The Events the lines called for.
+    events: int = 0
     #: Decoded lines whose time was out of range and dropped (the read time stands in).
     time_out_of_range: int = 0
     #: Decoded lines by what they did not give (`time`, `level`, `message`: `Record.missing`)
@@ -260,52 +264,39 @@ class Tally:
     incomplete: Counter[str] = field(default_factory=Counter)
     #: Objects whose transition state was forgotten to stay within the tracker's bound.
     evictions: int = 0
-    #: Transitions whose duration is known, for `transition_duration_seconds`.
+    #: Transitions whose duration is known, for `transition_duration_seconds` (one block's
+    #: only: `add` leaves them out, so that running totals do not grow with the log).
     durations: list[Duration] = field(default_factory=list)
     #: By rule, reasons rendered from lines and replaced by their stand-in (`PhaseOther`).
     reasons_replaced: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def decoded(self) -> int:
+        return self.lines - self.too_long - self.skipped - self.undecodable.total()
+
+    def add(self, block: LineCounts) -> None:
+        """Add one block's counts (all but its `durations`) to these."""
+        self.lines += block.lines
+        self.bytes += block.bytes
+        self.too_long += block.too_long
+        self.skipped += block.skipped
+        self.undecodable.update(block.undecodable)
+        self.matches.update(block.matches)
+        self.misses.update(block.misses)
+        self.unchanged.update(block.unchanged)
+        self.events += block.events
+        self.time_out_of_range += block.time_out_of_range
+        self.incomplete.update(block.incomplete)
+        self.evictions += block.evictions
+        self.reasons_replaced.update(block.reasons_replaced)
+
 
 @dataclass(frozen=True, slots=True)
 class Fed:
-    """A block's Events, in order, and its tally."""
+    """A block's Events, in order, and its counts."""
 
     specs: list[EventSpec]
-    tally: Tally
-
-
-@dataclass(slots=True)
-class LineCounts:
-    """Running totals, for `replay`'s summary; the metrics carry the same numbers."""
-
-    read: int = 0
-    bytes: int = 0
-    skipped: int = 0
-    too_long: int = 0
-    decoded: int = 0
-    undecodable: Counter[str] = field(default_factory=Counter)
-    matched: int = 0
-    missed: int = 0
-    unchanged: int = 0
-    specs: int = 0
-    #: Decoded lines whose time was out of range and dropped (the read time stands in).
-    time_out_of_range: int = 0
-    #: As `Tally.incomplete`.
-    incomplete: Counter[str] = field(default_factory=Counter)
-
-    def add(self, tally: Tally, specs: int) -> None:
-        self.read += tally.lines
-        self.bytes += tally.bytes
-        self.too_long += tally.too_long
-        self.skipped += tally.skipped
-        self.decoded += tally.lines - tally.too_long - tally.skipped - tally.undecodable.total()
-        self.undecodable.update(tally.undecodable)
-        self.matched += tally.matches.total()
-        self.missed += tally.misses.total()
-        self.unchanged += tally.unchanged.total()
-        self.specs += specs
-        self.time_out_of_range += tally.time_out_of_range
-        self.incomplete.update(tally.incomplete)
+    counts: LineCounts
 
 
 class LinePipeline:
@@ -330,13 +321,13 @@ class LinePipeline:
 
     def feed(self, block: bytes, *, too_long: int = 0, default_time: float | None = None) -> Fed:
         """Process a block of complete lines; return the Events they call for, in order, and the
-        block's tally. `too_long` counts lines the framer dropped before the block;
+        block's counts. `too_long` counts lines the framer dropped before the block;
         `default_time` is the time of lines that carry none (the kubelet's, for the pod log)."""
         selection = select_lines(block, self.processor.rules.literals, self.max_line_bytes)
         specs: list[EventSpec] = []
-        tally = Tally()
-        undecodable, matches = tally.undecodable, tally.matches
-        misses, unchanged = tally.misses, tally.unchanged
+        counts = LineCounts()
+        undecodable, matches = counts.undecodable, counts.matches
+        misses, unchanged = counts.misses, counts.unchanged
         times_dropped = 0
         processor = self.processor
         process = processor.process
@@ -350,7 +341,7 @@ class LinePipeline:
                 continue
             assert type(record) is Record
             if record.missing or record.level == UNKNOWN_LEVEL:
-                _count_incomplete(record, tally.incomplete, timed=default_time is not None)
+                _count_incomplete(record, counts.incomplete, timed=default_time is not None)
             if record.time is None and default_time is not None:
                 record = replace(record, time=default_time)
             if record.time is not None:
@@ -368,17 +359,18 @@ class LinePipeline:
             elif type(outcome) is Unchanged:
                 unchanged[outcome.rule] += 1
 
-        tally.lines = selection.lines + too_long
-        tally.bytes = len(block)
-        tally.too_long = selection.too_long + too_long
-        tally.skipped = selection.lines - selection.too_long - len(selection.candidates)
-        tally.time_out_of_range = times_dropped
-        tally.evictions = processor.tracker.take_evictions()
-        tally.durations = processor.take_durations()
+        counts.lines = selection.lines + too_long
+        counts.bytes = len(block)
+        counts.too_long = selection.too_long + too_long
+        counts.skipped = selection.lines - selection.too_long - len(selection.candidates)
+        counts.time_out_of_range = times_dropped
+        counts.evictions = processor.tracker.take_evictions()
+        counts.durations = processor.take_durations()
         if processor.reasons_replaced:
-            tally.reasons_replaced = processor.take_reasons_replaced()
-        self.counts.add(tally, len(specs))
-        return Fed(specs, tally)
+            counts.reasons_replaced = processor.take_reasons_replaced()
+        counts.events = len(specs)
+        self.counts.add(counts)
+        return Fed(specs, counts)
 
 
 def _count_incomplete(record: Record, counts: Counter[str], *, timed: bool) -> None:

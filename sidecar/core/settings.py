@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sidecar.core.correlate import CorrelatorSettings
+from sidecar.core.events.series import FINISH_SECONDS
 from sidecar.core.labels import DEFAULT_MAX_VALUES
 from sidecar.core.lines.scan import DEFAULT_MAX_LINE_BYTES
 from sidecar.core.transitions import DEFAULT_MAX_KEYS
-from sidecar.model import RetrySettings
+from sidecar.model import EventsApiChoice, RetrySettings
 
 StartPosition = Literal["checkpoint", "end", "beginning"]
-#: `auto`: events.k8s.io/v1 when the apiserver serves it and RBAC allows it, else core/v1.
-EventsApiChoice = Literal["auto", "events.k8s.io/v1", "v1"]
 WatchMode = Literal["auto", "inotify", "poll"]
 
 
@@ -231,4 +230,4 @@ class DaemonSettings:
     #: gets its final count), and the gap between two occurrences, on the lines' clock, that
     #: ends a series: client-go's `finishTime` (6 min).
     #: Every live series is also re-written every 30 min (client-go's `refreshTime`).
-    series_finish_seconds: float = 360.0
+    series_finish_seconds: float = FINISH_SECONDS

@@ -15,7 +15,7 @@ import time
 from sidecar.core.pipeline import LinePipeline
 from sidecar.core.transitions import TransitionTracker
 from sidecar.model import FilePosition, PodLogPosition
-from sidecar.recording.poster import Mark, Posting, QueueItem
+from sidecar.recording.queue import Mark, Posting, QueueItem
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
@@ -84,7 +84,7 @@ class BlockConsumer:
     async def _decode(self, block: Block) -> None:
         """Feed one block; queue its Events, then note its positions (they follow the Events)."""
         fed = self.pipeline.feed(block.data, too_long=block.too_long, default_time=block.stamp_time)
-        self.metrics.count_lines(self.source, fed.tally)
+        self.metrics.count_lines(self.source, fed.counts)
         for spec in fed.specs:
             await self._queue(Posting(spec, block.read_at))
         if block.positions is not None:

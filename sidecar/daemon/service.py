@@ -14,6 +14,9 @@ decoder never waits for the API: when the Event queue is full the Event is dropp
 decoding itself falls behind (its block queue is full), through TCP flow control. The pod log
 source is lossless like files: meanwhile its stream simply is not read.
 
+The sources and their decoders are built, and resumed from the checkpoint, by
+`sidecar.daemon.wiring`; the tasks are supervised by `sidecar.runtime.tasks`.
+
 Every task is named and supervised: if one ends, `/healthz` turns 503 at once (naming the task),
 the daemon stops and `run` returns 1 after logging which task failed and why. SIGTERM stops the
 sources, lets the decoders and the poster finish what is queued within `drain_deadline` (what is
@@ -31,45 +34,38 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sidecar.core.correlate import Correlator
-from sidecar.core.events.eventsv1 import SeriesCache
+from sidecar.core.events.series import SeriesCache
 from sidecar.core.exits import EXIT_FAILURE, EXIT_OK
-from sidecar.core.pipeline import LinePipeline, Processor
+from sidecar.core.pipeline import Processor
 from sidecar.core.rules import RuleSet
 from sidecar.core.rules.tracking import meanings
 from sidecar.core.settings import DaemonSettings
 from sidecar.core.transitions import TransitionTracker
-from sidecar.daemon.checkpoint_writer import Checkpointer
 from sidecar.daemon.consumer import BlockConsumer
 from sidecar.daemon.reload import RulesReloader
 from sidecar.daemon.sourcehealth import (
-    FILE_REASONS,
-    POD_LOG_REASONS,
     SourceWatch,
-    WatchedLogAPI,
-    file_failure,
 )
-from sidecar.recording.poster import LineNamer, Poster, QueueItem, Tick
+from sidecar.daemon.wiring import SourceWiring
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.poster import Poster
+from sidecar.recording.queue import QueueItem, Tick
 from sidecar.recording.recorder import Recorder
 from sidecar.recording.recorder_eventsv1 import ModernRecorder
-from sidecar.runtime.checkpoints import Checkpoint, read_checkpoint, remove_temporaries
+from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
 from sidecar.runtime.sinks import Sink
 from sidecar.runtime.status import StatusServer
-from sidecar.runtime.threads import WorkerThread
-from sidecar.sources import Block
-from sidecar.sources.files import FileSource
-from sidecar.sources.podlog import LogAPI, PodLogSource
-from sidecar.sources.sockets import SocketSource
+from sidecar.runtime.tasks import Supervisor, until
+from sidecar.runtime.threads import WorkerThread, call_once
+from sidecar.sources.podlog import LogAPI
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = ".event-sidecar-checkpoint.json"
 #: Seconds between checkpoint marks queued by the file decoder (half the write interval, so that
 #: a write every interval has something new to write).
 _MARK_FRACTION = 0.5
@@ -78,14 +74,7 @@ _MARK_FRACTION = 0.5
 _SHUTDOWN_GRACE = 5.0
 
 
-def default_checkpoint_path(paths: tuple[str, ...]) -> Path | None:
-    """Next to the first file path, on the shared volume; None without a file source."""
-    if not paths:
-        return None
-    return Path(paths[0]).absolute().parent / CHECKPOINT_NAME
-
-
-class Daemon:
+class Daemon(SourceWiring):
     """The running sidecar. `run` returns the process exit code."""
 
     def __init__(
@@ -136,27 +125,7 @@ class Daemon:
             stopping=self._stop.is_set,
         )
 
-        self.checkpointer: Checkpointer | None = None
-        #: Opened at start-up (`_open_files`: it reads the checkpoint), not here.
-        self.files: FileSource | None = None
-        self.file_consumer: BlockConsumer | None = None
-        if settings.files.paths:
-            self._add_file_consumer(processor, year, mark_interval)
-        self.sockets: SocketSource | None = None
-        self.socket_consumer: BlockConsumer | None = None
-        if settings.sockets.tcp or settings.sockets.unix:
-            self._add_socket_source(processor, year, mark_interval)
-        #: Opened at start-up (`_open_pod_log`: it reads the checkpoint), not here.
-        self.pod_log: PodLogSource | None = None
-        self.pod_log_consumer: BlockConsumer | None = None
-        self._pod_log_api: LogAPI | None = None
-        if pod_log_api is not None:
-            watched = WatchedLogAPI(pod_log_api)
-            self._pod_log_api = watched
-            if settings.pod_log.container:
-                self.source_watch.watch("pod-log", watched.failure, POD_LOG_REASONS)
-        if settings.pod_log.container and pod_log_api is not None and self.checkpointer is None:
-            self._add_pod_log_consumer(processor, year, mark_interval)
+        self._add_sources(processor, year, mark_interval, pod_log_api)
 
         self.namer = LineNamer(component, settings.host)
         self.correlator = Correlator(settings.correlation, self.namer)
@@ -191,161 +160,9 @@ class Daemon:
         self._status: StatusServer | None = None
         #: The port `/metrics` is served on, once started.
         self.http_port = 0
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = Supervisor(logger=log)
         #: The supervised task that ended on its own, once one did (for `/healthz`).
         self.failed_task: str | None = None
-
-    def _checkpoint_path(self) -> Path:
-        """`--checkpoint`, or the default beside the first file."""
-        files = self.settings.files
-        if self.settings.checkpoint.path:
-            return Path(self.settings.checkpoint.path)
-        path = default_checkpoint_path(files.paths)
-        assert path is not None
-        return path
-
-    def _consumer(
-        self,
-        processor: Processor,
-        year: int | None,
-        max_line_bytes: int,
-        source: str,
-        *,
-        lossless: bool,
-        mark_interval: float,
-    ) -> BlockConsumer:
-        """A source's decoder: its own bounded block queue and pipeline, the shared Event queue
-        and transition state."""
-        blocks: asyncio.Queue[Block] = asyncio.Queue(self.settings.queues.blocks)
-        pipeline = LinePipeline(processor, year=year, max_line_bytes=max_line_bytes)
-        return BlockConsumer(
-            pipeline,
-            self.metrics,
-            blocks,
-            self.events,
-            self.tracker,
-            source=source,
-            lossless=lossless,
-            mark_interval=mark_interval,
-        )
-
-    def _add_file_consumer(
-        self, processor: Processor, year: int | None, mark_interval: float
-    ) -> None:
-        """The file source's lossless decoder and its checkpointer (no disk I/O yet)."""
-        files = self.settings.files
-        self.checkpointer = Checkpointer(self._checkpoint_path(), self.settings.checkpoint.interval)
-        self.file_consumer = self._consumer(
-            processor,
-            year,
-            files.max_line_bytes,
-            "file",
-            lossless=True,
-            mark_interval=mark_interval,
-        )
-
-    def _open_files(self) -> None:
-        """At start-up: read the checkpoint to resume from, restore its transition and
-        correlation state, and create the file source that resumes from its positions.
-
-        `--start` is for a first start only: once a checkpoint exists, a restart (a crash, a
-        new container in the same pod) resumes from it whatever `--start` says, so that neither
-        a restart with `end` loses what was logged while the sidecar was down nor one with
-        `beginning` writes everything again. Remove the checkpoint to start afresh.
-        """
-        assert self.checkpointer is not None and self.file_consumer is not None
-        files, checkpoint_path = self.settings.files, self.checkpointer.path
-        resume = read_checkpoint(checkpoint_path)
-        remove_temporaries(checkpoint_path)
-        if resume is not None:
-            self._restore(resume)
-            log.info(
-                "resuming from checkpoint",
-                extra={
-                    "path": str(checkpoint_path),
-                    "files": len(resume.files),
-                    "ignored_start": files.start if files.start != "checkpoint" else None,
-                },
-            )
-            files = replace(files, start="checkpoint")
-        self.files = FileSource(
-            files,
-            self.file_consumer.blocks,
-            self.metrics,
-            resume=resume,
-            exclude=frozenset({str(checkpoint_path.resolve())}),
-        )
-        source, patterns = self.files, files.paths
-        self.source_watch.watch("file", lambda: file_failure(patterns, source), FILE_REASONS)
-
-    def _restore(self, checkpoint: Checkpoint) -> None:
-        """Take up the transition, correlation and series state saved with the positions."""
-        saved = None if checkpoint.trackers is None else dict(checkpoint.trackers)
-        dropped = self.tracker.restore([list(row) for row in checkpoint.transitions], saved)
-        if dropped:
-            log.info(
-                "transition state dropped: the trackers' rules changed",
-                extra={"trackers": dropped},
-            )
-        self.correlator.restore(checkpoint.correlation)
-        if isinstance(self.recorder, ModernRecorder):
-            self.recorder.series.restore(checkpoint.series)
-            pending = sum(
-                1 for record in checkpoint.series if record.stored < record.event.series_count
-            )
-            if pending:
-                log.info("series counts not written before the restart", extra={"series": pending})
-
-    def _add_pod_log_consumer(
-        self, processor: Processor, year: int | None, mark_interval: float
-    ) -> None:
-        """The pod log source's lossless decoder, and its checkpointer when `--checkpoint` names
-        a file (there is no shared volume to default to; without one a start reads the current
-        instance from its first line)."""
-        pod_log = self.settings.pod_log
-        if self.settings.checkpoint.path:
-            self.checkpointer = Checkpointer(
-                Path(self.settings.checkpoint.path), self.settings.checkpoint.interval
-            )
-        self.pod_log_consumer = self._consumer(
-            processor,
-            year,
-            pod_log.max_line_bytes,
-            "pod-log",
-            lossless=True,
-            mark_interval=mark_interval,
-        )
-
-    def _open_pod_log(self) -> None:
-        """At start-up: resume from the checkpoint's position for the container, if any."""
-        assert self.pod_log_consumer is not None and self._pod_log_api is not None
-        pod_log, resume = self.settings.pod_log, None
-        if self.checkpointer is not None:
-            saved = read_checkpoint(self.checkpointer.path)
-            remove_temporaries(self.checkpointer.path)
-            if saved is not None:
-                self._restore(saved)
-                resume = next((p for p in saved.pod_logs if p.container == pod_log.container), None)
-                log.info("resuming from checkpoint", extra={"path": str(self.checkpointer.path)})
-        self.pod_log = PodLogSource(
-            pod_log, self._pod_log_api, self.pod_log_consumer.blocks, self.metrics, resume=resume
-        )
-
-    def _add_socket_source(
-        self, processor: Processor, year: int | None, mark_interval: float
-    ) -> None:
-        """The socket source and its decoder, which drops rather than waits for the API."""
-        sockets = self.settings.sockets
-        consumer = self._consumer(
-            processor,
-            year,
-            sockets.max_line_bytes,
-            "socket",
-            lossless=False,
-            mark_interval=mark_interval,
-        )
-        self.sockets = SocketSource(sockets, consumer.blocks, self.metrics)
-        self.socket_consumer = consumer
 
     def readiness(self) -> Mapping[str, bool]:
         """What `/readyz` reports: sources open, rules loaded, API reachable."""
@@ -369,7 +186,7 @@ class Daemon:
         A daemon whose file source died reads nothing more; the kubelet must see it, even if the
         shutdown that follows were to hang.
         """
-        ended = [name for name, task in self._tasks.items() if task.done()]
+        ended = self._tasks.ended()
         if ended and self.failed_task is None and not self._stop.is_set():
             self.failed_task = ended[0]
         return {"tasks": self.failed_task is None}
@@ -440,43 +257,32 @@ class Daemon:
                 "rules": len(self.rules.rules),
             },
         )
-        self._spawn("poster", self.poster.run())
+        spawn = self._tasks.spawn
+        spawn("poster", self.poster.run())
         if self.files is not None and self.file_consumer is not None:
-            self._spawn("file-decoder", self.file_consumer.run())
-            self._spawn("file-source", self.files.run())
+            spawn("file-decoder", self.file_consumer.run())
+            spawn("file-source", self.files.run())
         if self.sockets is not None and self.socket_consumer is not None:
-            self._spawn("socket-decoder", self.socket_consumer.run())
-            self._spawn("socket-source", self.sockets.run())
+            spawn("socket-decoder", self.socket_consumer.run())
+            spawn("socket-source", self.sockets.run())
         if self.pod_log is not None and self.pod_log_consumer is not None:
-            self._spawn("pod-log-decoder", self.pod_log_consumer.run())
-            self._spawn("pod-log-source", self.pod_log.run())
+            spawn("pod-log-decoder", self.pod_log_consumer.run())
+            spawn("pod-log-source", self.pod_log.run())
         if self.checkpointer is not None:
-            self._spawn("checkpointer", self.checkpointer.run())
+            spawn("checkpointer", self.checkpointer.run())
         if self._ping is not None:
-            self._spawn("api-ping", self._ping_forever(self._ping))
+            spawn("api-ping", self._ping_forever(self._ping))
         if isinstance(self.recorder, ModernRecorder):
-            self._spawn("series-heartbeat", self._heartbeat_forever())
+            spawn("series-heartbeat", self._heartbeat_forever())
         if self.reloader is not None:
-            self._spawn("rules-reload", self.reloader.run())
+            spawn("rules-reload", self.reloader.run())
         if self.source_watch.watched:
-            self._spawn("source-watch", self.source_watch.run())
+            spawn("source-watch", self.source_watch.run())
 
-        stopping = asyncio.create_task(self._stop.wait(), name="stop-signal")
-        done, _ = await asyncio.wait(
-            [stopping, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED
-        )
-        stopping.cancel()
-        failed = [task for task in done if task is not stopping]
-        if failed:
-            task = failed[0]
-            self.failed_task = self.failed_task or task.get_name()
-            failure = None if task.cancelled() else task.exception()
-            log.error(
-                "task %s stopped unexpectedly: %s",
-                task.get_name(),
-                failure or "it returned",
-                exc_info=failure,
-            )
+        failed = await self._tasks.first_end(self._stop)  # a failure is logged by then
+        self._tasks.stopping()
+        if failed is not None:
+            self.failed_task = self.failed_task or failed
             await self._abort(time.monotonic() + self.settings.queues.drain_deadline)
             return EXIT_FAILURE
         log.info(
@@ -485,29 +291,10 @@ class Daemon:
         )
         return await self._drain()
 
-    def _spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Start a supervised task; its name is what a failure report says."""
-        self._tasks[name] = asyncio.create_task(coroutine, name=name)
-
-    async def _cancel(self, *names: str, deadline: float) -> None:
-        """Cancel the named tasks and wait for them until `deadline` (their errors no longer
-        matter); one still running then is logged and left behind, never waited for."""
-        tasks = [self._tasks.pop(name) for name in names if name in self._tasks]
-        for task in tasks:
-            task.cancel()
-        if not tasks:
-            return
-        done, pending = await asyncio.wait(tasks, timeout=_remaining(deadline, floor=0.1))
-        for task in done:
-            if not task.cancelled():
-                task.exception()  # retrieved: it no longer matters, and asyncio must not log it
-        for task in pending:
-            log.error("task %s did not stop when cancelled; leaving it", task.get_name())
-
     async def _drain(self) -> int:
         """Stop reading, write what is queued within the deadline, checkpoint, stop serving."""
         deadline = time.monotonic() + self.settings.queues.drain_deadline
-        await self._cancel(
+        await self._tasks.cancel(
             "file-source",
             "socket-source",
             "pod-log-source",
@@ -523,17 +310,17 @@ class Daemon:
             if decoder is None:
                 continue
             try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
+                async with until(deadline):
                     await decoder.blocks.join()
                 decoded.append(decoder)
             except TimeoutError:
                 pass
-            await self._cancel(name, deadline=deadline + _SHUTDOWN_GRACE)
+            await self._tasks.cancel(name, deadline=deadline + _SHUTDOWN_GRACE)
         if isinstance(self.recorder, ModernRecorder):
             # Every series count still only in memory, decided before the last marks so that
             # the last checkpoint holds them as written.
             try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
+                async with until(deadline):
                     await self.events.put(Tick("pending"))
             except TimeoutError:
                 log.warning("drain deadline passed before the series counts were written")
@@ -543,10 +330,10 @@ class Daemon:
             if decoder.lossless:
                 await decoder.mark(wait=False)
         try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
+            async with until(deadline):
                 await self.events.join()
         except TimeoutError:
-            await self._cancel("poster", deadline=deadline + _SHUTDOWN_GRACE)
+            await self._tasks.cancel("poster", deadline=deadline + _SHUTDOWN_GRACE)
             dropped = self.poster.drop_queued("shutdown")
             log.warning("drain deadline passed; Events dropped", extra={"dropped": dropped})
         await self._abort(deadline)
@@ -558,10 +345,10 @@ class Daemon:
         """Cancel every task, save what is committed, stop serving: all within the grace that
         follows `deadline`."""
         end = deadline + _SHUTDOWN_GRACE
-        await self._cancel(*list(self._tasks), deadline=end)
+        await self._tasks.cancel(deadline=end)
         if self.checkpointer is not None:
             try:
-                async with asyncio.timeout_at(_loop_time(end)):
+                async with until(end):
                     await self.checkpointer.write()
             except OSError as error:
                 log.error("cannot write the checkpoint: %s", error)
@@ -569,7 +356,7 @@ class Daemon:
                 log.error("the checkpoint write did not finish in time; the previous one stays")
             self.checkpointer.close()
         try:
-            async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
+            async with until(max(end, time.monotonic() + 0.1)):
                 await self.poster.close()
         except TimeoutError:
             log.warning("the API connections did not close in time")
@@ -582,8 +369,8 @@ class Daemon:
             end = time.monotonic() + _SHUTDOWN_GRACE if deadline is None else deadline
             try:
                 # On a thread: stopping waits for the server's poll, which must not stall the loop.
-                async with asyncio.timeout_at(_loop_time(max(end, time.monotonic() + 0.1))):
-                    await asyncio.to_thread(status.close)
+                async with until(max(end, time.monotonic() + 0.1)):
+                    await call_once("event-sidecar-http-close", status.close)
             except TimeoutError:
                 log.warning("the HTTP server did not close in time")
 
@@ -615,16 +402,6 @@ class Daemon:
                 await asyncio.sleep(self.settings.http.ping_interval)
         finally:
             worker.close()
-
-
-def _remaining(deadline: float, *, floor: float = 0.0) -> float:
-    """Seconds from now to `deadline` (a `time.monotonic()` value), at least `floor`."""
-    return max(floor, deadline - time.monotonic())
-
-
-def _loop_time(deadline: float) -> float:
-    """`deadline` (a `time.monotonic()` value) on the running loop's clock, for `timeout_at`."""
-    return asyncio.get_running_loop().time() + _remaining(deadline)
 
 
 def _ignore(_: Checkpoint) -> None:

@@ -43,7 +43,7 @@ from typing import Final, Literal
 import orjson
 
 from sidecar.model import ContainerInstance, EventSpec, ObjectTarget, PodLogError
-from sidecar.recording.poster import Posting, QueueItem
+from sidecar.recording.queue import Posting, QueueItem
 from sidecar.runtime.metrics import Metrics
 from sidecar.sources.files import FileSource
 from sidecar.sources.podlog import LogAPI

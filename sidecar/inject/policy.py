@@ -18,7 +18,6 @@ without the sidecar, as the webhook does for invalid annotations, but with no wa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -26,6 +25,7 @@ import yaml
 
 from sidecar.inject.admission import MIRROR_ANNOTATION, SYSTEM_NAMESPACES
 from sidecar.inject.annotations import INJECT_LABEL, PREFIX, STATUS_ANNOTATION
+from sidecar.inject.cel import Cel, dyn, render
 from sidecar.inject.patch import (
     DEFAULT_CONTAINER_ANNOTATION,
     LOG_VOLUME,
@@ -64,33 +64,6 @@ _DNS_LABEL: Final = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _LOG_PATH: Final = r"^(/[^/*?\[\]:]+)+/[^/]+$"
 _SOCKET: Final = r"^tcp://(127\.0\.0\.1|localhost|\[::1\]):[1-9][0-9]{0,4}$"
-
-
-class Cel(str):
-    """A CEL expression, written into the rendered expression as it is (not as a string)."""
-
-
-def render(value: Any) -> str:
-    """`value` (JSON-like, with :class:`Cel` parts) as a CEL literal."""
-    if isinstance(value, Cel):
-        return str(value)
-    if isinstance(value, Mapping):
-        plain = all(isinstance(v, str) and not isinstance(v, Cel) for v in value.values())
-        cast = render if plain else _dyn
-        return "{" + ", ".join(f"{render(k)}: {cast(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(render(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | str):
-        return json.dumps(value, ensure_ascii=False)
-    raise TypeError(f"cannot render {type(value).__name__} as CEL")
-
-
-def _dyn(value: Any) -> str:
-    """`value` rendered as a map value of type `dyn`: CEL types a map literal by its first entry,
-    so a map whose values differ in type (a list beside a string, say) declares them all `dyn`."""
-    return f"dyn({render(value)})"
 
 
 def _annotation(suffix: str) -> str:
@@ -288,7 +261,7 @@ def _render_container(container: Mapping[str, Any]) -> str:
         if key.startswith("?"):
             parts.append(f"?{render(key[1:])}: {render(value)}")
         else:
-            parts.append(f"{render(key)}: {_dyn(value)}")
+            parts.append(f"{render(key)}: {dyn(value)}")
     return "{" + ", ".join(parts) + "}"
 
 

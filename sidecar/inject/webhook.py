@@ -37,6 +37,7 @@ from sidecar.inject.admission import (
 from sidecar.inject.patch import build_patch
 from sidecar.inject.settings import InjectSettings
 from sidecar.runtime.http import Checks, add_probe_routes
+from sidecar.runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ MUTATE_PATH: Final = "/mutate"
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """An AdmissionReview carries the whole pod (etcd allows ~1.5 MiB objects) twice at most."""
 RELOADER_TASK: Final = "certificate-reloader"
+#: Seconds the background tasks may take to stop once cancelled (they only sleep and stat).
+_STOP_GRACE: Final = 5.0
 _BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -226,26 +229,6 @@ def create_app(
     return app
 
 
-def _supervise(task: asyncio.Task[None], metrics: WebhookMetrics) -> None:
-    """Done callback of a background task: an end other than cancellation is a failure to show.
-
-    As in the daemon, a task that ends is logged with its reason and counted; the webhook keeps
-    answering admissions with the certificate it has, and its `/healthz` fails (the liveness
-    check reads `task.done()`), so the kubelet restarts it rather than letting it serve an
-    expiring certificate in silence.
-    """
-    if task.cancelled():
-        return
-    failure = task.exception()
-    log.error(
-        "task %s stopped unexpectedly: %s",
-        task.get_name(),
-        failure or "it returned",
-        exc_info=failure,
-    )
-    metrics.task_failures.labels(task.get_name()).inc()
-
-
 async def serve(
     settings: WebhookSettings,
     registry: CollectorRegistry,
@@ -259,12 +242,11 @@ async def serve(
     """
     metrics = WebhookMetrics(registry)
     reloader = CertificateReloader(settings.cert_file, settings.key_file, metrics)
-    tasks: list[asyncio.Task[None]] = []
-
-    def liveness() -> dict[str, bool]:
-        return {task.get_name(): not task.done() for task in tasks}
-
-    app = create_app(settings.inject, metrics, patcher, liveness)
+    # As in the daemon, a background task that ends is logged with its reason and counted; the
+    # webhook keeps answering admissions with the certificate it has, and its `/healthz` fails,
+    # so the kubelet restarts it rather than letting it serve an expiring certificate in silence.
+    tasks = Supervisor(on_failure=lambda name: metrics.task_failures.labels(name).inc(), logger=log)
+    app = create_app(settings.inject, metrics, patcher, tasks.alive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=reloader.context)
@@ -275,12 +257,10 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(reloader.watch(settings.reload_interval), name=RELOADER_TASK)
-    watcher.add_done_callback(lambda task: _supervise(task, metrics))
-    tasks.append(watcher)
+    tasks.spawn(RELOADER_TASK, reloader.watch(settings.reload_interval))
     try:
         await stop.wait()
     finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)  # a failure is reported already
+        tasks.stopping()
+        await tasks.cancel(deadline=time.monotonic() + _STOP_GRACE)
         await runner.cleanup()

@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 
 from sidecar.core.correlate import Correlator, CorrelatorSettings
 from sidecar.core.events.corev1 import Event, EventNamer
-from sidecar.core.events.eventsv1 import FINISH_SECONDS, ModernEvent, SeriesCache
+from sidecar.core.events.eventsv1 import ModernEvent
+from sidecar.core.events.series import FINISH_SECONDS, SeriesCache
 from sidecar.core.explain import LineTrace, Recorded, explain_line, split_records
 from sidecar.core.lines.decode import years_at
 from sidecar.core.lines.scan import DEFAULT_MAX_LINE_BYTES, LineFramer
@@ -95,17 +96,17 @@ class ReplayResult:
         }
         series = {} if result.series is None else {"series": result.series}
         return {
-            "lines_read": counts.read,
+            "lines_read": counts.lines,
             "bytes_read": counts.bytes,
             "skipped": counts.skipped,
             "decoded": counts.decoded,
             "undecodable": dict(sorted(counts.undecodable.items())),
             "incomplete": dict(sorted(counts.incomplete.items())),
             "too_long": counts.too_long,
-            "matched": counts.matched,
-            "unchanged": counts.unchanged,
-            "rule_misses": counts.missed,
-            "events": counts.specs,
+            "matched": counts.matches.total(),
+            "unchanged": counts.unchanged.total(),
+            "rule_misses": counts.misses.total(),
+            "events": counts.events,
             "outside_window": result.outside_window,
             "created": written.get("create", 0),
             "patched": written.get("patch", 0),
@@ -146,7 +147,7 @@ def replay(
     if line_names:
         # Here, not at the top: the daemon's poster (asyncio and its threads) is only needed for
         # a replay into a cluster, and importing it is a few per cent of a replay's CPU.
-        from sidecar.recording.poster import LineNamer  # noqa: PLC0415
+        from sidecar.recording.naming import LineNamer  # noqa: PLC0415
 
         line_namer = LineNamer(settings.component or rules.component, settings.host)
     recorder = _recorder(
@@ -162,7 +163,7 @@ def replay(
     memory = sink if keep_writes and isinstance(sink, MemorySink) else None
     if memory is not None:
         memory.on_write = lambda write, event: writes.append(
-            WriteRecord(pipeline.counts.read, write, event)
+            WriteRecord(pipeline.counts.lines, write, event)
         )
     #: The next series heartbeat, on the log's clock (the first: a period after the first line).
     heartbeat: float | None = None
@@ -170,7 +171,7 @@ def replay(
     def run(block: bytes, too_long: int = 0) -> None:
         nonlocal outside, heartbeat
         fed = pipeline.feed(block, too_long=too_long)
-        metrics.count_lines(source, fed.tally)
+        metrics.count_lines(source, fed.counts)
         for spec in fed.specs:
             if spec.time is not None:
                 log_clock.current = spec.time

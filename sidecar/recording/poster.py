@@ -10,7 +10,8 @@ Everything runs on the event loop, and nothing in it blocks:
   are looked up at once, `writes` at a time, and correlation takes the answers in order. A
   burst about many new objects (a controller's start) costs a round trip per `writes` objects,
   not one per object;
-- the writes it decides are coroutines (`Recorder.write_steps`, driven by `drive` over a
+- the writes it decides are coroutines (`Recorder.write_steps`, driven by `drive_async` of
+  `sidecar.recording.steps` over a
   `Sender`: the Kubernetes sink's is aiohttp, with a kept-alive connection per write in flight),
   `writes` (default 8) at a time. Each object's writes are chained: one for object X starts
   after X's previous write ended, so X's Events are created and PATCHed in order (and its
@@ -29,8 +30,9 @@ Everything runs on the event loop, and nothing in it blocks:
   for the tick's writes queued before it.
 
 A sink without a `sender` of its own (the memory sink of `--dry-run`, tests' sinks) is written
-and resolved through `ThreadedSender`: its blocking calls on daemon threads, one per write or
-look-up in flight.
+and resolved through `ThreadedSender` (`sidecar.recording.senders`): its blocking calls on
+daemon threads, one per write or look-up in flight. The queue's items are in
+`sidecar.recording.queue`, the line-derived Event names in `sidecar.recording.naming`.
 
 What holds across a crash (`kill -9`), for the file source:
 - No line is skipped: a file's offset is checkpointed only after the Events of the lines before it
@@ -53,56 +55,29 @@ What holds across a crash (`kill -9`), for the file source:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from sidecar.core.correlate import CorrelationState
-from sidecar.core.events.corev1 import EventNamer, InvolvedObject
-from sidecar.core.events.eventsv1 import SeriesRecord
+from sidecar.core.events.corev1 import InvolvedObject
+from sidecar.core.events.series import SeriesRecord
 from sidecar.model import DropCause, EventSpec, ObjectTarget, RecordOutcome
-from sidecar.recording.recorder import ObjectKey, Pause, Planned, Recorder, Steps, TickKind
+from sidecar.recording.naming import LineNamer
+from sidecar.recording.queue import Mark, Posting, QueueItem, Tick
+from sidecar.recording.recorder import ObjectKey, Planned, Recorder
+from sidecar.recording.senders import ThreadedSender
+from sidecar.recording.steps import drive_async
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
-from sidecar.runtime.sinks import Send, Sender, Sink, SinkError, send_to, unresolved
-from sidecar.runtime.threads import WorkerThread
+from sidecar.runtime.sinks import Sender, unresolved
+from sidecar.runtime.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class Posting:
-    """An Event to write, and when its line was read."""
-
-    spec: EventSpec
-    read_at: float
-
-
-@dataclass(slots=True)
-class Mark:
-    """Everything queued before this is written once it is reached: `checkpoint` may be saved."""
-
-    checkpoint: Checkpoint
-    #: Set by the poster when it commits the mark; until then the decoder queues no other, so
-    #: a stalled API holds one snapshot of the transition state in the queue, not hundreds.
-    reached: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Decide the recorder's writes not tied to a line (`Recorder.tick`) at this point."""
-
-    kind: TickKind
-
-
-QueueItem = Posting | Mark | Tick
 #: An object as resolved when its item was taken ahead: the sink's answer when it knew it, else
 #: the look-up started then (None: no object, e.g. no related one).
 Resolving = InvolvedObject | asyncio.Future[InvolvedObject] | None
@@ -124,115 +99,6 @@ class _Countdown:
 
     def __init__(self, left: int) -> None:
         self.left = left
-
-
-class LineNamer(EventNamer):
-    """client-go's `<object>.<16 hex digits>` names, but derived from the line, not the clock.
-
-    While `current` is set (by the poster, around one `record` call), the hex digits are a hash
-    of the Event's source, object, field path, type, reason, message and the line's own time,
-    so re-reading a line after a crash yields the same name (and the UUID fallback for names
-    that are not valid is derived the same way). Lines without a time get wall-clock names, as
-    in client-go.
-    """
-
-    def __init__(self, component: str, host: str) -> None:
-        super().__init__()
-        self._salt = f"{component}\0{host}"
-        self.current: EventSpec | None = None
-
-    def __call__(self, object_name: str) -> str:
-        """The name for an Event about `object_name` (see the class docstring)."""
-        spec = self.current
-        if spec is None or spec.time is None:
-            return super().__call__(object_name)
-        target = spec.target
-        # What makes two Events distinct for client-go's dedup (less the uid, resolved later),
-        # plus the line's time: equal only for a line read again.
-        key = "\0".join(
-            (
-                self._salt,
-                target.api_version,
-                target.kind,
-                target.namespace,
-                target.name,
-                target.field_path,
-                spec.type,
-                spec.reason,
-                spec.message,
-                repr(spec.time),
-            )
-        )
-        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-        # Positive and 16 hex digits, like today's nanoseconds.
-        suffix = int.from_bytes(digest[:8], "big") | (1 << 60)
-        return self.name_for(object_name, suffix, lambda: uuid.UUID(bytes=digest, version=4))
-
-
-async def drive(
-    steps: Steps[Any],
-    sender: Sender,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> Any:
-    """Make a write's `steps` (see `sidecar.recording.recorder`) through `sender`; return their
-    outcome.
-    The asyncio twin of `sidecar.recording.recorder.drive`."""
-    try:
-        step = next(steps)
-        while True:
-            try:
-                if isinstance(step, Pause):
-                    await sleep(step.seconds)
-                else:
-                    await sender.send(step)
-            except SinkError as error:
-                step = steps.throw(error)
-            else:
-                step = steps.send(None)
-    except StopIteration as stop:
-        return stop.value
-
-
-class _Threads:
-    """Daemon threads taking blocking calls, one call per idle thread."""
-
-    def __init__(self, name: str, threads: int) -> None:
-        self._threads = [WorkerThread(f"{name}-{n}") for n in range(threads)]
-        self._idle: asyncio.Queue[WorkerThread] = asyncio.Queue()
-        for thread in self._threads:
-            self._idle.put_nowait(thread)
-
-    async def call(self, function: Callable[[], _T]) -> _T:
-        thread = await self._idle.get()
-        try:
-            return await thread.call(function)
-        finally:
-            self._idle.put_nowait(thread)
-
-    def close(self) -> None:
-        for thread in self._threads:
-            thread.close()
-
-
-class ThreadedSender:
-    """A `Sender` over a blocking `Sink`: each write on one of `threads` daemon threads, each
-    look-up on one of `threads` others."""
-
-    def __init__(self, sink: Sink, threads: int) -> None:
-        self._sink = sink
-        self._writers = _Threads("event-sidecar-write", threads)
-        self._lookups = _Threads("event-sidecar-lookup", threads)
-
-    async def send(self, request: Send) -> None:
-        await self._writers.call(lambda: send_to(self._sink, request))
-
-    async def resolve(self, target: ObjectTarget) -> InvolvedObject:
-        """`sink.resolve` (which never raises) on an idle look-up thread."""
-        return await self._lookups.call(lambda: self._sink.resolve(target))
-
-    async def close(self) -> None:
-        self._writers.close()
-        self._lookups.close()
 
 
 class Poster:
@@ -265,8 +131,7 @@ class Poster:
         self.metrics = metrics
         self.commit = commit
         if sender is None:
-            own: Callable[[int], Sender] | None = getattr(recorder.sink, "sender", None)
-            sender = own(writes) if own is not None else ThreadedSender(recorder.sink, writes)
+            sender = recorder.sink.sender(writes) or ThreadedSender(recorder.sink, writes)
         self.sender = sender
         #: At most `LOOKAHEAD` writes decided and not ended yet (some wait for their object's
         #: previous one), of which at most `writes` are being made.
@@ -274,8 +139,8 @@ class Poster:
         self._making = asyncio.Semaphore(writes)
         #: Each object's last write not ended yet (the next one for it waits for it).
         self._chains: dict[ObjectKey, asyncio.Task[None]] = {}
-        #: Every write not ended yet, and the last mark not committed yet.
-        self._pending: set[asyncio.Task[None]] = set()
+        #: Every write not ended yet.
+        self._writing = TaskSet()
         #: The last mark's commit: True once committed, False when a write before it was
         #: abandoned (then no later mark commits either).
         self._last_mark: asyncio.Task[bool] | None = None
@@ -383,7 +248,7 @@ class Poster:
             # mark's point, whatever writes are still in flight.
             state = self._export()
             mark = asyncio.create_task(
-                self._commit_after(list(self._pending), self._last_mark, item, state)
+                self._commit_after(self._writing.running(), self._last_mark, item, state)
             )
             self._last_mark = mark
             return True
@@ -421,17 +286,15 @@ class Poster:
         for decision in writes:
             await self._slots.acquire()
             key = self.recorder.write_key(decision)
-            task = asyncio.create_task(self._write(self._chains.get(key), decision, item))
+            task = self._writing.spawn(
+                self._write(self._chains.get(key), decision, item),
+                lambda done, key=key: self._ended(key, done, countdown),  # type: ignore[misc]
+            )
             self._handling = None  # counted with the writes from now on
             self._chains[key] = task
-            self._pending.add(task)
-            task.add_done_callback(
-                lambda done, key=key: self._ended(key, done, countdown)  # type: ignore[misc]
-            )
         return True
 
     def _ended(self, key: ObjectKey, task: asyncio.Task[None], countdown: _Countdown) -> None:
-        self._pending.discard(task)
         if self._chains.get(key) is task:
             del self._chains[key]
         self._slots.release()
@@ -447,7 +310,7 @@ class Poster:
             await asyncio.wait([previous])
         try:
             async with self._making:
-                outcome: RecordOutcome = await drive(
+                outcome: RecordOutcome = await drive_async(
                     self.recorder.write_steps(decision), self.sender
                 )
         except Exception:
@@ -535,9 +398,7 @@ class Poster:
         # Writes not ended are cancelled and counted here: a request in flight is abandoned
         # (one a `ThreadedSender` runs goes on to its end on its thread, unknown to the
         # daemon, which is past its deadline).
-        for task in list(self._pending):
-            task.cancel()
-            dropped += 1
+        dropped += self._writing.cancel()
         if dropped:
             self.metrics.events_dropped.labels(cause).inc(dropped)
         self.metrics.queue_depth.set(0)

@@ -10,9 +10,9 @@ series heartbeat) in queue order, and makes the writes several at once, one obje
 
 How to write is decided apart from doing it: `write_steps` is a generator that yields each
 request (`Send`) and each wait (`Pause`) and is told, by an exception thrown in, when a request
-failed. `write` drives it with the sink's blocking calls and `sleep`; the poster drives the same
-steps with `await` (`sidecar.recording.poster.drive`). So the retry, 409 and rate-limit rules exist
-once, whatever does the I/O.
+failed. `write` drives it with the sink's blocking calls and `sleep` (`drive_blocking`); the
+poster drives the same steps with `await` (`drive_async`; both in `sidecar.recording.steps`).
+So the retry, 409 and rate-limit rules exist once, whatever does the I/O.
 
 A 429 is honoured two ways. With Retry-After (API Priority and Fairness) the write sleeps that
 long (at most `retry_after_max_seconds`) and tries again. Without it (the `EventRateLimit`
@@ -39,9 +39,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 from prometheus_client import Counter
 
@@ -56,7 +56,7 @@ from sidecar.core.events.corev1 import (
     make_event,
     truncate_message,
 )
-from sidecar.core.events.eventsv1 import SeriesRecord, SeriesWrite
+from sidecar.core.events.series import SeriesRecord, SeriesWrite
 from sidecar.model import (
     AlreadyWritten,
     DelayCause,
@@ -66,6 +66,7 @@ from sidecar.model import (
     RetrySettings,
     Written,
 )
+from sidecar.recording.steps import Pause, Steps, drive_blocking
 from sidecar.runtime.metrics import Metrics
 from sidecar.runtime.sinks import (
     NotFound,
@@ -73,11 +74,9 @@ from sidecar.runtime.sinks import (
     Refused,
     Send,
     Sink,
-    SinkError,
     Throttled,
     Unavailable,
     Unreachable,
-    send_to,
 )
 
 log = logging.getLogger(__name__)
@@ -90,40 +89,6 @@ ObjectKey = tuple[str, str, str, str]
 Planned = Write | SeriesWrite
 #: What `tick` is asked for: the heartbeat's due writes, or every count not written (shutdown).
 TickKind = Literal["due", "pending"]
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """Wait `seconds` before the next step (a retry's interval, a back-off, a Retry-After)."""
-
-    seconds: float
-
-
-#: What a write's steps yield: a request to make, or a wait.
-Step = Send | Pause
-_R = TypeVar("_R")
-#: A write's steps (see the module docstring): each `Send`'s failure is thrown in as the
-#: `SinkError` it raised; the generator's value is the outcome.
-Steps = Generator[Step, None, _R]
-
-
-def drive(steps: Steps[_R], sink: Sink, sleep: Callable[[float], None]) -> _R:
-    """Make `steps` with the sink's blocking calls; return their outcome."""
-    try:
-        step = next(steps)
-        while True:
-            try:
-                if isinstance(step, Pause):
-                    sleep(step.seconds)
-                else:
-                    send_to(sink, step)
-            except SinkError as error:
-                step = steps.throw(error)
-            else:
-                step = steps.send(None)
-    except StopIteration as stop:
-        outcome: _R = stop.value
-        return outcome
 
 
 def object_key(event: Event) -> ObjectKey:
@@ -288,7 +253,7 @@ class Recorder:
     def write(self, decision: Planned) -> RecordOutcome:
         """Make `write_steps(decision)` with the sink's blocking calls. Writes about one object
         must not overlap (its back-off state is theirs); others may."""
-        return drive(self.write_steps(decision), self.sink, self._sleep)
+        return drive_blocking(self.write_steps(decision), self.sink, self._sleep)
 
     def write_steps(self, decision: Planned) -> Steps[RecordOutcome]:
         """The steps of one decided write, with retries; a create answered 409 is

@@ -21,15 +21,11 @@ import logging
 from typing import Any
 
 from sidecar.core.events.corev1 import InvalidEvent, InvolvedObject
-from sidecar.core.events.eventsv1 import (
-    ModernEvent,
-    SeriesCache,
-    SeriesRecord,
-    SeriesWrite,
-    make_modern_event,
-)
+from sidecar.core.events.eventsv1 import ModernEvent, make_modern_event
+from sidecar.core.events.series import SeriesCache, SeriesRecord, SeriesWrite
 from sidecar.model import AlreadyWritten, EventSpec, RecordOutcome, Written
-from sidecar.recording.recorder import ObjectKey, Planned, Recorder, Steps, TickKind
+from sidecar.recording.recorder import ObjectKey, Planned, Recorder, TickKind
+from sidecar.recording.steps import Steps
 from sidecar.runtime.sinks import NotFound, Refused, Send
 
 log = logging.getLogger(__name__)

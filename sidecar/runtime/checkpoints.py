@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from sidecar.core.correlate import CorrelationState
-from sidecar.core.events.eventsv1 import SeriesRecord, parse_series_row, series_row
+from sidecar.core.events.series import SeriesRecord, parse_series_row, series_row
 from sidecar.model import FilePosition, PodLogPosition
 
 log = logging.getLogger(__name__)

@@ -10,18 +10,17 @@ Importing this module imports `sidecar.runtime.exposition`, which turns off the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar, overload
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 import sidecar.runtime.exposition  # noqa: F401 - lean /metrics: no `_created` series unless asked
 from sidecar.core.labels import DEFAULT_MAX_VALUES, LabelGuard
-from sidecar.core.pipeline import Tally
+from sidecar.core.pipeline import LineCounts
 from sidecar.core.transitions import TransitionTracker
 from sidecar.model import DELAY_CAUSES, DROP_CAUSES, RELOAD_RESULTS
+from sidecar.runtime.statecensus import OnOwner, StateCensus
 
 #: A metric with labels: `child` resolves its children once.
 _Labelled = TypeVar("_Labelled", Counter, Histogram)
@@ -45,321 +44,271 @@ _STATE_BUCKETS = (
 )
 
 
-class OnOwner(Protocol):
-    """Runs a call on the thread that owns some state and returns its result, or None when that
-    thread does not answer in time (`StatusServer.on_loop` for the daemon's event loop)."""
-
-    def __call__(self, call: Callable[[], _T]) -> _T | None: ...
+_M = TypeVar("_M")
 
 
-def _here(call: Callable[[], _T]) -> _T | None:
-    """The state is owned by the caller's thread (`replay`, `explain`, tests): call it."""
-    return call()
+class _Declared(Generic[_M]):
+    """A metric (or collector) declared once on `Metrics`, in the class body: each instance
+    makes its own on its registry (`Metrics.__init__`, in declaration order, which is the order
+    of `/metrics`), and that instance attribute then stands in front of this one."""
+
+    def __init__(self, make: Callable[[Metrics, CollectorRegistry], _M]) -> None:
+        self.make = make
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _Declared[_M]: ...
+
+    @overload
+    def __get__(self, instance: Metrics, owner: type) -> _M: ...
+
+    def __get__(self, instance: Metrics | None, owner: type) -> _Declared[_M] | _M:
+        if instance is None:
+            return self
+        raise AttributeError("made by Metrics.__init__")  # pragma: no cover
 
 
-#: One row of the per-state gauges: (rule, state) labels, objects, seconds the oldest stayed.
-_StateRow = tuple[tuple[str, str], int, float | None]
+def _counter(name: str, documentation: str, labels: Sequence[str] = ()) -> _Declared[Counter]:
+    return _Declared(lambda _, registry: Counter(name, documentation, labels, registry=registry))
 
 
-class _StateCollector(Collector):
-    """`objects_in_state` and `state_oldest_seconds`, counted from the tracker at scrape time.
+def _gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> _Declared[Gauge]:
+    return _Declared(lambda _, registry: Gauge(name, documentation, labels, registry=registry))
 
-    A scrape walks the tracker once (O(objects), every scrape interval) instead of every line
-    paying for gauge updates. Objects whose last line is older than the TTL are left out.
 
-    The tracker belongs to the thread that feeds it lines (the daemon's event loop), and a scrape
-    arrives on another (the status server's): walking the tracker's dict there while the loop
-    changes it failed the scrape ("dictionary changed size during iteration"), so the walk runs
-    through `owner`, on the tracker's own thread, and the scrape renders the rows it returns.
-    Counted there, every row is one consistent moment of the tracker, and the loop is held for
-    the walk only, never for the rendering. When the owner does not answer in time (a wedged
-    loop, which fails `/healthz` too), the two families are exposed empty: no count rather than
-    a stale one.
-    """
-
-    def __init__(self, guard: LabelGuard) -> None:
-        self.guard = guard
-        self.tracker: TransitionTracker | None = None
-        self.clock: Callable[[], float] = lambda: 0.0
-        self.ttl = 0.0
-        self.owner: OnOwner = _here
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        in_state = GaugeMetricFamily(
-            "event_sidecar_objects_in_state",
-            "Objects currently in each state, by rule (its tracker's name when rules share one) "
-            "and state; objects without a line for the state TTL are left out.",
-            labels=["rule", "state"],
+def _histogram(
+    name: str, documentation: str, labels: Sequence[str] = (), *, buckets: Sequence[float]
+) -> _Declared[Histogram]:
+    return _Declared(
+        lambda _, registry: Histogram(
+            name, documentation, labels, buckets=buckets, registry=registry
         )
-        oldest = GaugeMetricFamily(
-            "event_sidecar_state_oldest_seconds",
-            "Seconds the earliest object to enter each state, still in it, has been there (from "
-            "the lines' times), by rule and state: what a 'stuck in a state' alert watches.",
-            labels=["rule", "state"],
-        )
-        rows = self.owner(self.rows) if self.tracker is not None else None
-        for label, objects, stayed in rows or ():
-            in_state.add_metric(label, objects)
-            if stayed is not None:
-                oldest.add_metric(label, stayed)
-        yield in_state
-        yield oldest
-
-    def rows(self) -> list[_StateRow]:
-        """The census, its states through the guard (on the tracker's thread, as the histogram's
-        are), sorted by label."""
-        if self.tracker is None:
-            return []
-        now = self.clock()
-        merged: dict[tuple[str, str], tuple[int, float | None]] = {}
-        for (rule, state), count in self.tracker.census(now - self.ttl).items():
-            label = (rule, self.guard.admit(rule, state))
-            objects, since = merged.get(label, (0, None))
-            if count.oldest_since is not None and (since is None or count.oldest_since < since):
-                since = count.oldest_since
-            merged[label] = (objects + count.objects, since)
-        return [
-            (label, objects, None if since is None else max(0.0, now - since))
-            for label, (objects, since) in sorted(merged.items())
-        ]
+    )
 
 
 class Metrics:
+    """Every `event_sidecar_` metric, declared once below, made on the registry passed in."""
+
+    #: The cardinality guard on state labels, shared by the histogram and the gauges.
+    states: LabelGuard
+
+    # Events: written, folded, dropped, delayed.
+    events_emitted = _counter(
+        "event_sidecar_events_emitted",
+        "Events accepted by the sink, by reason, type and write (create or patch; series: "
+        "an events.k8s.io/v1 occurrence counted in its series, written by the heartbeat).",
+        ["reason", "type", "write"],
+    )
+    events_aggregated = _counter(
+        "event_sidecar_events_aggregated",
+        "Events folded into a '(combined from similar events)' Event, by reason.",
+        ["reason"],
+    )
+    events_already_written = _counter(
+        "event_sidecar_events_already_written",
+        "Creates the API refused as existing (409) under the name derived from their line: "
+        "written before (a line read again after a restart, or a create whose answer was "
+        "lost), so neither a new Event nor a loss.",
+    )
+    events_dropped = _counter(
+        "event_sidecar_events_dropped",
+        "Events not written, by cause.",
+        ["cause"],
+    )
+    events_delayed = _counter(
+        "event_sidecar_events_delayed",
+        "Waits before an Event write was tried again, by cause: retry_after (a 429 that "
+        "said how long: API Priority and Fairness), rate_limited (a 429 that did not: the "
+        "EventRateLimit admission plugin; the object backs off), unreachable (no answer), "
+        "unavailable (a 5xx with Retry-After: an apiserver shutting down), "
+        "forbidden_transient (a 403 soon after the API was out of reach or the start: RBAC "
+        "caches still filling).",
+        ["cause"],
+    )
+    # Lines: read, skipped, decoded or not.
+    lines_read = _counter(
+        "event_sidecar_lines_read",
+        "Lines read, by source.",
+        ["source"],
+    )
+    bytes_read = _counter(
+        "event_sidecar_bytes_read",
+        "Bytes read, by source.",
+        ["source"],
+    )
+    lines_skipped = _counter(
+        "event_sidecar_lines_skipped",
+        "Lines that contain no literal any rule needs, so were not decoded, by source.",
+        ["source"],
+    )
+    lines_undecodable = _counter(
+        "event_sidecar_lines_undecodable",
+        "Lines no decoder recognised, by source and reason.",
+        ["source", "reason"],
+    )
+    lines_too_long = _counter(
+        "event_sidecar_lines_too_long",
+        "Lines longer than the limit, skipped, by source.",
+        ["source"],
+    )
+    lines_time_out_of_range = _counter(
+        "event_sidecar_lines_time_out_of_range",
+        "Lines whose time was outside the years 1-9999 (or infinite, NaN), by source: the "
+        "time was dropped and the line's read time stands in.",
+        ["source"],
+    )
+    lines_incomplete = _counter(
+        "event_sidecar_lines_incomplete",
+        "Decoded lines by what they lacked: time (the read time stands in, and the Event's "
+        "name changes on every replay), level (read as info), message (empty), or "
+        "unknown_level (a level given but not understood, which no level condition matches).",
+        ["source", "why"],
+    )
+    # Rules and transitions, as the lines meet them.
+    rule_matches = _counter(
+        "event_sidecar_rule_matches",
+        "Lines matched, by rule.",
+        ["rule"],
+    )
+    rule_misses = _counter(
+        "event_sidecar_rule_misses",
+        "Matched lines that lacked a field the rule needs, by rule and field.",
+        ["rule", "field"],
+    )
+    transitions_unchanged = _counter(
+        "event_sidecar_transitions_unchanged",
+        "Matched lines whose transition state did not change (no Event), by rule.",
+        ["rule"],
+    )
+    transition_evictions = _counter(
+        "event_sidecar_transition_evictions",
+        "Objects whose transition state was forgotten to stay within the bound (the least "
+        "recently seen first); the next line of such an object counts as a first observation.",
+    )
+    # Sources and the API.
+    object_lookups = _counter(
+        "event_sidecar_object_lookups",
+        "Involved-object look-ups (uid, resourceVersion, apiVersion), by result.",
+        ["result"],
+    )
+    rotations = _counter(
+        "event_sidecar_rotations",
+        "Log files rotated (rename) or truncated (copytruncate), by source and kind.",
+        ["source", "kind"],
+    )
+    files_lost = _counter(
+        "event_sidecar_files_lost",
+        "Log files created and gone (rotated away and replaced, or deleted) before the file "
+        "source could open them: their bytes are unknown and lost, by source.",
+        ["source"],
+    )
+    bytes_lost = _counter(
+        "event_sidecar_bytes_lost",
+        "Bytes of log files never read, by source and cause (truncated: unread when a "
+        "copytruncate rotation emptied the file and no copy was found).",
+        ["source", "cause"],
+    )
+    connections = _counter(
+        "event_sidecar_connections",
+        "Socket source connections, by source and result (accepted, refused, idle_timeout, "
+        "line_timeout, evicted).",
+        ["source", "result"],
+    )
+    pod_log_gaps = _counter(
+        "event_sidecar_pod_log_gaps",
+        "Gaps in a pod log that could not be closed, by reason (instance_missed, "
+        "previous_unavailable, rotated).",
+        ["reason"],
+    )
+    pod_log_reconnects = _counter(
+        "event_sidecar_pod_log_reconnects",
+        "Pod log streams that ended or failed and were opened again.",
+    )
+    pod_log_lines_skipped = _counter(
+        "event_sidecar_pod_log_lines_skipped",
+        "Pod log lines a resumed stream showed again, skipped as already read.",
+    )
+    pod_log_truncations = _counter(
+        "event_sidecar_pod_log_truncations",
+        "Followed pod logs found truncated under a stalled stream, and read again from their "
+        "start.",
+    )
+    source_unreadable = _gauge(
+        "event_sidecar_source_unreadable",
+        "1 while a source has failed to read without a break for --unreadable-seconds, by "
+        "source and reason (forbidden, not_found, refused: the pod log API's answer; "
+        "missing: no file matches a --file pattern; unreadable: its files cannot be opened); "
+        "0 once it reads. The sidecar's pod then also gets a SourceUnreadable Event.",
+        ["source", "reason"],
+    )
+    source_lag = _gauge(
+        "event_sidecar_source_lag_bytes",
+        "Bytes written to a source but not read yet.",
+        ["source"],
+    )
+    queue_depth = _gauge(
+        "event_sidecar_queue_depth",
+        "Events waiting to be written.",
+    )
+    api_latency = _histogram(
+        "event_sidecar_api_request_duration_seconds",
+        "Kubernetes API request latency, by verb and result.",
+        ["verb", "result"],
+        buckets=_LATENCY_BUCKETS,
+    )
+    event_latency = _histogram(
+        "event_sidecar_event_latency_seconds",
+        "From a line being read to its Event being accepted by the API.",
+        buckets=_LATENCY_BUCKETS,
+    )
+    # How long objects stay in their states (the per-state gauges are `StateCensus`).
+    transition_duration = _histogram(
+        "event_sidecar_transition_duration_seconds",
+        "How long an object stayed in the state `from` before it changed to `to` (the lines' "
+        "times), by rule (its tracker's name when rules share one).",
+        ["rule", "from", "to"],
+        buckets=_STATE_BUCKETS,
+    )
+    state_labels_dropped = _counter(
+        "event_sidecar_state_labels_dropped",
+        "Transition observations whose state was reported as `other` because the rule "
+        "already has the maximum number of distinct state values, by rule.",
+        ["rule"],
+    )
+    reasons_replaced = _counter(
+        "event_sidecar_reasons_replaced",
+        'Events whose reason, rendered from the line (a rule\'s `reason: "{to|camel}"`), '
+        "was not a reason or past the rule's 50 distinct ones, and was replaced by the "
+        "template's stand-in (`PhaseOther`), by rule.",
+        ["rule"],
+    )
+    _states = _Declared(lambda metrics, registry: StateCensus.on(registry, metrics.states))
+    # What runs: the rules and the Events API.
+    rules_reloads = _counter(
+        "event_sidecar_rules_reloads",
+        "Rules reloads, by result: success (new rules run), failure (invalid or unreadable: "
+        "the old rules keep running), unchanged (asked for, same content).",
+        ["result"],
+    )
+    rules_info = _gauge(
+        "event_sidecar_rules_info",
+        "1 for the rules that run: the SHA-256 of the rules file (first 16 hex digits) and "
+        "the number of rules.",
+        ["hash", "rules"],
+    )
+    events_api = _gauge(
+        "event_sidecar_events_api_info",
+        "The API Events are written to (1 for the one in use): v1 or events.k8s.io/v1.",
+        ["api"],
+    )
+
     def __init__(
         self, registry: CollectorRegistry, *, max_state_values: int = DEFAULT_MAX_VALUES
     ) -> None:
         self.registry = registry
-        #: The cardinality guard on state labels, shared by the histogram and the gauges.
         self.states = LabelGuard(max_state_values)
-        self.events_emitted = Counter(
-            "event_sidecar_events_emitted",
-            "Events accepted by the sink, by reason, type and write (create or patch; series: "
-            "an events.k8s.io/v1 occurrence counted in its series, written by the heartbeat).",
-            ["reason", "type", "write"],
-            registry=registry,
-        )
-        self.events_aggregated = Counter(
-            "event_sidecar_events_aggregated",
-            "Events folded into a '(combined from similar events)' Event, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.events_already_written = Counter(
-            "event_sidecar_events_already_written",
-            "Creates the API refused as existing (409) under the name derived from their line: "
-            "written before (a line read again after a restart, or a create whose answer was "
-            "lost), so neither a new Event nor a loss.",
-            registry=registry,
-        )
-        self.events_dropped = Counter(
-            "event_sidecar_events_dropped",
-            "Events not written, by cause.",
-            ["cause"],
-            registry=registry,
-        )
-        self.events_delayed = Counter(
-            "event_sidecar_events_delayed",
-            "Waits before an Event write was tried again, by cause: retry_after (a 429 that "
-            "said how long: API Priority and Fairness), rate_limited (a 429 that did not: the "
-            "EventRateLimit admission plugin; the object backs off), unreachable (no answer), "
-            "unavailable (a 5xx with Retry-After: an apiserver shutting down), "
-            "forbidden_transient (a 403 soon after the API was out of reach or the start: RBAC "
-            "caches still filling).",
-            ["cause"],
-            registry=registry,
-        )
-        self.lines_read = Counter(
-            "event_sidecar_lines_read", "Lines read, by source.", ["source"], registry=registry
-        )
-        self.bytes_read = Counter(
-            "event_sidecar_bytes_read", "Bytes read, by source.", ["source"], registry=registry
-        )
-        self.lines_skipped = Counter(
-            "event_sidecar_lines_skipped",
-            "Lines that contain no literal any rule needs, so were not decoded, by source.",
-            ["source"],
-            registry=registry,
-        )
-        self.lines_undecodable = Counter(
-            "event_sidecar_lines_undecodable",
-            "Lines no decoder recognised, by source and reason.",
-            ["source", "reason"],
-            registry=registry,
-        )
-        self.lines_too_long = Counter(
-            "event_sidecar_lines_too_long",
-            "Lines longer than the limit, skipped, by source.",
-            ["source"],
-            registry=registry,
-        )
-        self.lines_time_out_of_range = Counter(
-            "event_sidecar_lines_time_out_of_range",
-            "Lines whose time was outside the years 1-9999 (or infinite, NaN), by source: the "
-            "time was dropped and the line's read time stands in.",
-            ["source"],
-            registry=registry,
-        )
-        self.lines_incomplete = Counter(
-            "event_sidecar_lines_incomplete",
-            "Decoded lines by what they lacked: time (the read time stands in, and the Event's "
-            "name changes on every replay), level (read as info), message (empty), or "
-            "unknown_level (a level given but not understood, which no level condition matches).",
-            ["source", "why"],
-            registry=registry,
-        )
-        self.rule_matches = Counter(
-            "event_sidecar_rule_matches", "Lines matched, by rule.", ["rule"], registry=registry
-        )
-        self.rule_misses = Counter(
-            "event_sidecar_rule_misses",
-            "Matched lines that lacked a field the rule needs, by rule and field.",
-            ["rule", "field"],
-            registry=registry,
-        )
-        self.transitions_unchanged = Counter(
-            "event_sidecar_transitions_unchanged",
-            "Matched lines whose transition state did not change (no Event), by rule.",
-            ["rule"],
-            registry=registry,
-        )
-        self.transition_evictions = Counter(
-            "event_sidecar_transition_evictions",
-            "Objects whose transition state was forgotten to stay within the bound (the least "
-            "recently seen first); the next line of such an object counts as a first observation.",
-            registry=registry,
-        )
-        self.object_lookups = Counter(
-            "event_sidecar_object_lookups",
-            "Involved-object look-ups (uid, resourceVersion, apiVersion), by result.",
-            ["result"],
-            registry=registry,
-        )
-        self.rotations = Counter(
-            "event_sidecar_rotations",
-            "Log files rotated (rename) or truncated (copytruncate), by source and kind.",
-            ["source", "kind"],
-            registry=registry,
-        )
-        self.files_lost = Counter(
-            "event_sidecar_files_lost",
-            "Log files created and gone (rotated away and replaced, or deleted) before the file "
-            "source could open them: their bytes are unknown and lost, by source.",
-            ["source"],
-            registry=registry,
-        )
-        self.bytes_lost = Counter(
-            "event_sidecar_bytes_lost",
-            "Bytes of log files never read, by source and cause (truncated: unread when a "
-            "copytruncate rotation emptied the file and no copy was found).",
-            ["source", "cause"],
-            registry=registry,
-        )
-        self.connections = Counter(
-            "event_sidecar_connections",
-            "Socket source connections, by source and result (accepted, refused, idle_timeout, "
-            "line_timeout, evicted).",
-            ["source", "result"],
-            registry=registry,
-        )
-        self.pod_log_gaps = Counter(
-            "event_sidecar_pod_log_gaps",
-            "Gaps in a pod log that could not be closed, by reason (instance_missed, "
-            "previous_unavailable, rotated).",
-            ["reason"],
-            registry=registry,
-        )
-        self.pod_log_reconnects = Counter(
-            "event_sidecar_pod_log_reconnects",
-            "Pod log streams that ended or failed and were opened again.",
-            registry=registry,
-        )
-        self.pod_log_lines_skipped = Counter(
-            "event_sidecar_pod_log_lines_skipped",
-            "Pod log lines a resumed stream showed again, skipped as already read.",
-            registry=registry,
-        )
-        self.pod_log_truncations = Counter(
-            "event_sidecar_pod_log_truncations",
-            "Followed pod logs found truncated under a stalled stream, and read again from their "
-            "start.",
-            registry=registry,
-        )
-        self.source_unreadable = Gauge(
-            "event_sidecar_source_unreadable",
-            "1 while a source has failed to read without a break for --unreadable-seconds, by "
-            "source and reason (forbidden, not_found, refused: the pod log API's answer; "
-            "missing: no file matches a --file pattern; unreadable: its files cannot be opened); "
-            "0 once it reads. The sidecar's pod then also gets a SourceUnreadable Event.",
-            ["source", "reason"],
-            registry=registry,
-        )
-        self.source_lag = Gauge(
-            "event_sidecar_source_lag_bytes",
-            "Bytes written to a source but not read yet.",
-            ["source"],
-            registry=registry,
-        )
-        self.queue_depth = Gauge(
-            "event_sidecar_queue_depth", "Events waiting to be written.", registry=registry
-        )
-        self.api_latency = Histogram(
-            "event_sidecar_api_request_duration_seconds",
-            "Kubernetes API request latency, by verb and result.",
-            ["verb", "result"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.event_latency = Histogram(
-            "event_sidecar_event_latency_seconds",
-            "From a line being read to its Event being accepted by the API.",
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.transition_duration = Histogram(
-            "event_sidecar_transition_duration_seconds",
-            "How long an object stayed in the state `from` before it changed to `to` (the lines' "
-            "times), by rule (its tracker's name when rules share one).",
-            ["rule", "from", "to"],
-            buckets=_STATE_BUCKETS,
-            registry=registry,
-        )
-        self.state_labels_dropped = Counter(
-            "event_sidecar_state_labels_dropped",
-            "Transition observations whose state was reported as `other` because the rule "
-            "already has the maximum number of distinct state values, by rule.",
-            ["rule"],
-            registry=registry,
-        )
-        self.reasons_replaced = Counter(
-            "event_sidecar_reasons_replaced",
-            'Events whose reason, rendered from the line (a rule\'s `reason: "{to|camel}"`), '
-            "was not a reason or past the rule's 50 distinct ones, and was replaced by the "
-            "template's stand-in (`PhaseOther`), by rule.",
-            ["rule"],
-            registry=registry,
-        )
-        self._states = _StateCollector(self.states)
-        registry.register(self._states)
-        self.rules_reloads = Counter(
-            "event_sidecar_rules_reloads",
-            "Rules reloads, by result: success (new rules run), failure (invalid or unreadable: "
-            "the old rules keep running), unchanged (asked for, same content).",
-            ["result"],
-            registry=registry,
-        )
-        self.rules_info = Gauge(
-            "event_sidecar_rules_info",
-            "1 for the rules that run: the SHA-256 of the rules file (first 16 hex digits) and "
-            "the number of rules.",
-            ["hash", "rules"],
-            registry=registry,
-        )
-        self.events_api = Gauge(
-            "event_sidecar_events_api_info",
-            "The API Events are written to (1 for the one in use): v1 or events.k8s.io/v1.",
-            ["api"],
-            registry=registry,
-        )
+        for attribute, declared in vars(Metrics).items():
+            if isinstance(declared, _Declared):
+                setattr(self, attribute, declared.make(self, registry))
         #: Children by metric and label values: `labels(...)` costs several times the
         #: increment (it validates and joins the values under a lock), and label values are
         #: few and bounded (see the module), so each is resolved once.
@@ -401,30 +350,30 @@ class Metrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
-    def count_lines(self, source: str, tally: Tally) -> None:
-        """Add one block's tally from the pipeline (fed from `source`)."""
+    def count_lines(self, source: str, counts: LineCounts) -> None:
+        """Add one block's counts from the pipeline (fed from `source`)."""
         child = self.child
-        child(self.lines_read, source).inc(tally.lines)
-        child(self.bytes_read, source).inc(tally.bytes)
-        child(self.lines_too_long, source).inc(tally.too_long)
-        child(self.lines_skipped, source).inc(tally.skipped)
-        for reason, number in tally.undecodable.items():
+        child(self.lines_read, source).inc(counts.lines)
+        child(self.bytes_read, source).inc(counts.bytes)
+        child(self.lines_too_long, source).inc(counts.too_long)
+        child(self.lines_skipped, source).inc(counts.skipped)
+        for reason, number in counts.undecodable.items():
             child(self.lines_undecodable, source, reason).inc(number)
-        for rule, number in tally.matches.items():
+        for rule, number in counts.matches.items():
             child(self.rule_matches, rule).inc(number)
-        for (rule, missing), number in tally.misses.items():
+        for (rule, missing), number in counts.misses.items():
             child(self.rule_misses, rule, missing).inc(number)
-        for rule, number in tally.unchanged.items():
+        for rule, number in counts.unchanged.items():
             child(self.transitions_unchanged, rule).inc(number)
-        if tally.time_out_of_range:
-            child(self.lines_time_out_of_range, source).inc(tally.time_out_of_range)
-        for why, number in tally.incomplete.items():
+        if counts.time_out_of_range:
+            child(self.lines_time_out_of_range, source).inc(counts.time_out_of_range)
+        for why, number in counts.incomplete.items():
             child(self.lines_incomplete, source, why).inc(number)
-        if tally.evictions:
-            self.transition_evictions.inc(tally.evictions)
-        if tally.durations:
-            self.observe_durations(tally.durations)
-        for rule, number in tally.reasons_replaced.items():
+        if counts.evictions:
+            self.transition_evictions.inc(counts.evictions)
+        if counts.durations:
+            self.observe_durations(counts.durations)
+        for rule, number in counts.reasons_replaced.items():
             child(self.reasons_replaced, rule).inc(number)
 
     def observe_durations(self, durations: list[tuple[str, str, str, float]]) -> None:

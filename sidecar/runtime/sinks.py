@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from sidecar.core.events.corev1 import Event, InvolvedObject
 from sidecar.core.events.eventsv1 import ModernEvent
-from sidecar.model import ObjectTarget, RefusalCause
+from sidecar.model import EventsApi, ObjectTarget, RefusalCause
 
 #: What the memory sink stores: core/v1 or events.k8s.io/v1 Events.
 _Stored = TypeVar("_Stored", Event, ModernEvent)
@@ -79,6 +79,9 @@ class NotFound(Refused):
 
 
 class Sink(Protocol):
+    """Where Events are written, blocking; every capability a caller may use is declared here
+    (the Kubernetes sink, `sidecar.kube.api_sink.KubeSink`, and `MemorySink` have them all)."""
+
     def resolve(self, target: ObjectTarget) -> InvolvedObject:
         """The involved object with what can be learnt about it (uid, resourceVersion,
         preferred apiVersion). Never raises: a failed look-up yields the reference as given."""
@@ -93,8 +96,26 @@ class Sink(Protocol):
 
     def patch(self, event: Event, patch: dict[str, Any]) -> None: ...
 
+    def create_modern(self, event: ModernEvent) -> None:
+        """Create an events.k8s.io/v1 Event."""
+        ...
+
+    def patch_modern(self, event: ModernEvent, patch: dict[str, Any]) -> None:
+        """PATCH an events.k8s.io/v1 Event (its series)."""
+        ...
+
     def ping(self) -> str:
         """Check the destination answers (for /readyz); raise `Unreachable` when it does not."""
+        ...
+
+    def sender(self, connections: int) -> Sender | None:
+        """The sink's own `Sender` (the same writes and look-ups from the event loop, up to
+        `connections` in flight), or None: then the poster makes the blocking calls on threads."""
+        ...
+
+    def choose_events_api(self, namespace: str | None = None) -> tuple[EventsApi, str]:
+        """The Events API `--events-api auto` resolves to, and why (`namespace`: where to try
+        it, by default the sidecar's own)."""
         ...
 
 
@@ -124,8 +145,7 @@ class Sender(Protocol):
 
 
 def send_to(sink: Sink, request: Send) -> None:
-    """Make `request` on a blocking `Sink` (one with `create_modern` and `patch_modern` for an
-    events.k8s.io/v1 Event, as `MemorySink` and the Kubernetes sink have)."""
+    """Make `request` on a blocking `Sink`."""
     event = request.event
     if type(event) is Event:
         if request.patch is None:
@@ -133,12 +153,11 @@ def send_to(sink: Sink, request: Send) -> None:
         else:
             sink.patch(event, request.patch)
         return
-    modern: Any = sink
     assert type(event) is ModernEvent
     if request.patch is None:
-        modern.create_modern(event)
+        sink.create_modern(event)
     else:
-        modern.patch_modern(event, request.patch)
+        sink.patch_modern(event, request.patch)
 
 
 def unresolved(target: ObjectTarget) -> InvolvedObject:
@@ -169,11 +188,17 @@ class MemorySink:
     """
 
     def __init__(
-        self, api_versions: Mapping[str, str] | None = None, *, keep: int | None = None
+        self,
+        api_versions: Mapping[str, str] | None = None,
+        *,
+        keep: int | None = None,
+        why: str = "no cluster",
     ) -> None:
         if keep is not None and keep < 1:
             raise ValueError("a bounded memory sink keeps at least one Event")
         self.keep = keep
+        #: Why Events are kept here rather than written (what `choose_events_api` says).
+        self.why = why
         #: The version to print for a group the rules name without one (`object: auto` knows
         #: only controllerGroup), as discovery would answer: `replay --api-version`.
         self.api_versions: Mapping[str, str] = api_versions or {}
@@ -201,6 +226,13 @@ class MemorySink:
 
     def ping(self) -> str:
         return "memory"
+
+    def sender(self, connections: int) -> None:
+        """None: its writes are a few dict operations, made on the poster's threads."""
+
+    def choose_events_api(self, namespace: str | None = None) -> tuple[EventsApi, str]:
+        """core/v1: without a cluster there is nothing to choose from."""
+        return "v1", self.why
 
     def create(self, event: Event) -> None:
         key = (event.namespace, event.name)

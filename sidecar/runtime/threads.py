@@ -1,11 +1,14 @@
-"""The one way the sidecar runs blocking work off the event loop: a named daemon thread per job.
+"""The one way the sidecar runs blocking work off the event loop: named daemon threads.
 
 Each blocking concern (look-ups that need API discovery and the API ping through the blocking
-client, checkpoint writes, a blocking sink's writes and look-ups under `--dry-run`) gets its own
-`WorkerThread` rather than `asyncio.to_thread`: the default executor's threads are joined at
-exit, so a look-up or a ping hanging until its timeout would hold up a shutdown whose deadline
-already passed. Jobs on one thread run one after another, which also gives the checkpoint its
-"one write at a time" for free.
+client, checkpoint writes, a blocking sink's writes and look-ups under `--dry-run`, closing the
+status server) gets its own `WorkerThread` (`call_once` for a single job) rather than
+`asyncio.to_thread`: the default executor's threads are joined at exit, so a look-up or a ping
+hanging until its timeout would hold up a shutdown whose deadline already passed. Jobs on one
+thread run one after another, which also gives the checkpoint its "one write at a time" for
+free. `call_later` is the process's last resort (a watchdog that ends it), on a daemon thread
+too, so that it never holds an exit up either. The status server's own thread
+(`sidecar.runtime.status`) is the standard library's WSGI server, not blocking work.
 """
 
 from __future__ import annotations
@@ -54,3 +57,21 @@ class WorkerThread:
                 future.set_result(function())
             except BaseException as error:  # handed to the awaiting coroutine
                 future.set_exception(error)
+
+
+async def call_once(name: str, function: Callable[[], _T]) -> _T:
+    """Run `function` on a daemon thread of its own, named `name`; return or raise its outcome."""
+    worker = WorkerThread(name)
+    try:
+        return await worker.call(function)
+    finally:
+        worker.close()
+
+
+def call_later(seconds: float, function: Callable[[], object], name: str) -> None:
+    """Call `function` on a daemon thread named `name` in `seconds`, unless the process has
+    ended by then (never waited for at exit)."""
+    timer = threading.Timer(seconds, function)
+    timer.name = name
+    timer.daemon = True
+    timer.start()

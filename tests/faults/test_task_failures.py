@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.sources.files import fingerprint
+from sidecar.sources.followed import fingerprint
 from tests.daemon_support import Sidecar, append, phase_lines, wait_for, write_rules
 
 DRAIN_SECONDS = 2.0

@@ -50,7 +50,7 @@ def test_evictions_are_counted_and_the_change_they_hide_is_explained(tmp_path: P
 
     def feed(block: bytes) -> list[EventSpec]:
         fed = pipeline.feed(block)
-        metrics.count_lines("file", fed.tally)
+        metrics.count_lines("file", fed.counts)
         return fed.specs
 
     # Five objects first seen Pending: the oldest (obj-0) is forgotten.
@@ -72,9 +72,9 @@ def test_two_pipelines_sharing_a_tracker_count_each_eviction_once(tmp_path: Path
     files, sockets = (
         LinePipeline(processor, year=2024, max_line_bytes=1 << 20) for _ in ("file", "socket")
     )
-    metrics.count_lines("file", files.feed(b"".join(line(f"f-{i}", "A") for i in range(3))).tally)
+    metrics.count_lines("file", files.feed(b"".join(line(f"f-{i}", "A") for i in range(3))).counts)
     metrics.count_lines(
-        "socket", sockets.feed(b"".join(line(f"s-{i}", "A") for i in range(3))).tally
+        "socket", sockets.feed(b"".join(line(f"s-{i}", "A") for i in range(3))).counts
     )
     assert registry.get_sample_value("event_sidecar_transition_evictions_total") == 4.0
 

@@ -1,5 +1,5 @@
-"""`make demo-cluster`: the example controller on a real node, its log turned into Events by the
-sidecar the webhook injected, for people to look at.
+"""`make demo-cluster` (`python -m demo.cluster`): the example controller on a real node, its log
+turned into Events by the sidecar the webhook injected, for people to look at.
 
 Builds (cached) the sidecar's image from the Dockerfile (on the stand-in Debian base) and the
 stand-in controller's image, starts the control plane of tests/controlplane.py with one real node
