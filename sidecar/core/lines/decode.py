@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import orjson
 
+from sidecar.core.lines import stacks
 from sidecar.core.lines.multiline import KLOG_CLOSE, KLOG_OPEN, PANIC_HEADS
 from sidecar.core.lines.records import UNKNOWN_LEVEL, Record, text_of
 from sidecar.model import UndecodableReason
@@ -173,6 +174,10 @@ def decode(line: bytes, *, year: int | YearOf) -> Record | Undecodable:
         record = _decode_log4j2(text)
         if record is not None:
             return record
+    # A stack's line that came alone (its line in an earlier block): before logfmt, since an
+    # exception's message may well hold `level=error msg=...`.
+    if _STACK_LINE.match(text):
+        return CONTINUATION
     if b"=" in line:
         record = _decode_logfmt(text)
         if record is not None:
@@ -180,12 +185,37 @@ def decode(line: bytes, *, year: int | YearOf) -> Record | Undecodable:
     return UNRECOGNISED
 
 
+#: Lines of a stack, seen alone: a traceback's header and chain separators, a Java `Caused by:`,
+#: and the exception line of either (`ValueError: bad`, `java.lang.IllegalStateException: x`).
+_STACK_LINE = re.compile(
+    r"Traceback \(most recent call last\):$|During handling of the above exception|"
+    r"The above exception was the direct cause|(?:Caused|Wrapped) by: |"
+    r"[A-Za-z_][\w.$]*(?:Error|Exception|Throwable|Warning|Exit|Interrupt|Group)(?::\s|$)"
+)
+
+
 def _decode_lines(data: bytes, year: int | YearOf) -> Record | Undecodable:
-    head = data[: data.find(b"\n")]
+    first = data.find(b"\n")
+    head = data[:first]
     if head.startswith(PANIC_HEADS):
         return _decode_panic(data.decode("utf-8", "replace").split("\n"))
     if head.endswith(KLOG_OPEN):
         return decode(_join_klog_values(data.decode("utf-8", "replace").split("\n")), year=year)
+    rest = data[first + 1 :]
+    if stacks.is_stack(rest) or stacks.is_headless(data):
+        if stacks.is_headless(data):
+            return CONTINUATION  # a stack without its line: never an Event of its own
+        record = decode(head, year=year)
+        if type(record) is Record:
+            stack = rest.decode("utf-8", "replace")
+            # A copy: the head's fields may be shared with nothing, but a record is immutable
+            # by convention once built.
+            record.fields = {
+                **record.fields,
+                "stack": stack,
+                "exception": stacks.exception_of(stack),
+            }
+        return record
     return decode(head, year=year)
 
 
