@@ -207,6 +207,13 @@ class Metrics:
             ["source", "why"],
             registry=registry,
         )
+        self.lines_declared_format = Counter(
+            "event_sidecar_lines_declared_format",
+            "Lines read by each line format the rules file declares (`formats.declared`), by "
+            "format; 0 for one that read none of the lines the pre-filter passed.",
+            ["format"],
+            registry=registry,
+        )
         self.rule_matches = Counter(
             "event_sidecar_rule_matches", "Lines matched, by rule.", ["rule"], registry=registry
         )
@@ -412,6 +419,8 @@ class Metrics:
             child(self.lines_time_out_of_range, source).inc(tally.time_out_of_range)
         for why, number in tally.incomplete.items():
             child(self.lines_incomplete, source, why).inc(number)
+        for name, number in tally.declared.items():
+            child(self.lines_declared_format, name).inc(number)
         if tally.evictions:
             self.transition_evictions.inc(tally.evictions)
         if tally.durations:

@@ -32,7 +32,8 @@ from typing import Any, Final
 
 import orjson
 
-from sidecar.core.lines import stacks
+from sidecar.core.lines import declared, stacks
+from sidecar.core.lines.declared import Formats
 from sidecar.core.lines.multiline import KLOG_CLOSE, KLOG_OPEN, PANIC_HEADS
 from sidecar.core.lines.records import UNKNOWN_LEVEL, Record, text_of
 from sidecar.model import UndecodableReason
@@ -44,6 +45,23 @@ class Undecodable:
 
     reason: UndecodableReason
 
+
+#: The names of the built-in formats (`Record.format`); a declared format takes none of them.
+BUILTIN_FORMATS: Final = frozenset(
+    (
+        "json",
+        "zap-console",
+        "klog",
+        "logfmt",
+        "go-panic",
+        "kopf-text",
+        "kopf-json",
+        "python-json",
+        "tracing-json",
+        "logstash-json",
+        "log4j2",
+    )
+)
 
 EMPTY: Final = Undecodable("empty")
 #: A line that continues the previous one (klog's multi-line `key=<` values, stack traces).
@@ -141,20 +159,33 @@ def years_at(now: datetime) -> YearOf:
     return partial(klog_year, now=now)
 
 
-def decode(line: bytes, *, year: int | YearOf) -> Record | Undecodable:
+def decode(
+    line: bytes, *, year: int | YearOf, formats: Formats | None = None
+) -> Record | Undecodable:
     """Decode one line (without its newline) into a record.
 
     `year` completes klog's timestamps, which carry no year: a fixed year (`replay --year`), or
     the year of a month as of the time the line is read (`years_at(now)`). A multi-line record
-    comes as its lines joined by newlines.
+    comes as its lines joined by newlines. `formats`, the rules file's, are tried first (and the
+    built-in ones after them unless it says not to); None: the built-in ones only.
     """
     if b"\n" in line:
-        return _decode_lines(line, year)
+        return _decode_lines(line, year, formats)
     if line[:1] in (b" ", b"\t") and line.strip():
         return CONTINUATION
     line = line.strip()
     if not line:
         return EMPTY
+    if formats is not None and formats.declared:
+        found = _decode_declared(line, formats)
+        if found is not None:
+            return found
+        if not formats.builtin:
+            return (
+                CONTINUATION
+                if _STACK_LINE.match(line.decode("utf-8", "replace"))
+                else (UNRECOGNISED)
+            )
     first = line[0]
     if first == 0x7B:  # "{"
         return _decode_json_line(line)
@@ -194,18 +225,45 @@ _STACK_LINE = re.compile(
 )
 
 
-def _decode_lines(data: bytes, year: int | YearOf) -> Record | Undecodable:
+def _decode_declared(line: bytes, formats: Formats) -> Record | None:
+    """The line read by the first declared format that reads it, or None."""
+    text = line.decode("utf-8", "replace")
+    obj = json_object(line) if line[:1] == b"{" else None
+    for fmt in formats.declared:
+        record = declared.read(fmt, text, obj)
+        if type(record) is Record:
+            return record
+    return None
+
+
+def json_object(line: bytes) -> dict[str, Any] | None:
+    """The line as a JSON object, or None (invalid UTF-8 replaced first, as below)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            obj = orjson.loads(line.decode("utf-8", "replace"))
+        except orjson.JSONDecodeError:
+            return None
+    return obj if type(obj) is dict else None
+
+
+def _decode_lines(data: bytes, year: int | YearOf, formats: Formats | None) -> Record | Undecodable:
     first = data.find(b"\n")
     head = data[:first]
     if head.startswith(PANIC_HEADS):
         return _decode_panic(data.decode("utf-8", "replace").split("\n"))
     if head.endswith(KLOG_OPEN):
-        return decode(_join_klog_values(data.decode("utf-8", "replace").split("\n")), year=year)
+        return decode(
+            _join_klog_values(data.decode("utf-8", "replace").split("\n")),
+            year=year,
+            formats=formats,
+        )
     rest = data[first + 1 :]
     if stacks.is_stack(rest) or stacks.is_headless(data):
         if stacks.is_headless(data):
             return CONTINUATION  # a stack without its line: never an Event of its own
-        record = decode(head, year=year)
+        record = decode(head, year=year, formats=formats)
         if type(record) is Record:
             stack = rest.decode("utf-8", "replace")
             # A copy: the head's fields may be shared with nothing, but a record is immutable
@@ -216,7 +274,7 @@ def _decode_lines(data: bytes, year: int | YearOf) -> Record | Undecodable:
                 "exception": stacks.exception_of(stack),
             }
         return record
-    return decode(head, year=year)
+    return decode(head, year=year, formats=formats)
 
 
 _GO_FRAME_OFFSET = re.compile(r" \+0x[0-9a-f]+$")
@@ -733,3 +791,58 @@ def _replace_go_escape(match: re.Match[str]) -> str:
             return "\ufffd"
         return chr(code)
     return _GO_SIMPLE_ESCAPES[escape]
+
+
+def why_not(line: bytes, formats: Formats | None = None) -> list[str]:
+    """Why each format tried on a line did not read it, in the order `decode` tries them (for
+    `explain`; never on the hot path). Declared formats first, then the built-in ones (when
+    the rules file keeps them); a format that reads the line ends the list, unnamed."""
+    out: list[str] = []
+    if b"\n" in line:
+        if stacks.is_headless(line):
+            return ["a stack without its line (read before it, or none): a continuation"]
+        line = line[: line.find(b"\n")]  # a record's first line is the one read
+    stripped = line.strip()
+    if not stripped or (line[:1] in (b" ", b"\t")):
+        return out
+    text = stripped.decode("utf-8", "replace")
+    if formats is not None and formats.declared:
+        obj = json_object(stripped) if stripped[:1] == b"{" else None
+        for fmt in formats.declared:
+            found = declared.read(fmt, text, obj)
+            if type(found) is Record:
+                return out
+            out.append(f"declared format {fmt.name}: {found}")
+        if not formats.builtin:
+            out.append("built-in formats: off (formats.builtin: false)")
+            return out
+    if _STACK_LINE.match(text):
+        out.append("a stack's line (an exception, a chain's words): it belongs to a line before")
+        return out
+    if stripped[:1] == b"{":
+        out.append("json: invalid JSON" if json_object(stripped) is None else "json: read")
+        return out if out[-1] != "json: read" else out[:-1]
+    out.append("json: not JSON (no `{` first)")
+    if _KLOG_HEADER.fullmatch(text) is None:
+        out.append("klog: no `I0102 15:04:05.000000 1 file.go:1]` header")
+    else:
+        return out
+    if b"\t" not in stripped:
+        out.append("zap-console: no tabs")
+    elif _decode_zap_console(text.split("\t")) is None:
+        out.append("zap-console: no time and known level in its first two columns")
+    else:
+        return out
+    if _PYTHON_TEXT.fullmatch(text) is None:
+        out.append("kopf-text: not `[YYYY-mm-dd HH:MM:SS,mmm] logger(20) [LEVEL(8)] message`")
+    else:
+        return out
+    if _LOG4J2.fullmatch(text) is None:
+        out.append("log4j2: not `yyyy-MM-dd HH:mm:ss LEVEL Class:line - message`")
+    else:
+        return out
+    if b"=" not in stripped:
+        out.append("logfmt: no key=value pairs")
+    elif _decode_logfmt(text) is None:
+        out.append("logfmt: no msg, message, level or lvl key")
+    return out

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.core.lines.declared import BUILTIN_ONLY, Formats
 from sidecar.core.lines.records import ObjectRef, Record, ref_of, text_of
+from sidecar.core.rules.formats import compile_formats
 from sidecar.core.rules.paths import Path, format_path, is_plain, lookup_path
 from sidecar.core.rules.paths import field_path as path_of
 from sidecar.core.rules.regex import compile_captures, compile_search, required_strings
@@ -158,6 +160,8 @@ class RuleSet:
     rules: tuple[CompiledRule, ...]
     #: The union of every rule's literals, or None when some rule has none (no pre-filter).
     literals: frozenset[bytes] | None
+    #: The line formats the file declares, and whether the built-in ones are tried too.
+    formats: Formats = BUILTIN_ONLY
 
     def first_match(self, record: Record) -> CompiledRule | None:
         """Rules are tried in file order; the first whose conditions hold wins."""
@@ -181,7 +185,7 @@ def compile_rules(parsed: RulesFile, env: Mapping[str, str] | None = None) -> Ru
             literals = None
         else:
             literals |= rule.literals
-    return RuleSet(parsed.component, rules, literals)
+    return RuleSet(parsed.component, rules, literals, compile_formats(parsed.formats))
 
 
 TemplateCompiler = Callable[[str], Template]

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sidecar.core.lines.decode import LIFTED_KEYS
 from sidecar.core.lines.records import LEVELS
+from sidecar.core.rules.formats import FormatsSpec
 from sidecar.core.rules.paths import PathError, field_path
 from sidecar.core.rules.regex import RegexError, compile_search
 from sidecar.core.rules.templates import TemplateError, compile_template
@@ -368,6 +369,8 @@ class Rule(_Strict):
 
 class RulesFile(_Strict):
     component: str = Field(default="event-sidecar", min_length=1, max_length=128)
+    #: Line formats declared for logs the built-in decoders do not read (`formats.py`).
+    formats: FormatsSpec | None = None
     rules: tuple[Rule, ...]
 
     @field_validator("rules")
