@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.explain import explain_line, format_text, to_json
-from sidecar.core.lines.declared import Formats
 from sidecar.core.lines.decode import UNRECOGNISED, decode
+from sidecar.core.lines.formats.declared import Formats
 from sidecar.core.lines.records import Record
 from sidecar.core.pipeline import LinePipeline, Processor
 from sidecar.core.rules import RulesError, compile_rules, load_rules, parse_rules

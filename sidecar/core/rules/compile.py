@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.core.lines.declared import BUILTIN_ONLY, Formats
+from sidecar.core.lines.formats.declared import BUILTIN_ONLY, Formats
 from sidecar.core.lines.records import ObjectRef, Record, ref_of, text_of
 from sidecar.core.rules.formats import compile_formats
 from sidecar.core.rules.paths import Path, format_path, is_plain, lookup_path

@@ -37,8 +37,8 @@ from typing import Any, Literal
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sidecar.core.lines.declared import ABSENT, ROLES, DeclaredFormat, Formats, Getter
 from sidecar.core.lines.decode import BUILTIN_FORMATS, parse_level, parse_time
+from sidecar.core.lines.formats.declared import ABSENT, ROLES, DeclaredFormat, Formats, Getter
 from sidecar.core.lines.records import text_of
 from sidecar.core.rules.paths import MissingField, PathError, field_path, lookup_path
 from sidecar.core.rules.regex import RegexError, compile_search, group_names
