@@ -10,6 +10,7 @@ import pytest
 from sidecar.core.lines.decode import CONTINUATION, UNRECOGNISED, decode
 from sidecar.core.lines.records import Record
 from sidecar.core.lines.scan import select_lines
+from sidecar.core.rules import compile_rules, parse_rules
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -104,3 +105,49 @@ def test_a_stack_line_alone_is_a_continuation_not_logfmt(line: bytes) -> None:
 @pytest.mark.parametrize("line", [b"Error: no such file", b"plain text", b"Exception"])
 def test_other_text_stays_unrecognised(line: bytes) -> None:
     assert decode(line, year=2024) is UNRECOGNISED
+
+
+#: `logging`'s `stack_info=True`, alone and after an exception (CPython 3.11,
+#: `%(levelname)s:%(name)s:%(message)s`, logfmt-free so the lines are read by a declared format).
+STACK_INFO = b"""WARNING:op:slow reconcile
+Stack (most recent call last):
+  File "/app/op.py", line 11, in <module>
+    f()
+  File "/app/op.py", line 6, in f
+    log.warning("slow reconcile", stack_info=True)
+ERROR:op:failed
+Traceback (most recent call last):
+  File "/app/op.py", line 8, in f
+    raise KeyError("x")
+KeyError: 'x'
+Stack (most recent call last):
+  File "/app/op.py", line 11, in <module>
+    f()
+  File "/app/op.py", line 10, in f
+    log.error("failed", exc_info=True, stack_info=True)
+INFO:op:next
+"""
+
+
+def test_stack_info_is_part_of_the_record_alone_and_after_an_exception() -> None:
+    candidates = select_lines(STACK_INFO, None, 1 << 20).candidates
+    assert [line.split(b"\n")[0] for line in candidates] == [
+        b"WARNING:op:slow reconcile",
+        b"ERROR:op:failed",
+        b"INFO:op:next",
+    ]
+    assert candidates[0].endswith(b'log.warning("slow reconcile", stack_info=True)')
+    assert candidates[1].endswith(b'log.error("failed", exc_info=True, stack_info=True)')
+    formats = compile_rules(
+        parse_rules(
+            "formats:\n  declared:\n    - name: basic\n"
+            "      regex: '^(?P<level>[A-Z]+):(?P<logger>[^:]+):(?P<message>.*)$'\n"
+            "rules: [{name: a, match: {message: x}, object: {kind: Node, name: n}, reason: X}]\n",
+            "rules.yaml",
+        )
+    ).formats
+    warned, failed = (decode(line, year=2024, formats=formats) for line in candidates[:2])
+    assert type(warned) is Record and type(failed) is Record
+    assert warned.fields["stack"].startswith("Stack (most recent call last):")
+    assert warned.fields["exception"] == ""
+    assert failed.fields["exception"] == "KeyError: 'x'"

@@ -170,7 +170,7 @@ def decode(
 #: Lines of a stack, seen alone: a traceback's header and chain separators, a Java `Caused by:`,
 #: and the exception line of either (`ValueError: bad`, `java.lang.IllegalStateException: x`).
 _STACK_LINE = re.compile(
-    r"Traceback \(most recent call last\):$|During handling of the above exception|"
+    r"(?:Traceback|Stack) \(most recent call last\):$|During handling of the above exception|"
     r"The above exception was the direct cause|(?:Caused|Wrapped) by: |"
     r"[A-Za-z_][\w.$]*(?:Error|Exception|Throwable|Warning|Exit|Interrupt|Group)(?::\s|$)"
 )

@@ -159,7 +159,7 @@ _HEAD, _STACK = 0, 1
 def _records(block: bytes, limit: int, partial: bytes) -> list[tuple[int, int]]:
     """`spans`, with `INCOMPLETE` for a last record that the block ends before."""
     heads: list[tuple[int, int]] = [(0, _HEAD)] if block.startswith(PANIC_HEADS) else []
-    if block.startswith((stacks.PY_TRACEBACK, b'  File "')):
+    if block.startswith((stacks.PY_TRACEBACK, stacks.PY_STACK, b'  File "')):
         heads.append((0, _STACK))
     for marker, start, _ in _HEADS.find_matches_as_indexes(block, overlapping=True):
         if marker < _KLOG_MARKER:

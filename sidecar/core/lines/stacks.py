@@ -37,6 +37,8 @@ from typing import Final
 
 PY_TRACEBACK: Final = b"Traceback (most recent call last):"
 PY_GROUP: Final = b"  + Exception Group Traceback (most recent call last):"
+#: `logging`'s `stack_info=True`: the caller's frames, after the exception's when there is one.
+PY_STACK: Final = b"Stack (most recent call last):"
 PY_CHAINS: Final = (
     b"During handling of the above exception, another exception occurred:",
     b"The above exception was the direct cause of the following exception:",
@@ -45,7 +47,13 @@ JAVA_FRAME: Final = b"\tat "
 #: Lines that continue a Java stack after its exception line.
 JAVA_CONTINUED: Final = (b"\t", b"Caused by: ", b"Wrapped by: ")
 #: Markers of a stack's start for the multi-line finder's automaton, each after a newline.
-MARKERS: Final = (b"\n" + PY_TRACEBACK + b"\n", b"\n" + PY_GROUP + b"\n", b"\n" + JAVA_FRAME)
+#: The Java one last (`sidecar.core.lines.multiline` tells it apart by its index).
+MARKERS: Final = (
+    b"\n" + PY_TRACEBACK + b"\n",
+    b"\n" + PY_GROUP + b"\n",
+    b"\n" + PY_STACK + b"\n",
+    b"\n" + JAVA_FRAME,
+)
 #: A stack's lines, its exception's many frames included; the byte limit bounds it too.
 MAX_STACK_LINES: Final = 512
 #: `stack_end` when the block ends before the stack does.
@@ -67,7 +75,7 @@ def stack_end(block: bytes, start: int, limit: int, partial: bytes = b"") -> int
     known to continue it, so that a stack at the end of a burst is not held back until the next
     line (its writer wrote it whole, in one write).
     """
-    if block.startswith(PY_TRACEBACK, start) or block.startswith(PY_GROUP, start):
+    if block.startswith((PY_TRACEBACK, PY_GROUP, PY_STACK), start):
         return _python_end(block, start, limit, partial)
     if block.startswith(b'  File "', start):  # a traceback's frames, its head in a former block
         return _python_end(block, start, limit, partial, in_frames=True)
@@ -81,7 +89,8 @@ def _python_end(
     if in_frames:
         end, state = start - 1, _FRAMES
     else:
-        state = _GROUP if block.startswith(PY_GROUP, start) else _FRAMES
+        # A group's box and `stack_info`'s frames are indented lines only, with no exception line.
+        state = _FRAMES if block.startswith(PY_TRACEBACK, start) else _GROUP
     position, count = end + 1, 1
     while count < MAX_STACK_LINES:
         newline = block.find(b"\n", position)
@@ -96,9 +105,12 @@ def _python_end(
             else:
                 end, state = newline, _EXCEPTION  # `ValueError: bad`
         elif state == _EXCEPTION:
-            if line:
+            if line == PY_STACK:
+                end, state = newline, _GROUP  # `stack_info` after the exception
+            elif line:
                 return end
-            state = _BLANK
+            else:
+                state = _BLANK
         elif state == _BLANK:
             if line not in PY_CHAINS:
                 return end
@@ -164,7 +176,9 @@ def begins_stack(partial: bytes) -> bool:
     before it."""
     if not partial:
         return False
-    if any(marker.startswith(partial[: len(marker)]) for marker in (PY_TRACEBACK, PY_GROUP)):
+    if any(
+        marker.startswith(partial[: len(marker)]) for marker in (PY_TRACEBACK, PY_GROUP, PY_STACK)
+    ):
         return True
     return _JAVA_EXCEPTION_BEGUN.match(partial) is not None
 
@@ -183,14 +197,14 @@ def is_headless(record: bytes) -> bool:
     alone, its log line in an earlier block (or none)."""
     first = record.find(b"\n")
     head = record[:first]
-    if head.startswith(PY_TRACEBACK) or is_stack_line(head):
+    if head.startswith((PY_TRACEBACK, PY_STACK)) or is_stack_line(head):
         return True
     return record.startswith(JAVA_FRAME, first + 1)  # the head is the exception line
 
 
 def is_stack(rest: bytes) -> bool:
     """Whether the lines after a record's first line are a stack (rather than klog or a panic)."""
-    if rest.startswith((PY_TRACEBACK, PY_GROUP)):
+    if rest.startswith((PY_TRACEBACK, PY_GROUP, PY_STACK)):
         return True
     second = rest.find(b"\n")
     return second != -1 and rest.startswith(JAVA_FRAME, second + 1)
@@ -200,9 +214,13 @@ def exception_of(stack: str) -> str:
     """The exception a stack reports: a traceback's last exception line (the one raised last),
     or a Java stack's first line (the exception thrown; its causes follow)."""
     lines = stack.split("\n")
+    if lines[0].startswith("Stack ("):
+        return ""  # `stack_info` alone: no exception
     if not lines[0].startswith(("Traceback (", "  + Exception Group")):
         return lines[0]
     for line in reversed(lines):
-        if line and not line.startswith((" ", "Traceback (", "The above", "During handling")):
+        if line and not line.startswith(
+            (" ", "Traceback (", "Stack (", "The above", "During handling")
+        ):
             return line
     return ""
