@@ -291,3 +291,13 @@ def test_the_readme_example_loads_and_reads_its_lines() -> None:
     assert read('{"level":50,"time":1704982864806,"msg":"m","name":"n"}', rules.formats).level == (
         "error"
     )
+
+
+def test_the_number_of_declared_formats_is_bounded(tmp_path: Path) -> None:
+    many = "".join(
+        f"    - name: f{index}\n      regex: '^(?P<message>x{index})$'\n" for index in range(65)
+    )
+    path = tmp_path / "rules.yaml"
+    path.write_text("formats:\n  declared:\n" + many + RULE)
+    with pytest.raises(RulesError, match="at most 64"):
+        load_rules(path)

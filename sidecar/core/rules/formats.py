@@ -45,6 +45,8 @@ from sidecar.core.rules.regex import RegexError, compile_search, group_names
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
 _Level = Literal["debug", "info", "warning", "error", "fatal"]
+#: The most formats a rules file may declare.
+MAX_DECLARED = 64
 #: Seconds per epoch unit.
 _UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 #: The times an Event can carry (years 1-9999).
@@ -170,7 +172,8 @@ class FormatsSpec(_Strict):
     """The rules file's `formats:`."""
 
     builtin: bool = True
-    declared: tuple[DeclaredFormatSpec, ...] = ()
+    #: Bounded: each is tried in turn on every line the pre-filter passes.
+    declared: tuple[DeclaredFormatSpec, ...] = Field(default=(), max_length=MAX_DECLARED)
 
     @model_validator(mode="after")
     def _sensible(self) -> FormatsSpec:
