@@ -16,6 +16,7 @@ from sidecar.core.lines.formats.declared import Formats
 from sidecar.core.lines.records import Record
 from sidecar.core.pipeline import LinePipeline, Processor
 from sidecar.core.rules import RulesError, compile_rules, load_rules, parse_rules
+from sidecar.core.rules.lint import lint_rules
 from sidecar.core.transitions import TransitionTracker
 from sidecar.runtime.metrics import Metrics
 
@@ -301,3 +302,21 @@ def test_the_number_of_declared_formats_is_bounded(tmp_path: Path) -> None:
     path.write_text("formats:\n  declared:\n" + many + RULE)
     with pytest.raises(RulesError, match="at most 64"):
         load_rules(path)
+
+
+def test_check_warns_about_an_unanchored_pattern_and_a_format_without_message() -> None:
+    text = (
+        "formats:\n  declared:\n"
+        "    - name: loose\n      regex: '(?P<level>[A-Z]+): .*'\n"
+        "    - name: j\n      json: {level: lvl}\n"
+        "    - name: fine\n      regex: '^(?P<message>.*)$'\n" + RULE
+    )
+    warnings = [str(problem) for problem in lint_rules(text, "rules.yaml", {})]
+    assert warnings == [
+        "rules.yaml:4: format loose: the pattern is searched anywhere in a line: without `^` it "
+        "may read lines of other formats that merely hold such text; anchor it",
+        "rules.yaml:4: format loose: no `message` group: its lines have an empty message "
+        "(counted as incomplete, `not in the line: message` in explain)",
+        "rules.yaml:6: format j: no `message` path: its lines have an empty message (counted as "
+        "incomplete, `not in the line: message` in explain)",
+    ]

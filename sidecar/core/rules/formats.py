@@ -30,7 +30,7 @@ Mistakes stop loading with the file, the line and the format's name, as the rule
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -201,6 +201,35 @@ def name_the_format(location: tuple[Any, ...], data: Any, message: str) -> str:
     if message.startswith(where):  # the format's name says where better than its index
         message = message[len(where) :].lstrip(".: ")
     return message if message.startswith(named) else f"{named}: {message}"
+
+
+def format_warnings(spec: FormatsSpec | None) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """`check`'s warnings about declared formats that are valid but probably not meant, each
+    with where it is in the file (`formats`, `declared`, index, key)."""
+    if spec is None:
+        return
+    for index, declared in enumerate(spec.declared):
+        where: tuple[str | int, ...] = ("formats", "declared", index)
+        named = f"format {declared.name}"
+        if declared.regex is not None:
+            if not declared.regex.startswith("^"):
+                yield (
+                    (*where, "regex"),
+                    f"{named}: the pattern is searched anywhere in a line: without `^` it may "
+                    "read lines of other formats that merely hold such text; anchor it",
+                )
+            if "message" not in group_names(declared.regex):
+                yield (
+                    (*where, "regex"),
+                    f"{named}: no `message` group: its lines have an empty message (counted as "
+                    "incomplete, `not in the line: message` in explain)",
+                )
+        elif declared.json_ is not None and declared.json_.message is None:
+            yield (
+                (*where, "json"),
+                f"{named}: no `message` path: its lines have an empty message (counted as "
+                "incomplete, `not in the line: message` in explain)",
+            )
 
 
 def compile_formats(spec: FormatsSpec | None) -> Formats:
