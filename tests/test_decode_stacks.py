@@ -151,3 +151,19 @@ def test_stack_info_is_part_of_the_record_alone_and_after_an_exception() -> None
     assert warned.fields["stack"].startswith("Stack (most recent call last):")
     assert warned.fields["exception"] == ""
     assert failed.fields["exception"] == "KeyError: 'x'"
+
+
+def test_frames_printed_without_an_exception_line_belong_to_the_logged_line() -> None:
+    log = (
+        b"2024-01-11 14:21:02 INFO  Op:1 - before\n"
+        b"2024-01-11 14:21:03 ERROR Op:2 - failed\n"
+        b"\tat com.example.Op.run(Op.java:2)\n"
+        b"\t... 3 more\n"
+    )
+    candidates = select_lines(log, None, 1 << 20).candidates
+    assert [line.split(b"\n")[0] for line in candidates] == log.split(b"\n")[:2]
+    record = decode(candidates[1], year=2024)
+    assert type(record) is Record
+    assert record.message == "failed"
+    assert record.fields["stack"] == "\tat com.example.Op.run(Op.java:2)\n\t... 3 more"
+    assert record.fields["exception"] == ""

@@ -63,8 +63,19 @@ _FRAMES, _GROUP, _EXCEPTION, _BLANK, _CHAIN, _AFTER_CHAIN = range(6)
 
 
 def java_stack_start(block: bytes, frame: int) -> int:
-    """The start of the exception line above the frame line starting at `frame` (0 if none)."""
-    return block.rfind(b"\n", 0, max(frame - 1, 0)) + 1
+    """The start of the exception line above the frame line starting at `frame` (0 if none);
+    the frame's own start when the line above is not an exception's (`pkg.Class: message`):
+    then it is the logged line, its stack printed without one, and must stay a line."""
+    above = block.rfind(b"\n", 0, max(frame - 1, 0)) + 1
+    if frame == 0 or is_stack_line(block[above:frame]):
+        return above
+    return above if JAVA_EXCEPTION.match(block, above, frame - 1) else frame
+
+
+#: A Java exception line as `Throwable.toString` writes it: the class name (a package-qualified
+#: one, or a bare one), then `: message` or nothing. No log line's head looks like it: a time,
+#: `{`, `[`, klog's `E0111 14:21:03`, logfmt's `time=` all differ before the first space.
+JAVA_EXCEPTION: Final = re.compile(rb"[A-Za-z_$][\w$]*(?:\.[\w$]+)*(?::[ \t].*|:)?$", re.DOTALL)
 
 
 def stack_end(block: bytes, start: int, limit: int, partial: bytes = b"") -> int:
@@ -199,12 +210,13 @@ def is_headless(record: bytes) -> bool:
     head = record[:first]
     if head.startswith((PY_TRACEBACK, PY_STACK)) or is_stack_line(head):
         return True
-    return record.startswith(JAVA_FRAME, first + 1)  # the head is the exception line
+    # The head is the exception line.
+    return record.startswith(JAVA_FRAME, first + 1) and JAVA_EXCEPTION.match(head) is not None
 
 
 def is_stack(rest: bytes) -> bool:
     """Whether the lines after a record's first line are a stack (rather than klog or a panic)."""
-    if rest.startswith((PY_TRACEBACK, PY_GROUP, PY_STACK)):
+    if rest.startswith((PY_TRACEBACK, PY_GROUP, PY_STACK, JAVA_FRAME)):
         return True
     second = rest.find(b"\n")
     return second != -1 and rest.startswith(JAVA_FRAME, second + 1)
@@ -216,6 +228,8 @@ def exception_of(stack: str) -> str:
     lines = stack.split("\n")
     if lines[0].startswith("Stack ("):
         return ""  # `stack_info` alone: no exception
+    if lines[0].startswith("\t"):
+        return ""  # frames printed without the exception's line
     if not lines[0].startswith(("Traceback (", "  + Exception Group")):
         return lines[0]
     for line in reversed(lines):
