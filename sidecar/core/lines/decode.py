@@ -132,11 +132,10 @@ def decode(
         if found is not None:
             return found
         if not formats.builtin:
-            return (
-                CONTINUATION
-                if _STACK_LINE.match(line.decode("utf-8", "replace"))
-                else (UNRECOGNISED)
-            )
+            # Only the declared formats: a line none reads is unrecognised (a stack's, alone,
+            # still a continuation).
+            text = line.decode("utf-8", "replace")
+            return CONTINUATION if _STACK_LINE.match(text) else UNRECOGNISED
     first = line[0]
     if first == 0x7B:  # "{"
         return _decode_json_line(line)

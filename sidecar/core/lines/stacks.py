@@ -56,7 +56,7 @@ MARKERS: Final = (
 )
 #: A stack's lines, its exception's many frames included; the byte limit bounds it too.
 MAX_STACK_LINES: Final = 512
-#: `stack_end` when the block ends before the stack does.
+#: `stack_end` when the block ends before the stack does (the value of `multiline.INCOMPLETE`).
 INCOMPLETE: Final = -1
 #: Where a Python stack's lines are when the block ends.
 _FRAMES, _GROUP, _EXCEPTION, _BLANK, _CHAIN, _AFTER_CHAIN = range(6)
