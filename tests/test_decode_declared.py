@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.explain import explain_line, format_text, to_json
-from sidecar.core.lines.decode import UNRECOGNISED, decode
+from sidecar.core.lines.decode import UNRECOGNISED, decode, why_not
 from sidecar.core.lines.formats.declared import Formats
 from sidecar.core.lines.records import Record
 from sidecar.core.pipeline import LinePipeline, Processor
@@ -320,3 +320,16 @@ def test_check_warns_about_an_unanchored_pattern_and_a_format_without_message() 
         "rules.yaml:6: format j: no `message` path: its lines have an empty message (counted as "
         "incomplete, `not in the line: message` in explain)",
     ]
+
+
+def test_a_go_panic_lists_no_declared_format_as_tried() -> None:
+    formats = compile_rules(
+        parse_rules(
+            "formats:\n  declared:\n    - name: plain\n      regex: '^(?P<message>.*)$'\n" + RULE,
+            "rules.yaml",
+        )
+    ).formats
+    panic = b"panic: boom\n\ngoroutine 1 [running]:\nmain.main()\n\t/src/main.go:5 +0x10"
+    assert why_not(panic, formats) == []
+    record = decode(panic, year=2024, formats=formats)
+    assert type(record) is Record and record.format == "go-panic"

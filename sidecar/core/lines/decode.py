@@ -235,6 +235,8 @@ def why_not(line: bytes, formats: Formats | None = None) -> list[str]:
     the rules file keeps them); a format that reads the line ends the list, unnamed."""
     out: list[str] = []
     if b"\n" in line:
+        if line.startswith(PANIC_HEADS):
+            return out  # a Go panic: no format but its own is tried
         if stacks.is_headless(line):
             return ["a stack without its line (read before it, or none): a continuation"]
         line = line[: line.find(b"\n")]  # a record's first line is the one read
