@@ -238,3 +238,14 @@ def test_stack_records_are_bounded() -> None:
         type(decode(line, year=2024)) is not Record
         for line in select_lines(log, None, LIMIT).candidates[1:]
     )
+
+
+def test_a_traceback_header_alone_or_past_the_limit_leaves_the_line_before_alone() -> None:
+    # A header with nothing after it is no stack; and a line and stack past the byte limit are
+    # not joined (the line stays a line of its own, within the limit).
+    block = b"before\nTraceback (most recent call last):\nafter\n"
+    assert spans(block, LIMIT) == []
+    long_head = b"x" * 50 + b"\n" + b"java.lang.Error: e\n\tat a.B.c(B.java:1)\n"
+    found = spans(long_head, 60)
+    assert found == [(51, len(long_head) - 1)]  # the stack alone, within 60 bytes
+    assert select_lines(long_head, None, 60).candidates[0] == b"x" * 50

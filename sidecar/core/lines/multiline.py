@@ -47,8 +47,15 @@ INCOMPLETE: Final = -1
 
 
 def is_head(line: bytes) -> bool:
-    """Whether a line starts a multi-line record."""
-    return line.startswith(PANIC_HEADS) or line.endswith(KLOG_OPEN)
+    """Whether a line starts a multi-line record, or a stack that makes the line before it
+    (and a Java frame, the two before it) one."""
+    return (
+        line.startswith(PANIC_HEADS)
+        or line.endswith(KLOG_OPEN)
+        or line.startswith(
+            (stacks.PY_TRACEBACK, stacks.PY_GROUP, stacks.PY_STACK, stacks.JAVA_FRAME, b'  File "')
+        )
+    )
 
 
 def record_end(block: bytes, start: int, limit: int) -> int:
@@ -179,10 +186,13 @@ def _records(block: bytes, limit: int, partial: bytes) -> list[tuple[int, int]]:
         if kind == _HEAD:
             end = record_end(block, head, limit)
         else:
+            stack_line_end = block.find(b"\n", head)
             line_before = block.rfind(b"\n", 0, max(head - 1, 0)) + 1
-            if head > 0 and line_before > covered:
+            if head > 0 and line_before > covered and stack_line_end - line_before <= limit:
                 # The line the stack belongs to starts the record, within the same bound.
                 end = stacks.stack_end(block, head, limit - (head - line_before), partial)
+                if end == stack_line_end and not block.startswith(stacks.JAVA_FRAME, head):
+                    continue  # a traceback's first line and nothing after it: no stack
                 head = line_before
             else:
                 end = stacks.stack_end(block, head, limit, partial)
@@ -245,7 +255,8 @@ def _unfinished_stack(block: bytes, limit: int, window: int, partial: bytes, sta
     a stack are held too, unless they end a record: a traceback's or a Java exception's line,
     or a Java stack's line and exception line (when the partial line is a frame).
     """
-    begun = stacks.begins_stack(partial) or partial[:1] == b"\t"
+    frame = stacks.begins_frame(partial)
+    begun = frame or stacks.begins_stack(partial)
     if not (
         begun
         or stacked
@@ -262,7 +273,7 @@ def _unfinished_stack(block: bytes, limit: int, window: int, partial: bytes, sta
     last = block.rfind(b"\n", 0, len(block) - 1) + 1
     if last <= covered or stacks.is_stack_line(block[last:]):
         return -1  # the last line ends a record, or is a stack's: no line of its own
-    if partial[:1] == b"\t":
+    if frame:
         if block.endswith(KLOG_OPEN + b"\n") or block.startswith(PANIC_HEADS, last):
             return -1  # a klog value or a panic's frames: held above when unfinished
         before = block.rfind(b"\n", 0, max(last - 1, 0)) + 1

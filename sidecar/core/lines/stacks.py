@@ -103,6 +103,7 @@ def _python_end(
         # A group's box and `stack_info`'s frames are indented lines only, with no exception line.
         state = _FRAMES if block.startswith(PY_TRACEBACK, start) else _GROUP
     position, count = end + 1, 1
+    framed = in_frames  # a traceback's header is always followed by a frame
     while count < MAX_STACK_LINES:
         newline = block.find(b"\n", position)
         if newline == -1 or newline - start > limit:
@@ -110,8 +111,8 @@ def _python_end(
         line = block[position:newline]
         if state in (_FRAMES, _GROUP):
             if line[:1] == b" ":  # frames, code, carets, an exception group's box
-                end = newline
-            elif state == _GROUP or not line:
+                end, framed = newline, True
+            elif state == _GROUP or not line or not framed:
                 return end  # a group has no exception line of its own; a traceback needs one
             else:
                 end, state = newline, _EXCEPTION  # `ValueError: bad`
@@ -131,7 +132,7 @@ def _python_end(
                 return end
             state = _AFTER_CHAIN
         elif line == PY_TRACEBACK:
-            end, state = newline, _FRAMES
+            end, state, framed = newline, _FRAMES, False
         elif line == PY_GROUP:
             end, state = newline, _GROUP
         elif line and line[:1] != b" ":
@@ -196,6 +197,13 @@ def begins_stack(partial: bytes) -> bool:
 
 #: The beginning of a Java exception line as `Throwable.toString` writes it: `pkg.Class: message`.
 _JAVA_EXCEPTION_BEGUN: Final = re.compile(rb"[a-z][\w$]*\.[\w$.]*(?::.*)?\Z", re.DOTALL)
+
+
+def begins_frame(partial: bytes) -> bool:
+    """Whether a line begun with `partial` may be a Java frame (`\\tat ...`)."""
+    return bool(partial) and (
+        partial.startswith(JAVA_FRAME) or JAVA_FRAME.startswith(partial[: len(JAVA_FRAME)])
+    )
 
 
 def is_stack_line(line: bytes) -> bool:
