@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+from sidecar.core.lines.decode import decode
 from sidecar.core.lines.multiline import (
     INCOMPLETE,
     MAX_RECORD_LINES,
@@ -11,7 +15,9 @@ from sidecar.core.lines.multiline import (
     record_end,
     spans,
 )
+from sidecar.core.lines.records import Record
 from sidecar.core.lines.scan import LineFramer, select_lines
+from sidecar.core.lines.stacks import is_stack_line
 
 LIMIT = 4096
 KLOG = b'I0111 14:21:00.000000 1 main.go:1] "before"\n'
@@ -125,3 +131,121 @@ def test_every_head_is_found_where_one_marker_ends_as_the_next_begins(head: byte
     block = cut_value + panic + KLOG
     assert spans(block, LIMIT) == [(len(cut_value), len(cut_value) + len(panic) - 1)]
     assert spans(panic + KLOG, LIMIT) == [(0, len(panic) - 1)]
+
+
+# Stacks printed after the line that logs the exception (sidecar.core.lines.stacks), as the
+# golden cases python-traceback and java-stack-trace hold them: CPython 3.11's logging and
+# traceback.py, OpenJDK 17's Throwable.printStackTrace under a log4j2 line.
+PY_LOG = (Path(__file__).parent / "golden" / "python-traceback" / "input.log").read_bytes()
+JAVA_LOG = (Path(__file__).parent / "golden" / "java-stack-trace" / "input.log").read_bytes()
+#: logback's ThrowableProxyConverter: packaging data after frames, `common frames omitted`.
+LOGBACK = (
+    b"2024-01-11 14:21:03.806 ERROR 1 --- [main] c.e.Reconciler : reconcile failed\n"
+    b"java.lang.IllegalStateException: boom\n"
+    b"\tat com.example.Reconciler.reconcile(Reconciler.java:42) ~[app.jar:1.0]\n"
+    b"\tat com.example.Main.main(Main.java:7) [app.jar:1.0]\n"
+    b"Caused by: java.io.IOException: refused\n"
+    b"\tat com.example.Client.call(Client.java:9) ~[app.jar:1.0]\n"
+    b"\t... 2 common frames omitted\n"
+    b"2024-01-11 14:21:04.806 INFO 1 --- [main] c.e.Reconciler : next\n"
+)
+
+
+def _heads(log: bytes) -> list[bytes]:
+    """The candidates of a whole log: lines, and records of a line and its stack."""
+    return select_lines(log, None, LIMIT).candidates
+
+
+@pytest.mark.parametrize("log", [PY_LOG, JAVA_LOG, LOGBACK], ids=["python", "java", "logback"])
+def test_a_stack_is_one_record_with_the_line_before_it(log: bytes) -> None:
+    candidates = _heads(log)
+    stacked = [line for line in candidates if b"\n" in line]
+    # Every line is a log line's, or part of the record of the log line before its stack.
+    assert all(not is_stack_line(line.split(b"\n")[0]) for line in candidates)
+    assert sum(line.count(b"\n") + 1 for line in candidates) == log.count(b"\n")
+    assert len(stacked) >= 1 and all(b"ERROR" in line.split(b"\n")[0] for line in stacked)
+    heads = [line for line in log.split(b"\n") if line.startswith((b"[", b"20"))]
+    assert [line.split(b"\n")[0] for line in candidates] == heads
+
+
+@pytest.mark.parametrize("log", [PY_LOG, JAVA_LOG, LOGBACK], ids=["python", "java", "logback"])
+def test_the_framer_keeps_a_stack_with_its_line_wherever_a_read_ends_mid_line(log: bytes) -> None:
+    whole = _heads(log)
+    for cut in range(1, len(log)):
+        if log[cut - 1 : cut] == b"\n":
+            continue  # a read that ends with a line: see the next test
+        if re.fullmatch(rb"[a-z]\w*", log[log.rfind(b"\n", 0, cut) + 1 : cut]):
+            continue  # within an exception's first name: a line of its own until its dot
+        framer = LineFramer(LIMIT)
+        blocks = [framer.feed(log[:cut]), framer.feed(log[cut:]), framer.flush()]
+        assert b"".join(blocks) == log
+        got = [line for block in blocks for line in select_lines(block, None, LIMIT).candidates]
+        assert got == whole, cut
+
+
+@pytest.mark.parametrize("log", [PY_LOG, JAVA_LOG, LOGBACK], ids=["python", "java", "logback"])
+def test_a_stack_read_apart_from_its_line_never_decodes_as_lines(log: bytes) -> None:
+    """Read a byte at a time, every line ends a read: a stack comes after its line has gone.
+    Its lines are then continuations, never records (so never Events)."""
+    framer = LineFramer(LIMIT)
+    blocks = [framer.feed(log[i : i + 1]) for i in range(len(log))] + [framer.flush()]
+    assert b"".join(blocks) == log
+    records = [
+        decoded
+        for block in blocks
+        for line in select_lines(block, None, LIMIT).candidates
+        if type(decoded := decode(line, year=2024)) is Record
+    ]
+    heads = [
+        decoded
+        for line in log.split(b"\n")
+        if line.startswith((b"[", b"20")) and type(decoded := decode(line, year=2024)) is Record
+    ]
+    assert [record.message for record in records] == [head.message for head in heads]
+
+
+def test_an_unfinished_traceback_is_held_and_a_finished_one_is_not() -> None:
+    head = b"[2024-01-11 14:21:03,806] kopf.objects         [ERROR   ] [ns/x] failed\n"
+    frames = b'Traceback (most recent call last):\n  File "/app/h.py", line 1, in f\n'
+    assert incomplete_tail(KLOG + head + frames, LIMIT) == len(KLOG)
+    done = head + frames + b"    g()\nValueError: bad\n"
+    assert incomplete_tail(KLOG + done, LIMIT) == -1
+    # An empty line after the exception: a chain is being written.
+    assert incomplete_tail(KLOG + done + b"\n", LIMIT) == len(KLOG)
+    # The line about to begin a traceback holds the line before it.
+    assert incomplete_tail(KLOG + head, LIMIT, b"Traceb") == len(KLOG)
+    assert incomplete_tail(KLOG + head, LIMIT, b"[2024-") == -1
+
+
+def test_a_java_stack_at_the_end_of_a_read_is_held_only_when_it_goes_on() -> None:
+    head, stack = LOGBACK.split(b"\n", 1)
+    block = head + b"\n" + stack[: stack.index(b"Caused")]
+    assert incomplete_tail(block, LIMIT) == -1  # its writer wrote it whole: no waiting
+    assert incomplete_tail(block, LIMIT, b"Caused b") == 0
+    assert incomplete_tail(block, LIMIT, b"\t... 2") == 0
+    # The exception line is in, its first frame begun: the line and the exception are held.
+    first = head + b"\n" + b"java.lang.IllegalStateException: boom\n"
+    assert incomplete_tail(KLOG + first, LIMIT, b"\tat com.") == len(KLOG)
+
+
+def test_stack_records_are_bounded() -> None:
+    frame = b"\tat com.example.Deep.recurse(Deep.java:1)\n"
+    log = b"2024-01-11 14:21:03 ERROR X:1 - deep\njava.lang.StackOverflowError\n" + frame * 2000
+    spans_found = spans(log, LIMIT)
+    assert spans_found[0][0] == 0
+    assert spans_found[0][1] - spans_found[0][0] <= LIMIT
+    assert all(
+        type(decode(line, year=2024)) is not Record
+        for line in select_lines(log, None, LIMIT).candidates[1:]
+    )
+
+
+def test_a_traceback_header_alone_or_past_the_limit_leaves_the_line_before_alone() -> None:
+    # A header with nothing after it is no stack; and a line and stack past the byte limit are
+    # not joined (the line stays a line of its own, within the limit).
+    block = b"before\nTraceback (most recent call last):\nafter\n"
+    assert spans(block, LIMIT) == []
+    long_head = b"x" * 50 + b"\n" + b"java.lang.Error: e\n\tat a.B.c(B.java:1)\n"
+    found = spans(long_head, 60)
+    assert found == [(51, len(long_head) - 1)]  # the stack alone, within 60 bytes
+    assert select_lines(long_head, None, 60).candidates[0] == b"x" * 50

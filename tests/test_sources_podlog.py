@@ -279,6 +279,33 @@ async def test_a_panic_split_across_two_chunks_is_one_record(
         assert whole[0].pod_log.stamp >= _nanos(3)
 
 
+async def test_a_traceback_split_across_two_chunks_is_one_record_with_its_line(
+    fake: tuple[FakeLogAPI, Path],
+) -> None:
+    api, kubeconfig = fake
+    head = b"[2024-01-11 14:21:03,806] kopf.objects         [ERROR   ] [ns/x] Handler failed.\n"
+    traceback = (
+        b"Traceback (most recent call last):\n"
+        b'  File "/app/handlers.py", line 12, in create_fn\n'
+        b'    raise ValueError("bad")\n'
+        b"ValueError: bad\n"
+    )
+    record = head + traceback
+    api.append(stamped(1, b"before\n"))
+    async with following(kubeconfig) as follower:
+        await follower.data_is(b"before\n")
+        lines = record.splitlines(keepends=True)
+        api.append(stamped(2, *lines[:3]))
+        await asyncio.sleep(0.3)  # the line and its traceback wait for the exception line
+        api.append(stamped(3, *lines[3:]) + stamped(4, b"after\n"))
+        await follower.data_is(b"before\n" + record + b"after\n")
+        whole = [block for block in follower.blocks if record in block.data]
+        assert len(whole) == 1, [block.data for block in follower.blocks]
+        assert [whole[0].data[start:end] for start, end in spans(whole[0].data, 10_000)] == [
+            record.rstrip(b"\n")
+        ]
+
+
 def _nanos(micros: int) -> int:
     return (int(BASE.timestamp()) * 1_000_000 + micros) * 1000
 

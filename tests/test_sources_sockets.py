@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.addresses import AddressError
+from sidecar.core.lines.multiline import spans
 from sidecar.core.settings import SocketSettings
 from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
@@ -86,6 +87,34 @@ async def test_tcp_lines_arrive_and_the_last_line_needs_no_newline(
     writer.write(b"o\nthree")
     writer.close()
     assert await server.drain(3) == [b"one", b"two", b"three"]
+
+
+async def test_a_java_stack_sent_in_pieces_is_one_block_with_its_line(
+    serve: Callable[..., asyncio.Future[Server]],
+) -> None:
+    """The writer's record reaches the socket in pieces cut mid-line: the framer holds the
+    logged line and the stack back until the stack has ended, so they stay one record."""
+    server = await serve()
+    record = (
+        b"2024-01-11 14:21:03 ERROR Op:2 - failed\n"
+        b"java.lang.IllegalStateException: boom\n"
+        b"\tat com.example.Op.run(Op.java:2)\n"
+        b"Caused by: java.io.IOException: refused\n"
+        b"\t... 1 more\n"
+    )
+    _reader, writer = await asyncio.open_connection(*server.tcp)
+    pieces = [record[:45], record[45:90], record[90:150], record[150:] + b"2024-01-11 14:21:04 I"]
+    for piece in pieces:
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    writer.write(b"NFO  Op:3 - next\n")
+    await writer.drain()
+    block = await asyncio.wait_for(server.blocks.get(), WAIT)
+    assert [block.data[start:end] for start, end in spans(block.data, 10_000)] == [
+        record.rstrip(b"\n")
+    ]
+    writer.close()
 
 
 async def test_unix_socket(serve: Callable[..., asyncio.Future[Server]], tmp_path: Path) -> None:

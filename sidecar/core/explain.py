@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.core.events.corev1 import Event, rfc3339
-from sidecar.core.lines.decode import Undecodable, YearOf, decode
+from sidecar.core.lines.decode import Undecodable, YearOf, decode, why_not
 from sidecar.core.lines.multiline import spans
 from sidecar.core.lines.records import Record, text_of
 from sidecar.core.lines.scan import select_lines
@@ -32,6 +32,8 @@ class LineTrace:
     skipped: bool = False
     #: Why the line did not decode, when it did not.
     undecodable: str | None = None
+    #: Why each format tried before the one that read the line (or all, when none did) did not.
+    tried: tuple[str, ...] = ()
     record: Record | None = None
     trace: Trace | None = None
     outcome: Outcome = None
@@ -56,14 +58,19 @@ def explain_line(
         return LineTrace(number, text, too_long=True)
     if not selection.candidates:
         return LineTrace(number, text, skipped=True)
-    record = decode(line, year=year)
+    formats = processor.rules.formats
+    record = decode(line, year=year, formats=formats)
+    tried = tuple(why_not(line, formats))
     if type(record) is Undecodable:
-        return LineTrace(number, text, undecodable=record.reason)
+        return LineTrace(number, text, undecodable=record.reason, tried=tried)
     assert type(record) is Record
+    # A line read by a built-in format: only the declared ones that did not read it are news
+    # (that klog's header is not on a JSON line is not).
+    tried = tuple(why for why in tried if why.startswith("declared format "))
     trace = Trace()
     outcome = processor.process(record, trace)
     processor.take_durations()  # for metrics only: not kept for a whole file
-    return LineTrace(number, text, record=record, trace=trace, outcome=outcome)
+    return LineTrace(number, text, record=record, trace=trace, outcome=outcome, tried=tried)
 
 
 def split_records(block: bytes, limit: int) -> list[bytes]:
@@ -117,6 +124,8 @@ def to_json(line: LineTrace, written: Recorded | None) -> dict[str, Any]:
     out: dict[str, Any] = {"line": line.number, "text": line.text, "verdict": _verdict(line)}
     if line.undecodable is not None:
         out["undecodable"] = line.undecodable
+    if line.tried:
+        out["formats_tried"] = list(line.tried)
     record = line.record
     if record is not None:
         out["record"] = {
@@ -183,6 +192,8 @@ def format_text(line: LineTrace, written: Recorded | None) -> str:
         say("  skipped by the pre-filter: the line holds no literal any rule needs")
     elif line.undecodable is not None:
         say(f"  undecodable: {line.undecodable}")
+    for why in line.tried:
+        say(f"  format tried: {why}")
     record, trace = line.record, line.trace
     if record is not None:
         say(

@@ -11,8 +11,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 
-from sidecar.core.lines.decode import Undecodable, decode, years_at
+from sidecar.core.lines.decode import BUILTIN_FORMATS, Undecodable, decode, years_at
 from sidecar.core.lines.records import UNKNOWN_LEVEL, Record, text_of
 from sidecar.core.lines.scan import select_lines
 from sidecar.core.rules import CompiledRule, MissingField, RuleSet, render
@@ -262,6 +263,8 @@ class LineCounts:
     #: Decoded lines by what they did not give (`time`, `level`, `message`: `Record.missing`)
     #: or gave but not understood (`unknown_level`): never silently a stand-in.
     incomplete: Counter[str] = field(default_factory=Counter)
+    #: Lines read by each format the rules file declares (`formats.declared`), by its name.
+    declared: Counter[str] = field(default_factory=Counter)
     #: Objects whose transition state was forgotten to stay within the tracker's bound.
     evictions: int = 0
     #: Transitions whose duration is known, for `transition_duration_seconds` (one block's
@@ -289,6 +292,7 @@ class LineCounts:
         self.incomplete.update(block.incomplete)
         self.evictions += block.evictions
         self.reasons_replaced.update(block.reasons_replaced)
+        self.declared.update(block.declared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,12 +338,21 @@ class LinePipeline:
         now = self.clock()
         processor.now = now.timestamp()
         year = self.year if self.year is not None else years_at(now)
+        formats = processor.rules.formats
+        # Declared formats cost nothing to a rules file without them: the call is the same.
+        read = decode if not formats.declared else partial(decode, formats=formats)
+        declared = None
+        if formats.declared:
+            # Every declared format is in the counts, 0 included: one that reads nothing shows.
+            declared = counts.declared = Counter(dict.fromkeys(formats.names, 0))
         for line in selection.candidates:
-            record = decode(line, year=year)
+            record = read(line, year=year)
             if type(record) is Undecodable:
                 undecodable[record.reason] += 1
                 continue
             assert type(record) is Record
+            if declared is not None and record.format not in BUILTIN_FORMATS:
+                declared[record.format] += 1
             if record.missing or record.level == UNKNOWN_LEVEL:
                 _count_incomplete(record, counts.incomplete, timed=default_time is not None)
             if record.time is None and default_time is not None:

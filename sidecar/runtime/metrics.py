@@ -156,6 +156,12 @@ class Metrics:
         "time was dropped and the line's read time stands in.",
         ["source"],
     )
+    lines_declared_format = _counter(
+        "event_sidecar_lines_declared_format",
+        "Lines read by each line format the rules file declares (`formats.declared`), by "
+        "format; 0 for one that read none of the lines the pre-filter passed.",
+        ["format"],
+    )
     lines_incomplete = _counter(
         "event_sidecar_lines_incomplete",
         "Decoded lines by what they lacked: time (the read time stands in, and the Event's "
@@ -369,6 +375,8 @@ class Metrics:
             child(self.lines_time_out_of_range, source).inc(counts.time_out_of_range)
         for why, number in counts.incomplete.items():
             child(self.lines_incomplete, source, why).inc(number)
+        for name, number in counts.declared.items():
+            child(self.lines_declared_format, name).inc(number)
         if counts.evictions:
             self.transition_evictions.inc(counts.evictions)
         if counts.durations:

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.core.lines import decode as decode_module
 from sidecar.core.lines.decode import decode
+from sidecar.core.lines.formats import go as go_formats
 from tests.faults.scaling import MAX_RATIO, cost_ratio
 
 #: Adversarial shapes, each a function of a length: the cost of decoding it must grow linearly.
@@ -48,4 +48,4 @@ _QUADRATIC_PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|\S*)')
 
 @given(st.text(alphabet='ab= "\\\tx', max_size=40))
 def test_linear_pair_pattern_finds_the_same_pairs(text: str) -> None:
-    assert decode_module._PAIR.findall(text) == _QUADRATIC_PAIR.findall(text)
+    assert go_formats._PAIR.findall(text) == _QUADRATIC_PAIR.findall(text)

@@ -18,6 +18,8 @@ from typing import Final
 
 from ahocorasick_rs import BytesAhoCorasick
 
+from sidecar.core.lines import stacks
+
 MAX_RECORD_LINES: Final = 64
 #: Go panics: the head line and, after it, what may come before the goroutine header.
 PANIC_HEADS: Final = (b"panic: ", b"fatal error: ")
@@ -32,16 +34,28 @@ KLOG_CLOSE: Final = b" >"
 #: on two-byte pairs that are rare in logs, about 25 times faster than a `bytes.find` per marker,
 #: whose skip loop stalls on markers ending in a space or a newline. Overlapping, so that a
 #: `=<` line followed by a panic's head finds both.
-_HEADS: Final = BytesAhoCorasick([b"\n" + marker for marker in PANIC_HEADS] + [KLOG_OPEN + b"\n"])
+_HEADS: Final = BytesAhoCorasick(
+    [b"\n" + marker for marker in PANIC_HEADS] + [KLOG_OPEN + b"\n", *stacks.MARKERS]
+)
 _KLOG_MARKER: Final = len(PANIC_HEADS)
+#: The Java frame marker; the Python ones are between it and the klog one.
+_JAVA_MARKER: Final = _KLOG_MARKER + len(stacks.MARKERS)
+
 
 #: `record_end` when the block ends before the record does.
 INCOMPLETE: Final = -1
 
 
 def is_head(line: bytes) -> bool:
-    """Whether a line starts a multi-line record."""
-    return line.startswith(PANIC_HEADS) or line.endswith(KLOG_OPEN)
+    """Whether a line starts a multi-line record, or a stack that makes the line before it
+    (and a Java frame, the two before it) one."""
+    return (
+        line.startswith(PANIC_HEADS)
+        or line.endswith(KLOG_OPEN)
+        or line.startswith(
+            (stacks.PY_TRACEBACK, stacks.PY_GROUP, stacks.PY_STACK, stacks.JAVA_FRAME, b'  File "')
+        )
+    )
 
 
 def record_end(block: bytes, start: int, limit: int) -> int:
@@ -133,43 +147,93 @@ def _klog_end(block: bytes, start: int, head_end: int, limit: int) -> int:
 def spans(block: bytes, limit: int) -> list[tuple[int, int]]:
     """(start, end) of every multi-line record in a block of complete lines, in order.
 
-    Heads are found in one pass of `_HEADS`, so a block without any costs little.
+    Heads are found in one pass of `_HEADS`, so a block without any costs little. A stack
+    (`sidecar.core.lines.stacks`) starts its record at the line before it, when that line is in
+    the block and in no other record.
     """
-    heads: list[int] = [0] if block.startswith(PANIC_HEADS) else []
+    return [
+        (start, block.rfind(b"\n") if end == INCOMPLETE else end)
+        for start, end in _records(block, limit, b"")
+    ]
+
+
+#: A head's kind in `_records`: a Go panic or klog value, or a stack.
+_HEAD, _STACK = 0, 1
+
+
+def _records(block: bytes, limit: int, partial: bytes) -> list[tuple[int, int]]:
+    """`spans`, with `INCOMPLETE` for a last record that the block ends before."""
+    heads: list[tuple[int, int]] = [(0, _HEAD)] if block.startswith(PANIC_HEADS) else []
+    if block.startswith((stacks.PY_TRACEBACK, stacks.PY_STACK, b'  File "')):
+        heads.append((0, _STACK))
     for marker, start, _ in _HEADS.find_matches_as_indexes(block, overlapping=True):
-        if marker != _KLOG_MARKER:
-            heads.append(start + 1)  # after the newline
-            continue
-        line_start = block.rfind(b"\n", 0, start) + 1
-        if not block.startswith(KLOG_CLOSE, line_start):
-            heads.append(line_start)
+        if marker < _KLOG_MARKER:
+            heads.append((start + 1, _HEAD))  # after the newline
+        elif marker == _KLOG_MARKER:
+            line_start = block.rfind(b"\n", 0, start) + 1
+            if not block.startswith(KLOG_CLOSE, line_start):
+                heads.append((line_start, _HEAD))
+        elif marker == _JAVA_MARKER:
+            heads.append((stacks.java_stack_start(block, start + 1), _STACK))
+        else:
+            heads.append((start + 1, _STACK))
     found: list[tuple[int, int]] = []
     covered = -1
-    for head in sorted(heads):
+    for found_at, kind in sorted(heads):
+        head = found_at
         if head <= covered:
             continue  # inside the previous record (a `panic: ` line within a panic's header)
-        end = record_end(block, head, limit)
-        if end == INCOMPLETE:
-            end = block.rfind(b"\n")  # the framer holds incomplete ones back; flush gives them
-        if end > block.find(b"\n", head):
+        if kind == _HEAD:
+            end = record_end(block, head, limit)
+        else:
+            stack_line_end = block.find(b"\n", head)
+            line_before = block.rfind(b"\n", 0, max(head - 1, 0)) + 1
+            if head > 0 and line_before > covered and stack_line_end - line_before <= limit:
+                # The line the stack belongs to starts the record, within the same bound.
+                end = stacks.stack_end(block, head, limit - (head - line_before), partial)
+                if end == stack_line_end and not block.startswith(stacks.JAVA_FRAME, head):
+                    continue  # a traceback's first line and nothing after it: no stack
+                head = line_before
+            else:
+                end = stacks.stack_end(block, head, limit, partial)
+        if end == INCOMPLETE or end > block.find(b"\n", head):
             found.append((head, end))
+        if end == INCOMPLETE:
+            break
         covered = end
     return found
 
 
-def incomplete_tail(block: bytes, limit: int) -> int:
-    """Where an unfinished multi-line record starts in the last `limit` bytes, or -1."""
+def incomplete_tail(block: bytes, limit: int, partial: bytes = b"") -> int:
+    """Where an unfinished multi-line record starts in the last `limit` bytes, or -1.
+
+    `partial` is the line begun after the block: what it starts with tells whether a stack at
+    the block's end goes on, or whether the block's last line is about to get one. Every head
+    marker is found in one pass of `_HEADS` (it runs on every block the framer cuts; a `rfind`
+    per marker, each ending in a space or a newline, cost some 70 us per 64 KiB; every marker
+    starts with a byte rare in logs, `\\n` or `=`, which keeps the automaton's prefilter fast).
+    """
     window = max(0, len(block) - limit)
-    earliest = -1
-    for marker in PANIC_HEADS:
-        position = block.rfind(b"\n" + marker, window)
-        if position != -1:
-            position += 1
-        elif block.startswith(marker) and window == 0:
-            position = 0
+    panics = [-1] * len(PANIC_HEADS)
+    if window == 0:
+        for index, head in enumerate(PANIC_HEADS):
+            if block.startswith(head):
+                panics[index] = 0
+    close = -1
+    stacked = False
+    for marker, start, _ in _HEADS.find_matches_as_indexes(block, overlapping=True):
+        if start < window:
+            continue
+        if marker < _KLOG_MARKER:
+            panics[marker] = start + 1  # the last one, as `rfind` found it
+        elif marker == _KLOG_MARKER:
+            close = start
+        else:
+            stacked = True
+    earliest = _unfinished_stack(block, limit, window, partial, stacked)
+    for position in panics:
         if position != -1 and record_end(block, position, limit) == INCOMPLETE:
             earliest = position if earliest == -1 else min(earliest, position)
-    close = block.rfind(KLOG_OPEN + b"\n", window)
     if close != -1:
         line_start = block.rfind(b"\n", 0, close) + 1
         # A ` > key=<` line continues a record that starts further up.
@@ -181,3 +245,37 @@ def incomplete_tail(block: bytes, limit: int) -> int:
         if record_end(block, line_start, limit) == INCOMPLETE:
             earliest = line_start if earliest == -1 else min(earliest, line_start)
     return earliest
+
+
+def _unfinished_stack(block: bytes, limit: int, window: int, partial: bytes, stacked: bool) -> int:
+    """Where a stack record the block ends in starts (its line included), or -1.
+
+    Stacks are looked for only when the window holds a marker of one (`stacked`) or the partial
+    line may begin one. The lines before a partial line that may begin
+    a stack are held too, unless they end a record: a traceback's or a Java exception's line,
+    or a Java stack's line and exception line (when the partial line is a frame).
+    """
+    frame = stacks.begins_frame(partial)
+    begun = frame or stacks.begins_stack(partial)
+    if not (
+        begun
+        or stacked
+        or (window == 0 and block.startswith((stacks.PY_TRACEBACK, stacks.PY_STACK, b'  File "')))
+    ):
+        return -1
+    begin = block.find(b"\n", window - 1) + 1 if window else 0
+    records = _records(block[begin:] if begin else block, limit, partial)
+    if records and records[-1][1] == INCOMPLETE:
+        return begin + records[-1][0]
+    if not begun or len(block) < 2:
+        return -1
+    covered = begin + records[-1][1] if records else -1
+    last = block.rfind(b"\n", 0, len(block) - 1) + 1
+    if last <= covered or stacks.is_stack_line(block[last:]):
+        return -1  # the last line ends a record, or is a stack's: no line of its own
+    if frame:
+        if block.endswith(KLOG_OPEN + b"\n") or block.startswith(PANIC_HEADS, last):
+            return -1  # a klog value or a panic's frames: held above when unfinished
+        before = block.rfind(b"\n", 0, max(last - 1, 0)) + 1
+        return before if before > covered else last
+    return last

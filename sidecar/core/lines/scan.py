@@ -158,7 +158,7 @@ class LineFramer:
             block = data[: cut + 1]
         self._partial = data[cut + 1 :]
         self._check_partial()
-        held = incomplete_tail(block, self.limit) if self._records else -1
+        held = incomplete_tail(block, self.limit, self._partial) if self._records else -1
         # A record whose next line (the partial one) would take it past the limit ends here: its
         # lines go now, and what is held back stays within one limit.
         if held == -1 or len(block) - held + len(self._partial) > self.limit:

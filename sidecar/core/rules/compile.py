@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sidecar.core.labels import LabelGuard
+from sidecar.core.lines.formats.declared import BUILTIN_ONLY, Formats
 from sidecar.core.lines.records import Record
 from sidecar.core.rules.checks import (
     ABSENT,
@@ -26,6 +27,7 @@ from sidecar.core.rules.checks import (
     describe,
     is_absent,
 )
+from sidecar.core.rules.formats import compile_formats
 from sidecar.core.rules.objects import TemplateCompiler, compile_object
 from sidecar.core.rules.prefilter import literals_of
 from sidecar.core.rules.rendering import render
@@ -181,6 +183,8 @@ class RuleSet:
     rules: tuple[CompiledRule, ...]
     #: The union of every rule's literals, or None when some rule has none (no pre-filter).
     literals: frozenset[bytes] | None
+    #: The line formats the file declares, and whether the built-in ones are tried too.
+    formats: Formats = BUILTIN_ONLY
 
     def first_match(self, record: Record) -> CompiledRule | None:
         """Rules are tried in file order; the first whose conditions hold wins."""
@@ -204,7 +208,7 @@ def compile_rules(parsed: RulesFile, env: Mapping[str, str] | None = None) -> Ru
             literals = None
         else:
             literals |= rule.literals
-    return RuleSet(parsed.component, rules, literals)
+    return RuleSet(parsed.component, rules, literals, compile_formats(parsed.formats))
 
 
 def _compile_rule(rule: Rule, compile_template: TemplateCompiler) -> CompiledRule:

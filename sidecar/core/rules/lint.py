@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from sidecar.core.lines.records import text_of
+from sidecar.core.rules.formats import format_warnings
 from sidecar.core.rules.load import LOADER, RulesProblem, _line_of, parse_rules
 from sidecar.core.rules.paths import field_path as path_of
 from sidecar.core.rules.paths import format_path
@@ -62,6 +63,10 @@ def lint_rules(text: str, filename: str, env: Mapping[str, str]) -> list[RulesPr
     problems = [
         RulesProblem(filename, _line_of(node, ("rules", index, *where)), rule.name, message)
         for index, rule, where, message in _warnings(parsed, env)
+    ]
+    problems += [
+        RulesProblem(filename, _line_of(node, where), None, message)
+        for where, message in format_warnings(parsed.formats)
     ]
     return sorted(problems, key=lambda problem: problem.line)
 

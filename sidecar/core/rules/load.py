@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from sidecar.core.rules.compile import RuleSet, compile_rules
+from sidecar.core.rules.formats import name_the_format
 from sidecar.core.rules.schema import RulesFile
 from sidecar.core.rules.wording import describe, describe_file_level
 
@@ -164,7 +165,9 @@ def parse_rules(text: str, filename: str) -> RulesFile:
                     filename,
                     _line_of(node, location),
                     _rule_of(location, rule_names),
-                    _describe(location, detail["type"], detail["msg"]),
+                    name_the_format(
+                        location, data, _describe(location, detail["type"], detail["msg"])
+                    ),
                 )
             )
         raise RulesError(problems) from None

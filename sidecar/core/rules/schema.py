@@ -39,6 +39,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sidecar.core.rules.conditions import Condition, Level, Match, Scalar, When
+from sidecar.core.rules.formats import FormatsSpec
 from sidecar.core.rules.objectspec import API_VERSION, KIND, ObjectSpec
 from sidecar.core.rules.templates import Template, TemplateError, compile_template
 from sidecar.core.rules.validators import Strict, valid_path, valid_template
@@ -223,6 +224,8 @@ class Rule(Strict):
 
 class RulesFile(Strict):
     component: str = Field(default="event-sidecar", min_length=1, max_length=128)
+    #: Line formats declared for logs the built-in decoders do not read (`formats.py`).
+    formats: FormatsSpec | None = None
     rules: tuple[Rule, ...]
 
     @field_validator("rules")
