@@ -32,8 +32,6 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
-
 from sidecar.core.lines import stacks
 from sidecar.core.lines.formats import declared
 from sidecar.core.lines.formats.common import parse_level, parse_time
@@ -216,17 +214,8 @@ def _decode_lines(data: bytes, year: int | YearOf, formats: Formats | None) -> R
 
 
 def _decode_json_line(line: bytes) -> Record | Undecodable:
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        # orjson refuses invalid UTF-8 outright; a replaced copy may still be a valid object.
-        try:
-            obj = orjson.loads(line.decode("utf-8", "replace"))
-        except orjson.JSONDecodeError:
-            return INVALID_JSON
-    if type(obj) is not dict:
-        return INVALID_JSON
-    return record_from_mapping(obj, "json")
+    obj = json_object(line)
+    return INVALID_JSON if obj is None else record_from_mapping(obj, "json")
 
 
 def why_not(line: bytes, formats: Formats | None = None) -> list[str]:
