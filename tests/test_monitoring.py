@@ -106,6 +106,9 @@ def test_the_dashboard_covers_each_area() -> None:
         "event_sidecar_webhook_errors_total",
         "event_sidecar_rules_reloads_total",
         "event_sidecar_objects_in_state",
+        "event_sidecar_lines_incomplete_total",
+        "event_sidecar_lines_declared_format_total",
+        "event_sidecar_reasons_replaced_total",
     ):
         assert wanted in named
 
