@@ -1,6 +1,6 @@
 """Start-up and the cost of imports: `replay` on an empty file, `check`, and RSS by import.
 
-    .venv/bin/python bench/startup.py --runs 10 [--baseline DIR]
+    .venv/bin/python -m bench.startup --runs 10 [--baseline DIR]
 
 Times `event-sidecar replay EMPTY --rules bench/rules.yaml -o none` and `event-sidecar check
 bench/rules.yaml` (CPU time, wall time and peak RSS from GNU time; median and min of the runs),
@@ -24,9 +24,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from report import ROOT, machine, run_measured, today, write_section
+from bench.report import ROOT, machine, run_measured, today, write_section
 
 BENCH = ROOT / "bench"
 RULES = BENCH / "rules.yaml"
@@ -197,7 +195,7 @@ def main() -> None:
     body = f"""
 ## Start-up and imports
 
-`.venv/bin/python bench/startup.py --runs {args.runs}{" --baseline DIR" if args.baseline else ""}`
+`.venv/bin/python -m bench.startup --runs {args.runs}{" --baseline DIR" if args.baseline else ""}`
 on {today()}; {machine()}. Load average {load_before} before, {load_after} after (a shared
 machine: the minimum is the steadier figure).{baseline}
 

@@ -1,6 +1,6 @@
 """Wake-ups: steady-state CPU of `run --dry-run` following one growing file, beside mtail.
 
-    .venv/bin/python bench/wakeups.py --duration 20
+    .venv/bin/python -m bench.wakeups --duration 20
 
 A sidecar is paid for in every pod, so what matters at a controller's usual rates is the cost of
 each wake-up, not of each line. One empty file is followed, in the same run, by
@@ -32,23 +32,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness import started_port
-from memory import cpu_seconds, free_port, http_text, make_log, metric_sum, stop, wait_http
-from report import ROOT, load_average, machine, today, write_section
+from bench.harness import http_text, metric_sum, mtail_daemon, sidecar_run
+from bench.memory import make_log
+from bench.report import ROOT, load_average, machine, today, write_section
 
 BENCH = ROOT / "bench"
 TICK = 0.01
@@ -165,72 +159,26 @@ def measure(
     settle: float,
 ) -> tuple[float, float, list[Case]]:
     """(idle millicores ours, mtail's, the cases); `verbose` prints each case as it ends."""
-    mtail = shutil.which("mtail")
-    if mtail is None:
-        raise SystemExit("mtail is not installed (apt-get install mtail): no peer to compare with")
     with tempfile.TemporaryDirectory(prefix="wakeups-") as tmp:
         work = Path(tmp)
         needed = sum(rate * (duration + probe) for rate, _ in cases) + 1000
         lines, _ = make_log(int(needed), 1000, work, 1)
         log = work / "app.log"
         log.touch()
-        stderr_path = work / "sidecar.stderr"
-        with stderr_path.open("wb") as stderr:
-            ours = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sidecar",
-                    "run",
-                    "--file",
-                    str(log),
-                    "--rules",
-                    str(BENCH / "rules.yaml"),
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--start",
-                    "beginning",
-                    "--checkpoint",
-                    str(work / "checkpoint.json"),
-                    "--dry-run",
-                    "--settle-time",
-                    str(settle),
-                ],
-                cwd=ROOT,
-                env={**os.environ, "POD_NAME": "wakeups-0"},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        mtail_port = free_port()
-        with (work / "mtail.stderr").open("wb") as mtail_err:
-            theirs = subprocess.Popen(
-                [
-                    mtail,
-                    "--progs",
-                    str(BENCH / "mtail-one-regex"),
-                    "--logs",
-                    str(log),
-                    "--address",
-                    "127.0.0.1",
-                    "--port",
-                    str(mtail_port),
-                    "--logtostderr",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=mtail_err,
-            )
-        try:
-            url = f"http://127.0.0.1:{started_port(stderr_path, ours)}/metrics"
-            wait_http(url, "the daemon")
-            wait_http(f"http://127.0.0.1:{mtail_port}/metrics", "mtail")
+        options = ["--file", str(log), "--rules", str(BENCH / "rules.yaml"), "--dry-run"]
+        options += ["--start", "beginning", "--checkpoint", str(work / "checkpoint.json")]
+        options += ["--settle-time", str(settle)]
+        with (
+            sidecar_run(work, options, host="wakeups-0") as ours,
+            mtail_daemon(work, BENCH / "mtail-one-regex", str(log)) as theirs,
+        ):
             time.sleep(2)  # both settle after their start
-            pids = ours.pid, theirs.pid
-            before = [cpu_seconds(pid) for pid in pids]
+            children = ours, theirs
+            before = [child.cpu_seconds() for child in children]
             time.sleep(idle)
             idle_mc = [
-                (cpu_seconds(pid) - b) / idle * 1000 for pid, b in zip(pids, before, strict=True)
+                (child.cpu_seconds() - b) / idle * 1000
+                for child, b in zip(children, before, strict=True)
             ]
             writer = Writer(log, lines, 0)
             results = []
@@ -238,15 +186,15 @@ def measure(
                 thread = threading.Thread(target=writer.run, args=(rate, mode, duration))
                 thread.start()
                 time.sleep(1)
-                began, before = time.monotonic(), [cpu_seconds(pid) for pid in pids]
+                began, before = time.monotonic(), [child.cpu_seconds() for child in children]
                 thread.join()
                 wall = time.monotonic() - began
                 used = [
-                    (cpu_seconds(pid) - b) / wall * 1000
-                    for pid, b in zip(pids, before, strict=True)
+                    (child.cpu_seconds() - b) / wall * 1000
+                    for child, b in zip(children, before, strict=True)
                 ]
                 seconds = max(probe, PROBE_LINES / rate)
-                latencies = probe_latency(writer, url, rate, mode, seconds)
+                latencies = probe_latency(writer, ours.url, rate, mode, seconds)
                 case = Case(
                     rate,
                     mode,
@@ -265,12 +213,9 @@ def measure(
                     )
                 results.append(case)
                 time.sleep(1)
-            read = lines_read(url)
+            read = lines_read(ours.url)
             if read != writer.next:
                 raise SystemExit(f"the daemon read {read:.0f} lines of {writer.next}")
-        finally:
-            stop(ours)
-            stop(theirs)
     return idle_mc[0], idle_mc[1], results
 
 
@@ -313,7 +258,7 @@ def main() -> None:
         f"{case.p50 * 1000:.0f} / {case.p99 * 1000:.0f} / {case.worst * 1000:.0f} ms |"
         for case in results
     )
-    command = "python bench/wakeups.py " + " ".join(
+    command = "python -m bench.wakeups " + " ".join(
         f"--{name} {value:g}"
         for name, value in (
             ("duration", args.duration),
