@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-import sidecar.exposition  # noqa: F401 - no `_created` series on the webhook's /metrics either
+from sidecar.exposition import show_created_series
 from sidecar.http import Checks, add_probe_routes
 from sidecar.inject.admission import (
     SKIP_REASONS,
@@ -257,6 +257,7 @@ async def serve(
     Open requests finish before it returns, so a rolling update of the webhook's Deployment does
     not cut the apiserver off mid-call.
     """
+    show_created_series(False)  # a lean /metrics, as the daemon's: no `_created` series
     metrics = WebhookMetrics(registry)
     reloader = CertificateReloader(settings.cert_file, settings.key_file, metrics)
     tasks: list[asyncio.Task[None]] = []
