@@ -85,3 +85,15 @@ def test_parser_building_loads_no_injection_code() -> None:
         timeout=60,
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_rules_without_a_regex_load_no_re2(tmp_path: Path, empty_log: Path) -> None:
+    """google-re2 (2.7 MiB resident) is imported by the first `regex:` condition only."""
+    args = ("replay", str(empty_log), "-o", "none", "--summary", "json")
+    assert "re2" not in loaded_packages(*args, "--rules", str(RULES))
+    with_regex = tmp_path / "regex.rules.yaml"
+    with_regex.write_text(
+        "component: c\nrules:\n  - name: r\n    match: {message: {regex: '^Phase'}}\n"
+        "    object: {apiVersion: v1, kind: Pod, name: p}\n    reason: R\n    message: m\n"
+    )
+    assert "re2" in loaded_packages(*args, "--rules", str(with_regex))
