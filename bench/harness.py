@@ -8,6 +8,7 @@ it is and when it arrived.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
@@ -277,10 +278,18 @@ def _launch(
         )
 
 
+def compile_bytecode() -> None:
+    """Compile `sidecar/` to bytecode, as the image does at build time (Dockerfile): under
+    `PYTHONDONTWRITEBYTECODE` a checkout would otherwise compile every module again at each
+    start, which is not what a user's sidecar pays (CPU at start, and peak memory)."""
+    compileall.compile_dir(ROOT / "sidecar", quiet=1)
+
+
 @contextlib.contextmanager
 def sidecar_run(work: Path, options: Sequence[str], *, host: str) -> Iterator[Child]:
     """`python -m sidecar run --listen 127.0.0.1:0 OPTIONS` (pod name `host`), once its /metrics
     answers; stopped (SIGTERM) on the way out. Its stderr goes to `work/sidecar.stderr`."""
+    compile_bytecode()
     stderr_path = work / "sidecar.stderr"
     argv = [sys.executable, "-m", "sidecar", "run", "--listen", "127.0.0.1:0", *options]
     process = _launch(argv, stderr_path, {**os.environ, "POD_NAME": host})

@@ -86,5 +86,6 @@ def test_soak_benchmark_smoke() -> None:
 
 
 def test_wakeups_benchmark_smoke() -> None:
-    """The daemon and mtail follow one file; the daemon reads every line written."""
+    """The daemon and mtail follow one file, the daemon and `kubectl logs -f` one pod log
+    stream; the daemons read every line written, kubectl prints every one."""
     assert run_smoke("wakeups").startswith("smoke ok: 2 cases")
