@@ -52,7 +52,7 @@ class FileSettings:
     #: read at its first write, without the wait. New, renamed and removed files never wait, and
     #: no write waits while a rotation is under way or a file is shorter than its fingerprint
     #: (`FileSource._may_settle`). 0 reads every write at once: the lowest latency (about 10 ms
-    #: instead of up to 100), for up to 20x the CPU at 1,000 one-line writes/s (BENCHMARKS.md,
+    #: instead of up to 100), for about 10x the CPU at 1,000 one-line writes/s (BENCHMARKS.md,
     #: cost).
     settle_time: float = 0.1
     #: Bytes read from a file at once. Bounds the memory of one step and the time the event loop
