@@ -162,6 +162,7 @@ def replay_command(args: argparse.Namespace) -> int:
 
     from sidecar.cli.common import load_rules_or_report  # noqa: PLC0415
     from sidecar.events_v1 import as_core_view  # noqa: PLC0415
+    from sidecar.exposition import show_created_series  # noqa: PLC0415
     from sidecar.metrics import Metrics  # noqa: PLC0415
     from sidecar.output import format_json_lines, format_table  # noqa: PLC0415
     from sidecar.replay import read_chunks, replay  # noqa: PLC0415
@@ -228,6 +229,7 @@ def replay_command(args: argparse.Namespace) -> int:
         else:
             print("No events.")
     if args.metrics:
+        show_created_series(False)  # the same metrics as the daemon's /metrics shows
         sys.stdout.write(generate_latest(registry).decode())
     summary = result.summary()
     if args.summary == "json":
