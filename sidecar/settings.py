@@ -80,10 +80,10 @@ class CheckpointSettings:
     #: Least seconds between writes (when something changed); a large checkpoint waits longer,
     #: so that at most 64 KiB/s are written on average (`sidecar.checkpointer.WRITE_BUDGET`). A
     #: restart re-reads what came after the last write; Event names derived from the lines make
-    #: those re-reads harmless. 5 s, not 1: each write is two fsyncs and a rename, and once a
-    #: second it was about a fifth of the daemon's CPU at 10-100 lines/s (BENCHMARKS.md, cost);
-    #: a clean shutdown writes the last one anyway (Promtail syncs its positions every 10 s).
-    interval: float = 5.0
+    #: those re-reads harmless. Each write is two fsyncs and a rename, about a fifth of the
+    #: daemon's CPU at 10-100 lines/s (BENCHMARKS.md, cost); 1 s keeps what a `kill -9` makes the
+    #: next start read again (and emit again, though nothing is stored twice) to a second's worth.
+    interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
