@@ -60,6 +60,13 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict sidecar tests bench demo
 	$(BIN)/lint-imports
 
+## The cost table of issue 24, beside its peers (CPU per rate, idle CPU, memory and latency of
+## `run` following a file beside mtail, and a pod's log beside `kubectl logs -f`); about ten
+## minutes, a control plane included; writes its section of BENCHMARKS.md.
+.PHONY: cost
+cost: $(STAMP)
+	$(BIN)/python -m bench.wakeups
+
 ## The tests that need no cluster.
 unit: $(STAMP)
 	$(BIN)/pytest -m "not controlplane"

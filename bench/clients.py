@@ -1,6 +1,6 @@
 """CPU per Event write for each way of writing from Python, on one real kube-apiserver.
 
-    .venv/bin/python bench/clients.py --runs 3
+    .venv/bin/python -m bench.clients --runs 3
 
 Why the daemon writes through `sidecar.kube.sender.KubeSender` (aiohttp, an orjson body) rather
 than through the official client. Each client POSTs the same `--events` distinct core/v1 Events
@@ -31,7 +31,6 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -39,11 +38,15 @@ import orjson
 from kubernetes import client, config
 from prometheus_client import CollectorRegistry
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from report import control_plane, load_average, machine, process_cpu, spread, today, write_section
-
+from bench.report import (
+    control_plane,
+    load_average,
+    machine,
+    process_cpu,
+    spread,
+    today,
+    write_section,
+)
 from sidecar.core.events.corev1 import Event, InvolvedObject, make_event
 from sidecar.kube import connect
 from sidecar.kube.session import ssl_context
@@ -241,7 +244,7 @@ def report(args: argparse.Namespace, origin: str, results: dict[str, list[Measur
         )
     body = f"""## Writing clients: CPU per Event POST
 
-`.venv/bin/python bench/clients.py --runs {args.runs} --events {args.events}` on {today()};
+`.venv/bin/python -m bench.clients --runs {args.runs} --events {args.events}` on {today()};
 {machine()}; load average before: {load_average()}; {origin}; kubernetes {version("kubernetes")},
 aiohttp {version("aiohttp")}.
 

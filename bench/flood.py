@@ -1,6 +1,6 @@
 """API load under a flood: 100,000 transitions of ONE object in one minute, replayed into a cluster.
 
-    .venv/bin/python bench/flood.py --runs 5
+    .venv/bin/python -m bench.flood --runs 5
 
 Starts a real etcd + kube-apiserver (tests/controlplane.py; `--kubeconfig` uses a running cluster
 instead), and per run creates a fresh namespace with the involved object, a ConfigMap. The log is
@@ -44,11 +44,8 @@ from typing import Any
 import kubernetes
 from kubernetes import client, config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness import event_requests, raw_get
-from report import ROOT, cluster, machine, run_measured, spread, today, write_section
+from bench.harness import event_requests, raw_get
+from bench.report import ROOT, cluster, machine, run_measured, spread, today, write_section
 
 SIDECAR = Path(sys.executable).parent / "event-sidecar"
 COMPONENT = "flapping-controller"
@@ -478,7 +475,7 @@ def report(
     return f"""
 ## API load under a flood: {args.lines:,} transitions of one object in one minute
 
-`.venv/bin/python bench/flood.py --runs {args.runs}` on {today()}; {machine()};
+`.venv/bin/python -m bench.flood --runs {args.runs}` on {today()}; {machine()};
 {origin}, serving {server_version}; event-sidecar {_version()}, kubernetes client
 {kubernetes.__version__}.
 

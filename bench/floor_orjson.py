@@ -1,6 +1,6 @@
 """The floor for `replay`: a substring pre-filter and orjson, counting what `replay` counts.
 
-    python bench/floor_orjson.py LOG
+    python -m bench.floor_orjson LOG
 
 reads the log in binary lines, skips over-long lines (the same 100 KiB limit), decodes only the
 lines that hold one of bench/rules.yaml's messages, and counts the matches per rule and the

@@ -1,6 +1,6 @@
 """Seeded generator of a controller log mixing every format, with a truth file of exact counts.
 
-    python bench/generate.py --lines 1000000 --seed 1 --out bench/out/mixed-1m.log
+    python -m bench.generate --lines 1000000 --seed 1 --out bench/out/mixed-1m.log
 
 writes the log and `<out>.truth.json`: the counts `replay` with `bench/rules.yaml` must report
 exactly (lines, over-long lines, undecodable lines, matches and Events per rule). The mix is

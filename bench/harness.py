@@ -8,11 +8,14 @@ it is and when it arrived.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,11 +24,12 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client, watch
-from report import ROOT, process_cpu
 
+from bench.report import ROOT, process_cpu
 from sidecar.core.events.corev1 import InvolvedObject
 
 REASON = "PhaseChanged"
@@ -171,8 +175,151 @@ def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:]
 
 
+def vm(pid: int, key: str) -> int:
+    """A /proc/<pid>/status size in KiB (VmHWM, VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples `name` in a Prometheus text exposition whose labels include
+    `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def wait_http(url: str, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            http_text(url)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{what} never answered {url}") from None
+            time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s; reaped either way."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@dataclass
+class Child:
+    """A process the benchmark started and measures from outside: CPU and memory from /proc
+    (never its own word), what it counts from its /metrics."""
+
+    process: subprocess.Popen[bytes]
+    #: Its /metrics.
+    url: str
+    stderr_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds so far, all threads."""
+        return process_cpu(self.pid)
+
+    def vm(self, key: str) -> int:
+        """VmRSS, VmHWM... in KiB."""
+        return vm(self.pid, key)
+
+    def metrics(self) -> str:
+        return http_text(self.url)
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_sum(self.metrics(), name, **labels)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def _launch(
+    argv: list[str], stderr_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    with stderr_path.open("wb") as stderr:
+        return subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def compile_bytecode() -> None:
+    """Compile `sidecar/` to bytecode, as the image does at build time (Dockerfile): under
+    `PYTHONDONTWRITEBYTECODE` a checkout would otherwise compile every module again at each
+    start, which is not what a user's sidecar pays (CPU at start, and peak memory)."""
+    compileall.compile_dir(ROOT / "sidecar", quiet=1)
+
+
+@contextlib.contextmanager
+def sidecar_run(work: Path, options: Sequence[str], *, host: str) -> Iterator[Child]:
+    """`python -m sidecar run --listen 127.0.0.1:0 OPTIONS` (pod name `host`), once its /metrics
+    answers; stopped (SIGTERM) on the way out. Its stderr goes to `work/sidecar.stderr`."""
+    compile_bytecode()
+    stderr_path = work / "sidecar.stderr"
+    argv = [sys.executable, "-m", "sidecar", "run", "--listen", "127.0.0.1:0", *options]
+    process = _launch(argv, stderr_path, {**os.environ, "POD_NAME": host})
+    try:
+        url = f"http://127.0.0.1:{started_port(stderr_path, process)}/metrics"
+        wait_http(url, "the daemon")
+        yield Child(process, url, stderr_path)
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def mtail_daemon(work: Path, progs: Path, logs: str) -> Iterator[Child]:
+    """mtail's daemon running `progs` on `logs` (a path or glob), once its /metrics answers."""
+    binary = shutil.which("mtail")
+    if binary is None:
+        raise SystemExit("mtail is not installed (apt-get install mtail): no peer to compare with")
+    port = free_port()
+    argv = [binary, "--progs", str(progs), "--logs", logs, "--address", "127.0.0.1"]
+    process = _launch([*argv, "--port", str(port), "--logtostderr"], work / "mtail.stderr")
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait_http(url, "mtail")
+        yield Child(process, url, work / "mtail.stderr")
+    finally:
+        stop(process)
+
+
 class Daemon:
-    """`python -m sidecar run` as a child process."""
+    """`python -m sidecar run` as a child process, posting to the API (the cluster benchmarks)."""
 
     def __init__(
         self,
@@ -186,41 +333,23 @@ class Daemon:
     ) -> None:
         """Start it following `log` from its beginning, with `options` after the usual ones;
         return once it is ready (its /readyz answers 200)."""
-        self.stderr_path = work / "sidecar.stderr"
-        with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sidecar",
-                    "run",
-                    "--file",
-                    str(log),
-                    "--rules",
-                    str(rules),
-                    "--kubeconfig",
-                    kubeconfig,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--start",
-                    "beginning",
-                    *options,
-                ],
-                cwd=ROOT,
-                env={**os.environ, "POD_NAME": host},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        self.port = started_port(self.stderr_path, self.process)
+        self._stack = contextlib.ExitStack()
+        argv = ["--file", str(log), "--rules", str(rules), "--kubeconfig", kubeconfig]
+        self.child = self._stack.enter_context(
+            sidecar_run(work, [*argv, "--start", "beginning", *options], host=host)
+        )
+        self.process = self.child.process
+        self.stderr_path = self.child.stderr_path
+        self.port = int(self.child.url.rsplit(":", 1)[1].split("/")[0])
         deadline = time.monotonic() + 20
         while not self._ready():
             if time.monotonic() > deadline:
+                self._stack.close()
                 raise SystemExit(f"the daemon never became ready:\n{_tail(self.stderr_path)}")
             time.sleep(0.05)
 
     def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        return self.child.stderr()
 
     def _ready(self) -> bool:
         try:
@@ -230,19 +359,13 @@ class Daemon:
             return False
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            return str(r.read().decode())
+        return self.child.metrics()
 
     def cpu_seconds(self) -> float:
-        return process_cpu(self.process.pid)
+        return self.child.cpu_seconds()
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        self._stack.close()
 
 
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:

@@ -1,6 +1,6 @@
 """Latency: a line written to a followed file -> its Event stored by a real kube-apiserver.
 
-    .venv/bin/python bench/latency.py --runs 5
+    .venv/bin/python -m bench.latency --runs 5
 
 Starts a real etcd + kube-apiserver (tests/controlplane.py; `--kubeconfig` uses a running cluster
 instead), creates a namespace with `--objects` ConfigMaps (the involved objects), then per run and
@@ -57,10 +57,7 @@ from typing import Any
 import kubernetes
 from kubernetes import client, config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness import (
+from bench.harness import (
     REASON,
     Daemon,
     EventWatch,
@@ -70,7 +67,7 @@ from harness import (
     samples,
     transition_line,
 )
-from report import cluster, load_average, machine, spread, today, write_section
+from bench.report import cluster, load_average, machine, spread, today, write_section
 
 COMPONENT = "latency-controller"
 TRANSITION_EVERY = 20  # 5 % of lines
@@ -561,7 +558,7 @@ def report(
     return f"""
 ## Latency: line written -> Event stored
 
-`.venv/bin/python bench/latency.py --runs {args.runs}` on {today()}; {machine()}; {origin};
+`.venv/bin/python -m bench.latency --runs {args.runs}` on {today()}; {machine()}; {origin};
 server {server}; event-sidecar 0.1.0, kubernetes client {kubernetes.__version__}. Load average
 {before} before, {after} after (the machine is shared with other work); {elapsed:.0f} s in all.
 

@@ -1,6 +1,6 @@
 """Memory: peak RSS of `event-sidecar run` following 100 files at 10,000 lines/s, beside mtail.
 
-    .venv/bin/python bench/memory.py --runs 5
+    .venv/bin/python -m bench.memory --runs 5
 
 Per run, generates a log with bench/generate.py (seed: the run's number; controller-runtime
 JSON, klog, logfmt, garbage, a few over-long lines; 1,000 distinct objects; about 5 % of lines
@@ -33,24 +33,18 @@ import argparse
 import contextlib
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import generate
-from harness import samples, started_port
-from report import ROOT, cluster, machine, spread, today, write_section
+from bench import generate
+from bench.harness import metric_sum, mtail_daemon, samples, sidecar_run, vm
+from bench.report import ROOT, cluster, machine, spread, today, write_section
 
 BENCH = ROOT / "bench"
 TICK = 0.01
@@ -70,53 +64,6 @@ def make_log(
     data = path.read_bytes().splitlines(keepends=True)
     path.unlink()
     return data, {"lines": truth.lines, "matched": dict(truth.matched)}
-
-
-def vm(pid: int, key: str) -> int:
-    """A /proc/<pid>/status size in KiB (VmHWM, VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def http_text(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return str(answer.read().decode())
-
-
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-    return sum(
-        float(sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
-
-
-def wait_http(url: str, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            http_text(url)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{what} never answered {url}") from None
-            time.sleep(0.05)
 
 
 def write_files(paths: list[Path], lines: list[bytes], rate: int, duration: float) -> float:
@@ -177,17 +124,7 @@ class RunResult:
     dropped: dict[str, float]
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-
-
 def one_run(
-    mtail: str,
     lines: list[bytes],
     truth: dict[str, object],
     *,
@@ -206,60 +143,16 @@ def one_run(
             path.touch()
         glob = str(logs / "*.log")
         target = ["--dry-run"] if sink == "dry-run" else ["--kubeconfig", str(kubeconfig)]
-        stderr_path = work / "sidecar.stderr"
-        with stderr_path.open("wb") as stderr:
-            ours = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sidecar",
-                    "run",
-                    "--file",
-                    glob,
-                    "--rules",
-                    str(BENCH / "rules.yaml"),
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--start",
-                    "beginning",
-                    "--checkpoint",
-                    str(work / "checkpoint.json"),
-                    *target,
-                ],
-                cwd=ROOT,
-                env={**os.environ, "POD_NAME": "memory-bench-0"},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        mtail_port = free_port()
-        theirs = subprocess.Popen(
-            [
-                mtail,
-                "--progs",
-                str(BENCH / "mtail"),
-                "--logs",
-                glob,
-                "--address",
-                "127.0.0.1",
-                "--port",
-                str(mtail_port),
-                "--logtostderr",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(work / "mtail.stderr").open("wb"),
-        )
-        try:
-            port = started_port(stderr_path, ours)
-            ours_url = f"http://127.0.0.1:{port}/metrics"
-            theirs_url = f"http://127.0.0.1:{mtail_port}/metrics"
-            wait_http(ours_url, "the daemon")
-            wait_http(theirs_url, "mtail")
+        options = ["--file", glob, "--rules", str(BENCH / "rules.yaml"), "--start", "beginning"]
+        options += ["--checkpoint", str(work / "checkpoint.json"), *target]
+        with (
+            sidecar_run(work, options, host="memory-bench-0") as ours,
+            mtail_daemon(work, BENCH / "mtail", glob) as theirs,
+        ):
             time.sleep(0.5)  # let mtail find the files
-            idle = vm(ours.pid, "VmRSS"), vm(theirs.pid, "VmRSS")
+            idle = ours.vm("VmRSS"), theirs.vm("VmRSS")
             sampler = Sampler({"ours": ours.pid, "theirs": theirs.pid})
-            cpu0 = cpu_seconds(ours.pid), cpu_seconds(theirs.pid)
+            cpu0 = ours.cpu_seconds(), theirs.cpu_seconds()
             took = write_files(paths, lines, rate, duration)
             total = min(len(lines), int(rate * duration))
             ended = time.monotonic()
@@ -267,10 +160,10 @@ def one_run(
             assert isinstance(matched, dict)
             deadline = ended + 60
             while True:
-                ours_text = http_text(ours_url)
+                ours_text = ours.metrics()
                 read = metric_sum(ours_text, "event_sidecar_lines_read_total")
                 theirs_matches = {
-                    rule: int(n) for rule, n in _MTAIL_SAMPLE.findall(http_text(theirs_url))
+                    rule: int(n) for rule, n in _MTAIL_SAMPLE.findall(theirs.metrics())
                 }
                 if read >= total and theirs_matches == matched:
                     break
@@ -281,7 +174,7 @@ def one_run(
                     )
                 time.sleep(0.2)
             catch_up = time.monotonic() - ended
-            cpu = cpu_seconds(ours.pid) - cpu0[0], cpu_seconds(theirs.pid) - cpu0[1]
+            cpu = ours.cpu_seconds() - cpu0[0], theirs.cpu_seconds() - cpu0[1]
             sampler.stop()
             ours_matches = {
                 rule: int(metric_sum(ours_text, "event_sidecar_rule_matches_total", rule=rule))
@@ -289,16 +182,13 @@ def one_run(
             }
             if ours_matches != matched or read != total:
                 raise SystemExit(f"the daemon's counts {ours_matches} / {read} != {matched}")
-            hwm = vm(ours.pid, "VmHWM"), vm(theirs.pid, "VmHWM")
+            hwm = ours.vm("VmHWM"), theirs.vm("VmHWM")
             dropped = {
                 labels["cause"]: value
                 for labels, value in samples(ours_text, "event_sidecar_events_dropped_total")
                 if value
             }
             emitted = metric_sum(ours_text, "event_sidecar_events_emitted_total")
-        finally:
-            stop(ours)
-            stop(theirs)
     wall = took + catch_up
     return RunResult(
         sink,
@@ -355,9 +245,6 @@ def main() -> None:
         args.rate, args.files, args.objects, args.duration, args.runs = 2000, 10, 20, 3.0, 1
         args.sinks = "api" if args.kubeconfig else "dry-run"
     sinks = [sink for sink in args.sinks.split(",") if sink]
-    mtail = shutil.which("mtail")
-    if mtail is None:
-        raise SystemExit("mtail is not installed (apt-get install mtail): no peer to compare with")
     began = time.monotonic()
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     signal.signal(signal.SIGTERM, _exit)
@@ -377,7 +264,6 @@ def main() -> None:
                 lines, truth = make_log(total, args.objects, Path(tmp), seed=run + 1)
             for sink in sinks:
                 result = one_run(
-                    mtail,
                     lines,
                     truth,
                     files=args.files,
@@ -488,7 +374,7 @@ def report(
     return f"""
 ## Memory: `event-sidecar run` following {args.files} files at {args.rate:,} lines/s
 
-`.venv/bin/python bench/memory.py --runs {args.runs}{kubeconfig_flag}` on {today()}; {machine()};
+`.venv/bin/python -m bench.memory --runs {args.runs}{kubeconfig_flag}` on {today()}; {machine()};
 {mtail_version}; event-sidecar 0.1.0. Load average {load_before} before, {load_after} after
 (shared machine); {time.monotonic() - began:.0f} s in all.
 

@@ -2,7 +2,7 @@
 versions of the rules engine side by side on the same machine, where the whole `throughput.py`
 run (mtail and the floors beside it) would take too long.
 
-    python bench/replay_cpu.py LOG RULES [--runs 3]
+    python -m bench.replay_cpu LOG RULES [--runs 3]
 
 Reads the log once, then replays it `--runs` times (in 64 KiB chunks, into a sink that keeps
 the last 1,000 Events, as `replay -o none` does) and prints the fewest CPU seconds one took. The

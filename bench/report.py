@@ -12,7 +12,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -50,6 +49,7 @@ def run_measured(argv: list[str]) -> Run:
         start = time.perf_counter()
         process = subprocess.run(
             [GNU_TIME, "-f", "%M %U %S", "-o", usage.name, *argv],
+            cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -134,8 +134,6 @@ def control_plane(kubeconfig: str | None) -> Iterator[Cluster]:
     if kubeconfig:
         yield Cluster(kubeconfig, "an existing cluster (--kubeconfig)", {})
         return
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from tests.controlplane import ControlPlane, kubernetes_version  # noqa: PLC0415
 
     plane = ControlPlane().start()

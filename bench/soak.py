@@ -1,6 +1,6 @@
 """Soak: resident memory of `event-sidecar run` over time, under steady load with log rotation.
 
-    .venv/bin/python bench/soak.py --warm-up 20 --duration 600 --rate 500 --rotate 30
+    .venv/bin/python -m bench.soak --warm-up 20 --duration 600 --rate 500 --rotate 30
 
 Appends bench/generate.py's mix (200 objects by default, stamped with the current time) to one
 log at `--rate` lines/s in 10 ms batches, renaming it to `app.log.1` every `--rotate` seconds
@@ -22,9 +22,7 @@ at 1,000 lines/s, rotation every 2 s, checks only).
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,13 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import generate
-from harness import started_port
-from memory import http_text, metric_sum, stop, vm, wait_http
-from report import ROOT, load_average, machine, today, write_section
+from bench import generate
+from bench.harness import metric_sum, sidecar_run, vm
+from bench.report import ROOT, load_average, machine, today, write_section
 
 TICK = 0.01
 
@@ -114,33 +108,10 @@ def run(args: argparse.Namespace) -> tuple[Soak, dict[str, int]]:
         work = Path(tmp)
         log, checkpoint = work / "app.log", work / "checkpoint.json"
         log.touch()
-        stderr_path = work / "sidecar.stderr"
-        with stderr_path.open("wb") as stderr:
-            daemon = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sidecar",
-                    "run",
-                    "--file",
-                    str(log),
-                    "--rules",
-                    str(ROOT / "bench" / "rules.yaml"),
-                    "--dry-run",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--checkpoint",
-                    str(checkpoint),
-                ],
-                cwd=ROOT,
-                env={**os.environ, "POD_NAME": "soak-bench-0"},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        try:
-            url = f"http://127.0.0.1:{started_port(stderr_path, daemon)}/metrics"
-            wait_http(url, "the daemon")
+        options = ["--file", str(log), "--rules", str(ROOT / "bench" / "rules.yaml"), "--dry-run"]
+        with sidecar_run(
+            work, [*options, "--checkpoint", str(checkpoint)], host="soak-bench-0"
+        ) as daemon:
             done = threading.Event()
             began = time.monotonic()
             sampler = threading.Thread(
@@ -150,15 +121,13 @@ def run(args: argparse.Namespace) -> tuple[Soak, dict[str, int]]:
             phases = [(args.warm_up_rate, args.warm_up), (args.rate, args.duration)]
             write_log(log, soak, truth, phases, args.rotate)
             deadline = time.monotonic() + 60
-            while metric_sum(http_text(url), "event_sidecar_lines_read_total") < soak.lines:
+            while daemon.metric("event_sidecar_lines_read_total") < soak.lines:
                 if time.monotonic() > deadline:
                     raise SystemExit("the daemon did not read every line within 60 s")
                 time.sleep(0.2)
             done.set()
             sampler.join()
-            text = http_text(url)
-        finally:
-            stop(daemon)
+            text = daemon.metrics()
     matched = {
         rule: int(metric_sum(text, "event_sidecar_rule_matches_total", rule=rule))
         for rule in truth.matched
@@ -212,7 +181,7 @@ def main() -> None:
     body = f"""
 ## Soak: resident memory with rotation, after warm-up
 
-`.venv/bin/python bench/soak.py --warm-up {args.warm_up:g} --duration {args.duration:g} --rate \
+`.venv/bin/python -m bench.soak --warm-up {args.warm_up:g} --duration {args.duration:g} --rate \
 {args.rate} --rotate {args.rotate:g}` on {today()}; {machine()}. Load average {load_before}
 before, {load_average()} after (shared machine).
 

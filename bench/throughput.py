@@ -1,6 +1,6 @@
 """Throughput: `event-sidecar replay` beside fair peers and floors, on two generated logs.
 
-    .venv/bin/python bench/throughput.py --lines 1000000 --runs 5
+    .venv/bin/python -m bench.throughput --lines 1000000 --runs 5
 
 Per run and log, one after the other: `replay`; mtail --one_shot with bench/mtail/bench.mtail
 (one regex per rule, with capture groups); mtail with bench/mtail-one-regex/one_regex.mtail (the
@@ -29,9 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from report import ROOT, machine, run_measured, spread, today, write_section
+from bench.report import ROOT, machine, run_measured, spread, today, write_section
 
 BENCH = ROOT / "bench"
 SIDECAR = Path(sys.executable).parent / "event-sidecar"
@@ -102,7 +100,8 @@ def ensure_log(lines: int, out_dir: Path, name: str = "mixed") -> tuple[Path, di
         subprocess.run(
             [
                 sys.executable,
-                str(BENCH / "generate.py"),
+                "-m",
+                "bench.generate",
                 "--lines",
                 str(lines),
                 "--out",
@@ -110,6 +109,7 @@ def ensure_log(lines: int, out_dir: Path, name: str = "mixed") -> tuple[Path, di
                 *LOGS[name],
             ],
             check=True,
+            cwd=ROOT,
             stdout=subprocess.DEVNULL,
         )
     return log, json.loads(truth_path.read_text())
@@ -161,7 +161,7 @@ def run_mtail(mtail: str, log: Path, progs: Path) -> tuple[float, float, int, di
 
 
 def run_floor(log: Path) -> tuple[float, float, int, dict[str, object]]:
-    run = run_measured([sys.executable, str(BENCH / "floor_orjson.py"), str(log)])
+    run = run_measured([sys.executable, "-m", "bench.floor_orjson", str(log)])
     return run.wall, run.cpu, run.max_rss_kib, json.loads(run.stdout)
 
 
@@ -312,7 +312,7 @@ def main() -> None:
     body = f"""
 ## Throughput, {args.lines:,} lines per log ({sizes})
 
-`.venv/bin/python bench/throughput.py --lines {args.lines} --runs {args.runs}{logs}` on {today()};
+`.venv/bin/python -m bench.throughput --lines {args.lines} --runs {args.runs}{logs}` on {today()};
 {machine()}; {mtail_version}; GNU grep. Load average {" ".join(load_before)} before,
 {" ".join(load_after)} after (a shared machine: the wall-time column suffers from it more than
 the CPU-time one).

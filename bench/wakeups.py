@@ -1,30 +1,41 @@
-"""Wake-ups: steady-state CPU of `run --dry-run` following one growing file, beside mtail.
+"""The cost table: steady-state CPU, idle CPU, memory and latency of `run`, beside its peers.
 
-    .venv/bin/python bench/wakeups.py --duration 20
+    .venv/bin/python -m bench.wakeups                  # the whole table (a control plane is
+                                                       # started for the API sink)
+    .venv/bin/python -m bench.wakeups --kubeconfig K   # the API sink against a running cluster
+    .venv/bin/python -m bench.wakeups --smoke          # a tiny checked run, no report
 
 A sidecar is paid for in every pod, so what matters at a controller's usual rates is the cost of
-each wake-up, not of each line. One empty file is followed, in the same run, by
+each wake-up, not of each line. Two sources are measured, each followed by all its readers at
+once, in the same run, so that the shared machine's load weighs on all of them alike:
 
-- ours: `python -m sidecar run --file LOG --rules bench/rules.yaml --dry-run --listen
-  127.0.0.1:0 --start beginning --checkpoint DIR/checkpoint.json --settle-time S` (the default
-  inotify watch; `--settle-time`, default 0.1 here, 0 in the daemon: the settle time is opt-in);
-- the peer: mtail's daemon, `mtail --progs bench/mtail-one-regex --logs LOG --port P` (its
-  cheapest program for the same job: one regex).
+- one growing file, followed by `python -m sidecar run --file LOG --rules bench/rules.yaml
+  --start beginning --checkpoint DIR/checkpoint.json` with the API sink (`--kubeconfig K`: a
+  real kube-apiserver; the Events go to namespaces created for them), with `--dry-run`, and with
+  `--dry-run --watch poll`, each with the daemon's defaults otherwise (inotify, its settle time),
+  and by the peer, mtail's daemon: `mtail --progs bench/mtail-one-regex --logs LOG` (its
+  cheapest program for the same job: one regex);
+- a pod's log served by the pod log API (bench/podlog.py, which says why a local server rather
+  than kwok behind the apiserver), followed by `run --pod-log app --dry-run` (what the injection
+  sets up, without the writes) and by its peer, `kubectl logs -f --timestamps` (the same
+  request, the same bytes).
 
-First both sit idle for `--idle` seconds (no lines): their idle CPU. Then, per case, a writer
-appends bench/generate.py's mixed log at 10, 100 and 1,000 lines/s for `--duration` seconds, either
-in 10 ms batches (one `write()` per 10 ms tick holding the lines due) or with one unbuffered
-`write()` per line (a controller that does not buffer its log). CPU is each process's utime +
-stime from /proc/PID/stat over the writing window after its first second (millicores: CPU ms per
-wall second). After each window, `--probe` seconds more of the same writing measure latency:
-/metrics is scraped every 10 ms (its cost is outside the CPU window) and a line's latency is from
-its `write()` returning to the first scrape where `event_sidecar_lines_read_total` counts it
-(decoded and through the rules; the dry-run sink then takes well under a millisecond, see the
-daemon's own `event_sidecar_event_latency_seconds`). Quantiles are over all probe lines of a case
-(at least 60: the probe is longer at 10 lines/s).
+First all sit idle for `--idle` seconds (no lines): their idle CPU and their resident memory at
+rest (VmRSS). Then, per case, a writer appends bench/generate.py's mixed log at 10, 100 and 1,000
+lines/s for `--duration` seconds (at least 600 lines: a minute at 10 lines/s), either in 10 ms
+batches (one `write()`, or one HTTP chunk, per 10 ms tick holding the lines due) or with one
+unbuffered `write()` per line (a controller that does not buffer its log). CPU is each process's
+utime + stime from /proc/PID/stat over the
+writing window after its first second (millicores: CPU ms per wall second). After each window,
+`--probe` seconds more of the same writing measure latency: each daemon's /metrics is scraped
+every 10 ms (its cost is outside the CPU window) and a line's latency is from its `write()`
+returning to the first scrape where `event_sidecar_lines_read_total` counts it (decoded and
+through the rules; an Event is made then and queued; the API sink's own write latency is the
+daemon's `event_sidecar_event_latency_seconds`). Quantiles are over all probe lines of a case (at
+least 60: the probe is longer at 10 lines/s). Peak memory is VmHWM at the end.
 
-Every line is checked: at the end the daemon has read exactly the lines written. `--smoke` runs
-two short cases and checks, writes nothing.
+Every line is checked: at the end each daemon has read exactly the lines written, and kubectl
+has printed them all.
 """
 
 from __future__ import annotations
@@ -32,121 +43,159 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
-import shutil
+import re
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness import started_port
-from memory import cpu_seconds, free_port, http_text, make_log, metric_sum, stop, wait_http
-from report import ROOT, load_average, machine, today, write_section
+from bench.harness import Child, mtail_daemon, sidecar_run, stop, wait_http
+from bench.memory import create_namespaces, make_log
+from bench.podlog import PodLogServer
+from bench.report import ROOT, cluster, load_average, machine, today, write_section
 
 BENCH = ROOT / "bench"
 TICK = 0.01
 RATES = (10, 100, 1000)
 MODES = ("batch", "line")
-#: The target: at most this many times mtail's CPU at each rate.
+#: The target: at most this many times the peer's CPU at each rate.
 RATIO_TARGET = 3.0
 LATENCY_TARGET = 0.25
-#: Seconds between scrapes of the daemon's line count in the latency probe: fine enough for a
-#: 250 ms target, and each scrape costs the daemon little (it runs on the event loop).
+#: Seconds between scrapes of the daemons' line counts in the latency probe: fine enough for a
+#: 250 ms target, and each scrape costs a daemon little (it runs on the event loop).
 SCRAPE = 0.01
+#: Lines each CPU window covers at least (its seconds are stretched at low rates).
+CASE_LINES = 600
 #: Lines each latency probe writes at least (its seconds are stretched at low rates).
 PROBE_LINES = 60
+#: Distinct objects in the log: each is a namespace for the API sink (`team-N`).
+OBJECTS = 50
+#: The file source's readers: key -> (column, options beyond the common ones).
+FILE_READERS = {
+    "api": ("`run` (API sink)", ["--kubeconfig", "{kubeconfig}"]),
+    "dry-run": ("`--dry-run`", ["--dry-run"]),
+    "poll": ("`--dry-run --watch poll`", ["--dry-run", "--watch", "poll"]),
+}
+NAMESPACE, POD, CONTAINER = "bench", "controller-0", "app"
 
 
 @dataclass(frozen=True)
-class Case:
-    rate: int
-    mode: str
-    ours_mc: float
-    theirs_mc: float
-    p50: float
-    p99: float
-    worst: float
+class Plan:
+    """What each source's readers go through."""
 
-    @property
-    def ratio(self) -> float:
-        return self.ours_mc / self.theirs_mc if self.theirs_mc else math.inf
+    idle: float
+    duration: float
+    probe: float
+    cases: list[tuple[int, str]]
+    verbose: bool
+    #: Lines each CPU window covers at least (its seconds are stretched at low rates).
+    case_lines: int = CASE_LINES
+
+
+@dataclass
+class Reader:
+    """One process following the source, and what was measured of it."""
+
+    key: str
+    title: str
+    child: Child
+    #: Ours (a daemon with /metrics) or the peer.
+    ours: bool
+    idle_mc: float = 0.0
+    rest_kib: int = 0
+    peak_kib: int = 0
+    #: Millicores per (rate, mode).
+    cpu: dict[tuple[int, str], float] = field(default_factory=dict)
+    #: Line latencies per (rate, mode), seconds.
+    latency: dict[tuple[int, str], list[float]] = field(default_factory=dict)
 
 
 class Writer:
-    """Appends `lines` to `path` at `rate` lines/s, in 10 ms batches or one write() per line;
-    `written` = [(monotonic time the write returned, lines written so far)]."""
+    """Appends `lines` through `out` at `rate` lines/s, in 10 ms batches or one write() per
+    line; `written` = [(monotonic time the write returned, lines written so far)]."""
 
-    def __init__(self, path: Path, lines: list[bytes], start: int) -> None:
-        self.path = path
+    def __init__(self, out: Callable[[bytes], object], lines: list[bytes]) -> None:
+        self.out = out
         self.lines = lines
-        self.next = start
+        self.next = 0
         self.written: list[tuple[float, int]] = []
 
     def run(self, rate: int, mode: str, duration: float) -> None:
-        with self.path.open("ab", buffering=0) as out:
-            began = time.monotonic()
-            done = 0
-            while True:
-                now = time.monotonic()
-                elapsed = now - began
-                if elapsed >= duration:
-                    return
-                due = int(elapsed * rate) - done
-                if due > 0:
-                    chunk = self.lines[self.next : self.next + due]
-                    if mode == "batch":
-                        out.write(b"".join(chunk))
-                        self.next += due
-                        self.written.append((time.monotonic(), self.next))
-                    else:
-                        for line in chunk:
-                            out.write(line)
-                            self.next += 1
-                            self.written.append((time.monotonic(), self.next))
-                    done += due
+        began = time.monotonic()
+        done = 0
+        while True:
+            elapsed = time.monotonic() - began
+            if elapsed >= duration:
+                return
+            due = int(elapsed * rate) - done
+            if due > 0:
+                chunk = self.lines[self.next : self.next + due]
                 if mode == "batch":
-                    time.sleep(TICK - (time.monotonic() - began) % TICK)
+                    self.out(b"".join(chunk))
+                    self.next += due
+                    self.written.append((time.monotonic(), self.next))
                 else:
-                    time.sleep(max(0.0, began + (done + 1) / rate - time.monotonic()))
+                    for line in chunk:
+                        self.out(line)
+                        self.next += 1
+                        self.written.append((time.monotonic(), self.next))
+                done += due
+            if mode == "batch":
+                time.sleep(TICK - (time.monotonic() - began) % TICK)
+            else:
+                time.sleep(max(0.0, began + (done + 1) / rate - time.monotonic()))
 
 
-def lines_read(url: str) -> float:
-    return metric_sum(http_text(url), "event_sidecar_lines_read_total")
+_LINES_READ = re.compile(rb"^event_sidecar_lines_read_total\{[^}]*\} (\S+)$", re.M)
 
 
-def probe_latency(writer: Writer, url: str, rate: int, mode: str, seconds: float) -> list[float]:
-    """Write for `seconds` more while scraping the daemon's line count every `SCRAPE`; each line's
-    latency (write returned -> first scrape that counts it)."""
-    seen: list[tuple[float, float]] = []
+def lines_read(child: Child) -> float:
+    """The daemon's count of lines read: only that family asked for (`name[]`, which
+    prometheus_client's exposition honours) and picked out with a regex, so that a scrape every
+    10 ms costs the daemon and this process little (parsing whole expositions at that rate made
+    the probe itself late on a loaded machine)."""
+    url = child.url + "?name[]=event_sidecar_lines_read_total"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return sum(float(value) for value in _LINES_READ.findall(answer.read()))
+
+
+def probe_latency(
+    writer: Writer, ours: list[Child], rate: int, mode: str, seconds: float
+) -> list[list[float]]:
+    """Write for `seconds` more while scraping each daemon's line count every `SCRAPE`; per
+    daemon, each line's latency (write returned -> first scrape that counts it)."""
+    seen: list[list[tuple[float, float]]] = [[] for _ in ours]
     thread = threading.Thread(target=writer.run, args=(rate, mode, seconds))
     first = len(writer.written)
     thread.start()
     while thread.is_alive():
-        seen.append((time.monotonic(), lines_read(url)))
+        for index, child in enumerate(ours):
+            seen[index].append((time.monotonic(), lines_read(child)))
         time.sleep(SCRAPE)
     target = writer.next
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        count = lines_read(url)
-        seen.append((time.monotonic(), count))
-        if count >= target:
-            break
-        time.sleep(SCRAPE)
-    latencies = []
-    index = 0
-    for written_at, upto in writer.written[first:]:
-        while index < len(seen) and seen[index][1] < upto:
-            index += 1
-        if index == len(seen):
-            raise SystemExit(f"line {upto} never counted by the daemon")
-        latencies.append(max(0.0, seen[index][0] - written_at))
+    for index, child in enumerate(ours):
+        while time.monotonic() < deadline:
+            count = lines_read(child)
+            seen[index].append((time.monotonic(), count))
+            if count >= target:
+                break
+            time.sleep(SCRAPE)
+    latencies: list[list[float]] = []
+    for scrapes in seen:
+        mine, position = [], 0
+        for written_at, upto in writer.written[first:]:
+            while position < len(scrapes) and scrapes[position][1] < upto:
+                position += 1
+            if position == len(scrapes):
+                raise SystemExit(f"line {upto} never counted by a daemon")
+            mine.append(max(0.0, scrapes[position][0] - written_at))
+        latencies.append(mine)
     return latencies
 
 
@@ -155,200 +204,326 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(
-    *,
-    idle: float,
-    duration: float,
-    probe: float,
-    cases: list[tuple[int, str]],
-    verbose: bool,
-    settle: float,
-) -> tuple[float, float, list[Case]]:
-    """(idle millicores ours, mtail's, the cases); `verbose` prints each case as it ends."""
-    mtail = shutil.which("mtail")
-    if mtail is None:
-        raise SystemExit("mtail is not installed (apt-get install mtail): no peer to compare with")
-    with tempfile.TemporaryDirectory(prefix="wakeups-") as tmp:
+def measure(readers: list[Reader], writer: Writer, plan: Plan) -> None:
+    """Fill in each reader's figures: idle, rest, then each case, then peak."""
+    idle, probe, verbose = plan.idle, plan.probe, plan.verbose
+    time.sleep(2)  # all settle after their start
+    before = [reader.child.cpu_seconds() for reader in readers]
+    time.sleep(idle)
+    for reader, cpu in zip(readers, before, strict=True):
+        reader.idle_mc = (reader.child.cpu_seconds() - cpu) / idle * 1000
+        reader.rest_kib = reader.child.vm("VmRSS")
+    ours = [reader for reader in readers if reader.ours]
+    for rate, mode in plan.cases:
+        seconds = case_seconds(plan, rate)
+        thread = threading.Thread(target=writer.run, args=(rate, mode, seconds + 1))
+        thread.start()
+        time.sleep(1)
+        began, before = time.monotonic(), [reader.child.cpu_seconds() for reader in readers]
+        thread.join()
+        wall = time.monotonic() - began
+        for reader, cpu in zip(readers, before, strict=True):
+            reader.cpu[rate, mode] = (reader.child.cpu_seconds() - cpu) / wall * 1000
+        seconds = max(probe, PROBE_LINES / rate)
+        latencies = probe_latency(writer, [reader.child for reader in ours], rate, mode, seconds)
+        for reader, mine in zip(ours, latencies, strict=True):
+            reader.latency[rate, mode] = mine
+        if verbose:
+            print(
+                f"{rate} lines/s {mode}: "
+                + ", ".join(
+                    f"{reader.key} {reader.cpu[rate, mode]:.1f} mc"
+                    + (
+                        f" (p99 {quantile(reader.latency[rate, mode], 0.99) * 1000:.0f} ms)"
+                        if reader.ours
+                        else ""
+                    )
+                    for reader in readers
+                ),
+                flush=True,
+            )
+        time.sleep(1)
+    for reader in readers:
+        reader.peak_kib = reader.child.vm("VmHWM")
+    for reader in ours:
+        read = lines_read(reader.child)
+        if read != writer.next:
+            raise SystemExit(f"{reader.key} read {read:.0f} lines of {writer.next}")
+
+
+def case_seconds(plan: Plan, rate: int) -> float:
+    """Seconds of CPU window at `rate`: at least `duration`, and long enough for
+    `case_lines` lines, so that the few clock ticks a peer uses at 10 lines/s are counted over
+    a minute rather than 20 s."""
+    return max(plan.duration, plan.case_lines / rate)
+
+
+def _lines(plan: Plan, work: Path) -> list[bytes]:
+    needed = sum(
+        rate * (case_seconds(plan, rate) + 1 + max(plan.probe, PROBE_LINES / rate))
+        for rate, _ in plan.cases
+    )
+    lines, _ = make_log(int(needed) + 1000, OBJECTS, work, 1)
+    return lines
+
+
+def _common(work: Path) -> list[str]:
+    return ["--rules", str(BENCH / "rules.yaml"), "--checkpoint", str(work / "checkpoint.json")]
+
+
+def file_source(
+    keys: list[str], kubeconfig: str | None, settle: float | None, plan: Plan
+) -> list[Reader]:
+    """The file source's readers (`keys` of FILE_READERS) beside mtail, measured."""
+    with tempfile.TemporaryDirectory(prefix="wakeups-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        needed = sum(rate * (duration + probe) for rate, _ in cases) + 1000
-        lines, _ = make_log(int(needed), 1000, work, 1)
+        lines = _lines(plan, work)
         log = work / "app.log"
         log.touch()
-        stderr_path = work / "sidecar.stderr"
-        with stderr_path.open("wb") as stderr:
-            ours = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "sidecar",
-                    "run",
-                    "--file",
-                    str(log),
-                    "--rules",
-                    str(BENCH / "rules.yaml"),
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--start",
-                    "beginning",
-                    "--checkpoint",
-                    str(work / "checkpoint.json"),
-                    "--dry-run",
-                    "--settle-time",
-                    str(settle),
-                ],
-                cwd=ROOT,
-                env={**os.environ, "POD_NAME": "wakeups-0"},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        mtail_port = free_port()
-        with (work / "mtail.stderr").open("wb") as mtail_err:
-            theirs = subprocess.Popen(
-                [
-                    mtail,
-                    "--progs",
-                    str(BENCH / "mtail-one-regex"),
-                    "--logs",
-                    str(log),
-                    "--address",
-                    "127.0.0.1",
-                    "--port",
-                    str(mtail_port),
-                    "--logtostderr",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=mtail_err,
-            )
-        try:
-            url = f"http://127.0.0.1:{started_port(stderr_path, ours)}/metrics"
-            wait_http(url, "the daemon")
-            wait_http(f"http://127.0.0.1:{mtail_port}/metrics", "mtail")
-            time.sleep(2)  # both settle after their start
-            pids = ours.pid, theirs.pid
-            before = [cpu_seconds(pid) for pid in pids]
-            time.sleep(idle)
-            idle_mc = [
-                (cpu_seconds(pid) - b) / idle * 1000 for pid, b in zip(pids, before, strict=True)
+        readers = []
+        for key in keys:
+            title, options = FILE_READERS[key]
+            folder = work / key  # each daemon's checkpoint apart: in a pod there is one
+            folder.mkdir()
+            argv = ["--file", str(log), "--start", "beginning", *_common(folder)]
+            argv += [option.format(kubeconfig=kubeconfig) for option in options]
+            if settle is not None:
+                argv += ["--settle-time", f"{settle:g}"]
+            child = stack.enter_context(sidecar_run(folder, argv, host=f"wakeups-{key}"))
+            readers.append(Reader(key, title, child, ours=True))
+        mtail = stack.enter_context(mtail_daemon(work, BENCH / "mtail-one-regex", str(log)))
+        readers.append(Reader("mtail", "mtail daemon (one regex)", mtail, ours=False))
+        with log.open("ab", buffering=0) as out:
+            writer = Writer(out.write, lines)
+            measure(readers, writer, plan)
+    return readers
+
+
+@contextlib.contextmanager
+def kubectl_logs(kubectl: Path, kubeconfig: Path, work: Path) -> Iterator[Child]:
+    """`kubectl logs -f --timestamps` of the benchmark's pod, printing to a file."""
+    argv = [str(kubectl), "--kubeconfig", str(kubeconfig), "--cache-dir", str(work / "cache")]
+    argv += ["logs", "-f", "--timestamps", POD, "-c", CONTAINER, "-n", NAMESPACE]
+    with (work / "kubectl.out").open("wb") as out, (work / "kubectl.err").open("wb") as err:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    try:
+        yield Child(process, "", work / "kubectl.err")
+    finally:
+        stop(process)
+
+
+def pod_log_source(kubectl: Path, plan: Plan) -> list[Reader]:
+    """`run --pod-log` beside `kubectl logs -f`, on one stream of the local pod log API."""
+    server = PodLogServer(NAMESPACE, POD, CONTAINER).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="podlog-") as tmp, contextlib.ExitStack() as stack:
+            work = Path(tmp)
+            lines = _lines(plan, work)
+            kubeconfig = server.kubeconfig(work / "kubeconfig")
+            argv = ["--pod-log", CONTAINER, "--pod", POD, "--namespace", NAMESPACE]
+            argv += ["--kubeconfig", str(kubeconfig), "--dry-run", *_common(work)]
+            ours = stack.enter_context(sidecar_run(work, argv, host=POD))
+            peer = stack.enter_context(kubectl_logs(kubectl, kubeconfig, work))
+            readers = [
+                Reader("pod-log", "`run --pod-log --dry-run`", ours, ours=True),
+                Reader("kubectl", "`kubectl logs -f`", peer, ours=False),
             ]
-            writer = Writer(log, lines, 0)
-            results = []
-            for rate, mode in cases:
-                thread = threading.Thread(target=writer.run, args=(rate, mode, duration))
-                thread.start()
-                time.sleep(1)
-                began, before = time.monotonic(), [cpu_seconds(pid) for pid in pids]
-                thread.join()
-                wall = time.monotonic() - began
-                used = [
-                    (cpu_seconds(pid) - b) / wall * 1000
-                    for pid, b in zip(pids, before, strict=True)
-                ]
-                seconds = max(probe, PROBE_LINES / rate)
-                latencies = probe_latency(writer, url, rate, mode, seconds)
-                case = Case(
-                    rate,
-                    mode,
-                    used[0],
-                    used[1],
-                    quantile(latencies, 0.5),
-                    quantile(latencies, 0.99),
-                    max(latencies),
-                )
-                if verbose:
-                    print(
-                        f"{rate} lines/s {mode}: ours {case.ours_mc:.1f} mc, mtail "
-                        f"{case.theirs_mc:.1f} mc ({case.ratio:.1f}x); latency p50 "
-                        f"{case.p50 * 1000:.0f} ms p99 {case.p99 * 1000:.0f} ms",
-                        flush=True,
-                    )
-                results.append(case)
-                time.sleep(1)
-            read = lines_read(url)
-            if read != writer.next:
-                raise SystemExit(f"the daemon read {read:.0f} lines of {writer.next}")
-        finally:
-            stop(ours)
-            stop(theirs)
-    return idle_mc[0], idle_mc[1], results
+            wait_http(ours.url, "the daemon")
+            writer = Writer(server.append, lines)
+            measure(readers, writer, plan)
+            deadline = time.monotonic() + 10
+            while len((work / "kubectl.out").read_bytes().splitlines()) < writer.next:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"kubectl printed fewer lines than {writer.next}")
+                time.sleep(0.1)
+    finally:
+        server.stop()
+    return readers
 
 
 def _exit(signum: int, _frame: object) -> None:
-    """SIGTERM: unwind, so the daemon and mtail are stopped."""
+    """SIGTERM: unwind, so the daemons, mtail and the control plane are stopped."""
     raise SystemExit(128 + signum)
+
+
+def _kubectl() -> Path:
+    from tests.controlplane import build_control_plane  # noqa: PLC0415 - the cached kubectl
+
+    return build_control_plane() / "kubectl"
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def _case_name(rate: int, mode: str) -> str:
+    return f"{rate:,} ({'10 ms batches' if mode == 'batch' else 'one write() per line'})"
+
+
+def cost_table(
+    readers: list[Reader], peer: Reader, cases: list[tuple[int, str]], unit: str = "write()"
+) -> str:
+    """The issue's table: millicores per case, with the ratio to the peer; idle; memory."""
+    ours = [reader for reader in readers if reader.ours]
+    head = "| lines/s | " + " | ".join(r.title for r in ours) + f" | {peer.title} |"
+    rows = [head, "|---" * (len(ours) + 2) + "|"]
+    for rate, mode in cases:
+        theirs = peer.cpu[rate, mode]
+        cells = []
+        for reader in ours:
+            mine = reader.cpu[rate, mode]
+            ratio = f"{mine / theirs:.1f}x" if theirs else "inf"
+            p99 = quantile(reader.latency[rate, mode], 0.99) * 1000
+            cells.append(f"{mine:.1f} ({ratio}; p99 {p99:.0f} ms)")
+        name = _case_name(rate, mode).replace("write()", unit)
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {theirs:.1f} |")
+    idle = [f"{r.idle_mc:.2f}" for r in ours]
+    rows.append("| idle, no lines | " + " | ".join(idle) + f" | {peer.idle_mc:.2f} |")
+    memory = [f"{mib(r.rest_kib)} / {mib(r.peak_kib)}" for r in ours]
+    rows.append(
+        "| resident memory at rest / peak (MiB) | "
+        + " | ".join(memory)
+        + f" | {mib(peer.rest_kib)} / {mib(peer.peak_kib)} |"
+    )
+    return "\n".join(rows)
+
+
+def verdicts(readers: list[Reader], peer: Reader, cases: list[tuple[int, str]]) -> str:
+    lines = []
+    for reader in (r for r in readers if r.ours):
+        worst = max(reader.cpu[c] / peer.cpu[c] if peer.cpu[c] else math.inf for c in cases)
+        p99 = max(quantile(reader.latency[c], 0.99) for c in cases)
+        met = worst <= RATIO_TARGET and p99 < LATENCY_TARGET
+        lines.append(
+            f"{reader.title}: at most {worst:.1f}x {peer.title} over the cases, p99 latency at "
+            f"most {p99 * 1000:.0f} ms: {'met' if met else '**not met**'}; idle "
+            f"{reader.idle_mc:.2f} millicores against {peer.idle_mc:.2f}"
+        )
+    return "\n".join(f"- {line}" for line in lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per case")
-    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU")
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU")
     parser.add_argument("--probe", type=float, default=3.0, help="seconds of latency probe")
     parser.add_argument(
-        "--settle-time", type=float, default=0.1, help="the daemon's --settle-time (0: off)"
+        "--settle-time", type=float, help="the daemons' --settle-time (default: theirs)"
     )
+    parser.add_argument(
+        "--readers",
+        default="api,dry-run,poll",
+        help="the file source's readers beside mtail: api, dry-run, poll",
+    )
+    parser.add_argument(
+        "--sources", default="file,pod-log", help="file and/or pod-log (default both)"
+    )
+    parser.add_argument("--kubeconfig", help="the API sink's cluster (default: start one)")
     parser.add_argument("--smoke", action="store_true", help="tiny run, checks only, no report")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _exit)
     cases = [(rate, mode) for rate in RATES for mode in MODES]
+    keys = [key for key in args.readers.split(",") if key]
+    sources = [source for source in args.sources.split(",") if source]
     if args.smoke:
         args.duration, args.idle, args.probe = 2.0, 1.0, 1.0
         cases = [(100, "batch"), (100, "line")]
-    load_before = load_average()
-    idle_ours, idle_theirs, results = measure(
-        idle=args.idle,
-        duration=args.duration,
-        probe=args.probe,
-        cases=cases,
+        keys = ["api", "dry-run"] if args.kubeconfig else ["dry-run"]
+    plan = Plan(
+        args.idle,
+        args.duration,
+        args.probe,
+        cases,
         verbose=not args.smoke,
-        settle=args.settle_time,
+        case_lines=0 if args.smoke else CASE_LINES,
     )
+    load_before = load_average()
+    began = time.monotonic()
+    origin = ""
+    files: list[Reader] = []
+    pods: list[Reader] = []
+    with contextlib.ExitStack() as stack:
+        kubeconfig = None
+        if "file" in sources and "api" in keys:
+            kubeconfig, origin = stack.enter_context(cluster(args.kubeconfig))
+            namespaces = create_namespaces(kubeconfig, OBJECTS)
+            origin += f"; {namespaces} namespaces created for the log's objects"
+        if "file" in sources:
+            files = file_source(keys, kubeconfig, args.settle_time, plan)
+    if "pod-log" in sources:
+        pods = pod_log_source(_kubectl(), plan)
     load_after = load_average()
     if args.smoke:
-        print(f"smoke ok: {len(results)} cases")
+        print(f"smoke ok: {len(cases)} cases, {len(files) + len(pods)} readers")
         return
-    rows = "\n".join(
-        f"| {case.rate:,} | {'10 ms batches' if case.mode == 'batch' else 'one write() per line'} "
-        f"| {case.ours_mc:.1f} | {case.theirs_mc:.1f} | {case.ratio:.1f}x | "
-        f"{case.p50 * 1000:.0f} / {case.p99 * 1000:.0f} / {case.worst * 1000:.0f} ms |"
-        for case in results
-    )
-    command = "python bench/wakeups.py " + " ".join(
+    command = "python -m bench.wakeups " + " ".join(
         f"--{name} {value:g}"
         for name, value in (
             ("duration", args.duration),
             ("idle", args.idle),
             ("probe", args.probe),
-            ("settle-time", args.settle_time),
         )
     )
+    if args.settle_time is not None:
+        command += f" --settle-time {args.settle_time:g}"
+    if args.readers != "api,dry-run,poll":
+        command += f" --readers {args.readers}"
+    if args.sources != "file,pod-log":
+        command += f" --sources {args.sources}"
     mtail_version = subprocess.run(
         ["mtail", "--version"], capture_output=True, text=True, check=True
     ).stdout.split(" git ")[0]
-    settle = f"{args.settle_time:g}"
-    body = f"""## Wake-ups: CPU following one file, beside mtail (settle time {settle} s)
+    settle = (
+        f"`--settle-time {args.settle_time:g}`"
+        if args.settle_time is not None
+        else "the default settle time"
+    )
+    sections = []
+    if files:
+        mtail = files[-1]
+        sections.append(
+            f"""### A file, beside mtail
 
-`{command}`, {today()}, {machine()}; {mtail_version}. Load average {load_before} before,
-{load_after} after (the machine is shared: the figures are from one run).
+{cost_table(files, mtail, cases)}
 
-Ours: `run --file LOG --rules bench/rules.yaml --dry-run --start beginning --settle-time
-{args.settle_time:g}` (inotify, the default);
-the peer: `mtail --progs bench/mtail-one-regex --logs LOG`, following the same file in the same
-run. Millicores = CPU ms (utime + stime) per wall second over {args.duration:g} s of writing, after
-its first second. Latency = a line's `write()` returning to the daemon counting it as read
-(/metrics scraped every 10 ms, in {args.probe:g} s of writing after the CPU window, at least
-{PROBE_LINES} lines), p50 / p99 / max.
-Target: at most {RATIO_TARGET:g}x mtail at each rate, p99 under {LATENCY_TARGET * 1000:.0f} ms.
-CPU is counted in clock ticks of 10 ms: a figure is within {1000 / args.duration / 100:.1f}
-millicores (one tick over the window), so mtail's figures of 1-2 millicores are a few ticks.
+{verdicts(files, mtail, cases)}
 
-| lines/s | writes | ours (millicores) | mtail | ratio | latency p50 / p99 / max |
-|---|---|---|---|---|---|
-{rows}
+Ours follow with inotify and {settle}; `--watch poll` looks every 250 ms, as mtail does (its
+default `--poll_interval`). {f"The API sink used {origin}." if origin else ""}"""
+        )
+    if pods:
+        kubectl = pods[-1]
+        sections.append(
+            f"""### A pod's log, beside `kubectl logs -f`
 
-Idle, no lines, {args.idle:g} s: ours {idle_ours:.2f} millicores, mtail {idle_theirs:.2f}.
+{cost_table(pods, kubectl, cases, unit="chunk")}
+
+{verdicts(pods, kubectl, cases)}
+
+Both read one stream each from bench/podlog.py's pod log API on loopback, the same request
+(`follow=true&timestamps=true`) and the same chunks; one chunk per line is an unbuffered
+controller whose every write the kubelet sends on at once."""
+        )
+    body = f"""## Cost: CPU per rate, idle, memory and latency, beside the peers
+
+`{command}` on {today()}; {machine()}; {mtail_version}. Load average {load_before} before,
+{load_after} after (a shared machine: 2 cores, other work running; all readers of a source ran
+at once, so the load weighs on each alike); {time.monotonic() - began:.0f} s in all.
+
+Millicores = CPU ms (utime + stime, all threads) per wall second over {args.duration:g} s of
+writing per case (at least {CASE_LINES} lines: {CASE_LINES // 10} s at 10 lines/s), after its
+first second; CPU is counted in clock ticks of 10 ms, so a figure is within
+{1000 / args.duration / 100:.1f} millicores ({1000 / (CASE_LINES / 10) / 100:.2f} at 10 lines/s),
+and the peers' figures of 1-2 millicores are a few ticks. In brackets: the ratio to the peer
+(target: at most {RATIO_TARGET:g}x) and the p99
+of a line's latency from its `write()` to the daemon counting it as read (target: under
+{LATENCY_TARGET * 1000:.0f} ms), over at least {PROBE_LINES} lines per case after the CPU window.
+Idle: {args.idle:g} s with no lines, after start-up. Memory: VmRSS after the idle time, VmHWM at
+the end.
+
+{chr(10).join(chr(10) + section for section in sections)}
 """
-    write_section(f"wakeups-settle-{args.settle_time:g}", body)
+    write_section("cost", body)
     print(body)
 
 

@@ -1,6 +1,6 @@
 """Admission latency and throughput: `event-sidecar webhook` beside a no-op webhook, over TLS.
 
-    .venv/bin/python bench/webhook.py --runs 5
+    .venv/bin/python -m bench.webhook --runs 5
 
 Starts `event-sidecar webhook` and bench/webhook_peer.py (a minimal aiohttp webhook answering
 `allowed: true` without a patch: the floor of TLS + HTTP + JSON) as subprocesses on loopback, with
@@ -51,9 +51,7 @@ import aiohttp
 import jsonpatch
 import trustme
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from report import ROOT, machine, spread, today, write_section
+from bench.report import ROOT, machine, spread, today, write_section
 
 BENCH = ROOT / "bench"
 SIDECAR = Path(sys.executable).parent / "event-sidecar"
@@ -630,7 +628,8 @@ def servers(
                 False,
                 lambda port: [
                     sys.executable,
-                    str(BENCH / "webhook_peer.py"),
+                    "-m",
+                    "bench.webhook_peer",
                     "--listen",
                     f"127.0.0.1:{port}",
                     "--cert",
@@ -644,6 +643,7 @@ def servers(
             command: list[str] = argv(port)  # type: ignore[no-untyped-call]
             proc = subprocess.Popen(
                 command,
+                cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_us,  # noqa: PLW1509 - no threads here
             )
@@ -849,7 +849,7 @@ def report(
     return f"""
 ## Webhook admission latency and throughput
 
-`.venv/bin/python bench/webhook.py --runs {args.runs}` on {today()}; {machine()};
+`.venv/bin/python -m bench.webhook --runs {args.runs}` on {today()}; {machine()};
 aiohttp {aiohttp.__version__}, {ssl.OPENSSL_VERSION}, {tls} on loopback; event-sidecar
 {_version()}. Load average {load[0]:.2f} before, {load[1]:.2f} after (the machine is shared
 with other tests).

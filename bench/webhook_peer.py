@@ -1,6 +1,6 @@
 """The floor for bench/webhook.py: a minimal aiohttp TLS webhook that admits every pod unchanged.
 
-    .venv/bin/python bench/webhook_peer.py --listen 127.0.0.1:8444 --cert C --key K
+    .venv/bin/python -m bench.webhook_peer --listen 127.0.0.1:8444 --cert C --key K
 
 It reads each AdmissionReview and answers `allowed: true` with no patch: the cost of TLS, HTTP
 and JSON alone, which `event-sidecar webhook` pays too. SIGTERM or SIGINT stops it.

@@ -1,7 +1,7 @@
 """Sustained writes: distinct Events/s that `event-sidecar run` stores in a real kube-apiserver,
 beside a plain concurrent client writing the same Events.
 
-    .venv/bin/python bench/writes.py --runs 3
+    .venv/bin/python -m bench.writes --runs 3
 
 Starts a real etcd + kube-apiserver (tests/controlplane.py; `--kubeconfig` uses a running cluster
 instead, without the servers' CPU), creates a namespace with `--objects` ConfigMaps (default: one
@@ -57,10 +57,7 @@ import aiohttp
 import kubernetes
 from kubernetes import client, config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness import (
+from bench.harness import (
     REASON,
     Daemon,
     EventWatch,
@@ -72,7 +69,8 @@ from harness import (
     samples,
     transition_line,
 )
-from report import (
+from bench.report import (
+    ROOT,
     Cluster,
     control_plane,
     load_average,
@@ -82,7 +80,6 @@ from report import (
     today,
     write_section,
 )
-
 from sidecar.core.events.corev1 import EventNamer, InvolvedObject, make_event
 
 BENCH = Path(__file__).resolve().parent
@@ -311,7 +308,8 @@ def peer_run(setting: Setting, run: int) -> Measured:
         peer = subprocess.Popen(
             [
                 sys.executable,
-                str(BENCH / "writes_peer.py"),
+                "-m",
+                "bench.writes_peer",
                 "--kubeconfig",
                 setting.started.kubeconfig,
                 "--bodies",
@@ -319,6 +317,7 @@ def peer_run(setting: Setting, run: int) -> Measured:
                 "--in-flight",
                 str(IN_FLIGHT),
             ],
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -484,7 +483,7 @@ def report(
     return f"""
 ## Sustained writes: distinct Events/s into a real kube-apiserver
 
-`.venv/bin/python bench/writes.py --runs {args.runs} --events {args.events}` on {today()};
+`.venv/bin/python -m bench.writes --runs {args.runs} --events {args.events}` on {today()};
 {machine()}; {origin}; server {server}; event-sidecar {version("kube-event-sidecar")},
 aiohttp {aiohttp.__version__}, kubernetes client {kubernetes.__version__}. Load average {before}
 before, {after} after (the machine is shared with other work; the apiserver, etcd, the writer

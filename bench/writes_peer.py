@@ -1,6 +1,6 @@
 """The peer for bench/writes.py: a plain asyncio client writing Events with N requests in flight.
 
-    .venv/bin/python bench/writes_peer.py --kubeconfig K --bodies EVENTS.jsonl --in-flight 8
+    .venv/bin/python -m bench.writes_peer --kubeconfig K --bodies EVENTS.jsonl --in-flight 8
 
 Reads the Events (one `{"path": ..., "body": ...}` per line: the POSTs the sidecar would make)
 and the kubeconfig's server, CA and credentials (client certificate or bearer token), prints

@@ -85,3 +85,35 @@ def test_parser_building_loads_no_injection_code() -> None:
         timeout=60,
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_rules_without_a_regex_load_no_re2(tmp_path: Path, empty_log: Path) -> None:
+    """google-re2 (2.7 MiB resident) is imported by the first `regex:` condition only."""
+    args = ("replay", str(empty_log), "-o", "none", "--summary", "json")
+    assert "re2" not in loaded_packages(*args, "--rules", str(RULES))
+    with_regex = tmp_path / "regex.rules.yaml"
+    with_regex.write_text(
+        "component: c\nrules:\n  - name: r\n    match: {message: {regex: '^Phase'}}\n"
+        "    object: {apiVersion: v1, kind: Pod, name: p}\n    reason: R\n    message: m\n"
+    )
+    assert "re2" in loaded_packages(*args, "--rules", str(with_regex))
+
+
+def test_replay_metrics_show_no_created_series() -> None:
+    """`replay --metrics` prints what the daemon's /metrics shows: no `_created` series (turned
+    off by the command, not by importing the metrics; a fresh interpreter, whose switch no other
+    test has set)."""
+    example = ROOT / "examples" / "quota-autoscaler"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "sidecar", "replay", f"{example}.log"),
+            *("--rules", f"{example}.rules.yaml", "--metrics", "-o", "none"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert "event_sidecar_lines_read_total" in done.stdout
+    assert "_created" not in done.stdout

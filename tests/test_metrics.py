@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -147,6 +149,7 @@ def test_the_census_runs_through_the_trackers_owner() -> None:
 
 
 def test_no_created_series_unless_asked() -> None:
+    show_created_series(False)  # what `run` and `webhook` do at start-up
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.events_dropped.labels("queue_full").inc()
@@ -157,3 +160,17 @@ def test_no_created_series_unless_asked() -> None:
     finally:
         show_created_series(False)
     assert b"_created" not in generate_latest(registry)
+
+
+def test_importing_the_metrics_changes_nothing_in_prometheus_client() -> None:
+    """The `_created` switch is set by the command at start-up, never as a side effect of an
+    import (in a fresh interpreter, since this one's switch has been set by other tests)."""
+    probe = (
+        "import prometheus_client.metrics as m; "
+        "import sidecar.runtime.exposition, sidecar.runtime.metrics, sidecar.inject.webhook, "
+        "sidecar.runtime.http; print(m._use_created)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "True", done.stderr

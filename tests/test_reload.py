@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.core.rules import compile_rules, parse_rules
+import sidecar.daemon.reload
+from sidecar.core.rules import RuleSet, compile_rules, parse_rules
 from sidecar.core.settings import (
     CheckpointSettings,
     DaemonSettings,
@@ -265,3 +266,27 @@ async def test_a_restart_keeps_transition_state_exactly_when_a_reload_would(
         running.write("C")
         await running.event("PhaseMoved", "phase none -> C!")
         assert not any("B -> C!" in e.message for e in running.sink.events.values())
+
+
+async def test_an_unchanged_file_is_checked_by_its_hash_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check every `poll_interval` of an idle daemon reads and hashes the file; it parses and
+    validates it only when the content differs from what runs."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    async with start(tmp_path, rules, watch="poll", interval=0.05) as running:
+        parsed: list[str] = []
+        real = sidecar.daemon.reload.read_rules
+
+        def counting(path: str) -> tuple[str, RuleSet]:
+            parsed.append(path)
+            return real(path)
+
+        monkeypatch.setattr(sidecar.daemon.reload, "read_rules", counting)
+        await asyncio.sleep(0.5)  # about ten checks
+        assert parsed == []
+        assert running.reloads_now("unchanged") == 0  # a check counts only a change
+        rules.write_text(RENAMED)
+        await running.reloads("success", 1)
+        assert parsed

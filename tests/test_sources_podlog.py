@@ -13,6 +13,7 @@ the first bytes it sends are the rest of a line it cannot parse (which it drops)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -214,7 +215,10 @@ class Follower:
 
 @asynccontextmanager
 async def following(
-    kubeconfig: Path, resume: PodLogPosition | None = None, stall_check: float = 30.0
+    kubeconfig: Path,
+    resume: PodLogPosition | None = None,
+    stall_check: float = 30.0,
+    settle_time: float | None = None,
 ) -> AsyncIterator[Follower]:
     client = connect_pod_logs(kubeconfig=str(kubeconfig))
     registry = CollectorRegistry()
@@ -227,6 +231,8 @@ async def following(
         backoff_max=0.2,
         stall_check=stall_check,
     )
+    if settle_time is not None:
+        settings = dataclasses.replace(settings, settle_time=settle_time)
     source = PodLogSource(settings, client, blocks, Metrics(registry), resume=resume)
     follower = Follower(registry)
 
@@ -457,3 +463,29 @@ async def test_instances_that_came_and_went_unread_are_counted(
         await second.data_is(b"third instance\n")
         assert second.value("pod_log_gaps_total", reason="instance_missed") == 1
         assert second.value("pod_log_gaps_total", reason="previous_unavailable") == 0
+
+
+@pytest.mark.parametrize(("settle", "most"), [(0.3, 5), (0.0, 40)])
+async def test_chunks_within_the_settle_time_are_read_together(
+    fake: tuple[FakeLogAPI, Path], settle: float, most: int
+) -> None:
+    """An unbuffered controller's one chunk per line: with a settle time, the chunks sent while
+    the source waits are handed over together (one wake-up for many); without, one by one."""
+    api, kubeconfig = fake
+    api.append(stamped(1, b"first\n"))
+    async with following(kubeconfig, settle_time=settle) as follower:
+        await follower.data_is(b"first\n")
+        began = time.monotonic()
+        for number in range(40):
+            api.append(stamped(2 + number, b"line %d\n" % number))
+            await asyncio.sleep(0.02)
+        expected = b"first\n" + b"".join(b"line %d\n" % number for number in range(40))
+        await follower.data_is(expected)
+        blocks = [block for block in follower.blocks if block.data]
+        assert len(blocks) <= most + 1, len(blocks)
+        if settle:
+            # About one hand-over per settle time over the 0.8 s of writing, not one per chunk.
+            assert len(blocks) >= 2
+            assert time.monotonic() - began < 0.8 + 2 * settle + 1.0
+        else:
+            assert len(blocks) > 10

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import itertools
+import os
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.settings import FileSettings
+from sidecar.runtime.checkpoints import write_checkpoint
 from sidecar.runtime.metrics import Metrics
 from sidecar.sources import Block
 from sidecar.sources.files import FileSource
@@ -144,6 +146,50 @@ async def test_writes_alone_never_expand_the_globs(
         running.cancel()
         collecting.cancel()
         await asyncio.gather(running, collecting, return_exceptions=True)
+
+
+async def test_the_checkpoint_written_beside_the_log_is_not_scanned_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's place by default is beside the log: each write creates its temporary
+    file and renames it over the checkpoint, every second while lines come. Those entries are
+    no file of ours and no rotation's, so they cost no glob and no stat per path."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    checkpoint = tmp_path / "checkpoint.json"
+    expansions: list[str] = []
+    real_glob = glob.glob
+
+    def counting_glob(pattern: str) -> list[str]:
+        expansions.append(pattern)
+        return real_glob(pattern)
+
+    monkeypatch.setattr(glob, "glob", counting_glob)
+    blocks: asyncio.Queue[Block] = asyncio.Queue(100)
+    settings = FileSettings(
+        paths=(str(tmp_path / "*.log"),), watch="inotify", inotify_rescan_interval=30.0
+    )
+    source = FileSource(
+        settings,
+        blocks,
+        Metrics(CollectorRegistry()),
+        exclude=frozenset({os.path.realpath(checkpoint)}),
+    )
+    running = asyncio.create_task(source.run())
+    try:
+        await _until(lambda: source.ready, "the first scan")
+        after_start = len(expansions)
+        for number in range(10):
+            write_checkpoint(checkpoint, b'{"n": %d}' % number)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert expansions[after_start:] == []
+        # A file the pattern names is still scanned for at once.
+        (tmp_path / "other.log").write_bytes(b"other\n")
+        await _until(lambda: len(expansions) > after_start, "the new file's scan")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
 
 
 async def test_an_idle_consumer_does_not_wake_to_mark() -> None:

@@ -158,3 +158,37 @@ def test_the_daemon_loads_no_aiohttp_server_and_no_injection_code() -> None:
         timeout=60,
     )
     assert done.stdout.split("\n")[:2] == ["[]", "[]"]
+
+
+def _wakeups(thread: threading.Thread) -> int:
+    """How many times `thread` has gone to sleep and been woken (its voluntary context
+    switches, from /proc)."""
+    status = f"/proc/self/task/{thread.native_id}/status"
+    with open(status) as lines:  # noqa: PTH123 - one small /proc file
+        for line in lines:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches in {status}")
+
+
+def test_the_idle_server_sleeps_until_a_request_or_close(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """No polling: an idle sidecar's server thread is not woken (`serve_forever` woke every
+    0.1 s to look for a shutdown, about half the idle daemon's CPU), and `close` still stops it
+    at once."""
+    server, port, _ = serve(loop, {"sources": True})
+    serving = next(t for t in threading.enumerate() if t.name == "event-sidecar-status")
+    try:
+        assert get(port, "/healthz") == (200, b"ok\n")
+        before = _wakeups(serving)
+        time.sleep(1.0)
+        assert _wakeups(serving) - before <= 1
+        assert get(port, "/healthz") == (200, b"ok\n")
+    finally:
+        began = time.monotonic()
+        server.close()
+        assert time.monotonic() - began < 1.0
+    assert not serving.is_alive()
+    with pytest.raises(urllib.error.URLError):
+        get(port, "/healthz")

@@ -93,6 +93,7 @@ def replay_command(args: argparse.Namespace) -> int:
     from sidecar.core.events.eventsv1 import as_core_view  # noqa: PLC0415
     from sidecar.core.events.output import format_json_lines, format_table  # noqa: PLC0415
     from sidecar.offline.replay import read_chunks, replay  # noqa: PLC0415
+    from sidecar.runtime.exposition import show_created_series  # noqa: PLC0415
     from sidecar.runtime.metrics import Metrics  # noqa: PLC0415
     from sidecar.runtime.sinks import MemorySink, Sink  # noqa: PLC0415
 
@@ -150,6 +151,7 @@ def replay_command(args: argparse.Namespace) -> int:
         else:
             print("No events.")
     if args.metrics:
+        show_created_series(False)  # the same metrics as the daemon's /metrics shows
         sys.stdout.write(generate_latest(registry).decode())
     summary = result.summary()
     if args.summary == "json":

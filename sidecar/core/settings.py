@@ -48,13 +48,12 @@ class FileSettings:
     #: once per line, and waking for each write cost far more than its line (0.2-1 ms of Python
     #: per wake-up); so N writes within this time cost one wake-up. It bounds the latency it adds
     #: (well under the apiserver's round trip and polling's 250 ms); a file quiet for longer is
-    #: read at its first write, without the wait. New, renamed and removed files never wait. 0
-    #: reads every write at once, the default for now: with a settle time, a storm of
-    #: copytruncate rotations every 100 ms under backpressure (`tests/faults/
-    #: test_rotation_storms.py`) over-counted `bytes_lost`, or lost a generation's lines, in
-    #: about one run in ten (one in sixteen without it), so it is opt-in (`--settle-time 0.1`)
-    #: until that is found.
-    settle_time: float = 0.0
+    #: read at its first write, without the wait. New, renamed and removed files never wait, and
+    #: no write waits while a rotation is under way or a file is shorter than its fingerprint
+    #: (`FileSource._may_settle`). 0 reads every write at once: the lowest latency (about 10 ms
+    #: instead of up to 100), for about 10x the CPU at 1,000 one-line writes/s (BENCHMARKS.md,
+    #: cost).
+    settle_time: float = 0.1
     #: Bytes read from a file at once. Bounds the memory of one step and the time the event loop
     #: spends on one file before the others get a turn.
     read_size: int = 256 * 1024
@@ -80,7 +79,10 @@ class CheckpointSettings:
     #: Least seconds between writes (when something changed); a large checkpoint waits longer,
     #: so that at most 64 KiB/s are written on average
     #: (`sidecar.daemon.checkpoint_writer.WRITE_BUDGET`). A restart re-reads what came after the
-    #: last write; Event names derived from the lines make those re-reads harmless.
+    #: last write; Event names derived from the lines make those re-reads harmless. Each write is
+    #: two fsyncs and a rename, about a fifth of the daemon's CPU at 10-100 lines/s (BENCHMARKS.md,
+    #: cost); 1 s keeps what a `kill -9` makes the next start read again (and emit again, though
+    #: nothing is stored twice) to a second's worth.
     interval: float = 1.0
 
 
@@ -130,6 +132,12 @@ class PodLogSettings:
     #: stream stalled (a log truncated under a kubelet-like reader); one small request per
     #: interval while the controller is quiet.
     stall_check: float = 30.0
+    #: Seconds, while a stream is followed: after a chunk is handed over, the next read waits
+    #: this long, so that the chunks sent meanwhile (one per `write()` of an unbuffered
+    #: controller) are read together, N chunks for one wake-up, as files' `settle_time` (the
+    #: bytes wait in the socket's buffer). It adds at most this much latency; 0 reads each
+    #: chunk at once.
+    settle_time: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)

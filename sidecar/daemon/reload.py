@@ -101,6 +101,11 @@ class RulesReloader:
         `asked` (SIGHUP, `POST /-/reload`) always counts a result; a watcher's check counts only
         a change, and reports a refused content once.
         """
+        if self._unchanged():
+            self._refused = ""  # back to what runs: a later refusal is news again
+            if asked:
+                self.metrics.rules_reloads.labels("unchanged").inc()
+            return ReloadOutcome("unchanged", self.digest)
         try:
             digest, rules = read_rules(self.path)
         except RulesError as error:
@@ -127,6 +132,15 @@ class RulesReloader:
             },
         )
         return ReloadOutcome("success", digest, dropped=dropped)
+
+    def _unchanged(self) -> bool:
+        """Whether the file holds the rules that run, by its hash alone: the check every
+        `poll_interval` (and at each change in the rules' folder) then costs a read and a hash,
+        not a YAML parse and a validation (about 1 ms of an otherwise idle daemon's CPU)."""
+        try:
+            return hashlib.sha256(read_rules_file(self.path)).hexdigest() == self.digest
+        except RulesError:
+            return False  # reported by the full read that follows
 
     def _refuse(self, error: RulesError) -> ReloadOutcome:
         """Keep the running rules; say why, as `check` does."""

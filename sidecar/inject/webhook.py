@@ -24,7 +24,6 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-import sidecar.runtime.exposition  # noqa: F401 - no `_created` series on the webhook's /metrics either
 from sidecar.inject.admission import (
     SKIP_REASONS,
     MalformedReview,
@@ -36,6 +35,7 @@ from sidecar.inject.admission import (
 )
 from sidecar.inject.patch import build_patch
 from sidecar.inject.settings import InjectSettings
+from sidecar.runtime.exposition import show_created_series
 from sidecar.runtime.http import Checks, add_probe_routes
 from sidecar.runtime.tasks import Supervisor
 
@@ -240,6 +240,7 @@ async def serve(
     Open requests finish before it returns, so a rolling update of the webhook's Deployment does
     not cut the apiserver off mid-call.
     """
+    show_created_series(False)  # a lean /metrics, as the daemon's: no `_created` series
     metrics = WebhookMetrics(registry)
     reloader = CertificateReloader(settings.cert_file, settings.key_file, metrics)
     # As in the daemon, a background task that ends is logged with its reason and counted; the

@@ -1,9 +1,11 @@
 """What `/metrics` shows: no `_created` series unless asked (the daemon's and the webhook's).
 
 prometheus_client adds a `_created` series (the time it was created) beside every counter and
-histogram label set: one more series each, which nothing we ship queries. Importing this module
-turns them off for the process; `show_created_series(True)` (`run --metrics-created`) brings them
-back. The switch is process-wide and read at scrape time.
+histogram label set: one more series each, which nothing we ship queries. The daemon and the
+webhook call `show_created_series` once at start-up: `False` (the default) turns them off,
+`True` (`run --metrics-created`) keeps them. Importing this module changes nothing: the switch
+is process-wide and read at scrape time, so it is set by the command that owns the process, not
+by whichever module happens to be imported first.
 """
 
 from __future__ import annotations
@@ -17,6 +19,3 @@ def show_created_series(enabled: bool) -> None:
         enable_created_metrics()  # type: ignore[no-untyped-call]
     else:
         disable_created_metrics()  # type: ignore[no-untyped-call]
-
-
-show_created_series(False)

@@ -4,7 +4,8 @@ The daemon serves the same three paths without aiohttp's server (`sidecar.runtim
 its memory down; the webhook already runs an aiohttp server for admission, so its probes are routes
 on it.
 
-The handlers only adapt: the registry is passed in and rendered by prometheus_client, readiness
+`/metrics` is prometheus_client's own aiohttp handler (content negotiation, `name[]` filters and
+compression as its other servers do them); the probes only adapt: readiness
 is a callable the server provides. `/healthz` answers as long as the event loop runs (a wedged
 loop fails the kubelet's liveness probe) and the liveness checks hold (the webhook's certificate
 reloader is alive); `/readyz` says which check fails, for
@@ -16,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 Checks = Callable[[], Mapping[str, bool]]
 """Named checks that all hold when the answer is yes."""
@@ -34,11 +36,6 @@ def add_probe_routes(
 ) -> None:
     """Add `/metrics`, `/healthz` and `/readyz` to `app` (the webhook's server)."""
 
-    async def metrics(_: web.Request) -> web.Response:
-        """The registry in the Prometheus text format."""
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     async def healthz(_: web.Request) -> web.Response:
         """Alive: the event loop answers and every liveness check holds (else 503 naming it)."""
         checks = dict(liveness())
@@ -52,6 +49,6 @@ def add_probe_routes(
         ready = all(checks.values())
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -5,7 +5,8 @@ line, `cause` and `result` from the fixed vocabularies of `sidecar.model`; `stat
 come from the log, so they pass the `LabelGuard` (at most `max_state_values` per rule, the rest are
 `other`, counted in `event_sidecar_state_labels_dropped_total`).
 
-Importing this module imports `sidecar.runtime.exposition`, which turns off the `_created` series.
+Whether counters and histograms also show a `_created` series is set at start-up
+(`sidecar.runtime.exposition.show_created_series`), by the command that owns the process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any, Generic, TypeVar, overload
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-import sidecar.runtime.exposition  # noqa: F401 - lean /metrics: no `_created` series unless asked
 from sidecar.core.labels import DEFAULT_MAX_VALUES, LabelGuard
 from sidecar.core.pipeline import LineCounts
 from sidecar.core.transitions import TransitionTracker

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import selectors
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -86,6 +88,8 @@ class StatusServer:
         self._loop_timeout = loop_timeout
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        #: A pipe whose write end `close` writes to, waking the server thread to end.
+        self._wake_read = self._wake_write = -1
 
     def start(self, host: str, port: int) -> int:
         """Bind and serve; the port actually bound (for `port=0`).
@@ -95,24 +99,45 @@ class StatusServer:
         """
         server_class = _Server6 if ":" in host else _Server
         self._server = make_server(host, port, self._app, server_class, _QuietHandler)
+        self._server.timeout = 0  # `handle_request` is called only once a connection is waiting
+        self._wake_read, self._wake_write = os.pipe()
         self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            target=self._serve,
+            args=(self._server, self._wake_read),
             name="event-sidecar-status",
             daemon=True,
         )
         self._thread.start()
         return int(self._server.server_address[1])
 
+    @staticmethod
+    def _serve(server: _Server, wake: int) -> None:
+        """Accept connections until `wake` is readable (`close`).
+
+        Not `serve_forever`: it wakes every `poll_interval` to look for a shutdown request, which
+        was about half the idle daemon's CPU at 0.1 s (BENCHMARKS.md, wake-ups); this thread
+        sleeps in one `select` until a connection or `close` arrives.
+        """
+        with selectors.DefaultSelector() as selector:
+            selector.register(server, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            while True:
+                ready = selector.select()
+                if any(key.fileobj == wake for key, _ in ready):
+                    return
+                server.handle_request()  # accepts, then answers on a thread of its own
+
     def close(self) -> None:
-        """Stop serving and release the port (blocks up to the poll interval)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop serving and release the port."""
         if self._thread is not None:
+            os.write(self._wake_write, b"x")
             self._thread.join()
             self._thread = None
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+        if self._server is not None:
+            self._server.server_close()
+            self._server = None
 
     def on_loop(self, call: Callable[[], _T]) -> _T | None:
         """`call()` run on the event loop; None when the loop does not answer in time.

@@ -259,7 +259,16 @@ class FileSource(Rotations):
                     *changes.removed,
                 )
             )
-        if changes.rescan or changes.created or changes.renamed or changes.moved_in:
+        # Only entries that may be ours or a rotation's: the checkpoint beside the log (its
+        # temporary file created, then renamed over it, every write) is not worth a scan.
+        if changes.rescan or any(
+            self._named(path) or self._rotation_sign(path)
+            for path in (
+                *changes.created,
+                *changes.moved_in,
+                *(path for pair in changes.renamed for path in pair),
+            )
+        ):
             self._dirty |= self._scan(first=False)
         else:
             for followed in list(self._files.values()):

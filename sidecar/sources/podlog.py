@@ -98,6 +98,12 @@ class _Framing:
         self.handed = 0
 
 
+#: Bytes: a chunk at least this large is a stream behind its log (a backlog read after a
+#: restart), which is read on at once; below it, the stream is live and the next read waits
+#: `settle_time` (so the wait slows no stream that brings more than this per settle time).
+_SETTLE_BELOW = 16 * 1024
+
+
 async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
     return await anext(chunks, None)
 
@@ -236,6 +242,10 @@ class PodLogSource:
                     break
                 data = framing.lines.feed(chunk)
                 read += await self._take(framing, data, framing.lines.take_too_long(), instance)
+                if not previous and settings.settle_time > 0 and len(chunk) < _SETTLE_BELOW:
+                    # The chunks sent meanwhile wait in the socket's buffer and are read at once
+                    # after it: one wake-up of this task for all of them.
+                    await asyncio.sleep(settings.settle_time)
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()

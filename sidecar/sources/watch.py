@@ -9,7 +9,7 @@ Two inotify instances split the events by what they cost to miss. Directory entr
 created, renamed or removed) come rarely and must be seen at once, so that instance is always
 read. Writes come with every `write()` of the controller, and a controller that does not buffer
 its log writes once per line: waking for each one cost the daemon 0.2-1 ms of Python per line.
-So with a `settle_time` (off by default: see `FileSettings.settle_time`), after a batch of
+So with a `settle_time` (0.1 s by default: see `FileSettings.settle_time`), after a batch of
 writes is handed over, the writes instance is not listened to for that long; what the controller
 wrote meanwhile is then read at once, N writes for the price of one wake-up (the kernel merges the
 queued identical events). A quiet file is read at its first write, without the wait.

@@ -34,14 +34,13 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sidecar.core.lines.decode import BUILTIN_FORMATS, parse_level, parse_time
 from sidecar.core.lines.formats.declared import ABSENT, ROLES, DeclaredFormat, Formats, Getter
 from sidecar.core.lines.records import text_of
 from sidecar.core.rules.paths import MissingField, PathError, field_path, lookup_path
-from sidecar.core.rules.regex import RegexError, compile_search, group_names
+from sidecar.core.rules.regex import RegexError, compile_regex, compile_search, group_names
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]*[a-z0-9])?")
 _Level = Literal["debug", "info", "warning", "error", "fatal"]
@@ -267,10 +266,7 @@ def _compile(spec: DeclaredFormatSpec) -> DeclaredFormat:
 def _groups(pattern: str) -> Callable[[str], dict[str, str] | None]:
     """The pattern's named groups in a line; RE2, as the rules' regexes, so linear in the line
     (`sidecar.core.rules.regex`), and as bounded in memory."""
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = 8 << 20
-    search = re2.compile(pattern, options).search
+    search = compile_regex(pattern).search
 
     def groups(text: str) -> dict[str, str] | None:
         found = search(text)

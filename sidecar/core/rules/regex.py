@@ -14,9 +14,10 @@ import re
 import warnings
 from collections.abc import Callable
 from re import _constants, _parser  # type: ignore[attr-defined]
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import re2
+if TYPE_CHECKING:
+    import re2
 
 #: Bytes of memory RE2 may use per pattern for its automata (its default); past it RE2 falls back
 #: to a slower automaton that is still linear, never to backtracking.
@@ -27,11 +28,25 @@ class RegexError(ValueError):
     """A rule regex RE2 cannot compile; the message says why."""
 
 
+def _re2() -> Any:
+    """google-re2, imported by the first rule with a regex: 2.7 MiB of resident memory that a
+    daemon whose rules have none does not pay (BENCHMARKS.md, memory floor)."""
+    import re2  # noqa: PLC0415
+
+    return re2
+
+
 def _options() -> re2.Options:
-    options = re2.Options()
+    options: re2.Options = _re2().Options()
     options.log_errors = False  # the error goes to the user through `check`, not to stderr
     options.max_mem = _MAX_MEM
     return options
+
+
+def compile_regex(pattern: str) -> Any:
+    """`pattern` compiled by RE2 with the rules' options (bounded memory, errors not logged).
+    The pattern must compile (`compile_search` says why one does not)."""
+    return _re2().compile(pattern, _options())
 
 
 def compile_search(pattern: str) -> Callable[[str], bool]:
@@ -41,8 +56,8 @@ def compile_search(pattern: str) -> Callable[[str], bool]:
         RegexError: RE2 cannot compile the pattern.
     """
     try:
-        search = re2.compile(pattern, _options()).search
-    except re2.error as error:
+        search = _re2().compile(pattern, _options()).search
+    except _re2().error as error:
         reason = error.args[0] if error.args else error
         text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
         raise RegexError(text) from error
@@ -52,7 +67,7 @@ def compile_search(pattern: str) -> Callable[[str], bool]:
 def compile_captures(pattern: str) -> Callable[[str], dict[str, str]] | None:
     """The named groups `pattern` captures in a text (those that took part in the match), or
     None when the pattern has no named group. The pattern must compile (`compile_search`)."""
-    compiled = re2.compile(pattern, _options())
+    compiled = compile_regex(pattern)
     if not compiled.groupindex:
         return None
     search = compiled.search
@@ -69,8 +84,8 @@ def compile_captures(pattern: str) -> Callable[[str], dict[str, str]] | None:
 def group_names(pattern: str) -> tuple[str, ...]:
     """The names of the pattern's named groups, in order; () when it does not compile."""
     try:
-        compiled = re2.compile(pattern, _options())
-    except re2.error:
+        compiled = _re2().compile(pattern, _options())
+    except _re2().error:
         return ()
     return tuple(sorted(compiled.groupindex, key=compiled.groupindex.__getitem__))
 
