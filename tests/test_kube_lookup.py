@@ -254,6 +254,27 @@ def test_an_unreachable_api_is_an_error_and_the_reference_as_named() -> None:
     assert _counted(registry, "error") == 1
 
 
+def test_an_object_known_before_an_outage_keeps_its_uid_during_it() -> None:
+    """Past its TTL, the last answer stands in while the API cannot be asked (the uid keeps the
+    repeats of one Event together), and a fresh answer replaces it once the API is back."""
+    path = "/api/v1/namespaces/shop/pods/web-0"
+    api = CannedApi({**_discovery(), path: (200, _metadata("u1"))})
+    lookup, registry, clock = _lookup(api, KubeSettings(lookup_ttl=30.0))
+    target = ObjectTarget("Pod", "web-0", "shop")
+    found = lookup.resolve(target)
+    clock.now += 31
+    api.unreachable = True
+    assert lookup.resolve(target) == found
+    assert lookup.resolve(ObjectTarget("Pod", "web-0", "shop", field_path="spec")) == replace(
+        found, field_path="spec"
+    )
+    assert lookup.resolve(ObjectTarget("Pod", "web-1", "shop")).uid == ""  # never known
+    assert _counted(registry, "error") == 3
+    api.unreachable = False
+    api.answers[path] = (200, _metadata("u2", "8"))
+    assert lookup.resolve(target).uid == "u2"
+
+
 def test_an_unknown_kind_rediscovers_at_most_once_per_interval() -> None:
     """A CRD installed after start is found; a kind that does not exist costs no flood."""
     api = CannedApi(_discovery())

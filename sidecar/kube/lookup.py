@@ -139,6 +139,9 @@ class ObjectLookup:
                 "cannot look up %s %s/%s: %s", target.kind, target.namespace, target.name, error
             )
             self._count("error")
+            stale = self._stale(target)
+            if stale is not None:
+                return stale
             with cached_only():
                 version = self.discovery.best_version(target)
             return replace(unresolved(target), api_version=version)
@@ -166,10 +169,27 @@ class ObjectLookup:
                 return None
             expires, cached = entry
             if expires <= self._clock():
-                self._cache.pop(key)
-                return None
+                return None  # asked again; kept, for `_stale`, until the cache evicts it
         self._hits.inc()
         # Cached without a field path; most references have none, and the answer is frozen.
+        return replace(cached, field_path=target.field_path) if target.field_path else cached
+
+    def _stale(self, target: ObjectTarget) -> InvolvedObject | None:
+        """The last answer about `target`, past its TTL, for when the API cannot be asked.
+
+        An object known a little while ago is a better answer than none during an outage: its
+        uid is part of the correlator's key, so without it the repeats of an Event made during
+        (and after) the outage would start a second Event beside the first (client-go's
+        EventRecorder has the object itself, so its repeats never split). A uid from the line
+        is the line's to give.
+        """
+        if target.uid:
+            return None
+        with self._lock:
+            entry = self._cache.get(_cache_key(target))
+        if entry is None:
+            return None
+        cached = entry[1]
         return replace(cached, field_path=target.field_path) if target.field_path else cached
 
     def _locate(
