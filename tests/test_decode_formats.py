@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from sidecar.core.lines.decode import UNRECOGNISED, decode, parse_level
 from sidecar.core.lines.records import LEVELS, UNKNOWN_LEVEL, ObjectRef, Record
 from sidecar.core.rules import load_rules
+from tests.decode_support import PROPERTY, check_decoded, json_values
 from tests.faults.scaling import MAX_RATIO, cost_ratio
-from tests.test_decode import PROPERTY, check_decoded, json_values
 
 YEAR = 2026
 
