@@ -1,6 +1,5 @@
 """Unit tests of `sidecar.core.lines.decode` (zap, logrus, logfmt, slog; levels, times, Go
-quoting) and the line scanning of
-`sidecar.core.lines.scan`.
+quoting) and the line scanning of `sidecar.core.lines.scan`.
 
 Example lines are the ones real controllers write (kueue, cluster-api, cert-manager, client-go's
 leader election, logrus and slog applications); see tests/golden/ for the same lines end to end.
