@@ -50,6 +50,12 @@ EVENT_OPTIONS: Final = (
         to=("files.max_line_bytes", "sockets.max_line_bytes", "pod_log.max_line_bytes"),
     ),
     Option(
+        "--stack-linger",
+        "seconds a line that ended a read waits for a stack (a traceback) after it",
+        parse=positive_float,
+        to=("files.linger", "sockets.linger", "pod_log.linger"),
+    ),
+    Option(
         "--aggregate-max",
         "distinct messages per object and reason before aggregating, as client-go",
         parse=positive_int,
