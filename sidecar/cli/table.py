@@ -50,12 +50,6 @@ EVENT_OPTIONS: Final = (
         to=("files.max_line_bytes", "sockets.max_line_bytes", "pod_log.max_line_bytes"),
     ),
     Option(
-        "--stack-linger",
-        "seconds a line that ended a read waits for a stack (a traceback) after it",
-        parse=positive_float,
-        to=("files.linger", "sockets.linger", "pod_log.linger"),
-    ),
-    Option(
         "--aggregate-max",
         "distinct messages per object and reason before aggregating, as client-go",
         parse=positive_int,
@@ -113,6 +107,12 @@ RUN_OPTIONS: Final = (
         "seconds between scans when polling",
         parse=positive_float,
         to=("files.poll_interval",),
+    ),
+    Option(
+        "--stack-linger",
+        "seconds a line that ended a read waits for a stack (a traceback) after it",
+        parse=positive_float,
+        to=("files.linger", "sockets.linger", "pod_log.linger"),
     ),
     Option(
         "--settle-time",
