@@ -27,6 +27,8 @@ class Server:
         self.blocks = blocks
         self.lines: list[bytes] = []
         self.too_long = 0
+        #: The source's running task.
+        self.task: asyncio.Task[None] | None = None
 
     async def drain(self, expected: int) -> list[bytes]:
         deadline = time.monotonic() + WAIT
@@ -68,8 +70,10 @@ async def serve(
         blocks: asyncio.Queue[Block] = asyncio.Queue(queue_size)
         source = SocketSource(settings, blocks, metrics)
         await source.start()
-        tasks.append(asyncio.create_task(source.run()))
-        return Server(source, blocks)
+        server = Server(source, blocks)
+        server.task = asyncio.create_task(source.run())
+        tasks.append(server.task)
+        return server
 
     yield start  # type: ignore[misc]
     for task in tasks:
@@ -259,4 +263,22 @@ async def test_lines_kept_back_go_when_a_connection_times_out_in_mid_line(
     await writer.drain()
     block = await asyncio.wait_for(server.blocks.get(), WAIT)
     assert block.data == LOGGED
+    writer.close()
+
+
+async def test_a_line_kept_back_goes_when_the_source_stops(
+    serve: Callable[..., asyncio.Future[Server]],
+) -> None:
+    """Shutdown cancels the connections: the line kept back for a stack is handed over (the
+    queue is drained next), not lost with the connection."""
+    server = await serve(linger=30.0)
+    _reader, writer = await asyncio.open_connection(*server.tcp)
+    writer.write(LOGGED)
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    assert server.blocks.empty()
+    assert server.task is not None
+    server.task.cancel()
+    await asyncio.gather(server.task, return_exceptions=True)
+    assert server.blocks.get_nowait().data == LOGGED
     writer.close()
