@@ -497,6 +497,8 @@ def test_line_framer_yields_the_lines_within_the_limit(
             emitted.extend(block.split(b"\n")[:-1])
         # Held back: at most one partial line, never more than the limit.
         assert framer.pending <= limit
+    # The input goes quiet: lines kept back for a stack that may follow them go.
+    emitted.extend(framer.release().split(b"\n")[:-1])
     # Every line within the limit comes out, in order; longer ones may be dropped early.
     assert [line for line in emitted if len(line) <= limit] == [
         line for line in lines if len(line) <= limit
@@ -520,8 +522,13 @@ def test_line_framer_holds_a_partial_line() -> None:
     assert framer.feed(b'{"msg":"one"}\n{"msg":"tw') == b'{"msg":"one"}\n'
     assert framer.pending == len(b'{"msg":"tw')
     assert framer.feed(b'o"}') == b""
-    assert framer.feed(b"\n") == b'{"msg":"two"}\n'
+    # Ended exactly at a newline: kept back while a stack may follow, until the input is quiet.
+    assert framer.feed(b"\n") == b""
+    assert framer.lingering
+    assert framer.pending == len(b'{"msg":"two"}\n')
+    assert framer.release() == b'{"msg":"two"}\n'
     assert framer.pending == 0
+    assert not framer.lingering
 
 
 def test_line_framer_drops_a_runaway_line_and_resumes() -> None:
@@ -529,7 +536,8 @@ def test_line_framer_drops_a_runaway_line_and_resumes() -> None:
     assert framer.feed(b"ok\n" + b"x" * 9) == b"ok\n"
     assert (framer.too_long, framer.pending) == (1, 0)
     assert framer.feed(b"x" * 100) == b""
-    assert framer.feed(b"xx\nnext\n") == b"next\n"
+    assert framer.feed(b"xx\nnext\n") == b""  # lingering: a stack may follow
+    assert framer.release() == b"next\n"
     assert framer.too_long == 1
 
 

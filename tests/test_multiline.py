@@ -169,11 +169,10 @@ def test_a_stack_is_one_record_with_the_line_before_it(log: bytes) -> None:
 
 
 @pytest.mark.parametrize("log", [PY_LOG, JAVA_LOG, LOGBACK], ids=["python", "java", "logback"])
-def test_the_framer_keeps_a_stack_with_its_line_wherever_a_read_ends_mid_line(log: bytes) -> None:
+def test_the_framer_keeps_a_stack_with_its_line_wherever_a_read_ends(log: bytes) -> None:
+    """Mid-line, or exactly at a newline (the line lingers until the next bytes join it)."""
     whole = _heads(log)
     for cut in range(1, len(log)):
-        if log[cut - 1 : cut] == b"\n":
-            continue  # a read that ends with a line: see the next test
         if re.fullmatch(rb"[a-z]\w*", log[log.rfind(b"\n", 0, cut) + 1 : cut]):
             continue  # within an exception's first name: a line of its own until its dot
         framer = LineFramer(LIMIT)
@@ -184,11 +183,54 @@ def test_the_framer_keeps_a_stack_with_its_line_wherever_a_read_ends_mid_line(lo
 
 
 @pytest.mark.parametrize("log", [PY_LOG, JAVA_LOG, LOGBACK], ids=["python", "java", "logback"])
-def test_a_stack_read_apart_from_its_line_never_decodes_as_lines(log: bytes) -> None:
-    """Read a byte at a time, every line ends a read: a stack comes after its line has gone.
-    Its lines are then continuations, never records (so never Events)."""
+def test_a_stack_read_a_byte_at_a_time_stays_with_its_line(log: bytes) -> None:
+    """Every line ends a read: each lingers until the next byte, which may begin its stack."""
     framer = LineFramer(LIMIT)
     blocks = [framer.feed(log[i : i + 1]) for i in range(len(log))] + [framer.flush()]
+    assert b"".join(blocks) == log
+    assert [line for block in blocks for line in select_lines(block, None, LIMIT).candidates] == (
+        _heads(log)
+    )
+
+
+@pytest.mark.parametrize("log", [PY_LOG, JAVA_LOG, LOGBACK], ids=["python", "java", "logback"])
+def test_the_linger_releases_whole_records_at_every_cut(log: bytes) -> None:
+    """Cut anywhere, the input quiet after the first part (`release`, the linger expired): what
+    is released is whole lines and records. A cut between two log lines loses no join; one
+    between a line and its stack (the stack came later than the linger) leaves the stack a
+    continuation, never a line of its own."""
+    whole = _heads(log)
+    heads = [
+        decoded
+        for line in log.split(b"\n")
+        if line.startswith((b"[", b"20")) and type(decoded := decode(line, year=2024)) is Record
+    ]
+    for cut in range(1, len(log)):
+        framer = LineFramer(LIMIT)
+        first = framer.feed(log[:cut])
+        lingering, held = framer.lingering, framer.pending
+        released = framer.release()
+        assert not framer.lingering
+        assert bool(released) <= lingering, cut
+        blocks = [first, released, framer.feed(log[cut:]), framer.flush()]
+        assert b"".join(blocks) == log, cut
+        got = [line for block in blocks for line in select_lines(block, None, LIMIT).candidates]
+        if log[cut - 1 : cut] == b"\n" and log[cut : cut + 1] in (b"[", b"2"):
+            assert got == whole, cut  # the next line is a log line: nothing was waited for
+        if log[cut - 1 : cut] == b"\n" and log[cut : cut + 1] not in (b"[", b"2"):
+            assert held, cut  # a stack's line follows: the line before it was kept back
+        records = [decoded for line in got if type(decoded := decode(line, year=2024)) is Record]
+        assert [record.message for record in records] == [head.message for head in heads], cut
+
+
+@pytest.mark.parametrize("log", [PY_LOG, JAVA_LOG, LOGBACK], ids=["python", "java", "logback"])
+def test_a_stack_read_apart_from_its_line_never_decodes_as_lines(log: bytes) -> None:
+    """Read a byte at a time and quiet past the linger after each: a stack comes after its line
+    has gone. Its lines are then continuations, never records (so never Events)."""
+    framer = LineFramer(LIMIT)
+    blocks = [
+        block for i in range(len(log)) for block in (framer.feed(log[i : i + 1]), framer.release())
+    ] + [framer.flush()]
     assert b"".join(blocks) == log
     records = [
         decoded

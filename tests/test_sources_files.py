@@ -34,6 +34,8 @@ class Tail:
         self.source = source
         self.blocks = blocks
         self.lines: list[bytes] = []
+        #: The blocks' bytes, as handed over (a record's lines stay together in one).
+        self.data: list[bytes] = []
         self.too_long = 0
         self.positions: tuple[FilePosition, ...] = ()
 
@@ -41,6 +43,8 @@ class Tail:
         while True:
             block = await self.blocks.get()
             self.lines.extend(block.data.splitlines())
+            if block.data:
+                self.data.append(block.data)
             self.too_long += block.too_long
             if block.positions is not None:
                 self.positions = block.positions
@@ -320,3 +324,93 @@ async def test_a_file_created_and_gone_before_it_could_be_opened_is_counted(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+#: A line and the traceback `logging` writes after it, in one record.
+LOGGED = b"[2024-01-11 14:21:03,806] kopf.objects         [ERROR   ] [ns/x] Handler failed\n"
+TRACEBACK = (
+    b"Traceback (most recent call last):\n"
+    b'  File "/app/handlers.py", line 12, in create_fn\n'
+    b"    apply(spec)\n"
+    b"ValueError: bad\n"
+)
+NEXT = b"[2024-01-11 14:21:04,001] kopf.objects         [INFO    ] [ns/x] Retrying\n"
+
+
+async def test_a_line_and_its_stack_read_apart_at_the_newline_are_one_record(
+    tmp_path: Path, start_tail: Callable[..., Tail]
+) -> None:
+    """The line is read alone (its read ends exactly at its newline) and kept back, its offset
+    not checkpointed; the stack's bytes join it when they come."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    tail = start_tail(log, linger=30.0)
+    await tail.until(lambda: bool(tail.positions), "the file opened")
+    append(log, LOGGED)
+    await tail.until(lambda: _read(tail), "the read")
+    await asyncio.sleep(0.2)
+    assert tail.lines == []
+    (position,) = tail.positions
+    assert position.offset == 0  # a kill -9 now reads the line again
+    # The next line shows the traceback ended (no chained one after it); it is kept back itself.
+    append(log, TRACEBACK + NEXT)
+    await tail.until(lambda: bool(tail.data), "the record")
+    assert tail.data[0] == LOGGED + TRACEBACK
+    (position,) = tail.positions
+    assert position.offset == len(LOGGED + TRACEBACK)
+
+
+def _read(tail: Tail) -> bool:
+    """Whether the source has read all of its one file (whatever it handed over)."""
+    (followed,) = tail.source._files.values()
+    return followed.offset == Path(followed.path).stat().st_size
+
+
+async def test_a_line_kept_back_for_a_stack_goes_after_the_linger(
+    tmp_path: Path, start_tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    tail = start_tail(log, linger=0.3)
+    await tail.until(lambda: bool(tail.positions), "the file opened")
+    append(log, LOGGED)
+    written = time.monotonic()
+    await tail.until(lambda: bool(tail.lines), "the line, once the linger is over")
+    assert time.monotonic() - written >= 0.3
+    assert tail.lines == [LOGGED.rstrip(b"\n")]
+    await tail.until(lambda: tail.positions[0].offset == len(LOGGED), "its position")
+
+
+async def test_a_line_kept_back_when_killed_is_read_again_on_restart(
+    tmp_path: Path, start_tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    tail = start_tail(log, linger=30.0)
+    await tail.until(lambda: bool(tail.positions), "the file opened")
+    append(log, b"one\n" + LOGGED)
+    await tail.until(lambda: tail.lines == [b"one"] and _read(tail), "the first line")
+    await asyncio.sleep(0.2)
+    (position,) = tail.positions
+    assert position.offset == len(b"one\n")
+    # The first source is never stopped cleanly (its framer's line is simply gone with it).
+    again = start_tail(log, resume=Checkpoint((position,)))
+    await again.until(lambda: bool(again.lines), "the line read again")
+    assert again.lines == [LOGGED.rstrip(b"\n")]
+
+
+async def test_a_rotated_files_last_line_goes_before_its_successors_lines(
+    tmp_path: Path, start_tail: Callable[..., Tail]
+) -> None:
+    """A line that ended the rotated file's last read is not kept back for a stack behind the
+    new file's lines: their order is what transitions are judged on."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    tail = start_tail(log, linger=30.0)
+    await tail.until(lambda: bool(tail.positions), "the file opened")
+    append(log, b"1\n2\n")
+    await tail.until(lambda: tail.lines == [b"1"], "the first line")
+    log.rename(tmp_path / "app.log.1")
+    log.write_bytes(b"new-1\nnew-2\n")
+    await tail.until(lambda: len(tail.lines) >= 3, "three lines")
+    assert tail.lines == [b"1", b"2", b"new-1"]  # new-2 is kept back: the last of a read

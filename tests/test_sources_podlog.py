@@ -26,6 +26,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from sidecar.core.lines.multiline import spans
+from sidecar.core.lines.scan import DEFAULT_LINGER
 from sidecar.core.settings import PodLogSettings
 from sidecar.kube import connect_pod_logs
 from sidecar.model import PodLogPosition
@@ -219,6 +220,7 @@ async def following(
     resume: PodLogPosition | None = None,
     stall_check: float = 30.0,
     settle_time: float | None = None,
+    linger: float = DEFAULT_LINGER,
 ) -> AsyncIterator[Follower]:
     client = connect_pod_logs(kubeconfig=str(kubeconfig))
     registry = CollectorRegistry()
@@ -230,6 +232,7 @@ async def following(
         backoff_initial=0.05,
         backoff_max=0.2,
         stall_check=stall_check,
+        linger=linger,
     )
     if settle_time is not None:
         settings = dataclasses.replace(settings, settle_time=settle_time)
@@ -310,6 +313,56 @@ async def test_a_traceback_split_across_two_chunks_is_one_record_with_its_line(
         assert [whole[0].data[start:end] for start, end in spans(whole[0].data, 10_000)] == [
             record.rstrip(b"\n")
         ]
+
+
+LOGGED = b"[2024-01-11 14:21:03,806] kopf.objects         [ERROR   ] [ns/x] Handler failed.\n"
+TRACEBACK = (
+    b"Traceback (most recent call last):\n"
+    b'  File "/app/handlers.py", line 12, in create_fn\n'
+    b'    raise ValueError("bad")\n'
+    b"ValueError: bad\n"
+)
+
+
+async def test_a_line_and_its_traceback_in_chunks_cut_at_the_newline_are_one_record(
+    fake: tuple[FakeLogAPI, Path],
+) -> None:
+    """The kubelet streams line by line: a chunk may end exactly between a line and its stack.
+    The line waits for the next chunk (up to the linger), its position not yet recorded."""
+    api, kubeconfig = fake
+    api.append(stamped(1, b"before\n"))
+    async with following(kubeconfig, linger=30.0) as follower:
+        await asyncio.sleep(0.3)  # "before" ended its chunk: kept back until the next one
+        api.append(stamped(2, LOGGED))
+        await follower.data_is(b"before\n")  # and now the line is
+        assert follower.position is not None
+        assert follower.position.stamp == _nanos(1)  # a restart now reads the line again
+        api.append(stamped(3, *TRACEBACK.splitlines(keepends=True)) + stamped(4, b"after\n"))
+        await follower.until(lambda: LOGGED in follower.data, "the record")
+        block = next(block for block in follower.blocks if LOGGED in block.data)
+        assert block.data == LOGGED + TRACEBACK
+        assert spans(block.data, 10_000) == [(0, len(block.data) - 1)]
+        assert block.pod_log is not None
+        assert block.pod_log.stamp == _nanos(3)
+
+
+async def test_a_line_without_a_stack_goes_after_the_linger_and_a_restart_rereads_one_held(
+    fake: tuple[FakeLogAPI, Path],
+) -> None:
+    api, kubeconfig = fake
+    api.append(stamped(1, b"before\n"))
+    async with following(kubeconfig, linger=30.0) as follower:
+        await asyncio.sleep(0.3)
+        api.append(stamped(2, LOGGED))
+        await follower.data_is(b"before\n")
+        position = follower.position
+    # Stopped while the line was kept back: it was never recorded, so it is read again.
+    async with following(kubeconfig, resume=position, linger=0.3) as follower:
+        started = time.monotonic()
+        await follower.data_is(LOGGED)
+        assert time.monotonic() - started >= 0.3
+        assert follower.position is not None
+        assert follower.position.stamp == _nanos(2)
 
 
 def _nanos(micros: int) -> int:

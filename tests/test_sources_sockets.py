@@ -27,6 +27,8 @@ class Server:
         self.blocks = blocks
         self.lines: list[bytes] = []
         self.too_long = 0
+        #: The source's running task.
+        self.task: asyncio.Task[None] | None = None
 
     async def drain(self, expected: int) -> list[bytes]:
         deadline = time.monotonic() + WAIT
@@ -68,8 +70,10 @@ async def serve(
         blocks: asyncio.Queue[Block] = asyncio.Queue(queue_size)
         source = SocketSource(settings, blocks, metrics)
         await source.start()
-        tasks.append(asyncio.create_task(source.run()))
-        return Server(source, blocks)
+        server = Server(source, blocks)
+        server.task = asyncio.create_task(source.run())
+        tasks.append(server.task)
+        return server
 
     yield start  # type: ignore[misc]
     for task in tasks:
@@ -205,3 +209,76 @@ async def test_a_full_pipeline_stops_reading_the_socket(
     lines = await server.drain(expected)
     assert len(lines) == expected
     assert lines[0] == line[:-1]
+
+
+LOGGED = b"2024-01-11 14:21:03 ERROR Op:2 - failed\n"
+STACK = b"java.lang.IllegalStateException: boom\n\tat com.example.Op.run(Op.java:2)\n"
+NEXT = b"2024-01-11 14:21:04 INFO  Op:3 - next\n"
+
+
+async def test_a_line_and_its_stack_sent_apart_at_the_newline_are_one_record(
+    serve: Callable[..., asyncio.Future[Server]],
+) -> None:
+    """Two writes cut exactly at the newline, read apart: the line waits for what follows (up to
+    the linger), and its stack joins it."""
+    server = await serve(linger=30.0)
+    _reader, writer = await asyncio.open_connection(*server.tcp)
+    writer.write(LOGGED)
+    await writer.drain()
+    await asyncio.sleep(0.2)  # read alone, and kept back
+    assert server.blocks.empty()
+    writer.write(STACK + NEXT)
+    await writer.drain()
+    block = await asyncio.wait_for(server.blocks.get(), WAIT)
+    assert block.data == LOGGED + STACK
+    assert spans(block.data, 10_000) == [(0, len(block.data) - 1)]
+    writer.close()
+    # The writer closed: what is kept back goes at once.
+    block = await asyncio.wait_for(server.blocks.get(), WAIT)
+    assert block.data == NEXT
+
+
+async def test_a_line_without_a_stack_goes_after_the_linger(
+    serve: Callable[..., asyncio.Future[Server]],
+) -> None:
+    server = await serve(linger=0.3)
+    _reader, writer = await asyncio.open_connection(*server.tcp)
+    writer.write(LOGGED)
+    await writer.drain()
+    written = time.monotonic()
+    block = await asyncio.wait_for(server.blocks.get(), WAIT)  # the connection stays open
+    assert time.monotonic() - written >= 0.3
+    assert block.data == LOGGED
+    writer.close()
+
+
+async def test_lines_kept_back_go_when_a_connection_times_out_in_mid_line(
+    serve: Callable[..., asyncio.Future[Server]],
+) -> None:
+    """A partial line that may begin a stack keeps the line before it back; the connection is
+    closed for its stalled line, and the complete line still goes."""
+    server = await serve(linger=0.05, line_timeout=0.5)
+    _reader, writer = await asyncio.open_connection(*server.tcp)
+    writer.write(LOGGED + b"java.lang.Ill")
+    await writer.drain()
+    block = await asyncio.wait_for(server.blocks.get(), WAIT)
+    assert block.data == LOGGED
+    writer.close()
+
+
+async def test_a_line_kept_back_goes_when_the_source_stops(
+    serve: Callable[..., asyncio.Future[Server]],
+) -> None:
+    """Shutdown cancels the connections: the line kept back for a stack is handed over (the
+    queue is drained next), not lost with the connection."""
+    server = await serve(linger=30.0)
+    _reader, writer = await asyncio.open_connection(*server.tcp)
+    writer.write(LOGGED)
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    assert server.blocks.empty()
+    assert server.task is not None
+    server.task.cancel()
+    await asyncio.gather(server.task, return_exceptions=True)
+    assert server.blocks.get_nowait().data == LOGGED
+    writer.close()

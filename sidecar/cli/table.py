@@ -109,6 +109,12 @@ RUN_OPTIONS: Final = (
         to=("files.poll_interval",),
     ),
     Option(
+        "--stack-linger",
+        "seconds a line that ended a read waits for a stack (a traceback) after it",
+        parse=positive_float,
+        to=("files.linger", "sockets.linger", "pod_log.linger"),
+    ),
+    Option(
         "--settle-time",
         "seconds further writes to a file (inotify), or chunks of a pod's log, wait before they "
         "are read together, so that many small writes cost one wake-up; adds at most this much "

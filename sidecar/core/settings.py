@@ -14,7 +14,7 @@ from typing import Literal
 from sidecar.core.correlate import CorrelatorSettings
 from sidecar.core.events.series import FINISH_SECONDS
 from sidecar.core.labels import DEFAULT_MAX_VALUES
-from sidecar.core.lines.scan import DEFAULT_MAX_LINE_BYTES
+from sidecar.core.lines.scan import DEFAULT_LINGER, DEFAULT_MAX_LINE_BYTES
 from sidecar.core.transitions import DEFAULT_MAX_KEYS
 from sidecar.model import EventsApiChoice, RetrySettings
 
@@ -67,6 +67,11 @@ class FileSettings:
     #: Bytes; longer lines are skipped and counted (Vector's 100 KiB): a runaway line must not
     #: exhaust memory, and no controller's structured log line is legitimately that long.
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: Seconds a line that ended a read waits for a stack after it (a Python traceback, a Java
+    #: stack trace) once the file has stopped growing: the writer may have written the line and
+    #: not yet its stack, so the two are read apart. More bytes within it join the line at once;
+    #: a line without a stack is handed over after it (`sidecar.core.lines.scan.DEFAULT_LINGER`).
+    linger: float = DEFAULT_LINGER
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,8 @@ class SocketSettings:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     #: Bytes read from a connection at once.
     read_size: int = 64 * 1024
+    #: Seconds a line that ended a read waits for a stack after it; as for files.
+    linger: float = DEFAULT_LINGER
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,9 @@ class PodLogSettings:
     backoff_max: float = 30.0
     #: Bytes; as for files.
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    #: Seconds a line that ended a chunk waits for a stack after it; as for files. The kubelet
+    #: streams the log line by line, so a line and its stack often come in two chunks.
+    linger: float = DEFAULT_LINGER
     #: Seconds a followed stream may stay silent before the log is read once to see whether the
     #: stream stalled (a log truncated under a kubelet-like reader); one small request per
     #: interval while the controller is quiet.

@@ -97,6 +97,7 @@ class FileSource(Rotations):
         self._recent_created: list[str] = []
         #: Positions changed outside the reading loop (a change callback): emit them.
         self._dirty = False
+        self._kept: list[bytes] = []
         #: Directory entries the patterns name changed (or the safety rescan is due): the next
         #: turn of `run` scans them. Writes alone never expand the globs.
         self._rescan_due = False
@@ -135,13 +136,14 @@ class FileSource(Rotations):
                 # A busy file does not postpone the scan: a new or rotated file is noticed
                 # after at most a few reads of each followed file.
                 busy = await self._read_all()
+                linger = await self._release_lingering()
                 if await self._close_finished():
                     await self._emit_positions()
                 # Woken by writes only, the files are what they were: no glob, no stat per path
                 # (inotify's callback has checked the written files for truncation already).
                 rescan = busy
                 if not busy:
-                    rescan = await self._watcher.wait()
+                    rescan = await self._wait_or_linger(linger)
                 rescan |= self._rescan_due
                 self._rescan_due = False
                 if rescan:
@@ -350,6 +352,9 @@ class FileSource(Rotations):
             else:
                 if followed.gone_since is not None:
                     break
+            if followed.gone_since is not None:
+                # Its successor's lines come next: the rotated file's last line goes before them.
+                await self._release(followed, time.monotonic())
         return progressed
 
     async def _read_once(self, followed: Followed) -> bool:
@@ -381,6 +386,45 @@ class FileSource(Rotations):
         await self._put(block, framer.take_too_long(), read_at)
         return len(data) == size
 
+    async def _release_lingering(self) -> float | None:
+        """Hand over the lines kept back for a stack that may follow them (`LineFramer.lingering`)
+        of files that have not grown for `linger` seconds: the stack is not coming. Return the
+        seconds until the next such file is due (None: no line is kept back). Checked after every
+        read, so a busy file never keeps another's line back."""
+        now = time.monotonic()
+        due: float | None = None
+        for followed in list(self._files.values()):
+            if not followed.framer.lingering:
+                continue
+            left = followed.last_growth + self.settings.linger - now
+            if left > 0:
+                due = left if due is None else min(due, left)
+                continue
+            await self._release(followed, now)
+        return due
+
+    async def _release(self, followed: Followed, now: float) -> None:
+        """Hand over the lines `followed`'s framer keeps back for a stack; not for a file dropped
+        meanwhile (a copy written over: what it held is counted lost)."""
+        if self._files.get(followed.file_id) is not followed:
+            return
+        framer = followed.framer
+        block = framer.release()
+        if block:
+            followed.committed = followed.offset - framer.pending
+            await self._put(block, 0, now)
+
+    async def _wait_or_linger(self, linger: float | None) -> bool:
+        """`self._watcher.wait()`, for at most `linger` seconds when a line is kept back."""
+        if linger is None:
+            return await self._watcher.wait()
+        try:
+            # Not `asyncio.wait_for`, which in Python 3.11 can swallow a cancellation.
+            async with asyncio.timeout(linger):
+                return await self._watcher.wait()
+        except TimeoutError:
+            return False
+
     async def _emit_positions(self) -> None:
         """Tell the decoder that positions changed without new lines (opened, closed, truncated)."""
         await self._put(b"", 0, time.monotonic())
@@ -388,6 +432,8 @@ class FileSource(Rotations):
     async def _put(self, data: bytes, too_long: int, read_at: float) -> None:
         """Hand over a block; wait while the decoder's queue is full (the lines stay on disk)."""
         positions = tuple(followed.position() for followed in self._files.values())
+        while self._kept:
+            await self.blocks.put(Block(self._kept.pop(0), 0, read_at, positions))
         await self.blocks.put(Block(data, too_long, read_at, positions))
 
 

@@ -17,9 +17,10 @@ The loop, until cancelled:
 Framing is in two steps: the stream is cut into lines, each line's timestamp taken off (and the
 line skipped if a resumed stream shows it again), and the controller's own bytes then go through
 the same `LineFramer` as every other source's, which holds a multi-line record (a Go panic) back
-until it ends, whichever HTTP chunks it came in. A block's position is that of its last line, never
-of a line held back. Lines held back when a followed stream ends are not lost: the next stream
-shows them again.
+until it ends, whichever HTTP chunks it came in, and a line that ended a chunk for up to `linger`
+seconds while its stack (a traceback) may still come in the next one. A block's position is that
+of its last line, never of a line held back. Lines held back when a followed stream ends are not
+lost: the next stream shows them again.
 
 Every gap that cannot be closed is counted once in `event_sidecar_pod_log_gaps{reason}`:
 `instance_missed` (a whole instance came and went unread), `previous_unavailable` (the previous
@@ -219,9 +220,13 @@ class PodLogSource:
         chunks = self._open(since, previous=previous, follow=not previous)
         self.ready = not previous
         pending: asyncio.Task[bytes | None] | None = None
+        settled = 0.0  # seconds already waited since the last chunk (the settle time)
         try:
             while True:
                 pending = asyncio.create_task(_next(chunks))
+                if framing.records.lingering:
+                    await self._linger(framing, pending, instance, settled)
+                settled = 0.0
                 while not previous:
                     done, _ = await asyncio.wait({pending}, timeout=settings.stall_check)
                     if done:
@@ -246,6 +251,7 @@ class PodLogSource:
                     # The chunks sent meanwhile wait in the socket's buffer and are read at once
                     # after it: one wake-up of this task for all of them.
                     await asyncio.sleep(settings.settle_time)
+                    settled = settings.settle_time
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
@@ -259,6 +265,30 @@ class PodLogSource:
             read += await self._take(framing, framing.lines.flush(), 0, instance)
             await self._hand_over(framing, framing.records.flush(), 0, instance)
         return read
+
+    async def _linger(
+        self,
+        framing: _Framing,
+        pending: asyncio.Task[bytes | None],
+        instance: ContainerInstance,
+        settled: float,
+    ) -> None:
+        """Wait up to `linger` seconds for the next chunk while lines are kept back for a stack
+        that may follow them (`LineFramer.lingering`); none came: they go, no stack is coming.
+        The kubelet streams the log line by line, so a line and its stack often arrive apart.
+
+        The settle time already waited after the last chunk counts: a stack sent within it is
+        in the buffer, taken at the next step of `pending`, so the linger then costs no timer
+        and no wake-up of its own.
+        """
+        remaining = self.settings.linger - settled
+        if remaining > 0:
+            done, _ = await asyncio.wait({pending}, timeout=remaining)
+        else:
+            await asyncio.sleep(0)  # `pending` takes a chunk already buffered in its first step
+            done = {pending} if pending.done() else set()
+        if not done:
+            await self._hand_over(framing, framing.records.release(), 0, instance)
 
     async def _take(
         self, framing: _Framing, data: bytes, too_long: int, instance: ContainerInstance

@@ -32,6 +32,9 @@ class Rotations(FollowedFiles):
     _recent_created: list[str]
     #: Positions changed outside the reading loop: emit them.
     _dirty: bool
+    #: Complete lines a truncated file's framer had kept back (`LineFramer.lingering`), read
+    #: but not handed over yet: the next block carries them first.
+    _kept: list[bytes]
 
     def _find_rotated(self, now: float) -> bool:
         """At start-up, reopen checkpointed files that were rotated out of the patterns, so that
@@ -86,6 +89,12 @@ class Rotations(FollowedFiles):
         copy = self._open_copy(followed)
         if copy is not None:
             unread -= max(0, os.fstat(copy.fd).st_size - followed.committed)
+        else:
+            # Lines read and kept back for a stack (the copy would read them again): they go.
+            kept = followed.framer.flush(partial=False)
+            unread -= len(kept)
+            if kept:
+                self._kept.append(kept)
         if unread > 0:
             self.metrics.bytes_lost.labels(self.name, "truncated").inc(unread)
             log.warning(

@@ -201,22 +201,41 @@ class SocketSource:
         while True:
             in_line = connection.in_line
             timeout = settings.line_timeout - line_wait if in_line else settings.idle_timeout
+            # A line kept back for a stack that may follow it waits at most the linger time.
+            lingering = framer.lingering and settings.linger < timeout
             started = time.monotonic()
             connection.reading = True
             try:
                 # Not `asyncio.wait_for`, which in Python 3.11 can swallow a cancellation.
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(settings.linger if lingering else timeout):
                     data = await reader.read(settings.read_size)
             except TimeoutError:
+                if lingering:
+                    if in_line:
+                        line_wait += time.monotonic() - started
+                    block = framer.release()
+                    if block:
+                        await self.blocks.put(Block(block, 0, time.monotonic()))
+                    continue
                 result = "line_timeout" if in_line else "idle_timeout"
                 self.metrics.connections.labels(self.name, result).inc()
+                await self._hand_over_held(framer)
                 return
+            except asyncio.CancelledError:
+                # Shutting down: the lines kept back are complete; the queue is drained next.
+                block = framer.flush(partial=False)
+                if block:
+                    with contextlib.suppress(asyncio.QueueFull):
+                        self.blocks.put_nowait(Block(block, 0, time.monotonic()))
+                raise
             finally:
                 connection.reading = False
             read_at = time.monotonic()
             if not data:
                 if connection.evicted:
-                    return  # its partial line was never finished: no line
+                    # Its partial line was never finished: no line; the lines before it are.
+                    await self._hand_over_held(framer)
+                    return
                 # The writer closed: its last line is complete even without a newline.
                 block = framer.flush()
                 if block:
@@ -233,6 +252,12 @@ class SocketSource:
             if block or too_long:
                 # Waiting here is the backpressure: this connection is not read meanwhile.
                 await self.blocks.put(Block(block, too_long, read_at))
+
+    async def _hand_over_held(self, framer: LineFramer) -> None:
+        """A connection closed in mid-line: the complete lines kept back still go."""
+        block = framer.flush(partial=False)
+        if block:
+            await self.blocks.put(Block(block, 0, time.monotonic()))
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -3,8 +3,9 @@ container's log with the kubelet's own reader (`k8s.io/cri-client/pkg/logs`) ove
 file this test writes, as a container runtime would.
 
 What is tried: timestamps that go backwards (stdout and stderr interleaved), live and across a
-resume; a Go panic written in two parts, so that it crosses HTTP chunks; the log file truncated
-under the followed stream (the reader waits at its old offset: the stream stalls).
+resume; a Go panic written in two parts, so that it crosses HTTP chunks; tracebacks, whose lines
+the reader streams one at a time, so that a chunk ends between a line and its stack; the log file
+truncated under the followed stream (the reader waits at its old offset: the stream stalls).
 """
 
 from __future__ import annotations
@@ -207,3 +208,32 @@ async def test_a_log_truncated_under_the_stream_is_counted_and_read_again(
         assert follower.value("pod_log_gaps_total", reason="rotated") == 0
         write(log, cri(4, "and on"))
         await follower.data_is(first.encode() + b"\nshort\nlines\nand on\n")
+
+
+async def test_tracebacks_streamed_line_by_line_stay_with_their_lines(
+    kwok: Kwok, log: Path
+) -> None:
+    """The kubelet's reader sends the log a line at a time: a chunk often ends exactly between a
+    line and the traceback `logging` wrote after it. Each line still gets its whole traceback."""
+    pod = running_pod(kwok)
+    head = "[2024-01-11 14:21:03,806] kopf.objects         [ERROR   ] [ns/x] Handler {} failed."
+    traceback = [
+        "Traceback (most recent call last):",
+        '  File "/app/handlers.py", line 12, in create_fn',
+        '    raise ValueError("bad")',
+        "ValueError: bad",
+    ]
+    records = [
+        "".join(line + "\n" for line in [head.format(number), *traceback]).encode()
+        for number in range(20)
+    ]
+    write(log, cri(1, "before"))
+    async with following(kwok, pod) as follower:
+        await follower.data_is(b"before\n")
+        for number in range(20):
+            # One write per record, as the runtime copies the controller's one write.
+            write(log, *(cri(2 + number, line) for line in records[number].decode().splitlines()))
+            await asyncio.sleep(0.05)
+        await follower.data_is(b"before\n" + b"".join(records))
+        for record in records:
+            assert any(record in block.data for block in follower.blocks), record

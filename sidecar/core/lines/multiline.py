@@ -208,7 +208,8 @@ def incomplete_tail(block: bytes, limit: int, partial: bytes = b"") -> int:
     """Where an unfinished multi-line record starts in the last `limit` bytes, or -1.
 
     `partial` is the line begun after the block: what it starts with tells whether a stack at
-    the block's end goes on, or whether the block's last line is about to get one. Every head
+    the block's end goes on, or whether the block's last line is about to get one;
+    `stacks.ANY_NEXT` when no line is begun yet and any may come. Every head
     marker is found in one pass of `_HEADS` (it runs on every block the framer cuts; a `rfind`
     per marker, each ending in a space or a newline, cost some 70 us per 64 KiB; every marker
     starts with a byte rare in logs, `\\n` or `=`, which keeps the automaton's prefilter fast).
@@ -230,7 +231,8 @@ def incomplete_tail(block: bytes, limit: int, partial: bytes = b"") -> int:
             close = start
         else:
             stacked = True
-    earliest = _unfinished_stack(block, limit, window, partial, stacked)
+    marked = stacked or close != -1 or panics != [-1] * len(PANIC_HEADS)
+    earliest = _unfinished_stack(block, limit, window, partial, stacked, marked=marked)
     for position in panics:
         if position != -1 and record_end(block, position, limit) == INCOMPLETE:
             earliest = position if earliest == -1 else min(earliest, position)
@@ -247,24 +249,27 @@ def incomplete_tail(block: bytes, limit: int, partial: bytes = b"") -> int:
     return earliest
 
 
-def _unfinished_stack(block: bytes, limit: int, window: int, partial: bytes, stacked: bool) -> int:
+def _unfinished_stack(
+    block: bytes, limit: int, window: int, partial: bytes, stacked: bool, *, marked: bool
+) -> int:
     """Where a stack record the block ends in starts (its line included), or -1.
 
     Stacks are looked for only when the window holds a marker of one (`stacked`) or the partial
     line may begin one. The lines before a partial line that may begin
     a stack are held too, unless they end a record: a traceback's or a Java exception's line,
-    or a Java stack's line and exception line (when the partial line is a frame).
+    or a Java stack's line and exception line (when the partial line is a frame). Records are
+    looked for only when the window holds a head of any (`marked`): a block that ends at a
+    newline (`stacks.ANY_NEXT`) seldom does, and then costs no second pass.
     """
     frame = stacks.begins_frame(partial)
     begun = frame or stacks.begins_stack(partial)
-    if not (
-        begun
-        or stacked
-        or (window == 0 and block.startswith((stacks.PY_TRACEBACK, stacks.PY_STACK, b'  File "')))
-    ):
+    headed = window == 0 and block.startswith((stacks.PY_TRACEBACK, stacks.PY_STACK, b'  File "'))
+    if not (begun or stacked or headed):
         return -1
     begin = block.find(b"\n", window - 1) + 1 if window else 0
-    records = _records(block[begin:] if begin else block, limit, partial)
+    records = (
+        _records(block[begin:] if begin else block, limit, partial) if marked or headed else []
+    )
     if records and records[-1][1] == INCOMPLETE:
         return begin + records[-1][0]
     if not begun or len(block) < 2:
@@ -276,6 +281,8 @@ def _unfinished_stack(block: bytes, limit: int, window: int, partial: bytes, sta
     if frame:
         if block.endswith(KLOG_OPEN + b"\n") or block.startswith(PANIC_HEADS, last):
             return -1  # a klog value or a panic's frames: held above when unfinished
+        if not stacks.JAVA_EXCEPTION.match(block, last, len(block) - 1):
+            return last  # not an exception's line: a frame's stack would start after it
         before = block.rfind(b"\n", 0, max(last - 1, 0)) + 1
         return before if before > covered else last
     return last

@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from ahocorasick_rs import BytesAhoCorasick
 
 from sidecar.core.lines.multiline import incomplete_tail, spans
+from sidecar.core.lines.stacks import ANY_NEXT
 
 DEFAULT_MAX_LINE_BYTES = 100 * 1024
+#: Seconds a source lets a line wait for a stack after its input went quiet (`LineFramer.release`).
+#: A logger writes a line and its stack in one write, but a reader may get them in two reads cut
+#: exactly at the newline between them (the kubelet streams a pod log line by line): the line is
+#: held back until more bytes come, and for at most this long when none do. Short, because every
+#: last line of a burst waits this long (far under the apiserver's round trip); long enough for
+#: the rest of a write already on its way (the kubelet's next line, a socket's next segment).
+DEFAULT_LINGER = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,13 @@ class LineFramer:
     line that grows past `limit` without a newline is dropped as it streams in (counted in
     `too_long`), so one runaway line cannot exhaust memory.
 
+    A block that ends exactly at a newline keeps its last line back (and a Java exception's line
+    with the line before it) while a stack may still follow it, or a stack at its end may still
+    go on: a read cut between a line and its stack must not part them. Such lines are
+    `lingering`: the next bytes join them, and a source whose input stays quiet for its linger
+    time (`DEFAULT_LINGER`) takes them with `release`, so no line waits longer than that for a
+    stack that is not coming. They count in `pending`, so a checkpoint stays before them.
+
     `records=False` frames lines only: for bytes that are not yet the controller's own (the pod
     log's lines, each behind the kubelet's timestamp), where a record's head is not at the start
     of its line; their lines are framed into records once the timestamps are off.
@@ -124,6 +139,8 @@ class LineFramer:
         #: Complete lines of a multi-line record that has not ended yet.
         self._held = b""
         self._discarding = False
+        #: `_held` is held only because the block ended at a newline: `release` may let it go.
+        self._lingering = False
         #: Lines dropped so far for being too long.
         self.too_long = 0
         self._reported = 0
@@ -147,6 +164,7 @@ class LineFramer:
             self._check_partial()
             if self._held and self.pending > self.limit:
                 block, self._held = self._held, b""  # as below: the record ends here
+                self._lingering = False
                 return block
             return b""
         if self._held or self._partial:
@@ -158,14 +176,43 @@ class LineFramer:
             block = data[: cut + 1]
         self._partial = data[cut + 1 :]
         self._check_partial()
-        held = incomplete_tail(block, self.limit, self._partial) if self._records else -1
+        self._lingering = False
+        if not self._records:
+            held = -1
+        elif self._partial or self._discarding:
+            held = incomplete_tail(block, self.limit, self._partial)
+        else:
+            # Cut exactly at a newline: what comes next may be a stack of the last line, or more
+            # of a stack at the end. Held only for that (no record in it is unfinished whatever
+            # comes next; that check reads the short tail only): lingering.
+            held = incomplete_tail(block, self.limit, ANY_NEXT)
+            self._lingering = held != -1 and incomplete_tail(block[held:], self.limit) == -1
         # A record whose next line (the partial one) would take it past the limit ends here: its
         # lines go now, and what is held back stays within one limit.
         if held == -1 or len(block) - held + len(self._partial) > self.limit:
             self._held = b""
+            self._lingering = False
             return block
         self._held = block[held:]
         return block[:held]
+
+    @property
+    def lingering(self) -> bool:
+        """Whether lines are held back only for a stack that may still follow (see `release`)."""
+        return self._lingering
+
+    def release(self) -> bytes:
+        """The lingering lines, for a source whose input has been quiet for its linger time: no
+        stack is coming after them (a logger writes a line and its stack at once). Lines that a
+        partial line begun since may still get a stack from stay held, as in `feed`, until its
+        newline."""
+        if not self._lingering:
+            return b""
+        self._lingering = False
+        if self._partial and incomplete_tail(self._held, self.limit, self._partial) != -1:
+            return b""
+        block, self._held = self._held, b""
+        return block
 
     @property
     def partial(self) -> bytes:
@@ -177,10 +224,12 @@ class LineFramer:
         new, self._reported = self.too_long - self._reported, self.too_long
         return new
 
-    def flush(self) -> bytes:
-        """At end of input, what is held, the partial line as a complete line (replay's last)."""
-        block = self._held + (self._partial + b"\n" if self._partial else b"")
+    def flush(self, *, partial: bool = True) -> bytes:
+        """At end of input, what is held, the partial line as a complete line (replay's last);
+        without `partial`, the partial line is dropped (a writer cut off in mid-line)."""
+        block = self._held + (self._partial + b"\n" if self._partial and partial else b"")
         self._held = self._partial = b""
+        self._lingering = False
         return block
 
     def _check_partial(self) -> None:

@@ -58,6 +58,11 @@ MARKERS: Final = (
 MAX_STACK_LINES: Final = 512
 #: `stack_end` when the block ends before the stack does (the value of `multiline.INCOMPLETE`).
 INCOMPLETE: Final = -1
+#: The `partial` that stands for a next line not begun yet: the block ended exactly at a newline,
+#: and whatever comes next may continue the stack at its end or begin one after its last line
+#: (the framer's linger, `sidecar.core.lines.scan.LineFramer`). A real partial line never holds a
+#: newline, so it is never this.
+ANY_NEXT: Final = b"\n"
 #: Where a Python stack's lines are when the block ends.
 _FRAMES, _GROUP, _EXCEPTION, _BLANK, _CHAIN, _AFTER_CHAIN = range(6)
 
@@ -143,12 +148,13 @@ def _python_end(
     if count >= MAX_STACK_LINES or _past_limit(block, position, start, limit):
         return end
     if state == _EXCEPTION:
-        return end  # complete, unless the next line is empty (then it is in the block)
+        # Complete, unless the next line is empty (then it is in the block, or yet to come).
+        return INCOMPLETE if partial == ANY_NEXT else end
     if state in (_BLANK, _CHAIN, _AFTER_CHAIN):
         return INCOMPLETE  # a chain is being written
     # In the frames: the exception line is still to come; or a group's box, continued when the
     # partial line is indented.
-    return INCOMPLETE if state == _FRAMES or partial[:1] == b" " else end
+    return INCOMPLETE if state == _FRAMES or partial[:1] == b" " or partial == ANY_NEXT else end
 
 
 def _java_end(block: bytes, start: int, limit: int, partial: bytes) -> int:
@@ -169,8 +175,9 @@ def _java_end(block: bytes, start: int, limit: int, partial: bytes) -> int:
 
 def continues_java(partial: bytes) -> bool:
     """Whether a line begun with `partial` continues a Java stack (or may: it is too short)."""
-    return bool(partial) and any(
-        partial.startswith(mark) or mark.startswith(partial) for mark in JAVA_CONTINUED
+    return partial == ANY_NEXT or (
+        bool(partial)
+        and any(partial.startswith(mark) or mark.startswith(partial) for mark in JAVA_CONTINUED)
     )
 
 
@@ -188,6 +195,8 @@ def begins_stack(partial: bytes) -> bool:
     before it."""
     if not partial:
         return False
+    if partial == ANY_NEXT:
+        return True
     if any(
         marker.startswith(partial[: len(marker)]) for marker in (PY_TRACEBACK, PY_GROUP, PY_STACK)
     ):
@@ -201,8 +210,9 @@ _JAVA_EXCEPTION_BEGUN: Final = re.compile(rb"[a-z][\w$]*\.[\w$.]*(?::.*)?\Z", re
 
 def begins_frame(partial: bytes) -> bool:
     """Whether a line begun with `partial` may be a Java frame (`\\tat ...`)."""
-    return bool(partial) and (
-        partial.startswith(JAVA_FRAME) or JAVA_FRAME.startswith(partial[: len(JAVA_FRAME)])
+    return partial == ANY_NEXT or (
+        bool(partial)
+        and (partial.startswith(JAVA_FRAME) or JAVA_FRAME.startswith(partial[: len(JAVA_FRAME)]))
     )
 
 
