@@ -71,7 +71,8 @@ def _servers(request: pytest.FixtureRequest) -> set[int]:
     """The processes of the control planes the test uses (a fixture's, or a cluster's `cp`): a
     test that restarts one of their servers (an outage) leaves the new process to the fixture
     that owns the control plane."""
-    values = request.node.funcargs.values()
+    # None when the test was interrupted before its fixtures were set up (Ctrl-C).
+    values = (getattr(request.node, "funcargs", None) or {}).values()
     planes = [value for value in values if isinstance(value, ControlPlane)]
     planes += [v.cp for v in values if isinstance(getattr(v, "cp", None), ControlPlane)]
     return {pid for plane in planes for pid in plane.pids.values()}
