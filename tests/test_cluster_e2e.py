@@ -41,7 +41,7 @@ from sidecar.inject.annotations import PREFIX
 from sidecar.inject.settings import DEFAULT_IMAGE
 from tests.controlplane import REPO_ROOT, ControlPlane
 from tests.daemon_support import wait_for
-from tests.realnode import NODE_NAME, RealNode, build_controller_image, host_address, host_state
+from tests.realnode import NODE_NAME
 from tests.test_daemon_prometheus import PROMETHEUS, Prometheus
 from tests.test_real_node import (
     CONTROLLER,
@@ -50,10 +50,9 @@ from tests.test_real_node import (
     RQA_GROUP,
     Cluster,
     age,
-    build_sidecar_image,
     events,
-    install_example_objects,
     metrics_url,
+    running_cluster,
     the_pod,
     wait_events,
     wait_running,
@@ -71,17 +70,8 @@ EMITTED_BY_REASON = "sum by (reason) (event_sidecar_events_emitted_total)"
 def cluster() -> Iterator[Cluster]:
     """The control plane with its real node, the example's objects installed; afterwards the
     host is as it was before."""
-    images = [build_sidecar_image(), build_controller_image()]
-    began = time.monotonic()
-    with ControlPlane(node_address=host_address()) as cp:
-        cp.start_cluster(simulated_node=False)
-        with RealNode(cp, images=images) as node:
-            seconds = time.monotonic() - began
-            print(f"control plane + real node up in {seconds:.1f} s", file=sys.stderr)
-            cp.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml"))
-            install_example_objects(cp)
-            yield Cluster(cp, node, seconds)
-    assert host_state() == node.host_before
+    with running_cluster() as running:
+        yield running
 
 
 def remove_example(cp: ControlPlane, timeout: float = 90) -> None:

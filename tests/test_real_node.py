@@ -21,7 +21,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,16 +80,25 @@ def build_sidecar_image() -> str:
     return DEFAULT_IMAGE
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """The cluster with its real node; afterwards the host is as it was before."""
+@contextmanager
+def running_cluster(
+    *, example: bool = True, kubelet_config: Mapping[str, object] | None = None
+) -> Iterator[Cluster]:
+    """The control plane with its real node running the built images and, with `example`, the
+    example's namespace and objects; afterwards the host is as it was before (asserted). One
+    real node at a time: each test module that needs one enters this in a module fixture."""
     images = [build_sidecar_image(), build_controller_image()]
     began = time.monotonic()
     with ControlPlane(node_address=host_address()) as cp:
         cp.start_cluster(simulated_node=False)
-        with RealNode(cp, images=images) as node:
+        with RealNode(cp, images=images, kubelet_config=kubelet_config) as node:
             seconds = time.monotonic() - began
             print(f"control plane + real node up in {seconds:.1f} s", file=sys.stderr)
+            if example:
+                cp.kubectl(
+                    "apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml")
+                )
+                install_example_objects(cp)
             yield Cluster(cp, node, seconds)
             stopping = time.monotonic()
     print(
@@ -96,6 +106,13 @@ def cluster() -> Iterator[Cluster]:
         file=sys.stderr,
     )
     assert host_state() == node.host_before
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """The cluster with its real node; afterwards the host is as it was before."""
+    with running_cluster(example=False) as running:
+        yield running
 
 
 def install_example_objects(cp: ControlPlane) -> None:

@@ -28,8 +28,7 @@ from datetime import datetime
 import pytest
 
 from sidecar.inject import SIDECAR_NAME
-from tests.controlplane import REPO_ROOT, ControlPlane
-from tests.realnode import RealNode, build_controller_image, host_address, host_state
+from tests.controlplane import ControlPlane
 from tests.realnode_pods import (
     apply_example,
     cri_lines,
@@ -45,11 +44,10 @@ from tests.test_real_node import (
     EXPECTED_EVENTS,
     NAMESPACE,
     Cluster,
-    build_sidecar_image,
     container_pid,
-    install_example_objects,
     metric,
     metrics_url,
+    running_cluster,
     settled,
     sidecar_log,
     statuses,
@@ -66,15 +64,8 @@ LINES = len(EXAMPLE_LOG.read_text().splitlines())
 def cluster() -> Iterator[Cluster]:
     """The control plane with its real node and the example's objects; afterwards the host is
     as it was before."""
-    images = [build_sidecar_image(), build_controller_image()]
-    began = time.monotonic()
-    with ControlPlane(node_address=host_address()) as cp:
-        cp.start_cluster(simulated_node=False)
-        with RealNode(cp, images=images) as node:
-            cp.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml"))
-            install_example_objects(cp)
-            yield Cluster(cp, node, time.monotonic() - began)
-    assert host_state() == node.host_before
+    with running_cluster() as running:
+        yield running
 
 
 @pytest.fixture

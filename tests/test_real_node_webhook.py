@@ -28,12 +28,11 @@ import pytest
 from sidecar.inject import SIDECAR_NAME
 from sidecar.inject.settings import DEFAULT_IMAGE
 from tests.controlplane import REPO_ROOT, ControlPlane
-from tests.realnode import NODE_NAME, RealNode, build_controller_image, host_address, host_state
+from tests.realnode import NODE_NAME
 from tests.test_real_node import (
     EXPECTED_EVENTS,
     Cluster,
-    build_sidecar_image,
-    install_example_objects,
+    running_cluster,
     wait_events,
     wait_running,
 )
@@ -47,15 +46,8 @@ CONFIGURATION = "event-sidecar-injector"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    images = [build_sidecar_image(), build_controller_image()]
-    began = time.monotonic()
-    with ControlPlane(node_address=host_address()) as cp:
-        cp.start_cluster(simulated_node=False)
-        with RealNode(cp, images=images) as node:
-            cp.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml"))
-            install_example_objects(cp)
-            yield Cluster(cp, node, time.monotonic() - began)
-    assert host_state() == node.host_before
+    with running_cluster() as running:
+        yield running
 
 
 def deploy_webhook(cp: ControlPlane) -> None:

@@ -22,7 +22,6 @@ import yaml
 
 from sidecar.inject import SIDECAR_NAME
 from tests.controlplane import REPO_ROOT, ControlPlane
-from tests.realnode import RealNode, build_controller_image, host_address, host_state
 from tests.test_cluster_e2e import remove_example
 from tests.test_real_node import (
     CONTROLLER,
@@ -30,11 +29,10 @@ from tests.test_real_node import (
     EXAMPLE_LOG,
     NAMESPACE,
     Cluster,
-    build_sidecar_image,
     container_pid,
-    install_example_objects,
     metric,
     metrics_url,
+    running_cluster,
     settled,
     sidecar_log,
     statuses,
@@ -50,19 +48,13 @@ MAX_SIZE = "200Ki"  # the example log is 262 KiB: a rotation every pass or two
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    images = [build_sidecar_image(), build_controller_image()]
     kubelet = {
         "containerLogMaxSize": MAX_SIZE,
         "containerLogMaxFiles": 3,
         "containerLogMonitorInterval": "3s",
     }
-    with ControlPlane(node_address=host_address()) as cp:
-        cp.start_cluster(simulated_node=False)
-        with RealNode(cp, images=images, kubelet_config=kubelet) as node:
-            cp.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml"))
-            install_example_objects(cp)
-            yield Cluster(cp, node, 0.0)
-    assert host_state() == node.host_before
+    with running_cluster(kubelet_config=kubelet) as running:
+        yield running
 
 
 def apply_busy_example(cp: ControlPlane) -> None:
