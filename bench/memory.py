@@ -404,9 +404,9 @@ Targets for the daemon, peak <= {PEAK_TARGET_MIB} MiB and idle <= {IDLE_TARGET_M
 
 Nearly all of the idle figure is imports; the section "Start-up and imports" (bench/startup.py)
 breaks it down by package. The daemon serves `/metrics` and its probes without aiohttp's server
-(`sidecar/runtime/status.py`); with the API sink it loads aiohttp's client, which makes its writes
-(`sidecar/kube/sender.py`, about 10 MiB of the api figures), and the `kubernetes` client, which
-loads the configuration and looks objects up.
+(`sidecar/runtime/status_server.py`); with the API sink it loads aiohttp's client, which makes its
+writes (`sidecar/kube/sender.py`, about 10 MiB of the api figures), and the `kubernetes` client,
+which loads the configuration and looks objects up.
 """
 
 

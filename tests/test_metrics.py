@@ -168,7 +168,7 @@ def test_importing_the_metrics_changes_nothing_in_prometheus_client() -> None:
     probe = (
         "import prometheus_client.metrics as m; "
         "import sidecar.runtime.exposition, sidecar.runtime.metrics, sidecar.inject.webhook, "
-        "sidecar.runtime.http; print(m._use_created)"
+        "sidecar.runtime.status_routes; print(m._use_created)"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60

@@ -59,7 +59,7 @@ from sidecar.recording.recorder_eventsv1 import ModernRecorder
 from sidecar.runtime.checkpoints import Checkpoint
 from sidecar.runtime.metrics import Metrics
 from sidecar.runtime.sinks import Sink
-from sidecar.runtime.status import StatusServer
+from sidecar.runtime.status_server import StatusServer
 from sidecar.runtime.tasks import Supervisor, until
 from sidecar.runtime.threads import WorkerThread, call_once
 from sidecar.sources.podlog import LogAPI

@@ -36,7 +36,7 @@ from sidecar.inject.admission import (
 from sidecar.inject.patch import build_patch
 from sidecar.inject.settings import InjectSettings
 from sidecar.runtime.exposition import show_created_series
-from sidecar.runtime.http import Checks, add_probe_routes
+from sidecar.runtime.status_routes import Checks, add_probe_routes
 from sidecar.runtime.tasks import Supervisor
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ hanging until its timeout would hold up a shutdown whose deadline already passed
 thread run one after another, which also gives the checkpoint its "one write at a time" for
 free. `call_later` is the process's last resort (a watchdog that ends it), on a daemon thread
 too, so that it never holds an exit up either. The status server's own thread
-(`sidecar.runtime.status`) is the standard library's WSGI server, not blocking work.
+(`sidecar.runtime.status_server`) is the standard library's WSGI server, not blocking work.
 """
 
 from __future__ import annotations

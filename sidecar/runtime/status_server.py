@@ -4,7 +4,8 @@ The daemon needs three GETs and nothing more, so it serves them with `wsgiref` a
 prometheus_client's own WSGI app, both loaded by prometheus_client anyway, rather than with
 aiohttp's server: `--dry-run` then loads no aiohttp at all (about 11 MiB of resident set,
 BENCHMARKS.md, memory), and a run against the API only aiohttp's client, for its writes. The
-webhook, which serves TLS admission requests at volume, keeps aiohttp (`sidecar.runtime.http`).
+webhook, which serves TLS admission requests at volume, keeps aiohttp
+(`sidecar.runtime.status_routes`).
 
 Requests are answered on the server's threads, but the checks run on the daemon's event loop
 (`call_soon_threadsafe`), so they see the daemon's state as its tasks do (and so does the count

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from sidecar.runtime.status import StatusServer
+from sidecar.runtime.status_server import StatusServer
 
 
 @pytest.fixture

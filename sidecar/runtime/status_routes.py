@@ -1,8 +1,8 @@
 """The webhook's `/metrics`, `/healthz` and `/readyz` routes (aiohttp, thin).
 
-The daemon serves the same three paths without aiohttp's server (`sidecar.runtime.status`), to keep
-its memory down; the webhook already runs an aiohttp server for admission, so its probes are routes
-on it.
+The daemon serves the same three paths without aiohttp's server (`sidecar.runtime.status_server`),
+to keep its memory down; the webhook already runs an aiohttp server for admission, so its probes are
+routes on it.
 
 `/metrics` is prometheus_client's own aiohttp handler (content negotiation, `name[]` filters and
 compression as its other servers do them); the probes only adapt: readiness
