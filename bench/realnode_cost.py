@@ -37,17 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sidecar.inject import SIDECAR_NAME
-from tests.controlplane import REPO_ROOT, ControlPlane
-from tests.realnode import RealNode, build_controller_image, host_address
 from tests.realnode_pods import apply_example
 from tests.test_cluster_e2e import remove_example
 from tests.test_real_node import (
     Cluster,
-    build_sidecar_image,
     container_pid,
-    install_example_objects,
     metric,
     metrics_url,
+    running_cluster,
     statuses,
     the_pod,
     wait_running,
@@ -173,19 +170,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=60.0)
     args = parser.parse_args()
-    images = [build_sidecar_image(), build_controller_image()]
     results = []
-    with ControlPlane(node_address=host_address()) as cp:
-        cp.start_cluster(simulated_node=False)
-        with RealNode(cp, images=images) as node:
-            cp.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "example" / "namespace.yaml"))
-            install_example_objects(cp)
-            cluster = Cluster(cp, node, 0.0)
-            for rate in args.rates:
-                figures = measure(cluster, rate, args.warmup, args.duration)
-                print(json.dumps(figures.__dict__), file=sys.stderr, flush=True)
-                results.append(figures)
-            remove_example(cp)
+    with running_cluster() as cluster:
+        for rate in args.rates:
+            figures = measure(cluster, rate, args.warmup, args.duration)
+            print(json.dumps(figures.__dict__), file=sys.stderr, flush=True)
+            results.append(figures)
+        remove_example(cluster.cp)
     print(table(results, args))
 
 
