@@ -9,6 +9,9 @@
   Threads and children of session- and module-scoped fixtures (the control plane, a real node)
   are set up before the check looks and are not counted, nor are a control plane's servers
   that a test restarted (an outage).
+- A garbage collection after each test, so that an object it left unclosed (a socket, a
+  transport) warns, and fails, in that test rather than in whichever test the collector next
+  happens to run in.
 - A per-test timeout (pytest-timeout, `timeout` in pyproject.toml) for the tests that need no
   cluster; the tests against a control plane get `SLOW_TIMEOUT`, since their first test also
   starts the servers, and those that build an image or start a real node `BUILD_TIMEOUT`.
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 import time
@@ -84,6 +88,7 @@ def no_thread_or_process_left(request: pytest.FixtureRequest) -> Iterator[None]:
     threads = set(threading.enumerate())
     children = set(_children())
     yield
+    gc.collect()
     end = time.monotonic() + _GRACE
     left = [thread for thread in threading.enumerate() if thread not in threads]
     for thread in left:

@@ -331,7 +331,15 @@ def labelling_webhook(cp: ControlPlane, workdir: Path) -> Iterator[tuple[str, li
     app.router.add_post("/mutate", mutate)
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start())
+    assert runner.server is not None
+    handlers: list[asyncio.BaseProtocol] = []
+
+    def accept() -> asyncio.BaseProtocol:
+        assert runner.server is not None
+        handlers.append(runner.server())
+        return handlers[-1]
+
+    server = loop.run_until_complete(loop.create_server(accept, "127.0.0.1", port, ssl=context))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
@@ -339,7 +347,16 @@ def labelling_webhook(cp: ControlPlane, workdir: Path) -> Iterator[tuple[str, li
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        server.close()
+        # The apiserver keeps its connections alive, and closing a TLS connection waits for the
+        # peer's close_notify: abort them instead, so that each socket is closed (on the next
+        # loop turn) before the loop is, not left to the garbage collector.
+        for handler in handlers:
+            transport = getattr(handler, "transport", None)
+            if transport is not None:
+                transport.abort()
         loop.run_until_complete(runner.cleanup())
+        loop.run_until_complete(asyncio.sleep(0.1))
         loop.close()
 
 
