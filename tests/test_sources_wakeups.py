@@ -244,3 +244,52 @@ async def test_writes_to_a_file_shorter_than_its_fingerprint_never_wait(tmp_path
         running.cancel()
         collecting.cancel()
         await asyncio.gather(running, collecting, return_exceptions=True)
+
+
+async def test_a_line_kept_for_a_stack_waits_for_the_settled_read(tmp_path: Path) -> None:
+    """Each read's last line is kept back for a stack that may follow it (`--stack-linger`).
+    Released on its own after the linger, it woke the source once more per read of a steadily
+    written file: half the wake-ups at 10-100 lines/s. While writes settle it now goes with the
+    settled read; after the last write it goes at the next settle time's end, when no more
+    writes came: at most two settle times after it was written."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"x" * 300 + b"\n")  # longer than its fingerprint: writes may settle
+    blocks: asyncio.Queue[Block] = asyncio.Queue(100)
+    settings = FileSettings(
+        paths=(str(log),),
+        watch="inotify",
+        inotify_rescan_interval=30.0,
+        settle_time=0.3,
+        linger=0.05,
+    )
+    source = FileSource(settings, blocks, Metrics(CollectorRegistry()))
+    running = asyncio.create_task(source.run())
+    handed: list[tuple[float, list[bytes]]] = []
+
+    async def collect() -> None:
+        while True:
+            block = await blocks.get()
+            if block.data:
+                handed.append((time.monotonic(), block.data.splitlines()))
+
+    collecting = asyncio.create_task(collect())
+    try:
+        await _until(lambda: source.ready and handed, "the first line")
+        handed.clear()
+        with log.open("ab", buffering=0) as out:
+            for number in range(12):  # 10 lines/s for 1.2 s: four settle times
+                out.write(b"line %d\n" % number)
+                await asyncio.sleep(0.1)
+        last_write = time.monotonic() - 0.1
+        await _until(lambda: sum(len(lines) for _, lines in handed) >= 12, "every line")
+        assert [line for _, lines in handed for line in lines] == [
+            b"line %d" % number for number in range(12)
+        ]
+        # One block per read (the first write's, then one per settle time) and the last line's
+        # release: about 6. A release of its own after each read made it about twice that.
+        assert len(handed) <= 7, [lines for _, lines in handed]
+        assert handed[-1][0] - last_write < 2 * 0.3 + 0.25
+    finally:
+        running.cancel()
+        collecting.cancel()
+        await asyncio.gather(running, collecting, return_exceptions=True)

@@ -110,7 +110,8 @@ RUN_OPTIONS: Final = (
     ),
     Option(
         "--stack-linger",
-        "seconds a line that ended a read waits for a stack (a traceback) after it",
+        "seconds a line that ended a read waits for a stack (a traceback) after it (default "
+        "0.05; a file's, while its writes settle or when polling, until the next read)",
         parse=positive_float,
         to=("files.linger", "sockets.linger", "pod_log.linger"),
     ),
@@ -118,7 +119,8 @@ RUN_OPTIONS: Final = (
         "--settle-time",
         "seconds further writes to a file (inotify), or chunks of a pod's log, wait before they "
         "are read together, so that many small writes cost one wake-up; adds at most this much "
-        "latency (default 0.1; 0: each at once, the lowest latency for more CPU)",
+        "latency, twice for a read's last line, which waits for a stack until the next settled "
+        "read (default 0.1; 0: each at once, the lowest latency for more CPU)",
         parse=non_negative_float,
         to=("files.settle_time", "pod_log.settle_time"),
     ),

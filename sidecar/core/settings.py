@@ -47,12 +47,13 @@ class FileSettings:
     #: long before they are read, all at once. A controller that does not buffer its log writes
     #: once per line, and waking for each write cost far more than its line (0.2-1 ms of Python
     #: per wake-up); so N writes within this time cost one wake-up. It bounds the latency it adds
-    #: (well under the apiserver's round trip and polling's 250 ms); a file quiet for longer is
-    #: read at its first write, without the wait. New, renamed and removed files never wait, and
-    #: no write waits while a rotation is under way or a file is shorter than its fingerprint
-    #: (`FileSource._may_settle`). 0 reads every write at once: the lowest latency (about 10 ms
-    #: instead of up to 100), for about 10x the CPU at 1,000 one-line writes/s (BENCHMARKS.md,
-    #: cost).
+    #: (well under the apiserver's round trip and polling's 250 ms; twice this for a read's
+    #: last line, kept back for a stack until the next settled read: `linger`); a file quiet for
+    #: longer is read at its first write, without the wait. New, renamed and removed files never
+    #: wait, and no write waits while a rotation is under way or a file is shorter than its
+    #: fingerprint (`FileSource._may_settle`). 0 reads every write at once: the lowest latency
+    #: (about 10 ms instead of up to 100), for about 10x the CPU at 1,000 one-line writes/s
+    #: (BENCHMARKS.md, cost).
     settle_time: float = 0.1
     #: Bytes read from a file at once. Bounds the memory of one step and the time the event loop
     #: spends on one file before the others get a turn.
@@ -71,6 +72,10 @@ class FileSettings:
     #: stack trace) once the file has stopped growing: the writer may have written the line and
     #: not yet its stack, so the two are read apart. More bytes within it join the line at once;
     #: a line without a stack is handed over after it (`sidecar.core.lines.scan.DEFAULT_LINGER`).
+    #: While writes settle, it waits for the settled read too, and when polling for the next
+    #: poll (`FileSource._release_lingering`): released in between, it would cost a wake-up and
+    #: a read per read of a steadily written file. The last line of a burst then waits up to two
+    #: settle times, or two poll intervals.
     linger: float = DEFAULT_LINGER
 
 

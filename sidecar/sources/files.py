@@ -376,6 +376,7 @@ class FileSource(Rotations):
             return False
         read_at = time.monotonic()
         followed.last_growth = read_at
+        followed.release_after = max(read_at + self.settings.linger, self._watcher.next_look() or 0)
         followed.offset += len(data)
         followed.seen_size = max(followed.seen_size, followed.offset)
         framer = followed.framer
@@ -390,13 +391,18 @@ class FileSource(Rotations):
         """Hand over the lines kept back for a stack that may follow them (`LineFramer.lingering`)
         of files that have not grown for `linger` seconds: the stack is not coming. Return the
         seconds until the next such file is due (None: no line is kept back). Checked after every
-        read, so a busy file never keeps another's line back."""
+        read, so a busy file never keeps another's line back.
+
+        A kept line also waits for the source's next look after its read, the settled read while
+        writes settle, or the next poll (`Followed.release_after`, `FileSettings.linger`):
+        released in between, it would cost a wake-up and a read of its own, as much as the read
+        that the settle time or the polling saves, for each read of a file written steadily."""
         now = time.monotonic()
         due: float | None = None
         for followed in list(self._files.values()):
             if not followed.framer.lingering:
                 continue
-            left = followed.last_growth + self.settings.linger - now
+            left = followed.release_after - now
             if left > 0:
                 due = left if due is None else min(due, left)
                 continue

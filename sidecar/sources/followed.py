@@ -46,6 +46,10 @@ class Followed:
     #: `time.monotonic()` when its path stopped naming it (rotated or deleted); None while it does.
     gone_since: float | None = None
     last_growth: float = field(default_factory=time.monotonic)
+    #: `time.monotonic()` from which lines kept back for a stack may go without more bytes: the
+    #: linger after the last growth, or the source's next look if that is later
+    #: (`FileSource._release_lingering`).
+    release_after: float = 0.0
     #: The largest size seen: at a truncation, what we had not read yet is at most this minus
     #: `committed`.
     seen_size: int = 0

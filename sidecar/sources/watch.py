@@ -26,6 +26,7 @@ import asyncio
 import glob
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -207,6 +208,14 @@ class ChangeWatcher:
         for instance in (self._inotify, self._content):
             if instance is not None:
                 instance.read(timeout=0)
+
+    def next_look(self) -> float | None:
+        """When the source next looks at the files without a wake-up of its own
+        (`time.monotonic()`, the loop's clock): the end of the settle time under way, or the next
+        poll; None while a write is handed over as it comes."""
+        if self._inotify is None:
+            return time.monotonic() + self.settings.poll_interval
+        return None if self._settling is None else self._settling.when()
 
     async def wait(self) -> bool:
         """Until something may have changed: an inotify event, or the polling interval. Return
