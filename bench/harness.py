@@ -264,9 +264,10 @@ class Child:
         stop(self.process)
 
 
-def _launch(
+def launch(
     argv: list[str], stderr_path: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
+    """`argv` from the repository's root, its stderr to `stderr_path`, no stdin or stdout."""
     with stderr_path.open("wb") as stderr:
         return subprocess.Popen(
             argv,
@@ -292,7 +293,7 @@ def sidecar_run(work: Path, options: Sequence[str], *, host: str) -> Iterator[Ch
     compile_bytecode()
     stderr_path = work / "sidecar.stderr"
     argv = [sys.executable, "-m", "sidecar", "run", "--listen", "127.0.0.1:0", *options]
-    process = _launch(argv, stderr_path, {**os.environ, "POD_NAME": host})
+    process = launch(argv, stderr_path, {**os.environ, "POD_NAME": host})
     try:
         url = f"http://127.0.0.1:{started_port(stderr_path, process)}/metrics"
         wait_http(url, "the daemon")
@@ -309,7 +310,7 @@ def mtail_daemon(work: Path, progs: Path, logs: str) -> Iterator[Child]:
         raise SystemExit("mtail is not installed (apt-get install mtail): no peer to compare with")
     port = free_port()
     argv = [binary, "--progs", str(progs), "--logs", logs, "--address", "127.0.0.1"]
-    process = _launch([*argv, "--port", str(port), "--logtostderr"], work / "mtail.stderr")
+    process = launch([*argv, "--port", str(port), "--logtostderr"], work / "mtail.stderr")
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         wait_http(url, "mtail")

@@ -14,11 +14,12 @@ once, in the same run, so that the shared machine's load weighs on all of them a
   real kube-apiserver; the Events go to namespaces created for them), with `--dry-run`, and with
   `--dry-run --watch poll`, each with the daemon's defaults otherwise (inotify, its settle time),
   and by the peer, mtail's daemon: `mtail --progs bench/mtail-one-regex --logs LOG` (its
-  cheapest program for the same job: one regex);
+  cheapest program for the same job: one regex), and by `bench/floors.py file`, the least any
+  asyncio follower of a file does (inotify, pread, orjson per line: what Python itself costs);
 - a pod's log served by the pod log API (bench/podlog.py, which says why a local server rather
   than kwok behind the apiserver), followed by `run --pod-log app --dry-run` (what the injection
-  sets up, without the writes) and by its peer, `kubectl logs -f --timestamps` (the same
-  request, the same bytes).
+  sets up, without the writes), by its peer, `kubectl logs -f --timestamps` (the same
+  request, the same bytes), and by `bench/floors.py pod-log` (aiohttp's client, orjson per line).
 
 First all sit idle for `--idle` seconds (no lines): their idle CPU and their resident memory at
 rest (VmRSS). Then, per case, a writer appends bench/generate.py's mixed log at 10, 100 and 1,000
@@ -46,6 +47,7 @@ import math
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -54,7 +56,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.harness import Child, mtail_daemon, sidecar_run, stop, wait_http
+from bench.harness import Child, launch, mtail_daemon, sidecar_run, stop, wait_http
 from bench.memory import create_namespaces, make_log
 from bench.podlog import PodLogServer
 from bench.report import ROOT, cluster, load_average, machine, today, write_section
@@ -82,6 +84,8 @@ FILE_READERS = {
     "poll": ("`--dry-run --watch poll`", ["--dry-run", "--watch", "poll"]),
 }
 NAMESPACE, POD, CONTAINER = "bench", "controller-0", "app"
+FLOOR_TITLE = "Python floor (asyncio, inotify, orjson)"
+FLOOR_TITLE_POD_LOG = "Python floor (aiohttp, orjson)"
 
 
 @dataclass(frozen=True)
@@ -291,12 +295,39 @@ def file_source(
                 argv += ["--settle-time", f"{settle:g}"]
             child = stack.enter_context(sidecar_run(folder, argv, host=f"wakeups-{key}"))
             readers.append(Reader(key, title, child, ours=True))
+        floor = stack.enter_context(floor_reader("file", str(log), work, settle))
+        readers.append(Reader("floor", FLOOR_TITLE, floor, ours=False))
         mtail = stack.enter_context(mtail_daemon(work, BENCH / "mtail-one-regex", str(log)))
         readers.append(Reader("mtail", "mtail daemon (one regex)", mtail, ours=False))
         with log.open("ab", buffering=0) as out:
             writer = Writer(out.write, lines)
             measure(readers, writer, plan)
+        stack.close()
+        check_floor(floor, writer.next)
     return readers
+
+
+@contextlib.contextmanager
+def floor_reader(kind: str, source: str, work: Path, settle: float | None) -> Iterator[Child]:
+    """A Python floor (bench/floors.py, `kind` file or pod-log) reading `source` with the
+    daemon's settle time."""
+    argv = [sys.executable, "-m", "bench.floors", kind, source]
+    if settle is not None:
+        argv += ["--settle-time", f"{settle:g}"]
+    child = Child(launch(argv, work / "floor.stderr"), "", work / "floor.stderr")
+    try:
+        yield child
+    finally:
+        stop(child.process)
+
+
+def check_floor(floor: Child, written: int) -> None:
+    """The floor, stopped, printed the number of lines it read last: all of them."""
+    counted = floor.stderr().split()
+    if counted[-1:] != [str(written)]:
+        raise SystemExit(
+            f"the Python floor read {counted[-1:]} lines of {written}:\n{floor.stderr()}"
+        )
 
 
 @contextlib.contextmanager
@@ -323,14 +354,20 @@ def pod_log_source(kubectl: Path, plan: Plan) -> list[Reader]:
             argv = ["--pod-log", CONTAINER, "--pod", POD, "--namespace", NAMESPACE]
             argv += ["--kubeconfig", str(kubeconfig), "--dry-run", *_common(work)]
             ours = stack.enter_context(sidecar_run(work, argv, host=POD))
+            url = f"http://127.0.0.1:{server.port}/api/v1/namespaces/{NAMESPACE}/pods/{POD}/log"
+            url += f"?container={CONTAINER}&follow=true&timestamps=true"
+            floor = stack.enter_context(floor_reader("pod-log", url, work, None))
             peer = stack.enter_context(kubectl_logs(kubectl, kubeconfig, work))
             readers = [
                 Reader("pod-log", "`run --pod-log --dry-run`", ours, ours=True),
+                Reader("floor", FLOOR_TITLE_POD_LOG, floor, ours=False),
                 Reader("kubectl", "`kubectl logs -f`", peer, ours=False),
             ]
             wait_http(ours.url, "the daemon")
             writer = Writer(server.append, lines)
             measure(readers, writer, plan)
+            stack.close()
+            check_floor(floor, writer.next)
             deadline = time.monotonic() + 10
             while len((work / "kubectl.out").read_bytes().splitlines()) < writer.next:
                 if time.monotonic() > deadline:
@@ -364,7 +401,7 @@ def cost_table(
     readers: list[Reader], peer: Reader, cases: list[tuple[int, str]], unit: str = "write()"
 ) -> str:
     """The issue's table: millicores per case, with the ratio to the peer; idle; memory."""
-    ours = [reader for reader in readers if reader.ours]
+    ours = [reader for reader in readers if reader is not peer]
     head = "| lines/s | " + " | ".join(r.title for r in ours) + f" | {peer.title} |"
     rows = [head, "|---" * (len(ours) + 2) + "|"]
     for rate, mode in cases:
@@ -373,6 +410,9 @@ def cost_table(
         for reader in ours:
             mine = reader.cpu[rate, mode]
             ratio = f"{mine / theirs:.1f}x" if theirs else "inf"
+            if not reader.ours:  # the floor: no /metrics to probe
+                cells.append(f"{mine:.1f} ({ratio})")
+                continue
             p99 = quantile(reader.latency[rate, mode], 0.99) * 1000
             cells.append(f"{mine:.1f} ({ratio}; p99 {p99:.0f} ms)")
         name = _case_name(rate, mode).replace("write()", unit)
@@ -389,16 +429,22 @@ def cost_table(
 
 
 def verdicts(readers: list[Reader], peer: Reader, cases: list[tuple[int, str]]) -> str:
+    floors = [r for r in readers if r.key == "floor"]
     lines = []
     for reader in (r for r in readers if r.ours):
         worst = max(reader.cpu[c] / peer.cpu[c] if peer.cpu[c] else math.inf for c in cases)
         p99 = max(quantile(reader.latency[c], 0.99) for c in cases)
         met = worst <= RATIO_TARGET and p99 < LATENCY_TARGET
-        lines.append(
+        line = (
             f"{reader.title}: at most {worst:.1f}x {peer.title} over the cases, p99 latency at "
             f"most {p99 * 1000:.0f} ms: {'met' if met else '**not met**'}; idle "
             f"{reader.idle_mc:.2f} millicores against {peer.idle_mc:.2f}"
         )
+        for floor in floors:
+            over = [reader.cpu[c] / floor.cpu[c] for c in cases if floor.cpu[c]]
+            if over:
+                line += f"; {min(over):.1f}-{max(over):.1f}x the Python floor"
+        lines.append(line)
     return "\n".join(f"- {line}" for line in lines)
 
 
@@ -489,7 +535,10 @@ def main() -> None:
 {verdicts(files, mtail, cases)}
 
 Ours follow with inotify and {settle}; `--watch poll` looks every 250 ms, as mtail does (its
-default `--poll_interval`). {f"The API sink used {origin}." if origin else ""}"""
+default `--poll_interval`). The Python floor is `bench/floors.py file` with the same settle
+time: asyncio, inotify, a pread and orjson per line, nothing else (no rules, metrics or
+checkpoint), so it is what any asyncio follower of this file pays per wake-up.
+{f"The API sink used {origin}." if origin else ""}"""
         )
     if pods:
         kubectl = pods[-1]
@@ -500,9 +549,11 @@ default `--poll_interval`). {f"The API sink used {origin}." if origin else ""}""
 
 {verdicts(pods, kubectl, cases)}
 
-Both read one stream each from bench/podlog.py's pod log API on loopback, the same request
+All read one stream each from bench/podlog.py's pod log API on loopback, the same request
 (`follow=true&timestamps=true`) and the same chunks; one chunk per line is an unbuffered
-controller whose every write the kubelet sends on at once."""
+controller whose every write the kubelet sends on at once. The Python floor is
+`bench/floors.py pod-log`: aiohttp's client with the daemon's settle time, orjson per line,
+nothing else."""
         )
     body = f"""## Cost: CPU per rate, idle, memory and latency, beside the peers
 
