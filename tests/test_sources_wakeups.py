@@ -35,6 +35,20 @@ async def _until(condition: object, what: str, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.fixture
+def expansions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The patterns `glob.glob` expands from now on, in order."""
+    expanded: list[str] = []
+    real_glob = glob.glob
+
+    def counting_glob(pattern: str) -> list[str]:
+        expanded.append(pattern)
+        return real_glob(pattern)
+
+    monkeypatch.setattr(glob, "glob", counting_glob)
+    return expanded
+
+
 async def test_writes_within_the_settle_time_cost_one_wake_up(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
@@ -100,19 +114,9 @@ async def test_new_files_do_not_wait_for_the_settle_time(tmp_path: Path) -> None
         watcher.stop()
 
 
-async def test_writes_alone_never_expand_the_globs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_writes_alone_never_expand_the_globs(tmp_path: Path, expansions: list[str]) -> None:
     log = tmp_path / "app.log"
     log.write_bytes(b"")
-    expansions: list[str] = []
-    real_glob = glob.glob
-
-    def counting_glob(pattern: str) -> list[str]:
-        expansions.append(pattern)
-        return real_glob(pattern)
-
-    monkeypatch.setattr(glob, "glob", counting_glob)
     blocks: asyncio.Queue[Block] = asyncio.Queue(100)
     settings = FileSettings(
         paths=(str(tmp_path / "*.log"),),
@@ -149,7 +153,7 @@ async def test_writes_alone_never_expand_the_globs(
 
 
 async def test_the_checkpoint_written_beside_the_log_is_not_scanned_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, expansions: list[str]
 ) -> None:
     """The checkpoint's place by default is beside the log: each write creates its temporary
     file and renames it over the checkpoint, every second while lines come. Those entries are
@@ -157,14 +161,6 @@ async def test_the_checkpoint_written_beside_the_log_is_not_scanned_for(
     log = tmp_path / "app.log"
     log.write_bytes(b"")
     checkpoint = tmp_path / "checkpoint.json"
-    expansions: list[str] = []
-    real_glob = glob.glob
-
-    def counting_glob(pattern: str) -> list[str]:
-        expansions.append(pattern)
-        return real_glob(pattern)
-
-    monkeypatch.setattr(glob, "glob", counting_glob)
     blocks: asyncio.Queue[Block] = asyncio.Queue(100)
     settings = FileSettings(
         paths=(str(tmp_path / "*.log"),), watch="inotify", inotify_rescan_interval=30.0

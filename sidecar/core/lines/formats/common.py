@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sidecar.core.lines.records import UNKNOWN_LEVEL
+from sidecar.core.lines.records import UNKNOWN_LEVEL, Record
 
 #: Every spelling of a level seen in controller logs, mapped onto (canonical level, verbosity).
 LEVEL_NAMES: Final[dict[str, tuple[str, int]]] = {
@@ -46,6 +46,31 @@ MISSING: Final = {
     for message in (False, True)
 }
 NO_TIME: Final = MISSING[(True, False, False)]
+
+
+def text_record(
+    stamp_text: str,
+    level_name: str,
+    logger: str,
+    message: str,
+    *,
+    fields: dict[str, Any],
+    format_name: str,
+) -> Record:
+    """A text line's record from the parts its pattern found: the level and time read as every
+    format reads them, and a time that does not parse said so (`missing`), not replaced."""
+    level, verbosity = parse_level(level_name)
+    stamp = parse_time(stamp_text)
+    return Record(
+        message=message,
+        level=level,
+        verbosity=verbosity,
+        time=stamp,
+        logger=logger,
+        fields=fields,
+        format=format_name,
+        missing=NO_TIME if stamp is None else (),
+    )
 
 
 def parse_level(raw: Any) -> tuple[str, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from sidecar.core.lines.formats.common import NO_TIME, parse_level, parse_time
+from sidecar.core.lines.formats.common import text_record
 from sidecar.core.lines.records import Record
 
 #: log4j2's PatternLayout as Strimzi's operators configure it (their log4j2.properties,
@@ -25,15 +25,5 @@ def decode_log4j2(text: str) -> Record | None:
     if match is None:
         return None
     stamp_text, level_name, logger, line, message = match.groups()
-    level, verbosity = parse_level(level_name)
-    stamp = parse_time(stamp_text)
-    return Record(
-        message=message,
-        level=level,
-        verbosity=verbosity,
-        time=stamp,
-        logger=logger,
-        fields={"line": line} if line else {},
-        format="log4j2",
-        missing=NO_TIME if stamp is None else (),
-    )
+    fields = {"line": line} if line else {}
+    return text_record(stamp_text, level_name, logger, message, fields=fields, format_name="log4j2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from sidecar.core.lines.formats.common import NO_TIME, parse_level, parse_time
+from sidecar.core.lines.formats.common import text_record
 from sidecar.core.lines.records import Record
 
 #: Python `logging` with kopf's format string, `LogFormat.FULL` in kopf/_core/actions/loggers.py:
@@ -32,7 +32,6 @@ def decode_python_text(text: str) -> Record | None:
     if match is None:
         return None
     stamp_text, name, level_name, message = match.groups()
-    level, verbosity = parse_level(level_name.rstrip(" "))
     logger = name.rstrip(" ")
     fields: dict[str, Any] = {}
     if logger == _KOPF_OBJECTS_LOGGER and (prefix := _KOPF_OBJECT.match(message)) is not None:
@@ -41,14 +40,6 @@ def decode_python_text(text: str) -> Record | None:
             fields["namespace"] = namespace
         fields["name"] = object_name
         message = message[prefix.end() :]
-    stamp = parse_time(stamp_text)
-    return Record(
-        message=message,
-        level=level,
-        verbosity=verbosity,
-        time=stamp,
-        logger=logger,
-        fields=fields,
-        format="kopf-text",
-        missing=NO_TIME if stamp is None else (),
+    return text_record(
+        stamp_text, level_name.rstrip(" "), logger, message, fields=fields, format_name="kopf-text"
     )
